@@ -1,0 +1,115 @@
+use proptest::prelude::*;
+
+use super::*;
+
+#[test]
+fn parses_a_request_and_keeps_params_raw() {
+    let env = Envelope::parse(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{"n":1.50}}}"#)
+        .expect("valid request");
+    assert_eq!(env.kind, Kind::Request);
+    assert_eq!(env.id.as_ref().map(RequestId::as_json), Some("7"));
+    assert_eq!(env.method(), "tools/call");
+    assert!(
+        env.params
+            .as_ref()
+            .map(|p| p.get().contains("1.50"))
+            .unwrap_or(false)
+    );
+}
+
+#[test]
+fn string_ids_are_echoed_byte_for_byte() {
+    let env = Envelope::parse(br#"{"jsonrpc":"2.0","id":"a\u0062c","result":{}}"#)
+        .expect("valid response");
+    assert_eq!(env.kind, Kind::Result);
+    let id = env.id.expect("id");
+    assert_eq!(id.as_json(), r#""a\u0062c""#);
+    let out = Envelope::result_bytes(&id, &empty_object());
+    assert_eq!(out, br#"{"jsonrpc":"2.0","id":"a\u0062c","result":{}}"#);
+}
+
+#[test]
+fn notifications_have_no_id() {
+    let env = Envelope::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .expect("valid");
+    assert_eq!(env.kind, Kind::Notification);
+    assert!(env.id.is_none());
+}
+
+#[test]
+fn malformed_json_is_a_parse_error() {
+    let err = Envelope::parse(b"{\"jsonrpc\":\"2.0\",").expect_err("truncated");
+    assert_eq!(err.code, PARSE_ERROR);
+    let err = Envelope::parse(b"not json").expect_err("garbage");
+    assert_eq!(err.code, PARSE_ERROR);
+}
+
+#[test]
+fn wrong_version_or_shape_is_an_invalid_request_that_keeps_the_id() {
+    let err =
+        Envelope::parse(br#"{"jsonrpc":"1.0","id":3,"method":"ping"}"#).expect_err("bad version");
+    assert_eq!(err.code, INVALID_REQUEST);
+    assert_eq!(err.id.as_ref().map(RequestId::as_json), Some("3"));
+    let err = Envelope::parse(br#"{"jsonrpc":"2.0","id":3}"#).expect_err("no method");
+    assert_eq!(err.code, INVALID_REQUEST);
+    let err =
+        Envelope::parse(br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).expect_err("object id");
+    assert_eq!(err.code, INVALID_REQUEST);
+    let err = Envelope::parse(br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":3}"#)
+        .expect_err("scalar params");
+    assert_eq!(err.code, INVALID_REQUEST);
+    let err =
+        Envelope::parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#).expect_err("null id");
+    assert_eq!(err.code, INVALID_REQUEST);
+}
+
+#[test]
+fn batches_are_refused_as_invalid_requests() {
+    let err = Envelope::parse(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).expect_err("batch");
+    assert_eq!(err.code, INVALID_REQUEST);
+}
+
+#[test]
+fn raw_object_rewrites_one_field_and_keeps_the_rest() {
+    let mut obj: RawObject = serde_json::from_str(
+        r#"{"name":"mail__send","arguments":{"to":"a@b.c"},"_meta":{"progressToken":5}}"#,
+    )
+    .expect("object");
+    obj.set_str("name", "send");
+    assert_eq!(
+        obj.to_raw().get(),
+        r#"{"name":"send","arguments":{"to":"a@b.c"},"_meta":{"progressToken":5}}"#
+    );
+}
+
+#[test]
+fn raw_object_refuses_duplicate_keys() {
+    assert!(serde_json::from_str::<RawObject>(r#"{"name":"a","name":"b"}"#).is_err());
+}
+
+#[test]
+fn error_responses_serialise_with_null_id_when_unknown() {
+    let out = ErrorObject::new(PARSE_ERROR, "parse error").to_response(None);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["id"], serde_json::Value::Null);
+    assert_eq!(v["error"]["code"], PARSE_ERROR);
+}
+
+proptest! {
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = Envelope::parse(&bytes);
+    }
+
+    #[test]
+    fn requests_round_trip(id in 0u64..u64::MAX, method in "[a-z/_]{1,20}", n in any::<i64>(), s in ".{0,20}") {
+        let params = to_raw(&serde_json::json!({"n": n, "s": s}));
+        let id = RequestId::number(id);
+        let bytes = Envelope::request_bytes(Some(&id), &method, Some(&params));
+        let env = Envelope::parse(&bytes).expect("round trip");
+        prop_assert_eq!(env.kind, Kind::Request);
+        prop_assert_eq!(env.id, Some(id));
+        prop_assert_eq!(env.method.as_deref(), Some(method.as_str()));
+        prop_assert_eq!(env.params.map(|p| p.get().to_owned()), Some(params.get().to_owned()));
+    }
+}
