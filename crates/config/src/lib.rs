@@ -1,1 +1,44 @@
-//! castellan-config
+//! Castellan's configuration: `castellan.yaml` read into raw serde types
+//! (unknown keys refused, every error with file, line and column), then
+//! checked across fields and compiled into a [`Config`] the gateway uses
+//! as is. A reload builds a whole new [`Config`]; a broken file never
+//! replaces a working one.
+#![deny(missing_docs)]
+
+mod duration;
+mod error;
+mod model;
+
+pub use duration::Duration;
+pub use error::ConfigError;
+pub use model::{
+    Config, HttpUpstream, Limits, Listener, ModernHeaders, RestartPolicy, StdioUpstream, Transport,
+    Upstream, UpstreamEra,
+};
+
+/// The configuration used when `castellan serve` is given no file: the
+/// built-in demo upstream on loopback.
+pub const DEFAULT_YAML: &str = include_str!("default.yaml");
+
+/// Reads and validates a configuration. `origin` names the source in
+/// errors (a file path, or `<default>`); `env` resolves `${VAR}`.
+pub fn load(
+    origin: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    model::compile(origin, text, env)
+}
+
+/// Reads a configuration file from disk.
+pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: origin.clone(),
+        message: e.to_string(),
+    })?;
+    load(&origin, &text, &|k| std::env::var(k).ok())
+}
+
+#[cfg(test)]
+mod tests;

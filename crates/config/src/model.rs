@@ -1,0 +1,472 @@
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::duration::Duration;
+use crate::error::ConfigError;
+
+/// A compiled, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from (a path or `<default>`).
+    pub origin: String,
+    /// The agent-facing listener.
+    pub listener: Listener,
+    /// Size and time limits.
+    pub limits: Limits,
+    /// The upstream MCP servers, in configuration order.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// The agent-facing MCP listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Socket address to bind.
+    pub addr: SocketAddr,
+    /// Path of the MCP endpoint.
+    pub path: String,
+    /// Host header values accepted (DNS rebinding protection). Empty means
+    /// "loopback names and the bound address".
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted; requests without Origin are accepted.
+    pub allowed_origins: Vec<String>,
+    /// How strictly modern-era `Mcp-Method` / `Mcp-Name` headers are required.
+    pub modern_headers: ModernHeaders,
+}
+
+/// Whether modern-era requests must carry the mirrored headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModernHeaders {
+    /// Missing headers are refused (the specification's rule).
+    Require,
+    /// Missing headers are tolerated; present ones must still match the body.
+    Validate,
+}
+
+/// Size and time limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted from an agent.
+    pub max_body_bytes: usize,
+    /// Largest single message accepted from an upstream (JSON body, SSE
+    /// event or stdio line).
+    pub max_message_bytes: usize,
+    /// How long a request may wait for its upstream's final answer.
+    pub upstream_timeout: std::time::Duration,
+    /// How long connecting to an HTTP upstream may take.
+    pub connect_timeout: std::time::Duration,
+    /// Idle time after which a legacy session is ended.
+    pub session_idle: std::time::Duration,
+    /// Most concurrent legacy sessions.
+    pub max_sessions: usize,
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Unique name, used in namespacing and in errors.
+    pub name: String,
+    /// Namespace prefix for tool and prompt names and resource URIs; empty
+    /// means names pass through unchanged.
+    pub prefix: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// 1-based line of the entry in the file.
+    pub line: usize,
+}
+
+/// How an upstream is reached.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// A demo server built into the binary.
+    Builtin(String),
+    /// Streamable HTTP.
+    Http(HttpUpstream),
+    /// A child process speaking newline-delimited JSON-RPC.
+    Stdio(StdioUpstream),
+}
+
+/// A Streamable HTTP upstream.
+#[derive(Debug, Clone)]
+pub struct HttpUpstream {
+    /// The MCP endpoint URL (`http://host:port/path`).
+    pub url: String,
+    /// Headers injected on every request (credentials for this upstream).
+    pub headers: Vec<(String, String)>,
+    /// Which protocol era to speak to it.
+    pub era: UpstreamEra,
+}
+
+/// Which era to speak to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamEra {
+    /// Probe with a modern request, fall back to `initialize`.
+    Auto,
+    /// Always `initialize` (2025-11-25 and earlier).
+    Legacy,
+    /// Always stateless 2026-07-28.
+    Modern,
+}
+
+/// A stdio upstream.
+#[derive(Debug, Clone)]
+pub struct StdioUpstream {
+    /// Program to run.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Restart back-off.
+    pub restart: RestartPolicy,
+}
+
+/// Exponential back-off for restarting a dead child.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    /// First delay.
+    pub initial: std::time::Duration,
+    /// Longest delay.
+    pub max: std::time::Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default = "default_modern_headers")]
+    modern_headers: ModernHeaders,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    upstreams: Vec<RawUpstream>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_path() -> String {
+    "/mcp".into()
+}
+fn default_modern_headers() -> ModernHeaders {
+    ModernHeaders::Require
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<usize>,
+    max_message_bytes: Option<usize>,
+    upstream_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    session_idle: Option<Duration>,
+    max_sessions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: String,
+    prefix: Option<String>,
+    builtin: Option<String>,
+    http: Option<RawHttp>,
+    stdio: Option<RawStdio>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "default_era")]
+    era: UpstreamEra,
+}
+
+fn default_era() -> UpstreamEra {
+    UpstreamEra::Auto
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStdio {
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    restart_initial: Option<Duration>,
+    restart_max: Option<Duration>,
+}
+
+/// The builtin demo servers the binary carries.
+pub const BUILTINS: &[&str] = &["mail", "files", "payments", "web", "chat"];
+
+pub(crate) fn compile(
+    origin: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ConfigError::Syntax {
+            file: origin.into(),
+            line,
+            column,
+            message: e.to_string(),
+        }
+    })?;
+    let invalid = |line: usize, message: String| ConfigError::Invalid {
+        file: origin.into(),
+        line,
+        message,
+    };
+    let top_line = |key: &str| find_key_line(text, key, None);
+
+    let addr: SocketAddr = raw.listen.parse().map_err(|_| {
+        invalid(
+            top_line("listen"),
+            format!(
+                "`listen` must be an address like 127.0.0.1:8080, got `{}`",
+                raw.listen
+            ),
+        )
+    })?;
+    if !raw.path.starts_with('/') {
+        return Err(invalid(
+            top_line("path"),
+            format!("`path` must start with `/`, got `{}`", raw.path),
+        ));
+    }
+    let l = raw.limits;
+    let limits = Limits {
+        max_body_bytes: l.max_body_bytes.unwrap_or(4 << 20),
+        max_message_bytes: l.max_message_bytes.unwrap_or(16 << 20),
+        upstream_timeout: l
+            .upstream_timeout
+            .map_or(std::time::Duration::from_secs(60), |d| d.0),
+        connect_timeout: l
+            .connect_timeout
+            .map_or(std::time::Duration::from_secs(5), |d| d.0),
+        session_idle: l
+            .session_idle
+            .map_or(std::time::Duration::from_secs(30 * 60), |d| d.0),
+        max_sessions: l.max_sessions.unwrap_or(100_000),
+    };
+    if limits.max_body_bytes == 0 || limits.max_message_bytes == 0 {
+        return Err(invalid(
+            top_line("limits"),
+            "size limits must be greater than zero".into(),
+        ));
+    }
+    if limits.upstream_timeout.is_zero() {
+        return Err(invalid(
+            top_line("limits"),
+            "`upstream_timeout` must be greater than zero".into(),
+        ));
+    }
+
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+    for (i, u) in raw.upstreams.into_iter().enumerate() {
+        let line = find_key_line(text, "name", Some(&u.name)).max(top_line("upstreams"));
+        if u.name.is_empty()
+            || !u
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                line,
+                format!(
+                    "upstream name `{}` must be non-empty letters, digits, `-` or `_`",
+                    u.name
+                ),
+            ));
+        }
+        if !names.insert(u.name.clone()) {
+            return Err(invalid(
+                line,
+                format!("upstream name `{}` is used twice", u.name),
+            ));
+        }
+        let prefix = u.prefix.unwrap_or_else(|| u.name.clone());
+        if !prefix.is_empty() {
+            if prefix.contains("__")
+                || !prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "prefix `{prefix}` of upstream `{}` must be letters, digits, `-` or `_` without `__`",
+                        u.name
+                    ),
+                ));
+            }
+            if !prefixes.insert(prefix.clone()) {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "prefix `{prefix}` of upstream `{}` is already used by another upstream",
+                        u.name
+                    ),
+                ));
+            }
+        }
+        let transport = match (u.builtin, u.http, u.stdio) {
+            (Some(b), None, None) => {
+                if !BUILTINS.contains(&b.as_str()) {
+                    return Err(invalid(
+                        line,
+                        format!(
+                            "upstream `{}`: unknown builtin `{b}`; known: {}",
+                            u.name,
+                            BUILTINS.join(", ")
+                        ),
+                    ));
+                }
+                Transport::Builtin(b)
+            }
+            (None, Some(h), None) => {
+                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                    return Err(invalid(
+                        line,
+                        format!(
+                            "upstream `{}`: url `{}` must start with http:// or https://",
+                            u.name, h.url
+                        ),
+                    ));
+                }
+                let mut headers = Vec::with_capacity(h.headers.len());
+                for (k, v) in h.headers {
+                    let v = expand_env(&v, env).map_err(|m| {
+                        invalid(line, format!("upstream `{}` header `{k}`: {m}", u.name))
+                    })?;
+                    headers.push((k, v));
+                }
+                Transport::Http(HttpUpstream {
+                    url: h.url,
+                    headers,
+                    era: h.era,
+                })
+            }
+            (None, None, Some(s)) => {
+                if s.command.trim().is_empty() {
+                    return Err(invalid(
+                        line,
+                        format!("upstream `{}`: `command` is empty", u.name),
+                    ));
+                }
+                let mut envs = Vec::with_capacity(s.env.len());
+                for (k, v) in s.env {
+                    let v = expand_env(&v, env).map_err(|m| {
+                        invalid(line, format!("upstream `{}` env `{k}`: {m}", u.name))
+                    })?;
+                    envs.push((k, v));
+                }
+                let initial = s
+                    .restart_initial
+                    .map_or(std::time::Duration::from_millis(500), |d| d.0);
+                let max = s
+                    .restart_max
+                    .map_or(std::time::Duration::from_secs(30), |d| d.0)
+                    .max(initial);
+                Transport::Stdio(StdioUpstream {
+                    command: s.command,
+                    args: s.args,
+                    env: envs,
+                    cwd: s.cwd,
+                    restart: RestartPolicy { initial, max },
+                })
+            }
+            (None, None, None) => {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "upstream `{}` (entry {}) needs one of `builtin`, `http` or `stdio`",
+                        u.name,
+                        i + 1
+                    ),
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    line,
+                    format!(
+                        "upstream `{}` sets more than one of `builtin`, `http` and `stdio`",
+                        u.name
+                    ),
+                ));
+            }
+        };
+        upstreams.push(Upstream {
+            name: u.name,
+            prefix,
+            transport,
+            line,
+        });
+    }
+    Ok(Config {
+        origin: origin.into(),
+        listener: Listener {
+            addr,
+            path: raw.path,
+            allowed_hosts: raw.allowed_hosts,
+            allowed_origins: raw.allowed_origins,
+            modern_headers: raw.modern_headers,
+        },
+        limits,
+        upstreams,
+    })
+}
+
+/// Expands `${VAR}` references; a missing variable is an error, never an
+/// empty credential.
+fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated `${{` in `{value}`"))?;
+        let var = &after[..end];
+        let val = env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The 1-based line where `key:` (optionally with `value`) first appears;
+/// 0 if not found. Good enough to point an operator at the entry.
+fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start().trim_start_matches("- ").trim_start();
+        if let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+            let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+            if value.is_none_or(|want| v == want) {
+                return i + 1;
+            }
+        }
+    }
+    0
+}
