@@ -1,1 +1,158 @@
-fn main() {}
+//! The `castellan` command: parses arguments, dispatches, maps errors to
+//! exit codes. Everything else lives in the library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "castellan",
+    version,
+    about = "A behaviour-based zero-trust gateway for AI agents"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CASTELLAN_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway. Without --config it fronts the builtin demo upstreams.
+    Serve {
+        /// Configuration file (castellan.yaml).
+        #[arg(long, short, env = "CASTELLAN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Override the listen address (e.g. 127.0.0.1:0 for any free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate a configuration file and exit (non-zero on any error).
+    Check {
+        /// Configuration file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("castellan: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASTELLAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Check { config } => {
+            let cfg = castellan_config::load_file(&config)?;
+            println!(
+                "{}: ok ({} upstreams)",
+                config.display(),
+                cfg.upstreams.len()
+            );
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let mut cfg = match &config {
+                Some(path) => castellan_config::load_file(path)?,
+                None => {
+                    castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
+                        std::env::var(k).ok()
+                    })?
+                }
+            };
+            if let Some(addr) = listen {
+                cfg.listener.addr = addr;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(Arc::new(cfg), config.is_none()))
+        }
+    }
+}
+
+async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result<()> {
+    // Bind before anything else so a port conflict fails fast and clearly.
+    let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listener.addr))?;
+    let addr = listener.local_addr().context("listener has no address")?;
+    let gateway = castellan_gateway::Gateway::start(cfg.clone()).map_err(anyhow::Error::msg)?;
+    let url = format!("http://{addr}{}", cfg.listener.path);
+    println!("castellan {} listening", env!("CARGO_PKG_VERSION"));
+    println!("  MCP endpoint: {url}");
+    println!(
+        "  upstreams:    {}",
+        cfg.upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if demo {
+        println!(
+            "  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)"
+        );
+    }
+    println!(
+        "  connect any MCP client over Streamable HTTP, e.g.: npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list"
+    );
+    tracing::info!(%url, "gateway ready");
+    castellan_gateway::serve(gateway, listener, shutdown_signal()).await;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

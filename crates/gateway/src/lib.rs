@@ -1,1 +1,20 @@
-//! castellan-gateway
+//! Castellan's data plane: the agent-facing MCP endpoint and the upstreams
+//! behind it.
+//!
+//! Layout, in the order a request travels:
+//! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
+//!   sessions, Host/Origin checks, body limits) and response rendering;
+//! - [`gateway`]: routing, federation and relaying of one agent message;
+//! - [`federation`]: namespacing and the routing tables;
+//! - [`session`]: legacy-era agent sessions and resumable streams;
+//! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
+#![deny(missing_docs)]
+
+pub mod federation;
+pub mod gateway;
+pub mod server;
+pub mod session;
+pub mod upstream;
+
+pub use gateway::Gateway;
+pub use server::serve;

@@ -1,0 +1,1086 @@
+//! The gateway's request path: one agent message in, one answer (JSON or an
+//! SSE stream) out. Data flows one way through [`Gateway::handle`]:
+//! caller context -> parse -> route -> admit (the judge's seam) -> upstream
+//! -> inspect result (the inspection seam) -> respond.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use castellan_config::{Config, Transport};
+use castellan_protocol::jsonrpc::{
+    self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, RawObject, RequestId, to_raw,
+};
+use castellan_protocol::{Kind, mcp, sse};
+use futures_util::future::join_all;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::federation::{Routes, list_shape};
+use crate::session::{ClientSession, InFlight, STANDALONE, ServerRequestRoute, Sessions};
+use crate::upstream::builtin::BuiltinUpstream;
+use crate::upstream::http::{ClientProfile, HttpUpstream, UpSession, modern_meta};
+use crate::upstream::stdio::StdioUpstream;
+use crate::upstream::{Outbound, Push, ReplyRx, UpMsg, UpstreamError};
+
+/// How an upstream is reached.
+#[derive(Debug)]
+pub enum Upstream {
+    /// In-process demo server.
+    Builtin(BuiltinUpstream),
+    /// Streamable HTTP.
+    Http(HttpUpstream),
+    /// Child process.
+    Stdio(StdioUpstream),
+}
+
+/// Who is asking: a legacy session, or a stateless modern request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Legacy era: a session opened with `initialize`.
+    Legacy(Arc<ClientSession>),
+    /// Modern era: what this one request declared in `_meta`.
+    Modern(Arc<ClientProfile>),
+}
+
+impl Caller {
+    fn is_modern(&self) -> bool {
+        matches!(self, Caller::Modern(_))
+    }
+
+    fn session(&self) -> Option<&Arc<ClientSession>> {
+        match self {
+            Caller::Legacy(s) => Some(s),
+            Caller::Modern(_) => None,
+        }
+    }
+}
+
+/// What the HTTP layer sends back.
+#[derive(Debug)]
+pub enum Outcome {
+    /// One JSON-RPC message.
+    Json(Vec<u8>),
+    /// An SSE stream of already-framed events.
+    Sse(mpsc::Receiver<Bytes>),
+    /// 202, no body (notifications and responses).
+    Accepted,
+}
+
+/// What to do with a result before the agent sees it.
+#[derive(Debug, Clone, Copy)]
+enum Post {
+    /// Pass it through (plus `resultType` for modern agents).
+    Passthrough,
+}
+
+/// The gateway: upstreams, routing tables and sessions.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) config: Arc<Config>,
+    upstreams: Vec<Upstream>,
+    names: Vec<Arc<str>>,
+    routes: Routes,
+    pub(crate) sessions: Sessions,
+    ids: Arc<AtomicU64>,
+}
+
+/// Largest number of pages read from one upstream for one list.
+const MAX_PAGES: usize = 100;
+
+impl Gateway {
+    /// Builds the gateway and starts what runs in the background (stdio
+    /// children, the broadcast of upstream pushes, session expiry).
+    pub fn start(config: Arc<Config>) -> Result<Arc<Gateway>, String> {
+        let ids = Arc::new(AtomicU64::new(1));
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for (i, u) in config.upstreams.iter().enumerate() {
+            let l = &config.limits;
+            upstreams.push(match &u.transport {
+                Transport::Builtin(b) => Upstream::Builtin(
+                    BuiltinUpstream::new(b).ok_or_else(|| format!("unknown builtin `{b}`"))?,
+                ),
+                Transport::Http(h) => Upstream::Http(HttpUpstream::new(
+                    i,
+                    &u.name,
+                    h,
+                    l.upstream_timeout,
+                    l.connect_timeout,
+                    l.max_message_bytes,
+                    push_tx.clone(),
+                    ids.clone(),
+                )?),
+                Transport::Stdio(s) => Upstream::Stdio(StdioUpstream::start(
+                    i,
+                    &u.name,
+                    s,
+                    l.upstream_timeout,
+                    l.max_message_bytes,
+                    push_tx.clone(),
+                    ids.clone(),
+                )),
+            });
+        }
+        let gw = Arc::new(Gateway {
+            names: config
+                .upstreams
+                .iter()
+                .map(|u| Arc::<str>::from(u.name.as_str()))
+                .collect(),
+            routes: Routes::new(config.upstreams.iter().map(|u| u.prefix.clone()).collect()),
+            config,
+            upstreams,
+            sessions: Sessions::default(),
+            ids,
+        });
+        tokio::spawn(broadcast(Arc::downgrade(&gw), push_rx));
+        tokio::spawn(expire_sessions(Arc::downgrade(&gw)));
+        Ok(gw)
+    }
+
+    fn next_id(&self) -> RequestId {
+        RequestId::number(self.ids.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Opens a legacy session for an `initialize` request; returns the
+    /// session and the answer.
+    pub fn initialize(
+        self: &Arc<Self>,
+        env: &Envelope,
+    ) -> Result<(Arc<ClientSession>, Vec<u8>), Vec<u8>> {
+        let id = env.id.as_ref();
+        let params: Value = env
+            .params
+            .as_ref()
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let requested = params
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(mcp::LATEST_LEGACY);
+        let version = if mcp::LEGACY_VERSIONS.contains(&requested) {
+            requested
+        } else {
+            mcp::LATEST_LEGACY
+        };
+        let profile = ClientProfile {
+            version: version.to_owned(),
+            capabilities: params.get("capabilities").cloned().unwrap_or(json!({})),
+            client_info: params
+                .get("clientInfo")
+                .cloned()
+                .unwrap_or(json!({"name": "unknown", "version": "0"})),
+        };
+        let Some(sid) = crate::session::new_session_id() else {
+            return Err(ErrorObject::new(
+                jsonrpc::INTERNAL_ERROR,
+                "cannot create a session: no randomness available",
+            )
+            .to_response(id));
+        };
+        let (session, push_rx) = ClientSession::new(sid, profile);
+        if !self
+            .sessions
+            .insert(session.clone(), self.config.limits.max_sessions)
+        {
+            return Err(ErrorObject::new(
+                jsonrpc::INTERNAL_ERROR,
+                "too many sessions; try again later",
+            )
+            .to_response(id));
+        }
+        tokio::spawn(session_pushes(
+            Arc::downgrade(self),
+            Arc::downgrade(&session),
+            push_rx,
+        ));
+        let result = json!({
+            "protocolVersion": version,
+            "capabilities": server_capabilities(),
+            "serverInfo": server_info(),
+            "instructions": "Castellan gateway: tools of every upstream are named `upstream__tool`. Every call is judged and recorded.",
+        });
+        let Some(id) = id else {
+            return Err(
+                ErrorObject::new(jsonrpc::INVALID_REQUEST, "initialize must be a request")
+                    .to_response(None),
+            );
+        };
+        Ok((session, Envelope::result_bytes(id, &to_raw(&result))))
+    }
+
+    /// Handles one agent message (after the HTTP layer checked transport
+    /// headers and found the caller).
+    pub async fn handle(
+        self: &Arc<Self>,
+        caller: Caller,
+        env: Envelope,
+        wants_sse: bool,
+    ) -> Outcome {
+        if let Some(s) = caller.session() {
+            s.touch();
+        }
+        match env.kind {
+            Kind::Request => {
+                let Some(id) = env.id.clone() else {
+                    return Outcome::Accepted;
+                };
+                match self.request(&caller, &id, env, wants_sse).await {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Json(e.to_response(Some(&id))),
+                }
+            }
+            Kind::Notification => {
+                self.notification(&caller, &env).await;
+                Outcome::Accepted
+            }
+            Kind::Result | Kind::Error => {
+                self.client_response(&caller, env).await;
+                Outcome::Accepted
+            }
+        }
+    }
+
+    async fn request(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &RequestId,
+        env: Envelope,
+        wants_sse: bool,
+    ) -> Result<Outcome, ErrorObject> {
+        let method = env.method().to_owned();
+        match method.as_str() {
+            "ping" => Ok(self.local_result(caller, id, json!({}))),
+            "initialize" => Err(ErrorObject::new(jsonrpc::INVALID_REQUEST, "session already initialized")),
+            "server/discover" => Ok(self.local_result(
+                caller,
+                id,
+                json!({
+                    "supportedVersions": mcp::SUPPORTED_VERSIONS,
+                    "capabilities": server_capabilities(),
+                    "serverInfo": server_info(),
+                    "instructions": "Castellan gateway: tools of every upstream are named `upstream__tool`.",
+                }),
+            )),
+            "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                if params.get("cursor").is_some_and(|c| c.get() != "null") {
+                    return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor: this gateway returns complete lists and issues no cursors"));
+                }
+                let items = self.list(caller, &method, &params).await;
+                let (key, _) = list_shape(&method).unwrap_or(("items", None));
+                Ok(self.local_result(caller, id, json!({ key: items })))
+            }
+            "tools/call" | "prompts/get" => {
+                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let exposed = params.get_str("name").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `name`")))?;
+                let (i, name) = self.resolve_name(caller, &exposed, &method).await.ok_or_else(|| {
+                    let what = if method == "tools/call" { "tool" } else { "prompt" };
+                    ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{exposed}`"))
+                })?;
+                params.set_str("name", &name);
+                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `uri`")))?;
+                let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
+                    ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
+                })?;
+                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+            }
+            "completion/complete" => {
+                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let reference: RawObject = params
+                    .get("ref")
+                    .and_then(|r| serde_json::from_str(r.get()).ok())
+                    .ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "completion/complete needs a `ref` object"))?;
+                let mut reference = reference;
+                let i = match (reference.get_str("type").as_deref(), reference.get_str("name"), reference.get_str("uri")) {
+                    (Some("ref/prompt"), Some(name), _) => {
+                        let (i, local) = self.resolve_name(caller, &name, "prompts/get").await.ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown prompt `{name}`")))?;
+                        reference.set_str("name", &local);
+                        i
+                    }
+                    (Some("ref/resource"), _, Some(uri)) => {
+                        self.resolve_uri(caller, &uri).await.ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")))?
+                    }
+                    _ => return Err(ErrorObject::new(INVALID_PARAMS, "`ref` must be a ref/prompt with `name` or a ref/resource with `uri`")),
+                };
+                params.set("ref", reference.to_raw());
+                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+            }
+            "logging/setLevel" => {
+                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let sends = (0..self.upstreams.len()).map(|i| {
+                    let params = params.clone();
+                    async move {
+                        let out = Outbound { id: self.next_id(), method: "logging/setLevel".into(), params: Some(params.to_raw()), extra_headers: Vec::new() };
+                        if let Ok((rx, _)) = self.send(caller, i, out).await {
+                            let _ = final_of(rx, self.config.limits.upstream_timeout).await;
+                        }
+                    }
+                });
+                join_all(sends).await;
+                Ok(self.local_result(caller, id, json!({})))
+            }
+            other => Err(ErrorObject::new(METHOD_NOT_FOUND, format!("method `{other}` not found"))),
+        }
+    }
+
+    /// A result the gateway answers itself.
+    fn local_result(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Outcome {
+        if caller.is_modern() {
+            if let Some(o) = result.as_object_mut() {
+                o.insert("resultType".into(), json!("complete"));
+                let meta = o.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(m) = meta.as_object_mut() {
+                    m.insert(mcp::META_SERVER_INFO.into(), server_info());
+                }
+            }
+        }
+        Outcome::Json(Envelope::result_bytes(id, &to_raw(&result)))
+    }
+
+    async fn resolve_name(
+        &self,
+        caller: &Caller,
+        exposed: &str,
+        method: &str,
+    ) -> Option<(usize, String)> {
+        if let Some(hit) = self.routes.resolve_name(exposed) {
+            return Some(hit);
+        }
+        // An un-prefixed name not seen yet: learn the lists, then retry.
+        let list = if method == "prompts/get" {
+            "prompts/list"
+        } else {
+            "tools/list"
+        };
+        let _ = self.list(caller, list, &RawObject::default()).await;
+        self.routes.resolve_name(exposed)
+    }
+
+    async fn resolve_uri(&self, caller: &Caller, uri: &str) -> Option<usize> {
+        if let Some(i) = self.routes.resolve_uri(uri) {
+            return Some(i);
+        }
+        let _ = self
+            .list(caller, "resources/list", &RawObject::default())
+            .await;
+        let _ = self
+            .list(caller, "resources/templates/list", &RawObject::default())
+            .await;
+        self.routes
+            .resolve_uri(uri)
+            .or_else(|| (self.upstreams.len() == 1).then_some(0))
+    }
+
+    /// Fans a list out to every upstream, reads all their pages, namespaces
+    /// and merges. An upstream that fails is left out and logged.
+    async fn list(&self, caller: &Caller, method: &str, params: &RawObject) -> Vec<Value> {
+        let Some((key, name_field)) = list_shape(method) else {
+            return Vec::new();
+        };
+        let per_upstream = join_all(
+            (0..self.upstreams.len()).map(|i| self.list_one(caller, i, method, key, params)),
+        )
+        .await;
+        let mut merged = Vec::new();
+        for (i, items) in per_upstream.into_iter().enumerate() {
+            let items = match items {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+                    continue;
+                }
+            };
+            for mut item in items {
+                if let Some(field) = name_field {
+                    let Some(name) = item.get(field).and_then(Value::as_str).map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let exposed = self.routes.expose(i, &name);
+                    if self.routes.is_plain(i) && !self.routes.claim_name(i, &exposed) {
+                        tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
+                        continue;
+                    }
+                    item[field] = Value::String(exposed);
+                } else if let Some(uri) = item.get("uri").and_then(Value::as_str) {
+                    if !self.routes.claim_uri(i, uri) {
+                        tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
+                        continue;
+                    }
+                } else if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {
+                    self.routes.claim_template(i, t);
+                }
+                merged.push(item);
+            }
+        }
+        merged
+    }
+
+    async fn list_one(
+        &self,
+        caller: &Caller,
+        i: usize,
+        method: &str,
+        key: &str,
+        params: &RawObject,
+    ) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut p = params.clone();
+            p.remove("cursor");
+            if let Some(c) = &cursor {
+                p.set_str("cursor", c);
+            }
+            let out = Outbound {
+                id: self.next_id(),
+                method: method.into(),
+                params: Some(p.to_raw()),
+                extra_headers: Vec::new(),
+            };
+            let (rx, _) = self.send(caller, i, out).await.map_err(|e| e.to_string())?;
+            let env = final_of(rx, self.config.limits.upstream_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(result) = env.result else {
+                // An upstream without this capability answers -32601: an empty list.
+                return Ok(items);
+            };
+            let mut result: Value = serde_json::from_str(result.get())
+                .map_err(|e| format!("malformed {method} result: {e}"))?;
+            if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
+                items.extend(page);
+            }
+            match result.get("nextCursor").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
+                _ => return Ok(items),
+            }
+        }
+        Ok(items)
+    }
+
+    /// Sends one request to upstream `i` on behalf of `caller`.
+    async fn send(
+        &self,
+        caller: &Caller,
+        i: usize,
+        mut out: Outbound,
+    ) -> Result<(ReplyRx, Option<Arc<UpSession>>), UpstreamError> {
+        match (&self.upstreams[i], caller) {
+            (Upstream::Builtin(b), _) => Ok((b.request(&out), None)),
+            (Upstream::Stdio(s), _) => Ok((s.request(&out).await?, None)),
+            (Upstream::Http(h), Caller::Modern(_)) => {
+                if h.speaks_modern().await {
+                    Ok((h.request(None, &out).await?, None))
+                } else {
+                    let s = h.shared_session().await?;
+                    Ok((h.request(Some(&s), &out).await?, Some(s)))
+                }
+            }
+            (Upstream::Http(h), Caller::Legacy(session)) => {
+                let opened = self.up_session(session, i, h).await;
+                let s = match opened {
+                    Ok(s) => s,
+                    Err(e) => {
+                        if !h.speaks_modern().await {
+                            return Err(e);
+                        }
+                        // A modern-only upstream: speak for the legacy agent statelessly.
+                        out.params = Some(with_meta(
+                            out.params.as_deref(),
+                            &modern_meta(&session.profile),
+                        ));
+                        return Ok((h.request(None, &out).await?, None));
+                    }
+                };
+                match h.request(Some(&s), &out).await {
+                    Err(_) if s.is_dead() => {
+                        session.forget_upstream(i);
+                        let s = self.up_session(session, i, h).await?;
+                        Ok((h.request(Some(&s), &out).await?, Some(s)))
+                    }
+                    r => Ok((r?, Some(s))),
+                }
+            }
+        }
+    }
+
+    async fn up_session(
+        &self,
+        session: &Arc<ClientSession>,
+        i: usize,
+        h: &HttpUpstream,
+    ) -> Result<Arc<UpSession>, UpstreamError> {
+        let cell = session.upstream_cell(i);
+        let s = cell
+            .get_or_try_init(|| h.open_session(&session.profile, session.push_tx.clone()))
+            .await?;
+        Ok(s.clone())
+    }
+
+    /// Forwards a routed request and relays the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        self: &Arc<Self>,
+        caller: &Caller,
+        client_id: &RequestId,
+        i: usize,
+        method: &str,
+        params: RawObject,
+        wants_sse: bool,
+        post: Post,
+    ) -> Result<Outcome, ErrorObject> {
+        let out = Outbound {
+            id: self.next_id(),
+            method: method.into(),
+            params: Some(params.to_raw()),
+            extra_headers: Vec::new(),
+        };
+        let up_id = out.id.clone();
+        let (rx, up_session) = self
+            .send(caller, i, out)
+            .await
+            .map_err(|e| e.to_error_object())?;
+        if let Some(s) = caller.session() {
+            s.start_request(
+                client_id.clone(),
+                InFlight {
+                    upstream: i,
+                    upstream_id: up_id.clone(),
+                    up_session: up_session.clone(),
+                },
+            );
+        }
+        Ok(self
+            .relay(
+                caller.clone(),
+                client_id.clone(),
+                i,
+                up_id,
+                up_session,
+                rx,
+                wants_sse,
+                post,
+            )
+            .await)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn relay(
+        self: &Arc<Self>,
+        caller: Caller,
+        client_id: RequestId,
+        i: usize,
+        up_id: RequestId,
+        up_session: Option<Arc<UpSession>>,
+        mut rx: ReplyRx,
+        wants_sse: bool,
+        post: Post,
+    ) -> Outcome {
+        let timeout = self.config.limits.upstream_timeout;
+        let first = tokio::time::timeout(timeout, rx.recv()).await;
+        let first = match first {
+            Ok(Some(Ok(UpMsg::Message(env, bytes)))) if wants_sse => (env, bytes),
+            Ok(Some(Ok(UpMsg::Message(..)))) => {
+                // The agent accepts only JSON: wait for the final answer and
+                // refuse what cannot be delivered.
+                let answer = loop {
+                    match tokio::time::timeout(timeout, rx.recv()).await {
+                        Ok(Some(Ok(UpMsg::Final(env, _)))) => {
+                            break self.finalize(&caller, &client_id, env, post);
+                        }
+                        Ok(Some(Ok(UpMsg::Message(env, _)))) => {
+                            if env.kind == Kind::Request {
+                                self.refuse_server_request(
+                                    i,
+                                    &up_session,
+                                    &env,
+                                    "the agent accepts only JSON responses",
+                                )
+                                .await;
+                            }
+                        }
+                        Ok(Some(Err(e))) => {
+                            break e.to_error_object().to_response(Some(&client_id));
+                        }
+                        Ok(None) => {
+                            break self
+                                .failed(i, "stream closed")
+                                .to_response(Some(&client_id));
+                        }
+                        Err(_) => {
+                            break self
+                                .timed_out(i, &up_id, &up_session)
+                                .await
+                                .to_response(Some(&client_id));
+                        }
+                    }
+                };
+                self.done(&caller, &client_id);
+                return Outcome::Json(answer);
+            }
+            Ok(Some(Ok(UpMsg::Final(env, _)))) => {
+                self.done(&caller, &client_id);
+                return Outcome::Json(self.finalize(&caller, &client_id, env, post));
+            }
+            Ok(Some(Err(e))) => {
+                self.done(&caller, &client_id);
+                return Outcome::Json(e.to_error_object().to_response(Some(&client_id)));
+            }
+            Ok(None) => {
+                self.done(&caller, &client_id);
+                return Outcome::Json(
+                    self.failed(i, "the upstream closed the stream without answering")
+                        .to_response(Some(&client_id)),
+                );
+            }
+            Err(_) => {
+                self.done(&caller, &client_id);
+                return Outcome::Json(
+                    self.timed_out(i, &up_id, &up_session)
+                        .await
+                        .to_response(Some(&client_id)),
+                );
+            }
+        };
+        // Streaming: relay event by event, in order.
+        let (tx, body) = mpsc::channel(64);
+        let gw = self.clone();
+        tokio::spawn(async move {
+            let stream = match &caller {
+                Caller::Legacy(s) => {
+                    let sid = s.open_stream(tx.clone());
+                    if s.profile.version.as_str() >= "2025-11-25" {
+                        s.emit(sid, |eid| sse::encode(None, Some(eid), b""));
+                    }
+                    Some(sid)
+                }
+                Caller::Modern(_) => None,
+            };
+            let emit = |bytes: &[u8]| -> bool {
+                match (&caller, stream) {
+                    (Caller::Legacy(s), Some(sid)) => {
+                        // A legacy agent may reconnect and resume: keep going
+                        // even when nobody is listening right now.
+                        s.emit(sid, |eid| sse::encode(None, Some(eid), bytes));
+                        true
+                    }
+                    _ => tx.try_send(sse::encode(None, None, bytes)).is_ok() || !tx.is_closed(),
+                }
+            };
+            let mut next = Some(Ok(UpMsg::Message(first.0, first.1)));
+            loop {
+                let msg = match next.take() {
+                    Some(m) => m,
+                    None => match tokio::time::timeout(timeout, rx.recv()).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => Err(gw.failed_upstream(
+                            i,
+                            "the upstream closed the stream without answering",
+                        )),
+                        Err(_) => {
+                            let e = gw.timed_out(i, &up_id, &up_session).await;
+                            emit(&e.to_response(Some(&client_id)));
+                            break;
+                        }
+                    },
+                };
+                match msg {
+                    Ok(UpMsg::Final(env, _)) => {
+                        emit(&gw.finalize(&caller, &client_id, env, post));
+                        break;
+                    }
+                    Ok(UpMsg::Message(env, bytes)) => {
+                        let relayed = match env.kind {
+                            Kind::Request => gw.server_request(&caller, i, &up_session, env).await,
+                            _ => Some(bytes.to_vec()),
+                        };
+                        if let Some(b) = relayed {
+                            if !emit(&b) {
+                                // A modern agent closed its stream: that is cancellation.
+                                gw.cancel_upstream(i, &up_id, &up_session).await;
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        emit(&e.to_error_object().to_response(Some(&client_id)));
+                        break;
+                    }
+                }
+            }
+            gw.done(&caller, &client_id);
+            if let (Caller::Legacy(s), Some(sid)) = (&caller, stream) {
+                s.finish_stream(sid);
+            }
+        });
+        Outcome::Sse(body)
+    }
+
+    fn done(&self, caller: &Caller, client_id: &RequestId) {
+        if let Some(s) = caller.session() {
+            s.finish_request(client_id);
+        }
+    }
+
+    fn failed_upstream(&self, i: usize, reason: &str) -> UpstreamError {
+        UpstreamError::Failed {
+            upstream: self.names[i].clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn failed(&self, i: usize, reason: &str) -> ErrorObject {
+        self.failed_upstream(i, reason).to_error_object()
+    }
+
+    async fn timed_out(
+        &self,
+        i: usize,
+        up_id: &RequestId,
+        up_session: &Option<Arc<UpSession>>,
+    ) -> ErrorObject {
+        self.cancel_upstream(i, up_id, up_session).await;
+        UpstreamError::Timeout {
+            upstream: self.names[i].clone(),
+            millis: self.config.limits.upstream_timeout.as_millis(),
+        }
+        .to_error_object()
+    }
+
+    async fn cancel_upstream(
+        &self,
+        i: usize,
+        up_id: &RequestId,
+        up_session: &Option<Arc<UpSession>>,
+    ) {
+        match &self.upstreams[i] {
+            Upstream::Stdio(s) => s.cancel(up_id),
+            Upstream::Http(h) => {
+                if let Some(s) = up_session {
+                    let params = to_raw(
+                        &json!({"requestId": serde_json::from_str::<Value>(up_id.as_json()).unwrap_or_default(), "reason": "cancelled by the gateway"}),
+                    );
+                    let out = Outbound {
+                        id: RequestId::number(0),
+                        method: "notifications/cancelled".into(),
+                        params: Some(params),
+                        extra_headers: Vec::new(),
+                    };
+                    h.notify(Some(s), &out).await;
+                }
+            }
+            Upstream::Builtin(_) => {}
+        }
+    }
+
+    /// The agent's answer, with its id and, for modern agents, `resultType`.
+    fn finalize(
+        &self,
+        caller: &Caller,
+        client_id: &RequestId,
+        env: Envelope,
+        post: Post,
+    ) -> Vec<u8> {
+        if let Some(err) = env.error {
+            return Envelope::raw_error_bytes(Some(client_id), &err);
+        }
+        let Some(result) = env.result else {
+            return ErrorObject::new(jsonrpc::INTERNAL_ERROR, "upstream sent an empty response")
+                .to_response(Some(client_id));
+        };
+        match post {
+            Post::Passthrough if caller.is_modern() => {
+                if let Ok(mut obj) = serde_json::from_str::<RawObject>(result.get()) {
+                    if obj.get("resultType").is_none() {
+                        obj.set_str("resultType", "complete");
+                    }
+                    return Envelope::result_bytes(client_id, &obj.to_raw());
+                }
+                Envelope::result_bytes(client_id, &result)
+            }
+            Post::Passthrough => Envelope::result_bytes(client_id, &result),
+        }
+    }
+
+    /// Relays a server-to-agent request to a legacy agent that can answer
+    /// it, under a gateway id; otherwise answers the upstream with an error.
+    async fn server_request(
+        &self,
+        caller: &Caller,
+        i: usize,
+        up_session: &Option<Arc<UpSession>>,
+        env: Envelope,
+    ) -> Option<Vec<u8>> {
+        let needed = match env.method() {
+            "sampling/createMessage" => Some("sampling"),
+            "elicitation/create" => Some("elicitation"),
+            "roots/list" => Some("roots"),
+            _ => None,
+        };
+        let session = match caller {
+            Caller::Legacy(s)
+                if needed.is_none_or(|c| s.has_capability(c)) || env.method() == "ping" =>
+            {
+                s
+            }
+            Caller::Legacy(_) => {
+                self.refuse_server_request(
+                    i,
+                    up_session,
+                    &env,
+                    "the agent did not declare this capability",
+                )
+                .await;
+                return None;
+            }
+            Caller::Modern(_) => {
+                self.refuse_server_request(
+                    i,
+                    up_session,
+                    &env,
+                    "a 2026-07-28 agent cannot receive server requests mid-call",
+                )
+                .await;
+                return None;
+            }
+        };
+        let up_id = env.id.clone()?;
+        let gid = session.register_server_request(ServerRequestRoute {
+            upstream: i,
+            upstream_id: up_id,
+            up_session: up_session.clone(),
+        });
+        Some(Envelope::request_bytes(
+            Some(&gid),
+            env.method(),
+            env.params.as_deref(),
+        ))
+    }
+
+    async fn refuse_server_request(
+        &self,
+        i: usize,
+        up_session: &Option<Arc<UpSession>>,
+        env: &Envelope,
+        why: &str,
+    ) {
+        let Some(id) = env.id.as_ref() else { return };
+        let err = ErrorObject::new(
+            METHOD_NOT_FOUND,
+            format!("`{}` refused by the gateway: {why}", env.method()),
+        )
+        .to_response(Some(id));
+        self.deliver_to_upstream(i, up_session, Bytes::from(err))
+            .await;
+    }
+
+    async fn deliver_to_upstream(
+        &self,
+        i: usize,
+        up_session: &Option<Arc<UpSession>>,
+        bytes: Bytes,
+    ) {
+        match &self.upstreams[i] {
+            Upstream::Stdio(s) => s.send_raw(bytes),
+            Upstream::Http(h) => h.post_message(up_session.as_deref(), bytes).await,
+            Upstream::Builtin(_) => {}
+        }
+    }
+
+    /// An agent answered a server-to-agent request.
+    async fn client_response(&self, caller: &Caller, env: Envelope) {
+        let (Some(session), Some(id)) = (caller.session(), env.id.as_ref()) else {
+            return;
+        };
+        let Some(route) = session.take_server_request(id) else {
+            tracing::debug!(session = %session.id, "answer to an unknown server request ignored");
+            return;
+        };
+        let bytes = match (&env.result, &env.error) {
+            (Some(r), _) => Envelope::result_bytes(&route.upstream_id, r),
+            (_, Some(e)) => Envelope::raw_error_bytes(Some(&route.upstream_id), e),
+            _ => return,
+        };
+        self.deliver_to_upstream(route.upstream, &route.up_session, Bytes::from(bytes))
+            .await;
+    }
+
+    async fn notification(&self, caller: &Caller, env: &Envelope) {
+        match env.method() {
+            "notifications/cancelled" => {
+                let Some(session) = caller.session() else {
+                    return;
+                };
+                let Ok(params) = env.params_object() else {
+                    return;
+                };
+                let Some(req) = params
+                    .get("requestId")
+                    .and_then(|r| RequestId::from_raw(r).ok())
+                else {
+                    return;
+                };
+                if let Some(f) = session.in_flight(&req) {
+                    self.cancel_upstream(f.upstream, &f.upstream_id, &f.up_session)
+                        .await;
+                    session.finish_request(&req);
+                }
+            }
+            "notifications/roots/list_changed" => {
+                let Some(session) = caller.session() else {
+                    return;
+                };
+                for (i, s) in session.upstream_sessions() {
+                    if let Upstream::Http(h) = &self.upstreams[i] {
+                        let out = Outbound {
+                            id: RequestId::number(0),
+                            method: env.method().into(),
+                            params: None,
+                            extra_headers: Vec::new(),
+                        };
+                        h.notify(Some(&s), &out).await;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a legacy session and the upstream sessions opened for it.
+    pub async fn end_session(&self, id: &str) -> bool {
+        let Some(session) = self.sessions.remove(id) else {
+            return false;
+        };
+        for (i, s) in session.upstream_sessions() {
+            if let Upstream::Http(h) = &self.upstreams[i] {
+                h.close_session(&s).await;
+            }
+        }
+        true
+    }
+
+    /// Delivers an upstream push to a legacy session's standalone stream.
+    async fn deliver_push(&self, session: &Arc<ClientSession>, push: Push) {
+        let bytes = match push.message.kind {
+            Kind::Request => {
+                let up_session = session
+                    .upstream_sessions()
+                    .into_iter()
+                    .find(|(i, _)| *i == push.upstream)
+                    .map(|(_, s)| s);
+                match self
+                    .server_request(
+                        &Caller::Legacy(session.clone()),
+                        push.upstream,
+                        &up_session,
+                        push.message,
+                    )
+                    .await
+                {
+                    Some(b) => Bytes::from(b),
+                    None => return,
+                }
+            }
+            _ => push.bytes,
+        };
+        session.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &bytes));
+    }
+}
+
+/// The capabilities the gateway offers agents.
+fn server_capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"subscribe": true, "listChanged": true},
+        "logging": {},
+        "completions": {},
+    })
+}
+
+fn server_info() -> Value {
+    json!({"name": "castellan", "title": "Castellan MCP gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Adds (or replaces) `_meta` in a params object.
+fn with_meta(params: Option<&RawValue>, meta: &Value) -> Box<RawValue> {
+    let mut obj: RawObject = params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default();
+    obj.set("_meta", to_raw(meta));
+    obj.to_raw()
+}
+
+/// Waits for a reply's final answer.
+async fn final_of(mut rx: ReplyRx, timeout: Duration) -> Result<Envelope, UpstreamError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Ok(UpMsg::Final(env, _)))) => return Ok(env),
+            Ok(Some(Ok(UpMsg::Message(..)))) => continue,
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(None) | Err(_) => {
+                return Err(UpstreamError::Failed {
+                    upstream: "upstream".into(),
+                    reason: "no answer".into(),
+                });
+            }
+        }
+    }
+}
+
+/// Pushes from upstream sessions opened for one agent go to its GET stream.
+async fn session_pushes(
+    gw: std::sync::Weak<Gateway>,
+    session: std::sync::Weak<ClientSession>,
+    mut rx: mpsc::UnboundedReceiver<Push>,
+) {
+    while let Some(push) = rx.recv().await {
+        let (Some(gw), Some(session)) = (gw.upgrade(), session.upgrade()) else {
+            return;
+        };
+        gw.deliver_push(&session, push).await;
+    }
+}
+
+/// Pushes from shared upstream sessions and stdio children go to every
+/// legacy session.
+async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver<Push>) {
+    while let Some(push) = rx.recv().await {
+        let Some(gw) = gw.upgrade() else { return };
+        if push.message.kind == Kind::Request {
+            // No agent to route a server request to: refuse it.
+            gw.refuse_server_request(
+                push.upstream,
+                &None,
+                &push.message,
+                "no agent session is waiting on this upstream",
+            )
+            .await;
+            continue;
+        }
+        for s in gw.sessions.all() {
+            s.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &push.bytes));
+        }
+    }
+}
+
+async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let Some(gw) = gw.upgrade() else { return };
+        for s in gw.sessions.expire(gw.config.limits.session_idle) {
+            tracing::info!(session = %s.id, "session expired after idle time");
+            gw.end_session(&s.id).await;
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The agent-facing HTTP listener: transport rules of Streamable HTTP for
+//! both eras (methods, headers, sessions, DNS-rebinding checks, body
+//! limits), then one call into [`Gateway::handle`], then rendering.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use castellan_protocol::jsonrpc::{self, Envelope, ErrorObject, RawObject};
+use castellan_protocol::{Kind, mcp, sse};
+use futures_util::stream;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::gateway::{Caller, Gateway, Outcome};
+use crate::upstream::http::ClientProfile;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Serves agents on `listener` until `shutdown` resolves, then stops
+/// accepting and lets open connections finish.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let bound = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let gw = gateway.clone();
+                let svc = service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(route(gw, bound, req).await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}
+
+async fn route(
+    gw: Arc<Gateway>,
+    bound: Option<SocketAddr>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let listener = &gw.config.listener;
+    if req.uri().path() != listener.path {
+        return plain(StatusCode::NOT_FOUND, "not found");
+    }
+    if let Err(why) = check_host_and_origin(req.headers(), &gw, bound) {
+        return json_status(
+            StatusCode::FORBIDDEN,
+            ErrorObject::new(jsonrpc::INVALID_REQUEST, why).to_response(None),
+        );
+    }
+    match *req.method() {
+        Method::POST => post(gw, req).await,
+        Method::GET => get(gw, req).await,
+        Method::DELETE => delete(gw, req).await,
+        _ => {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE");
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("GET, POST, DELETE"),
+            );
+            r
+        }
+    }
+}
+
+/// DNS-rebinding protection: a browser page on another site must not reach
+/// a gateway on loopback. Host must be one we serve; a present Origin must
+/// be allowed.
+fn check_host_and_origin(
+    headers: &HeaderMap,
+    gw: &Gateway,
+    bound: Option<SocketAddr>,
+) -> Result<(), String> {
+    let l = &gw.config.listener;
+    let loopback = l.addr.ip().is_loopback();
+    if let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) {
+        let name = host_name(host);
+        let ok = if !l.allowed_hosts.is_empty() {
+            l.allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name) || h.eq_ignore_ascii_case(host))
+        } else if loopback {
+            is_loopback_name(name)
+                || bound.is_some_and(|b| b.ip().to_string() == name.trim_matches(['[', ']']))
+        } else {
+            true
+        };
+        if !ok {
+            return Err(format!("host `{host}` is not served here"));
+        }
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let allowed = l.allowed_origins.iter().any(|o| o == origin)
+            || (loopback
+                && l.allowed_origins.is_empty()
+                && origin_host(origin).is_some_and(is_loopback_name));
+        if !allowed {
+            return Err(format!("origin `{origin}` is not allowed"));
+        }
+    }
+    Ok(())
+}
+
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}
+
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(host_name(rest.split('/').next().unwrap_or(rest)))
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    let n = name.trim_matches(['[', ']']);
+    n.eq_ignore_ascii_case("localhost")
+        || n == "::1"
+        || n.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn accepts(headers: &HeaderMap, what: &str) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(what) || v.contains("*/*"))
+}
+
+async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers().clone();
+    let ct_ok = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !ct_ok {
+        return json_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                "Content-Type must be application/json",
+            )
+            .to_response(None),
+        );
+    }
+    if headers.contains_key(ACCEPT)
+        && !accepts(&headers, "application/json")
+        && !accepts(&headers, "text/event-stream")
+    {
+        return json_status(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                "Accept must include application/json and text/event-stream",
+            )
+            .to_response(None),
+        );
+    }
+    let max = gw.config.limits.max_body_bytes;
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return json_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    ErrorObject::new(
+                        jsonrpc::INVALID_REQUEST,
+                        format!("request body exceeds the limit of {max} bytes"),
+                    )
+                    .to_response(None),
+                );
+            }
+            return plain(StatusCode::BAD_REQUEST, "could not read the request body");
+        }
+    };
+    let env = match Envelope::parse(&body) {
+        Ok(env) => env,
+        Err(e) => {
+            return json_status(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::new(e.code, e.message).to_response(e.id.as_ref()),
+            );
+        }
+    };
+    let wants_sse = !headers.contains_key(ACCEPT) || accepts(&headers, "text/event-stream");
+    let meta = modern_meta_of(&env);
+    if let Some(meta) = meta {
+        return match modern_caller(&headers, &env, &meta) {
+            Ok(caller) => render(gw.handle(caller, env, wants_sse).await, None),
+            Err((status, err)) => json_status(status, err.to_response(env.id.as_ref())),
+        };
+    }
+    if env.kind == Kind::Request && env.method() == "initialize" {
+        return match gw.initialize(&env) {
+            Ok((session, answer)) => {
+                tracing::info!(session = %session.id, client = %session.profile.client_info, version = %session.profile.version, "session opened");
+                let mut r = json_status(StatusCode::OK, answer);
+                if let Ok(v) = HeaderValue::try_from(session.id.as_str()) {
+                    r.headers_mut().insert(mcp::HEADER_SESSION_ID, v);
+                }
+                r
+            }
+            Err(answer) => json_status(StatusCode::SERVICE_UNAVAILABLE, answer),
+        };
+    }
+    let session = match legacy_session(&gw, &headers) {
+        Ok(s) => s,
+        Err((status, msg)) => {
+            return json_status(
+                status,
+                ErrorObject::new(jsonrpc::INVALID_REQUEST, msg).to_response(env.id.as_ref()),
+            );
+        }
+    };
+    render(
+        gw.handle(Caller::Legacy(session), env, wants_sse).await,
+        None,
+    )
+}
+
+/// The request's modern `_meta`, if it carries a protocol version there.
+fn modern_meta_of(env: &Envelope) -> Option<RawObject> {
+    if env.kind != Kind::Request && env.kind != Kind::Notification {
+        return None;
+    }
+    let params = env.params_object().ok()?;
+    let meta: RawObject = serde_json::from_str(params.get("_meta")?.get()).ok()?;
+    meta.get(mcp::META_PROTOCOL_VERSION)?;
+    Some(meta)
+}
+
+/// Validates a modern request's version and mirrored headers.
+fn modern_caller(
+    headers: &HeaderMap,
+    env: &Envelope,
+    meta: &RawObject,
+) -> Result<Caller, (StatusCode, ErrorObject)> {
+    let mismatch = |m: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            ErrorObject::new(mcp::HEADER_MISMATCH, m),
+        )
+    };
+    let version = meta.get_str(mcp::META_PROTOCOL_VERSION).unwrap_or_default();
+    if !mcp::SUPPORTED_VERSIONS.contains(&version.as_str()) || !mcp::is_modern(&version) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            ErrorObject::new(
+                mcp::UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version",
+            )
+            .with_data(
+                serde_json::json!({"supported": mcp::SUPPORTED_VERSIONS, "requested": version}),
+            ),
+        ));
+    }
+    let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    match header(mcp::HEADER_PROTOCOL_VERSION) {
+        Some(v) if v == version => {}
+        Some(v) => {
+            return Err(mismatch(format!(
+                "Header mismatch: MCP-Protocol-Version header value '{v}' does not match body value '{version}'"
+            )));
+        }
+        None => {
+            return Err(mismatch(
+                "Header mismatch: the MCP-Protocol-Version header is required".into(),
+            ));
+        }
+    }
+    if env.kind == Kind::Request {
+        match header(mcp::HEADER_METHOD) {
+            Some(v) if v == env.method() => {}
+            Some(v) => {
+                return Err(mismatch(format!(
+                    "Header mismatch: Mcp-Method header value '{v}' does not match body value '{}'",
+                    env.method()
+                )));
+            }
+            None => {
+                return Err(mismatch(
+                    "Header mismatch: the Mcp-Method header is required".into(),
+                ));
+            }
+        }
+        if let Some(field) = mcp::name_field(env.method()) {
+            let body_value = env
+                .params_object()
+                .ok()
+                .and_then(|p| p.get_str(field))
+                .unwrap_or_default();
+            match header(mcp::HEADER_NAME) {
+                Some(v) => match mcp::decode_header_value(v) {
+                    Ok(d) if d == body_value => {}
+                    Ok(d) => {
+                        return Err(mismatch(format!(
+                            "Header mismatch: Mcp-Name header value '{d}' does not match body value '{body_value}'"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(mismatch(format!(
+                            "Header mismatch: Mcp-Name header is malformed: {e}"
+                        )));
+                    }
+                },
+                None => {
+                    return Err(mismatch(
+                        "Header mismatch: the Mcp-Name header is required".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let caps = meta
+        .get(mcp::META_CLIENT_CAPABILITIES)
+        .and_then(|c| serde_json::from_str(c.get()).ok())
+        .unwrap_or(serde_json::json!({}));
+    let info = meta
+        .get(mcp::META_CLIENT_INFO)
+        .and_then(|c| serde_json::from_str(c.get()).ok())
+        .unwrap_or(serde_json::json!({"name": "unknown", "version": "0"}));
+    Ok(Caller::Modern(Arc::new(ClientProfile {
+        version,
+        capabilities: caps,
+        client_info: info,
+    })))
+}
+
+fn legacy_session(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Arc<crate::session::ClientSession>, (StatusCode, String)> {
+    let Some(id) = headers
+        .get(mcp::HEADER_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Bad Request: missing Mcp-Session-Id header (send initialize first, or use 2026-07-28 with `_meta`)".into(),
+        ));
+    };
+    let session = gw.sessions.get(id).ok_or((
+        StatusCode::NOT_FOUND,
+        "Session not found: it expired or was ended; initialize again".to_string(),
+    ))?;
+    if let Some(v) = headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !mcp::LEGACY_VERSIONS.contains(&v) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
+            ));
+        }
+    }
+    Ok(session)
+}
+
+async fn get(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let headers = req.headers();
+    if headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(mcp::is_modern)
+    {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "2026-07-28 has no GET stream; use subscriptions/listen",
+        );
+    }
+    if !accepts(headers, "text/event-stream") {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            "GET needs Accept: text/event-stream",
+        );
+    }
+    let session = match legacy_session(&gw, headers) {
+        Ok(s) => s,
+        Err((status, msg)) => {
+            return json_status(
+                status,
+                ErrorObject::new(jsonrpc::INVALID_REQUEST, msg).to_response(None),
+            );
+        }
+    };
+    session.touch();
+    let (tx, rx) = mpsc::channel(64);
+    if let Some(last) = headers
+        .get(mcp::HEADER_LAST_EVENT_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        match session.resume(last, tx.clone()) {
+            Some((missed, _open)) => {
+                for frame in missed {
+                    let _ = tx.try_send(frame);
+                }
+                return render(Outcome::Sse(rx), None);
+            }
+            None => {
+                tracing::debug!(session = %session.id, last, "unknown Last-Event-ID; opening a fresh stream")
+            }
+        }
+    }
+    session.attach_standalone(tx);
+    if session.profile.version.as_str() >= "2025-11-25" {
+        session.emit(crate::session::STANDALONE, |eid| {
+            sse::encode(None, Some(eid), b"")
+        });
+    } else {
+        let _ = session;
+    }
+    render(Outcome::Sse(rx), None)
+}
+
+async fn delete(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let Some(id) = req
+        .headers()
+        .get(mcp::HEADER_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "DELETE needs an Mcp-Session-Id header",
+        );
+    };
+    if gw.end_session(id).await {
+        tracing::info!(session = id, "session ended by the agent");
+        plain(StatusCode::OK, "")
+    } else {
+        plain(StatusCode::NOT_FOUND, "session not found")
+    }
+}
+
+fn render(outcome: Outcome, session: Option<&str>) -> Response<Body> {
+    let mut r = match outcome {
+        Outcome::Json(bytes) => json_status(StatusCode::OK, bytes),
+        Outcome::Accepted => plain(StatusCode::ACCEPTED, ""),
+        Outcome::Sse(rx) => {
+            let frames = stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+            });
+            let mut r = Response::new(StreamBody::new(frames).boxed());
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
+    };
+    if let Some(v) = session.and_then(|s| HeaderValue::try_from(s).ok()) {
+        r.headers_mut().insert(mcp::HEADER_SESSION_ID, v);
+    }
+    r
+}
+
+fn json_status(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed());
+    *r.status_mut() = status;
+    if !text.is_empty() {
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    r
+}
