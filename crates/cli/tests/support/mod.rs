@@ -1,0 +1,249 @@
+//! Test support: start the real `castellan` binary on a free port with a
+//! given configuration, and talk to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use castellan_protocol::sse;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "castellan-test-{}-{}-{name}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The fixtures folder.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub url: String,
+    pub config: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `castellan serve` with `yaml` (listen address forced to a free loopback port).
+    pub fn start(yaml: &str) -> Gateway {
+        let dir = scratch("gw");
+        let config = dir.join("castellan.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let stderr_log = dir.join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("CASTELLAN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .spawn()
+            .expect("start castellan");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("MCP endpoint: ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "gateway did not start: {}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            });
+        Gateway {
+            child,
+            url,
+            config,
+            stderr_log,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response: status, headers, body and the JSON-RPC messages in it
+/// (one for JSON, each event's data for SSE).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub messages: Vec<Value>,
+}
+
+impl Reply {
+    /// The last message (the final answer of a request).
+    pub fn last(&self) -> &Value {
+        self.messages.last().unwrap_or_else(|| {
+            panic!(
+                "no message in reply {:?}: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends a request and reads the whole answer.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(30), client().request(req))
+        .await
+        .expect("answer in time")
+        .expect("http");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(Duration::from_secs(30), resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes();
+    let is_sse = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let messages = if is_sse {
+        let mut d = sse::Decoder::new(1 << 24);
+        let mut events = Vec::new();
+        d.feed(&body, &mut events).expect("valid SSE");
+        events
+            .iter()
+            .filter(|e| !e.data.is_empty())
+            .map(|e| serde_json::from_str(&e.data).expect("JSON event"))
+            .collect()
+    } else {
+        serde_json::from_slice::<Value>(&body).into_iter().collect()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+        messages,
+    }
+}
+
+/// Posts a JSON-RPC message with the usual MCP headers plus `extra`.
+pub async fn post(url: &str, extra: &[(&str, &str)], msg: &Value) -> Reply {
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    headers.extend_from_slice(extra);
+    send(
+        "POST",
+        url,
+        &headers,
+        serde_json::to_vec(msg).expect("json"),
+    )
+    .await
+}
+
+/// A legacy session: initialize + initialized; returns the session id.
+pub async fn open_session(url: &str) -> String {
+    let r = post(
+        url,
+        &[],
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let sid = r.header("mcp-session-id").expect("session id").to_string();
+    let n = post(
+        url,
+        &[("mcp-session-id", &sid)],
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(n.status, StatusCode::ACCEPTED);
+    sid
+}
+
+/// Calls a method in a legacy session.
+pub async fn call(url: &str, sid: &str, id: u64, method: &str, params: Value) -> Reply {
+    post(
+        url,
+        &[
+            ("mcp-session-id", sid),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+    )
+    .await
+}
+
+/// The modern `_meta` block.
+pub fn modern_meta() -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}, "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"}})
+}
+
+/// Waits until `f` is true or panics after `secs`.
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met within {secs}s");
+}
+
+/// Text of the first content item of a tools/call result.
+pub fn text_of(msg: &Value) -> String {
+    msg["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {msg}"))
+        .to_string()
+}
