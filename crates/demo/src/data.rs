@@ -227,7 +227,7 @@ impl State {
                     .get("amount")
                     .and_then(Value::as_f64)
                     .ok_or("missing number argument `amount`")?;
-                if !(amount > 0.0) {
+                if amount.is_nan() || amount <= 0.0 {
                     return Err("amount must be positive".into());
                 }
                 let cents = (amount * 100.0).round() as i64;

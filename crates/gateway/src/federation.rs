@@ -41,10 +41,10 @@ impl Routes {
 
     /// Resolves an exposed tool or prompt name to (upstream, upstream's name).
     pub fn resolve_name(&self, exposed: &str) -> Option<(usize, String)> {
-        if let Some((p, rest)) = exposed.split_once(SEPARATOR) {
-            if let Some(i) = self.prefixes.iter().position(|x| !x.is_empty() && x == p) {
-                return Some((i, rest.to_owned()));
-            }
+        if let Some((p, rest)) = exposed.split_once(SEPARATOR)
+            && let Some(i) = self.prefixes.iter().position(|x| !x.is_empty() && x == p)
+        {
+            return Some((i, rest.to_owned()));
         }
         if let Some(i) = read(&self.plain_names).get(exposed) {
             return Some((*i, exposed.to_owned()));
@@ -96,7 +96,7 @@ impl Routes {
         if !t.iter().any(|(l, owner)| l == &literal && *owner == i) {
             t.push((literal, i));
             // Longest literal first, so the most specific template wins.
-            t.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            t.sort_by_key(|(literal, _)| std::cmp::Reverse(literal.len()));
         }
     }
 

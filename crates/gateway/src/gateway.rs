@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::federation::{Routes, list_shape};
+use crate::listen::{Filter, Listeners};
 use crate::session::{ClientSession, InFlight, STANDALONE, ServerRequestRoute, Sessions};
 use crate::upstream::builtin::BuiltinUpstream;
 use crate::upstream::http::{ClientProfile, HttpUpstream, UpSession, modern_meta};
@@ -31,7 +32,7 @@ pub enum Upstream {
     /// In-process demo server.
     Builtin(BuiltinUpstream),
     /// Streamable HTTP.
-    Http(HttpUpstream),
+    Http(Box<HttpUpstream>),
     /// Child process.
     Stdio(StdioUpstream),
 }
@@ -42,7 +43,16 @@ pub enum Caller {
     /// Legacy era: a session opened with `initialize`.
     Legacy(Arc<ClientSession>),
     /// Modern era: what this one request declared in `_meta`.
-    Modern(Arc<ClientProfile>),
+    Modern(Arc<ModernCaller>),
+}
+
+/// What a modern (2026-07-28) request declared about its agent.
+#[derive(Debug)]
+pub struct ModernCaller {
+    /// Version, capabilities and client info from `_meta`.
+    pub profile: ClientProfile,
+    /// `Mcp-Param-*` headers, forwarded as they came.
+    pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Caller {
@@ -61,8 +71,8 @@ impl Caller {
 /// What the HTTP layer sends back.
 #[derive(Debug)]
 pub enum Outcome {
-    /// One JSON-RPC message.
-    Json(Vec<u8>),
+    /// One JSON-RPC message with its HTTP status.
+    Json(u16, Vec<u8>),
     /// An SSE stream of already-framed events.
     Sse(mpsc::Receiver<Bytes>),
     /// 202, no body (notifications and responses).
@@ -84,6 +94,7 @@ pub struct Gateway {
     names: Vec<Arc<str>>,
     routes: Routes,
     pub(crate) sessions: Sessions,
+    listeners: Listeners,
     ids: Arc<AtomicU64>,
 }
 
@@ -103,7 +114,7 @@ impl Gateway {
                 Transport::Builtin(b) => Upstream::Builtin(
                     BuiltinUpstream::new(b).ok_or_else(|| format!("unknown builtin `{b}`"))?,
                 ),
-                Transport::Http(h) => Upstream::Http(HttpUpstream::new(
+                Transport::Http(h) => Upstream::Http(Box::new(HttpUpstream::new(
                     i,
                     &u.name,
                     h,
@@ -112,7 +123,7 @@ impl Gateway {
                     l.max_message_bytes,
                     push_tx.clone(),
                     ids.clone(),
-                )?),
+                )?)),
                 Transport::Stdio(s) => Upstream::Stdio(StdioUpstream::start(
                     i,
                     &u.name,
@@ -134,6 +145,7 @@ impl Gateway {
             config,
             upstreams,
             sessions: Sessions::default(),
+            listeners: Listeners::default(),
             ids,
         });
         tokio::spawn(broadcast(Arc::downgrade(&gw), push_rx));
@@ -230,7 +242,15 @@ impl Gateway {
                 };
                 match self.request(&caller, &id, env, wants_sse).await {
                     Ok(o) => o,
-                    Err(e) => Outcome::Json(e.to_response(Some(&id))),
+                    Err(e) => {
+                        // Modern agents learn "no such method" from the HTTP status too.
+                        let status = if caller.is_modern() && e.code == METHOD_NOT_FOUND {
+                            404
+                        } else {
+                            200
+                        };
+                        Outcome::Json(status, e.to_response(Some(&id)))
+                    }
                 }
             }
             Kind::Notification => {
@@ -252,18 +272,27 @@ impl Gateway {
         wants_sse: bool,
     ) -> Result<Outcome, ErrorObject> {
         let method = env.method().to_owned();
+        if caller.is_modern() && mcp::removed_in_modern(&method) {
+            return Err(ErrorObject::new(
+                METHOD_NOT_FOUND,
+                format!("method `{method}` was removed in MCP 2026-07-28"),
+            ));
+        }
         match method.as_str() {
             "ping" => Ok(self.local_result(caller, id, json!({}))),
             "initialize" => Err(ErrorObject::new(jsonrpc::INVALID_REQUEST, "session already initialized")),
             "server/discover" => Ok(self.local_result(
                 caller,
                 id,
-                json!({
-                    "supportedVersions": mcp::SUPPORTED_VERSIONS,
-                    "capabilities": server_capabilities(),
-                    "serverInfo": server_info(),
-                    "instructions": "Castellan gateway: tools of every upstream are named `upstream__tool`.",
-                }),
+                with_cache_hints(
+                    caller,
+                    json!({
+                        "supportedVersions": mcp::SUPPORTED_VERSIONS,
+                        "capabilities": server_capabilities(),
+                        "serverInfo": server_info(),
+                        "instructions": "Castellan gateway: tools of every upstream are named `upstream__tool`.",
+                    }),
+                ),
             )),
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
                 let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
@@ -272,7 +301,7 @@ impl Gateway {
                 }
                 let items = self.list(caller, &method, &params).await;
                 let (key, _) = list_shape(&method).unwrap_or(("items", None));
-                Ok(self.local_result(caller, id, json!({ key: items })))
+                Ok(self.local_result(caller, id, with_cache_hints(caller, json!({ key: items }))))
             }
             "tools/call" | "prompts/get" => {
                 let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
@@ -313,6 +342,10 @@ impl Gateway {
                 params.set("ref", reference.to_raw());
                 self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
             }
+            "subscriptions/listen" if caller.is_modern() => {
+                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                Ok(self.listen(caller, id, params))
+            }
             "logging/setLevel" => {
                 let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
                 let sends = (0..self.upstreams.len()).map(|i| {
@@ -333,16 +366,16 @@ impl Gateway {
 
     /// A result the gateway answers itself.
     fn local_result(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Outcome {
-        if caller.is_modern() {
-            if let Some(o) = result.as_object_mut() {
-                o.insert("resultType".into(), json!("complete"));
-                let meta = o.entry("_meta").or_insert_with(|| json!({}));
-                if let Some(m) = meta.as_object_mut() {
-                    m.insert(mcp::META_SERVER_INFO.into(), server_info());
-                }
+        if caller.is_modern()
+            && let Some(o) = result.as_object_mut()
+        {
+            o.insert("resultType".into(), json!("complete"));
+            let meta = o.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert(mcp::META_SERVER_INFO.into(), server_info());
             }
         }
-        Outcome::Json(Envelope::result_bytes(id, &to_raw(&result)))
+        Outcome::Json(200, Envelope::result_bytes(id, &to_raw(&result)))
     }
 
     async fn resolve_name(
@@ -542,7 +575,10 @@ impl Gateway {
             id: self.next_id(),
             method: method.into(),
             params: Some(params.to_raw()),
-            extra_headers: Vec::new(),
+            extra_headers: match caller {
+                Caller::Modern(m) => m.param_headers.clone(),
+                Caller::Legacy(_) => Vec::new(),
+            },
         };
         let up_id = out.id.clone();
         let (rx, up_session) = self
@@ -594,7 +630,7 @@ impl Gateway {
                 // refuse what cannot be delivered.
                 let answer = loop {
                     match tokio::time::timeout(timeout, rx.recv()).await {
-                        Ok(Some(Ok(UpMsg::Final(env, _)))) => {
+                        Ok(Some(Ok(UpMsg::Final(env, ..)))) => {
                             break self.finalize(&caller, &client_id, env, post);
                         }
                         Ok(Some(Ok(UpMsg::Message(env, _)))) => {
@@ -625,19 +661,23 @@ impl Gateway {
                     }
                 };
                 self.done(&caller, &client_id);
-                return Outcome::Json(answer);
+                return Outcome::Json(200, answer);
             }
-            Ok(Some(Ok(UpMsg::Final(env, _)))) => {
+            Ok(Some(Ok(UpMsg::Final(env, _, status)))) => {
                 self.done(&caller, &client_id);
-                return Outcome::Json(self.finalize(&caller, &client_id, env, post));
+                return Outcome::Json(
+                    status_for(&caller, status),
+                    self.finalize(&caller, &client_id, env, post),
+                );
             }
             Ok(Some(Err(e))) => {
                 self.done(&caller, &client_id);
-                return Outcome::Json(e.to_error_object().to_response(Some(&client_id)));
+                return Outcome::Json(200, e.to_error_object().to_response(Some(&client_id)));
             }
             Ok(None) => {
                 self.done(&caller, &client_id);
                 return Outcome::Json(
+                    200,
                     self.failed(i, "the upstream closed the stream without answering")
                         .to_response(Some(&client_id)),
                 );
@@ -645,6 +685,7 @@ impl Gateway {
             Err(_) => {
                 self.done(&caller, &client_id);
                 return Outcome::Json(
+                    200,
                     self.timed_out(i, &up_id, &up_session)
                         .await
                         .to_response(Some(&client_id)),
@@ -694,7 +735,7 @@ impl Gateway {
                     },
                 };
                 match msg {
-                    Ok(UpMsg::Final(env, _)) => {
+                    Ok(UpMsg::Final(env, ..)) => {
                         emit(&gw.finalize(&caller, &client_id, env, post));
                         break;
                     }
@@ -703,12 +744,12 @@ impl Gateway {
                             Kind::Request => gw.server_request(&caller, i, &up_session, env).await,
                             _ => Some(bytes.to_vec()),
                         };
-                        if let Some(b) = relayed {
-                            if !emit(&b) {
-                                // A modern agent closed its stream: that is cancellation.
-                                gw.cancel_upstream(i, &up_id, &up_session).await;
-                                break;
-                            }
+                        if let Some(b) = relayed
+                            && !emit(&b)
+                        {
+                            // A modern agent closed its stream: that is cancellation.
+                            gw.cancel_upstream(i, &up_id, &up_session).await;
+                            break;
                         }
                     }
                     Err(e) => {
@@ -955,6 +996,63 @@ impl Gateway {
         }
     }
 
+    /// Opens a subscription stream: acknowledges at once, then relays
+    /// matching notifications from every upstream until the agent leaves.
+    fn listen(self: &Arc<Self>, caller: &Caller, id: &RequestId, params: RawObject) -> Outcome {
+        let filter = Filter::from_params(&params);
+        let (tx, body) = mpsc::channel(64);
+        let ack = self.listeners.add(id.clone(), filter.clone(), tx.clone());
+        let _ = tx.try_send(ack);
+        // Modern HTTP upstreams get their own subscription, narrowed to the
+        // resources they serve; legacy upstreams feed it through pushes.
+        for (i, u) in self.upstreams.iter().enumerate() {
+            let Upstream::Http(_) = u else { continue };
+            let gw = self.clone();
+            let caller = caller.clone();
+            let tx = tx.clone();
+            let id = id.clone();
+            let mut up_filter = filter.clone();
+            up_filter
+                .resource_uris
+                .retain(|uri| self.routes.resolve_uri(uri) == Some(i));
+            let mut p = params.clone();
+            p.set("notifications", to_raw(&up_filter.to_json()));
+            tokio::spawn(async move {
+                let Upstream::Http(h) = &gw.upstreams[i] else {
+                    return;
+                };
+                if !h.speaks_modern().await {
+                    return;
+                }
+                let out = Outbound {
+                    id: gw.next_id(),
+                    method: "subscriptions/listen".into(),
+                    params: Some(p.to_raw()),
+                    extra_headers: Vec::new(),
+                };
+                let Ok((mut rx, _)) = gw.send(&caller, i, out).await else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        msg = rx.recv() => match msg {
+                            Some(Ok(UpMsg::Message(env, _))) if env.kind == Kind::Notification && up_filter.matches(env.method(), env.params_object().ok().as_ref()) => {
+                                let bytes = crate::listen::tag(&env, &id);
+                                if tx.send(sse::encode(None, None, &bytes)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(Ok(UpMsg::Message(..))) => {}
+                            _ => return,
+                        },
+                        _ = tx.closed() => return,
+                    }
+                }
+            });
+        }
+        Outcome::Sse(body)
+    }
+
     /// Ends a legacy session and the upstream sessions opened for it.
     pub async fn end_session(&self, id: &str) -> bool {
         let Some(session) = self.sessions.remove(id) else {
@@ -996,6 +1094,29 @@ impl Gateway {
     }
 }
 
+/// The HTTP status for an upstream's final answer: modern agents get the
+/// upstream's own 4xx (header mismatch, missing capability); legacy agents
+/// always get 200 with the JSON-RPC error.
+fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
+    if caller.is_modern() && (400..500).contains(&upstream_status) {
+        upstream_status
+    } else {
+        200
+    }
+}
+
+/// Lists differ per agent (the policy filters them), so a modern agent is
+/// told they are private and not to be cached.
+fn with_cache_hints(caller: &Caller, mut result: Value) -> Value {
+    if caller.is_modern()
+        && let Some(o) = result.as_object_mut()
+    {
+        o.insert("ttlMs".into(), json!(0));
+        o.insert("cacheScope".into(), json!("private"));
+    }
+    result
+}
+
 /// The capabilities the gateway offers agents.
 fn server_capabilities() -> Value {
     json!({
@@ -1025,7 +1146,7 @@ async fn final_of(mut rx: ReplyRx, timeout: Duration) -> Result<Envelope, Upstre
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Ok(UpMsg::Final(env, _)))) => return Ok(env),
+            Ok(Some(Ok(UpMsg::Final(env, ..)))) => return Ok(env),
             Ok(Some(Ok(UpMsg::Message(..)))) => continue,
             Ok(Some(Err(e))) => return Err(e),
             Ok(None) | Err(_) => {
@@ -1071,6 +1192,7 @@ async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver
         for s in gw.sessions.all() {
             s.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &push.bytes));
         }
+        gw.listeners.deliver(&push.message);
     }
 }
 

@@ -6,12 +6,14 @@
 //!   sessions, Host/Origin checks, body limits) and response rendering;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
+//! - [`listen`]: `subscriptions/listen` streams of modern agents;
 //! - [`session`]: legacy-era agent sessions and resumable streams;
 //! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
 #![deny(missing_docs)]
 
 pub mod federation;
 pub mod gateway;
+pub mod listen;
 pub mod server;
 pub mod session;
 pub mod upstream;

@@ -22,7 +22,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::gateway::{Caller, Gateway, Outcome};
+use crate::gateway::{Caller, Gateway, ModernCaller, Outcome};
 use crate::upstream::http::ClientProfile;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -229,9 +229,8 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let wants_sse = !headers.contains_key(ACCEPT) || accepts(&headers, "text/event-stream");
-    let meta = modern_meta_of(&env);
-    if let Some(meta) = meta {
-        return match modern_caller(&headers, &env, &meta) {
+    if is_modern_request(&headers, &env) {
+        return match modern_meta_of(&env).and_then(|meta| modern_caller(&headers, &env, &meta)) {
             Ok(caller) => render(gw.handle(caller, env, wants_sse).await, None),
             Err((status, err)) => json_status(status, err.to_response(env.id.as_ref())),
         };
@@ -264,15 +263,57 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     )
 }
 
-/// The request's modern `_meta`, if it carries a protocol version there.
-fn modern_meta_of(env: &Envelope) -> Option<RawObject> {
+/// A modern request: a 2026-07-28 version header, or a protocol version
+/// in `_meta`.
+fn is_modern_request(headers: &HeaderMap, env: &Envelope) -> bool {
     if env.kind != Kind::Request && env.kind != Kind::Notification {
-        return None;
+        return false;
     }
-    let params = env.params_object().ok()?;
-    let meta: RawObject = serde_json::from_str(params.get("_meta")?.get()).ok()?;
-    meta.get(mcp::META_PROTOCOL_VERSION)?;
-    Some(meta)
+    let header_modern = headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(mcp::is_modern);
+    header_modern
+        || env
+            .params_object()
+            .ok()
+            .and_then(|p| {
+                p.get("_meta")
+                    .and_then(|m| serde_json::from_str::<RawObject>(m.get()).ok())
+            })
+            .is_some_and(|m| m.get(mcp::META_PROTOCOL_VERSION).is_some())
+}
+
+/// The request's `_meta`, which a modern request must carry with a
+/// protocol version and the client's capabilities.
+fn modern_meta_of(env: &Envelope) -> Result<RawObject, (StatusCode, ErrorObject)> {
+    let invalid = |m: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            ErrorObject::new(jsonrpc::INVALID_PARAMS, m),
+        )
+    };
+    let params = env
+        .params_object()
+        .map_err(|_| invalid("Invalid params: `params` must be an object carrying `_meta`"))?;
+    let meta: RawObject = params
+        .get("_meta")
+        .and_then(|m| serde_json::from_str(m.get()).ok())
+        .ok_or_else(|| invalid("Invalid params: a 2026-07-28 request must carry `params._meta`"))?;
+    if meta.get_str(mcp::META_PROTOCOL_VERSION).is_none() {
+        return Err(invalid(
+            "Invalid params: `_meta` lacks `io.modelcontextprotocol/protocolVersion`",
+        ));
+    }
+    if !meta
+        .get(mcp::META_CLIENT_CAPABILITIES)
+        .is_some_and(|c| c.get().starts_with('{'))
+    {
+        return Err(invalid(
+            "Invalid params: `_meta` lacks the `io.modelcontextprotocol/clientCapabilities` object",
+        ));
+    }
+    Ok(meta)
 }
 
 /// Validates a modern request's version and mirrored headers.
@@ -288,18 +329,6 @@ fn modern_caller(
         )
     };
     let version = meta.get_str(mcp::META_PROTOCOL_VERSION).unwrap_or_default();
-    if !mcp::SUPPORTED_VERSIONS.contains(&version.as_str()) || !mcp::is_modern(&version) {
-        return Err((
-            StatusCode::BAD_REQUEST,
-            ErrorObject::new(
-                mcp::UNSUPPORTED_PROTOCOL_VERSION,
-                "Unsupported protocol version",
-            )
-            .with_data(
-                serde_json::json!({"supported": mcp::SUPPORTED_VERSIONS, "requested": version}),
-            ),
-        ));
-    }
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     match header(mcp::HEADER_PROTOCOL_VERSION) {
         Some(v) if v == version => {}
@@ -313,6 +342,18 @@ fn modern_caller(
                 "Header mismatch: the MCP-Protocol-Version header is required".into(),
             ));
         }
+    }
+    if !mcp::SUPPORTED_VERSIONS.contains(&version.as_str()) || !mcp::is_modern(&version) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            ErrorObject::new(
+                mcp::UNSUPPORTED_PROTOCOL_VERSION,
+                "Unsupported protocol version",
+            )
+            .with_data(
+                serde_json::json!({"supported": mcp::SUPPORTED_VERSIONS, "requested": version}),
+            ),
+        ));
     }
     if env.kind == Kind::Request {
         match header(mcp::HEADER_METHOD) {
@@ -365,10 +406,18 @@ fn modern_caller(
         .get(mcp::META_CLIENT_INFO)
         .and_then(|c| serde_json::from_str(c.get()).ok())
         .unwrap_or(serde_json::json!({"name": "unknown", "version": "0"}));
-    Ok(Caller::Modern(Arc::new(ClientProfile {
-        version,
-        capabilities: caps,
-        client_info: info,
+    let param_headers = headers
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("mcp-param-"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(Caller::Modern(Arc::new(ModernCaller {
+        param_headers,
+        profile: ClientProfile {
+            version,
+            capabilities: caps,
+            client_info: info,
+        },
     })))
 }
 
@@ -392,13 +441,12 @@ fn legacy_session(
     if let Some(v) = headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
+        && !mcp::LEGACY_VERSIONS.contains(&v)
     {
-        if !mcp::LEGACY_VERSIONS.contains(&v) {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
-            ));
-        }
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("Bad Request: unsupported MCP-Protocol-Version `{v}`"),
+        ));
     }
     Ok(session)
 }
@@ -480,7 +528,10 @@ async fn delete(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
 
 fn render(outcome: Outcome, session: Option<&str>) -> Response<Body> {
     let mut r = match outcome {
-        Outcome::Json(bytes) => json_status(StatusCode::OK, bytes),
+        Outcome::Json(status, bytes) => json_status(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            bytes,
+        ),
         Outcome::Accepted => plain(StatusCode::ACCEPTED, ""),
         Outcome::Sse(rx) => {
             let frames = stream::unfold(rx, |mut rx| async move {

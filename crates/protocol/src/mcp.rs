@@ -68,9 +68,23 @@ pub fn is_modern(version: &str) -> bool {
 pub fn name_field(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        "resources/read" => Some("uri"),
         _ => None,
     }
+}
+
+/// Legacy methods that 2026-07-28 removed; a modern request for them is
+/// answered 404 with -32601.
+pub fn removed_in_modern(method: &str) -> bool {
+    matches!(
+        method,
+        "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "notifications/initialized"
+    )
 }
 
 /// Methods that may answer with an `input_required` result (modern era).
@@ -101,11 +115,12 @@ pub fn decode_header_value(value: &str) -> Result<Cow<'_, str>, &'static str> {
 /// Encodes a value for an `Mcp-Name`-style header, using the base64
 /// sentinel when the value is not plain header-safe ASCII.
 pub fn encode_header_value(value: &str) -> Cow<'_, str> {
+    let sentinel_like = value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END);
     let safe = !value.is_empty()
         && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END));
+        && !sentinel_like;
     if safe {
         Cow::Borrowed(value)
     } else {

@@ -33,7 +33,7 @@ impl BuiltinUpstream {
         let (tx, rx) = mpsc::channel(1);
         let bytes = Bytes::from(bytes);
         if let Ok(env) = Envelope::parse(&bytes) {
-            let _ = tx.try_send(Ok(UpMsg::Final(env, bytes)));
+            let _ = tx.try_send(Ok(UpMsg::Final(env, bytes, 200)));
         }
         rx
     }

@@ -75,10 +75,10 @@ impl UpSession {
 
 impl Drop for UpSession {
     fn drop(&mut self) {
-        if let Ok(mut l) = self.listener.lock() {
-            if let Some(h) = l.take() {
-                h.abort();
-            }
+        if let Ok(mut l) = self.listener.lock()
+            && let Some(h) = l.take()
+        {
+            h.abort();
         }
     }
 }
@@ -443,11 +443,11 @@ impl HttpUpstream {
         };
         let status = resp.status();
         let session_id = resp.headers().get(mcp::HEADER_SESSION_ID).cloned();
-        if status == StatusCode::NOT_FOUND {
-            if let Mode::Legacy(s) = mode {
-                s.dead.store(true, Ordering::Relaxed);
-                return Err(self.err_unavailable("upstream session expired; it will be reopened"));
-            }
+        if status == StatusCode::NOT_FOUND
+            && let Mode::Legacy(s) = mode
+        {
+            s.dead.store(true, Ordering::Relaxed);
+            return Err(self.err_unavailable("upstream session expired; it will be reopened"));
         }
         let is_sse = resp
             .headers()
@@ -480,7 +480,7 @@ impl HttpUpstream {
             let collected = collect_limited(body, max)
                 .await
                 .map_err(|e| self.err_failed(e))?;
-            match classify(collected.clone(), &want) {
+            match classify(collected.clone(), &want, status.as_u16()) {
                 Some(msg @ UpMsg::Final(..)) => {
                     let _ = tx.try_send(Ok(msg));
                 }
@@ -548,7 +548,7 @@ async fn first_final(mut rx: ReplyRx, timeout: Duration) -> Option<Envelope> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Ok(UpMsg::Final(env, _)))) => return Some(env),
+            Ok(Some(Ok(UpMsg::Final(env, ..)))) => return Some(env),
             Ok(Some(Ok(UpMsg::Message(..)))) => continue,
             _ => return None,
         }
@@ -624,7 +624,7 @@ async fn relay_sse(
             if ev.data.trim().is_empty() {
                 continue;
             }
-            let Some(msg) = classify(Bytes::from(ev.data), &want) else {
+            let Some(msg) = classify(Bytes::from(ev.data), &want, 200) else {
                 continue;
             };
             let done = matches!(msg, UpMsg::Final(..));
@@ -697,17 +697,16 @@ async fn listen(
                     last_event = Some(id);
                 }
                 let bytes = Bytes::from(ev.data);
-                if let Ok(message) = Envelope::parse(&bytes) {
-                    if push
+                if let Ok(message) = Envelope::parse(&bytes)
+                    && push
                         .send(Push {
                             upstream: index,
                             message,
                             bytes,
                         })
                         .is_err()
-                    {
-                        return;
-                    }
+                {
+                    return;
                 }
             }
         }

@@ -29,8 +29,9 @@ pub const UPSTREAM_FAILED: i64 = -32012;
 pub enum UpMsg {
     /// A notification or a server-to-client request (with the upstream's id).
     Message(Envelope, Bytes),
-    /// The final response to the gateway's request.
-    Final(Envelope, Bytes),
+    /// The final response to the gateway's request, with the HTTP status it
+    /// came with (200 for other transports).
+    Final(Envelope, Bytes, u16),
 }
 
 /// The receiving end of one request's replies.
@@ -116,14 +117,14 @@ pub type PushTx = mpsc::UnboundedSender<Push>;
 
 /// Reads one complete JSON-RPC message and classifies it for a request with
 /// id `want`.
-pub(crate) fn classify(bytes: Bytes, want: &RequestId) -> Option<UpMsg> {
+pub(crate) fn classify(bytes: Bytes, want: &RequestId, status: u16) -> Option<UpMsg> {
     let env = Envelope::parse(&bytes).ok()?;
     let is_final = matches!(
         env.kind,
         castellan_protocol::Kind::Result | castellan_protocol::Kind::Error
     ) && env.id.as_ref() == Some(want);
     Some(if is_final {
-        UpMsg::Final(env, bytes)
+        UpMsg::Final(env, bytes, status)
     } else {
         UpMsg::Message(env, bytes)
     })

@@ -289,7 +289,7 @@ async fn supervise(
         let _ = wtx.send(stdio::encode(&init));
         let handshake = tokio::time::timeout(timeout, async {
             while let Some(msg) = irx.recv().await {
-                if let Ok(UpMsg::Final(env, _)) = msg {
+                if let Ok(UpMsg::Final(env, ..)) = msg {
                     return env
                         .result
                         .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok());
@@ -393,7 +393,7 @@ fn dispatch(index: usize, line: Bytes, shared: &Arc<Mutex<Shared>>, push: &PushT
                 }
                 drop(s);
                 let want = RequestId::number(id);
-                if let Some(msg) = classify(line, &want) {
+                if let Some(msg) = classify(line, &want, 200) {
                     let _ = tx.try_send(Ok(msg));
                 }
             }
