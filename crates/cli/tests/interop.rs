@@ -275,3 +275,71 @@ fn support_retry(mut f: impl FnMut() -> bool) {
     }
     panic!("condition not met within 30s");
 }
+
+/// Starts the conformance fixture (both eras) on a free port.
+fn start_fixture() -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(node22())
+        .arg(peers().join("fixture/server.mjs"))
+        .args(["--port", "0", "--quiet"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fixture");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("fixture line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("fixture url")
+        .to_string();
+    (child, url)
+}
+
+#[test]
+#[ignore = "needs tests/peers/setup.sh; run by scripts/test"]
+fn a_legacy_agent_answers_a_modern_upstreams_input_request_through_server_requests() {
+    let (mut fixture, url) = start_fixture();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  - name: modern\n    http:\n      url: {url}\n      era: modern\n"
+    ));
+    let r = ts_client(
+        &gw.url,
+        "v1",
+        "legacy",
+        Some((
+            "modern__test_sampling",
+            r#"{"prompt": "capital of France?"}"#,
+        )),
+    );
+    assert!(call_text(&r).contains("canned sampling response"), "{r}");
+    let _ = fixture.kill();
+    let _ = fixture.wait();
+}
+
+#[test]
+#[ignore = "needs tests/peers/setup.sh; run by scripts/test"]
+fn a_modern_agent_answers_a_legacy_upstreams_sampling_request_through_input_required() {
+    let node = node22().display().to_string();
+    let everything = node_module("@modelcontextprotocol/server-everything/dist/index.js");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  - name: legacy\n    stdio:\n      command: {node}\n      args: [\"{everything}\", \"stdio\"]\n"
+    ));
+    support_retry(|| {
+        tools(&py_client(&gw.url, "legacy", None))
+            .contains(&"legacy__trigger-sampling-request".to_string())
+    });
+    let r = ts_client(
+        &gw.url,
+        "v2",
+        "2026-07-28",
+        Some((
+            "legacy__trigger-sampling-request",
+            r#"{"prompt": "capital of France?"}"#,
+        )),
+    );
+    let text = serde_json::to_string(&r["call"]).unwrap_or_default();
+    assert!(text.contains("canned sampling response"), "{r}");
+}

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::federation::{Routes, list_shape};
 use crate::listen::{Filter, Listeners};
-use crate::session::{ClientSession, InFlight, STANDALONE, ServerRequestRoute, Sessions};
+use crate::relay::{ParkedCalls, Routed};
+use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
 use crate::upstream::builtin::BuiltinUpstream;
 use crate::upstream::http::{ClientProfile, HttpUpstream, UpSession, modern_meta};
 use crate::upstream::stdio::StdioUpstream;
@@ -56,11 +57,11 @@ pub struct ModernCaller {
 }
 
 impl Caller {
-    fn is_modern(&self) -> bool {
+    pub(crate) fn is_modern(&self) -> bool {
         matches!(self, Caller::Modern(_))
     }
 
-    fn session(&self) -> Option<&Arc<ClientSession>> {
+    pub(crate) fn session(&self) -> Option<&Arc<ClientSession>> {
         match self {
             Caller::Legacy(s) => Some(s),
             Caller::Modern(_) => None,
@@ -81,7 +82,7 @@ pub enum Outcome {
 
 /// What to do with a result before the agent sees it.
 #[derive(Debug, Clone, Copy)]
-enum Post {
+pub(crate) enum Post {
     /// Pass it through (plus `resultType` for modern agents).
     Passthrough,
 }
@@ -95,6 +96,7 @@ pub struct Gateway {
     routes: Routes,
     pub(crate) sessions: Sessions,
     listeners: Listeners,
+    pub(crate) parked: ParkedCalls,
     ids: Arc<AtomicU64>,
 }
 
@@ -146,6 +148,7 @@ impl Gateway {
             upstreams,
             sessions: Sessions::default(),
             listeners: Listeners::default(),
+            parked: ParkedCalls::default(),
             ids,
         });
         tokio::spawn(broadcast(Arc::downgrade(&gw), push_rx));
@@ -153,7 +156,7 @@ impl Gateway {
         Ok(gw)
     }
 
-    fn next_id(&self) -> RequestId {
+    pub(crate) fn next_id(&self) -> RequestId {
         RequestId::number(self.ids.fetch_add(1, Ordering::Relaxed))
     }
 
@@ -311,7 +314,8 @@ impl Gateway {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{exposed}`"))
                 })?;
                 params.set_str("name", &name);
-                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+                let routed = Routed { upstream: i, method, params };
+                self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
@@ -319,7 +323,8 @@ impl Gateway {
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
-                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+                let routed = Routed { upstream: i, method, params };
+                self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "completion/complete" => {
                 let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
@@ -340,7 +345,8 @@ impl Gateway {
                     _ => return Err(ErrorObject::new(INVALID_PARAMS, "`ref` must be a ref/prompt with `name` or a ref/resource with `uri`")),
                 };
                 params.set("ref", reference.to_raw());
-                self.forward(caller, id, i, &method, params, wants_sse, Post::Passthrough).await
+                let routed = Routed { upstream: i, method, params };
+                self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "subscriptions/listen" if caller.is_modern() => {
                 let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
@@ -501,7 +507,7 @@ impl Gateway {
     }
 
     /// Sends one request to upstream `i` on behalf of `caller`.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         caller: &Caller,
         i: usize,
@@ -517,6 +523,14 @@ impl Gateway {
                     let s = h.shared_session().await?;
                     Ok((h.request(Some(&s), &out).await?, Some(s)))
                 }
+            }
+            (Upstream::Http(h), Caller::Legacy(session)) if h.forced_modern() => {
+                // A modern-only upstream: speak for the legacy agent statelessly.
+                out.params = Some(with_meta(
+                    out.params.as_deref(),
+                    &modern_meta(&session.profile),
+                ));
+                Ok((h.request(None, &out).await?, None))
             }
             (Upstream::Http(h), Caller::Legacy(session)) => {
                 let opened = self.up_session(session, i, h).await;
@@ -559,214 +573,7 @@ impl Gateway {
         Ok(s.clone())
     }
 
-    /// Forwards a routed request and relays the answer.
-    #[allow(clippy::too_many_arguments)]
-    async fn forward(
-        self: &Arc<Self>,
-        caller: &Caller,
-        client_id: &RequestId,
-        i: usize,
-        method: &str,
-        params: RawObject,
-        wants_sse: bool,
-        post: Post,
-    ) -> Result<Outcome, ErrorObject> {
-        let out = Outbound {
-            id: self.next_id(),
-            method: method.into(),
-            params: Some(params.to_raw()),
-            extra_headers: match caller {
-                Caller::Modern(m) => m.param_headers.clone(),
-                Caller::Legacy(_) => Vec::new(),
-            },
-        };
-        let up_id = out.id.clone();
-        let (rx, up_session) = self
-            .send(caller, i, out)
-            .await
-            .map_err(|e| e.to_error_object())?;
-        if let Some(s) = caller.session() {
-            s.start_request(
-                client_id.clone(),
-                InFlight {
-                    upstream: i,
-                    upstream_id: up_id.clone(),
-                    up_session: up_session.clone(),
-                },
-            );
-        }
-        Ok(self
-            .relay(
-                caller.clone(),
-                client_id.clone(),
-                i,
-                up_id,
-                up_session,
-                rx,
-                wants_sse,
-                post,
-            )
-            .await)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn relay(
-        self: &Arc<Self>,
-        caller: Caller,
-        client_id: RequestId,
-        i: usize,
-        up_id: RequestId,
-        up_session: Option<Arc<UpSession>>,
-        mut rx: ReplyRx,
-        wants_sse: bool,
-        post: Post,
-    ) -> Outcome {
-        let timeout = self.config.limits.upstream_timeout;
-        let first = tokio::time::timeout(timeout, rx.recv()).await;
-        let first = match first {
-            Ok(Some(Ok(UpMsg::Message(env, bytes)))) if wants_sse => (env, bytes),
-            Ok(Some(Ok(UpMsg::Message(..)))) => {
-                // The agent accepts only JSON: wait for the final answer and
-                // refuse what cannot be delivered.
-                let answer = loop {
-                    match tokio::time::timeout(timeout, rx.recv()).await {
-                        Ok(Some(Ok(UpMsg::Final(env, ..)))) => {
-                            break self.finalize(&caller, &client_id, env, post);
-                        }
-                        Ok(Some(Ok(UpMsg::Message(env, _)))) => {
-                            if env.kind == Kind::Request {
-                                self.refuse_server_request(
-                                    i,
-                                    &up_session,
-                                    &env,
-                                    "the agent accepts only JSON responses",
-                                )
-                                .await;
-                            }
-                        }
-                        Ok(Some(Err(e))) => {
-                            break e.to_error_object().to_response(Some(&client_id));
-                        }
-                        Ok(None) => {
-                            break self
-                                .failed(i, "stream closed")
-                                .to_response(Some(&client_id));
-                        }
-                        Err(_) => {
-                            break self
-                                .timed_out(i, &up_id, &up_session)
-                                .await
-                                .to_response(Some(&client_id));
-                        }
-                    }
-                };
-                self.done(&caller, &client_id);
-                return Outcome::Json(200, answer);
-            }
-            Ok(Some(Ok(UpMsg::Final(env, _, status)))) => {
-                self.done(&caller, &client_id);
-                return Outcome::Json(
-                    status_for(&caller, status),
-                    self.finalize(&caller, &client_id, env, post),
-                );
-            }
-            Ok(Some(Err(e))) => {
-                self.done(&caller, &client_id);
-                return Outcome::Json(200, e.to_error_object().to_response(Some(&client_id)));
-            }
-            Ok(None) => {
-                self.done(&caller, &client_id);
-                return Outcome::Json(
-                    200,
-                    self.failed(i, "the upstream closed the stream without answering")
-                        .to_response(Some(&client_id)),
-                );
-            }
-            Err(_) => {
-                self.done(&caller, &client_id);
-                return Outcome::Json(
-                    200,
-                    self.timed_out(i, &up_id, &up_session)
-                        .await
-                        .to_response(Some(&client_id)),
-                );
-            }
-        };
-        // Streaming: relay event by event, in order.
-        let (tx, body) = mpsc::channel(64);
-        let gw = self.clone();
-        tokio::spawn(async move {
-            let stream = match &caller {
-                Caller::Legacy(s) => {
-                    let sid = s.open_stream(tx.clone());
-                    if s.profile.version.as_str() >= "2025-11-25" {
-                        s.emit(sid, |eid| sse::encode(None, Some(eid), b""));
-                    }
-                    Some(sid)
-                }
-                Caller::Modern(_) => None,
-            };
-            let emit = |bytes: &[u8]| -> bool {
-                match (&caller, stream) {
-                    (Caller::Legacy(s), Some(sid)) => {
-                        // A legacy agent may reconnect and resume: keep going
-                        // even when nobody is listening right now.
-                        s.emit(sid, |eid| sse::encode(None, Some(eid), bytes));
-                        true
-                    }
-                    _ => tx.try_send(sse::encode(None, None, bytes)).is_ok() || !tx.is_closed(),
-                }
-            };
-            let mut next = Some(Ok(UpMsg::Message(first.0, first.1)));
-            loop {
-                let msg = match next.take() {
-                    Some(m) => m,
-                    None => match tokio::time::timeout(timeout, rx.recv()).await {
-                        Ok(Some(m)) => m,
-                        Ok(None) => Err(gw.failed_upstream(
-                            i,
-                            "the upstream closed the stream without answering",
-                        )),
-                        Err(_) => {
-                            let e = gw.timed_out(i, &up_id, &up_session).await;
-                            emit(&e.to_response(Some(&client_id)));
-                            break;
-                        }
-                    },
-                };
-                match msg {
-                    Ok(UpMsg::Final(env, ..)) => {
-                        emit(&gw.finalize(&caller, &client_id, env, post));
-                        break;
-                    }
-                    Ok(UpMsg::Message(env, bytes)) => {
-                        let relayed = match env.kind {
-                            Kind::Request => gw.server_request(&caller, i, &up_session, env).await,
-                            _ => Some(bytes.to_vec()),
-                        };
-                        if let Some(b) = relayed
-                            && !emit(&b)
-                        {
-                            // A modern agent closed its stream: that is cancellation.
-                            gw.cancel_upstream(i, &up_id, &up_session).await;
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        emit(&e.to_error_object().to_response(Some(&client_id)));
-                        break;
-                    }
-                }
-            }
-            gw.done(&caller, &client_id);
-            if let (Caller::Legacy(s), Some(sid)) = (&caller, stream) {
-                s.finish_stream(sid);
-            }
-        });
-        Outcome::Sse(body)
-    }
-
-    fn done(&self, caller: &Caller, client_id: &RequestId) {
+    pub(crate) fn done(&self, caller: &Caller, client_id: &RequestId) {
         if let Some(s) = caller.session() {
             s.finish_request(client_id);
         }
@@ -779,11 +586,11 @@ impl Gateway {
         }
     }
 
-    fn failed(&self, i: usize, reason: &str) -> ErrorObject {
+    pub(crate) fn failed(&self, i: usize, reason: &str) -> ErrorObject {
         self.failed_upstream(i, reason).to_error_object()
     }
 
-    async fn timed_out(
+    pub(crate) async fn timed_out(
         &self,
         i: usize,
         up_id: &RequestId,
@@ -797,7 +604,7 @@ impl Gateway {
         .to_error_object()
     }
 
-    async fn cancel_upstream(
+    pub(crate) async fn cancel_upstream(
         &self,
         i: usize,
         up_id: &RequestId,
@@ -824,7 +631,7 @@ impl Gateway {
     }
 
     /// The agent's answer, with its id and, for modern agents, `resultType`.
-    fn finalize(
+    pub(crate) fn finalize(
         &self,
         caller: &Caller,
         client_id: &RequestId,
@@ -854,7 +661,7 @@ impl Gateway {
 
     /// Relays a server-to-agent request to a legacy agent that can answer
     /// it, under a gateway id; otherwise answers the upstream with an error.
-    async fn server_request(
+    pub(crate) async fn server_request(
         &self,
         caller: &Caller,
         i: usize,
@@ -899,6 +706,7 @@ impl Gateway {
             upstream: i,
             upstream_id: up_id,
             up_session: up_session.clone(),
+            reply: None,
         });
         Some(Envelope::request_bytes(
             Some(&gid),
@@ -907,7 +715,7 @@ impl Gateway {
         ))
     }
 
-    async fn refuse_server_request(
+    pub(crate) async fn refuse_server_request(
         &self,
         i: usize,
         up_session: &Option<Arc<UpSession>>,
@@ -924,7 +732,7 @@ impl Gateway {
             .await;
     }
 
-    async fn deliver_to_upstream(
+    pub(crate) async fn deliver_to_upstream(
         &self,
         i: usize,
         up_session: &Option<Arc<UpSession>>,
@@ -946,6 +754,11 @@ impl Gateway {
             tracing::debug!(session = %session.id, "answer to an unknown server request ignored");
             return;
         };
+        if let Some(reply) = route.reply {
+            // The gateway itself asked (input for a modern upstream).
+            let _ = reply.send(env);
+            return;
+        }
         let bytes = match (&env.result, &env.error) {
             (Some(r), _) => Envelope::result_bytes(&route.upstream_id, r),
             (_, Some(e)) => Envelope::raw_error_bytes(Some(&route.upstream_id), e),
@@ -1097,7 +910,7 @@ impl Gateway {
 /// The HTTP status for an upstream's final answer: modern agents get the
 /// upstream's own 4xx (header mismatch, missing capability); legacy agents
 /// always get 200 with the JSON-RPC error.
-fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
+pub(crate) fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
     if caller.is_modern() && (400..500).contains(&upstream_status) {
         upstream_status
     } else {

@@ -14,6 +14,7 @@
 pub mod federation;
 pub mod gateway;
 pub mod listen;
+mod relay;
 pub mod server;
 pub mod session;
 pub mod upstream;

@@ -21,7 +21,7 @@ const MAX_LOGGED_EVENTS: usize = 1024;
 const MAX_FINISHED_STREAMS: usize = 32;
 
 /// Where an agent's answer to a server-to-agent request must go.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServerRequestRoute {
     /// Upstream index.
     pub upstream: usize,
@@ -29,6 +29,8 @@ pub struct ServerRequestRoute {
     pub upstream_id: RequestId,
     /// The upstream session it came on (HTTP legacy upstreams).
     pub up_session: Option<Arc<UpSession>>,
+    /// Set when the gateway itself asked and waits for the answer.
+    pub reply: Option<tokio::sync::oneshot::Sender<castellan_protocol::Envelope>>,
 }
 
 /// An agent request in flight, for cancellation.

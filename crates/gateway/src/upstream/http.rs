@@ -185,6 +185,11 @@ impl HttpUpstream {
         RequestId::number(self.ids.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Whether the configuration says this upstream speaks only 2026-07-28.
+    pub fn forced_modern(&self) -> bool {
+        self.era == UpstreamEra::Modern
+    }
+
     /// Whether requests for a modern agent go to this upstream statelessly.
     pub async fn speaks_modern(&self) -> bool {
         match self.era {

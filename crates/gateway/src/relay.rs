@@ -1,0 +1,608 @@
+//! Relaying one forwarded request: from the upstream's reply stream to the
+//! agent's answer (JSON, or SSE event by event), including the bridge
+//! between the two ways MCP lets a server ask the agent for input mid-call:
+//!
+//! - legacy upstream, modern agent: the upstream's `sampling/createMessage`,
+//!   `elicitation/create` or `roots/list` request is turned into an
+//!   `input_required` result; the upstream call stays parked until the agent
+//!   retries with `inputResponses` and the gateway's `requestState`;
+//! - modern upstream, legacy agent: an `input_required` result is turned
+//!   into server requests on the agent's SSE stream; the answers go back
+//!   upstream as `inputResponses` on a retried request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use castellan_protocol::jsonrpc::{
+    Envelope, ErrorObject, INVALID_PARAMS, RawObject, RequestId, to_raw,
+};
+use castellan_protocol::{Kind, mcp, sse};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gateway::{Caller, Gateway, Outcome, Post, status_for};
+use crate::session::{InFlight, ServerRequestRoute};
+use crate::upstream::http::UpSession;
+use crate::upstream::{Outbound, ReplyRx, UpMsg};
+
+/// Prefix of the `requestState` tokens the gateway issues.
+const STATE_PREFIX: &str = "castellan-mrtr:";
+/// Most rounds of input a legacy agent is asked for in one call.
+const MAX_ROUNDS: usize = 10;
+
+/// A request routed to one upstream, with its params as they go there.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// Upstream index.
+    pub(crate) upstream: usize,
+    /// JSON-RPC method.
+    pub(crate) method: String,
+    /// Params with names un-namespaced.
+    pub(crate) params: RawObject,
+}
+
+/// An upstream call waiting for a modern agent's input.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    call: Call,
+    /// The upstream's id for its server request.
+    server_request: RequestId,
+    /// The method and name the retry must repeat.
+    binding: (String, Option<String>),
+}
+
+/// Upstream calls parked for modern agents, by `requestState` token.
+#[derive(Debug, Default)]
+pub(crate) struct ParkedCalls(Mutex<HashMap<String, Parked>>);
+
+impl ParkedCalls {
+    fn insert(&self, token: String, p: Parked) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(token, p);
+        }
+    }
+
+    fn take(&self, token: &str) -> Option<Parked> {
+        self.0.lock().ok()?.remove(token)
+    }
+}
+
+/// One forwarded request on its way back.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) caller: Caller,
+    pub(crate) client_id: RequestId,
+    pub(crate) upstream: usize,
+    pub(crate) up_id: RequestId,
+    pub(crate) up_session: Option<Arc<UpSession>>,
+    pub(crate) rx: ReplyRx,
+    pub(crate) method: String,
+    /// The params as sent upstream (for input-required retries).
+    pub(crate) params: RawObject,
+    pub(crate) post: Post,
+}
+
+fn result_type(env: &Envelope) -> Option<String> {
+    let r = env.result.as_ref()?;
+    serde_json::from_str::<RawObject>(r.get())
+        .ok()?
+        .get_str("resultType")
+}
+
+impl Gateway {
+    /// Forwards a routed request to upstream `i` and relays the answer.
+    pub(crate) async fn forward(
+        self: &Arc<Self>,
+        caller: &Caller,
+        client_id: &RequestId,
+        routed: Routed,
+        wants_sse: bool,
+        post: Post,
+    ) -> Result<Outcome, ErrorObject> {
+        let Routed {
+            upstream: i,
+            method,
+            params,
+        } = routed;
+        let method = method.as_str();
+        if let (Caller::Modern(_), Some(token)) = (caller, params.get_str("requestState"))
+            && token.starts_with(STATE_PREFIX)
+        {
+            return self
+                .resume_parked(caller, client_id, method, &params, &token, wants_sse)
+                .await;
+        }
+        let (up_id, rx, up_session) = self.send_call(caller, i, method, &params).await?;
+        if let Some(s) = caller.session() {
+            s.start_request(
+                client_id.clone(),
+                InFlight {
+                    upstream: i,
+                    upstream_id: up_id.clone(),
+                    up_session: up_session.clone(),
+                },
+            );
+        }
+        let call = Call {
+            caller: caller.clone(),
+            client_id: client_id.clone(),
+            upstream: i,
+            up_id,
+            up_session,
+            rx,
+            method: method.into(),
+            params,
+            post,
+        };
+        Ok(self.relay(call, wants_sse).await)
+    }
+
+    async fn send_call(
+        &self,
+        caller: &Caller,
+        i: usize,
+        method: &str,
+        params: &RawObject,
+    ) -> Result<(RequestId, ReplyRx, Option<Arc<UpSession>>), ErrorObject> {
+        let out = Outbound {
+            id: self.next_id(),
+            method: method.into(),
+            params: Some(params.to_raw()),
+            extra_headers: match caller {
+                Caller::Modern(m) => m.param_headers.clone(),
+                Caller::Legacy(_) => Vec::new(),
+            },
+        };
+        let up_id = out.id.clone();
+        let (rx, up_session) = self
+            .send(caller, i, out)
+            .await
+            .map_err(|e| e.to_error_object())?;
+        Ok((up_id, rx, up_session))
+    }
+
+    /// Relays a call's replies: JSON when the first message is the answer,
+    /// otherwise an SSE stream, event by event.
+    pub(crate) async fn relay(self: &Arc<Self>, mut call: Call, wants_sse: bool) -> Outcome {
+        let timeout = self.config.limits.upstream_timeout;
+        let first = match tokio::time::timeout(timeout, call.rx.recv()).await {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(Some(Err(e))) => {
+                return self.answer_now(
+                    &call,
+                    200,
+                    e.to_error_object().to_response(Some(&call.client_id)),
+                );
+            }
+            Ok(None) => {
+                let e = self.failed(
+                    call.upstream,
+                    "the upstream closed the stream without answering",
+                );
+                return self.answer_now(&call, 200, e.to_response(Some(&call.client_id)));
+            }
+            Err(_) => {
+                let e = self
+                    .timed_out(call.upstream, &call.up_id, &call.up_session)
+                    .await;
+                return self.answer_now(&call, 200, e.to_response(Some(&call.client_id)));
+            }
+        };
+        if let UpMsg::Message(env, _) = &first
+            && env.kind == Kind::Request
+            && call.caller.is_modern()
+        {
+            // A legacy upstream asks a modern agent for input: answer at once
+            // with `input_required` and park the upstream call.
+            let UpMsg::Message(env, _) = first else {
+                return Outcome::Accepted;
+            };
+            let answer = self.park(call, env);
+            return Outcome::Json(200, answer);
+        }
+        let needs_stream = match &first {
+            UpMsg::Final(env, ..) => {
+                call.caller.session().is_some()
+                    && result_type(env).as_deref() == Some("input_required")
+            }
+            UpMsg::Message(..) => wants_sse,
+        };
+        if !needs_stream {
+            return match first {
+                UpMsg::Final(env, _, status) => {
+                    let bytes = self.finalize(&call.caller, &call.client_id, env, call.post);
+                    self.answer_now(&call, status_for(&call.caller, status), bytes)
+                }
+                UpMsg::Message(..) => self.json_only(call).await,
+            };
+        }
+        if !wants_sse && call.caller.session().is_some() {
+            let e = ErrorObject::new(
+                INVALID_PARAMS,
+                "the upstream needs input from the agent, which requires accepting text/event-stream",
+            );
+            self.cancel_upstream(call.upstream, &call.up_id, &call.up_session)
+                .await;
+            return self.answer_now(&call, 200, e.to_response(Some(&call.client_id)));
+        }
+        let (tx, body) = mpsc::channel(64);
+        let gw = self.clone();
+        tokio::spawn(async move { gw.stream(call, first, tx).await });
+        Outcome::Sse(body)
+    }
+
+    fn answer_now(&self, call: &Call, status: u16, bytes: Vec<u8>) -> Outcome {
+        self.done(&call.caller, &call.client_id);
+        Outcome::Json(status, bytes)
+    }
+
+    /// The agent takes only JSON: wait for the answer, refusing server
+    /// requests that cannot reach it.
+    async fn json_only(&self, mut call: Call) -> Outcome {
+        let timeout = self.config.limits.upstream_timeout;
+        let i = call.upstream;
+        let answer = loop {
+            match tokio::time::timeout(timeout, call.rx.recv()).await {
+                Ok(Some(Ok(UpMsg::Final(env, ..)))) => {
+                    break self.finalize(&call.caller, &call.client_id, env, call.post);
+                }
+                Ok(Some(Ok(UpMsg::Message(env, _)))) => {
+                    if env.kind == Kind::Request {
+                        self.refuse_server_request(
+                            i,
+                            &call.up_session,
+                            &env,
+                            "the agent accepts only JSON responses",
+                        )
+                        .await;
+                    }
+                }
+                Ok(Some(Err(e))) => break e.to_error_object().to_response(Some(&call.client_id)),
+                Ok(None) => {
+                    break self
+                        .failed(i, "stream closed")
+                        .to_response(Some(&call.client_id));
+                }
+                Err(_) => {
+                    break self
+                        .timed_out(i, &call.up_id, &call.up_session)
+                        .await
+                        .to_response(Some(&call.client_id));
+                }
+            }
+        };
+        self.answer_now(&call, 200, answer)
+    }
+
+    /// The streaming relay task.
+    async fn stream(self: Arc<Self>, mut call: Call, first: UpMsg, tx: mpsc::Sender<Bytes>) {
+        let timeout = self.config.limits.upstream_timeout;
+        let stream_id = match &call.caller {
+            Caller::Legacy(s) => {
+                let sid = s.open_stream(tx.clone());
+                if s.profile.version.as_str() >= "2025-11-25" {
+                    s.emit(sid, |eid| sse::encode(None, Some(eid), b""));
+                }
+                Some(sid)
+            }
+            Caller::Modern(_) => None,
+        };
+        let emit = |caller: &Caller, bytes: &[u8]| -> bool {
+            match (caller, stream_id) {
+                // A legacy agent may reconnect and resume: keep going even
+                // when nobody is listening right now.
+                (Caller::Legacy(s), Some(sid)) => {
+                    s.emit(sid, |eid| sse::encode(None, Some(eid), bytes));
+                    true
+                }
+                _ => tx.try_send(sse::encode(None, None, bytes)).is_ok() || !tx.is_closed(),
+            }
+        };
+        let mut next = Some(first);
+        let mut rounds = 0;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match tokio::time::timeout(timeout, call.rx.recv()).await {
+                    Ok(Some(Ok(m))) => m,
+                    Ok(Some(Err(e))) => {
+                        emit(
+                            &call.caller,
+                            &e.to_error_object().to_response(Some(&call.client_id)),
+                        );
+                        break;
+                    }
+                    Ok(None) => {
+                        let e = self.failed(
+                            call.upstream,
+                            "the upstream closed the stream without answering",
+                        );
+                        emit(&call.caller, &e.to_response(Some(&call.client_id)));
+                        break;
+                    }
+                    Err(_) => {
+                        let e = self
+                            .timed_out(call.upstream, &call.up_id, &call.up_session)
+                            .await;
+                        emit(&call.caller, &e.to_response(Some(&call.client_id)));
+                        break;
+                    }
+                },
+            };
+            match msg {
+                UpMsg::Final(env, ..)
+                    if call.caller.session().is_some()
+                        && result_type(&env).as_deref() == Some("input_required") =>
+                {
+                    rounds += 1;
+                    let caller = call.caller.clone();
+                    match self
+                        .fulfil_input(&mut call, &env, rounds, &|b: &[u8]| emit(&caller, b))
+                        .await
+                    {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            emit(&call.caller, &e.to_response(Some(&call.client_id)));
+                            break;
+                        }
+                    }
+                }
+                UpMsg::Final(env, ..) => {
+                    emit(
+                        &call.caller,
+                        &self.finalize(&call.caller, &call.client_id, env, call.post),
+                    );
+                    break;
+                }
+                UpMsg::Message(env, _) if env.kind == Kind::Request && call.caller.is_modern() => {
+                    // Park the upstream call and ask the modern agent for input.
+                    let answer = self.park(call, env);
+                    let _ = tx.try_send(sse::encode(None, None, &answer));
+                    return;
+                }
+                UpMsg::Message(env, bytes) => {
+                    let relayed = match env.kind {
+                        Kind::Request => {
+                            self.server_request(&call.caller, call.upstream, &call.up_session, env)
+                                .await
+                        }
+                        _ => Some(bytes.to_vec()),
+                    };
+                    if let Some(b) = relayed
+                        && !emit(&call.caller, &b)
+                    {
+                        // A modern agent closed its stream: that is cancellation.
+                        self.cancel_upstream(call.upstream, &call.up_id, &call.up_session)
+                            .await;
+                        break;
+                    }
+                }
+            }
+        }
+        self.done(&call.caller, &call.client_id);
+        if let (Caller::Legacy(s), Some(sid)) = (&call.caller, stream_id) {
+            s.finish_stream(sid);
+        }
+    }
+
+    /// Modern upstream, legacy agent: asks the agent each input request on
+    /// its stream, then retries the upstream call with the answers.
+    async fn fulfil_input(
+        &self,
+        call: &mut Call,
+        env: &Envelope,
+        round: usize,
+        emit: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<(), ErrorObject> {
+        if round > MAX_ROUNDS {
+            return Err(ErrorObject::new(
+                jsonrpc_internal(),
+                format!("the upstream asked for input more than {MAX_ROUNDS} times"),
+            ));
+        }
+        let Some(session) = call.caller.session().cloned() else {
+            return Err(ErrorObject::new(
+                jsonrpc_internal(),
+                "no session to ask for input",
+            ));
+        };
+        let result: Value = env
+            .result
+            .as_ref()
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null);
+        let mut responses = serde_json::Map::new();
+        if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+            for (key, req) in requests {
+                let method = req
+                    .get("method")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let needed = match method {
+                    "sampling/createMessage" => "sampling",
+                    "elicitation/create" => "elicitation",
+                    "roots/list" => "roots",
+                    other => {
+                        return Err(ErrorObject::new(
+                            INVALID_PARAMS,
+                            format!("the upstream asked for unsupported input `{other}`"),
+                        ));
+                    }
+                };
+                if !session.has_capability(needed) {
+                    return Err(ErrorObject::new(
+                        mcp::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                        format!("the upstream needs `{needed}`, which the agent did not declare"),
+                    )
+                    .with_data(json!({"requiredCapabilities": {needed: {}}})));
+                }
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let gid = session.register_server_request(ServerRequestRoute {
+                    upstream: call.upstream,
+                    upstream_id: RequestId::number(0),
+                    up_session: None,
+                    reply: Some(reply_tx),
+                });
+                let params = req.get("params").map(to_raw);
+                emit(&Envelope::request_bytes(
+                    Some(&gid),
+                    method,
+                    params.as_deref(),
+                ));
+                let answer = tokio::time::timeout(self.config.limits.upstream_timeout, reply_rx)
+                    .await
+                    .map_err(|_| {
+                        ErrorObject::new(
+                            crate::upstream::UPSTREAM_TIMEOUT,
+                            format!("the agent did not answer `{method}` in time"),
+                        )
+                    })?
+                    .map_err(|_| ErrorObject::new(jsonrpc_internal(), "the session ended"))?;
+                match answer.result {
+                    Some(r) => {
+                        responses.insert(
+                            key.clone(),
+                            serde_json::from_str(r.get()).unwrap_or(Value::Null),
+                        );
+                    }
+                    None => {
+                        return Err(ErrorObject::new(
+                            INVALID_PARAMS,
+                            format!("the agent refused `{method}`"),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut params = call.params.clone();
+        params.set("inputResponses", to_raw(&responses));
+        match result.get("requestState").and_then(Value::as_str) {
+            Some(state) => params.set_str("requestState", state),
+            None => {
+                params.remove("requestState");
+            }
+        }
+        let (up_id, rx, up_session) = self
+            .send_call(&call.caller, call.upstream, &call.method, &params)
+            .await?;
+        call.up_id = up_id;
+        call.rx = rx;
+        call.up_session = up_session;
+        Ok(())
+    }
+
+    /// Legacy upstream, modern agent: keeps the upstream call waiting and
+    /// answers the agent `input_required` with a state token for the retry.
+    fn park(self: &Arc<Self>, call: Call, env: Envelope) -> Vec<u8> {
+        let client_id = call.client_id.clone();
+        let needed = match env.method() {
+            "sampling/createMessage" => Some("sampling"),
+            "elicitation/create" => Some("elicitation"),
+            "roots/list" => Some("roots"),
+            _ => None,
+        };
+        let declared = match (&call.caller, needed) {
+            (Caller::Modern(m), Some(cap)) => m.profile.capabilities.get(cap).is_some(),
+            _ => false,
+        };
+        let Some(server_request) = env.id.clone().filter(|_| declared) else {
+            let asked = env.method().to_owned();
+            let gw = self.clone();
+            let (i, s) = (call.upstream, call.up_session.clone());
+            tokio::spawn(async move {
+                gw.refuse_server_request(i, &s, &env, "the agent did not declare this capability")
+                    .await
+            });
+            return ErrorObject::new(
+                mcp::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                format!("the upstream asked for `{asked}`, which the agent did not declare"),
+            )
+            .with_data(json!({"requiredCapabilities": {needed.unwrap_or("unknown"): {}}}))
+            .to_response(Some(&client_id));
+        };
+        let Some(token) = crate::session::new_session_id().map(|t| format!("{STATE_PREFIX}{t}"))
+        else {
+            return ErrorObject::new(jsonrpc_internal(), "cannot issue request state")
+                .to_response(Some(&client_id));
+        };
+        let binding = (
+            call.method.clone(),
+            call.params
+                .get_str(mcp::name_field(&call.method).unwrap_or("name")),
+        );
+        let request = json!({"method": env.method(), "params": env.params.as_ref().and_then(|p| serde_json::from_str::<Value>(p.get()).ok()).unwrap_or(json!({}))});
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": {"input": request},
+            "requestState": token,
+        });
+        self.done(&call.caller, &call.client_id);
+        self.parked.insert(
+            token.clone(),
+            Parked {
+                call,
+                server_request,
+                binding,
+            },
+        );
+        // A parked call the agent never resumes is cancelled upstream.
+        let gw = Arc::downgrade(self);
+        let wait = self
+            .config
+            .limits
+            .upstream_timeout
+            .max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(gw) = gw.upgrade()
+                && let Some(p) = gw.parked.take(&token)
+            {
+                gw.cancel_upstream(p.call.upstream, &p.call.up_id, &p.call.up_session)
+                    .await;
+            }
+        });
+        Envelope::result_bytes(&client_id, &to_raw(&result))
+    }
+
+    /// A modern agent's retry carrying the gateway's `requestState`.
+    async fn resume_parked(
+        self: &Arc<Self>,
+        caller: &Caller,
+        client_id: &RequestId,
+        method: &str,
+        params: &RawObject,
+        token: &str,
+        wants_sse: bool,
+    ) -> Result<Outcome, ErrorObject> {
+        let invalid = || ErrorObject::new(INVALID_PARAMS, "Invalid or expired requestState");
+        let mut parked = self.parked.take(token).ok_or_else(invalid)?;
+        let name = params.get_str(mcp::name_field(method).unwrap_or("name"));
+        if parked.binding != (method.to_owned(), name) {
+            return Err(invalid());
+        }
+        let responses: Value = params
+            .get("inputResponses")
+            .and_then(|r| serde_json::from_str(r.get()).ok())
+            .unwrap_or(Value::Null);
+        let bytes = match responses.get("input") {
+            Some(answer) => Envelope::result_bytes(&parked.server_request, &to_raw(answer)),
+            None => ErrorObject::new(INVALID_PARAMS, "the agent gave no input")
+                .to_response(Some(&parked.server_request)),
+        };
+        self.deliver_to_upstream(
+            parked.call.upstream,
+            &parked.call.up_session,
+            Bytes::from(bytes),
+        )
+        .await;
+        parked.call.caller = caller.clone();
+        parked.call.client_id = client_id.clone();
+        Ok(self.relay(parked.call, wants_sse).await)
+    }
+}
+
+fn jsonrpc_internal() -> i64 {
+    castellan_protocol::jsonrpc::INTERNAL_ERROR
+}
