@@ -291,6 +291,29 @@ mod bad_input {
         );
     }
 
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let gw = Gateway::start(&format!("limits:\n  header_timeout: 500ms\n{DEMO}"));
+        let addr = gw
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .to_string();
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .expect("partial headers");
+        let mut buf = Vec::new();
+        // The gateway closes the connection (with or without a 408) instead of waiting forever.
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            conn.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "connection still open");
+    }
+
     #[test]
     fn a_broken_config_file_names_file_and_line_and_exits_non_zero() {
         let dir = support::scratch("badcfg");

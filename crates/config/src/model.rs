@@ -61,6 +61,8 @@ pub struct Limits {
     pub session_idle: std::time::Duration,
     /// Most concurrent legacy sessions.
     pub max_sessions: usize,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: std::time::Duration,
 }
 
 /// One upstream MCP server.
@@ -173,6 +175,7 @@ struct RawLimits {
     connect_timeout: Option<Duration>,
     session_idle: Option<Duration>,
     max_sessions: Option<usize>,
+    header_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -265,6 +268,9 @@ pub(crate) fn compile(
             .session_idle
             .map_or(std::time::Duration::from_secs(30 * 60), |d| d.0),
         max_sessions: l.max_sessions.unwrap_or(100_000),
+        header_timeout: l
+            .header_timeout
+            .map_or(std::time::Duration::from_secs(10), |d| d.0),
     };
     if limits.max_body_bytes == 0 || limits.max_message_bytes == 0 {
         return Err(invalid(

@@ -17,7 +17,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -36,6 +36,7 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let bound = listener.local_addr().ok();
+    let header_timeout = gateway.config.limits.header_timeout;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -53,7 +54,9 @@ pub async fn serve(
                     let gw = gw.clone();
                     async move { Ok::<_, Infallible>(route(gw, bound, req).await) }
                 });
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                // A client that dribbles its headers does not hold a connection forever.
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
                 let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
