@@ -40,6 +40,9 @@ FIXTURE="$(wait_for "$OUT/fixture.stdout" 's/^listening on \(http:[^ ]*\)$/\1/p'
 
 cat > "$OUT/castellan.yaml" <<YAML
 listen: 127.0.0.1:0
+# The suites send no credentials: this run tests the protocol, not identity.
+auth:
+  mode: none
 limits:
   upstream_timeout: 30s
 upstreams:

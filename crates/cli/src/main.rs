@@ -102,17 +102,42 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// Prints a banner line; a closed stdout must not bring the gateway down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// The agent a generated key authenticates.
+const LOCAL_AGENT: &str = "local-agent";
+
 async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result<()> {
     // Bind before anything else so a port conflict fails fast and clearly.
     let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listener.addr))?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let gateway = castellan_gateway::Gateway::start(cfg.clone()).map_err(anyhow::Error::msg)?;
+    // The demo default: a key made now, printed below, valid for this run.
+    let generated = match cfg.auth.generate_key {
+        true => Some(
+            castellan_gateway::identity::generate_key().context("no randomness for an API key")?,
+        ),
+        false => None,
+    };
+    let auth = castellan_gateway::identity::Authenticator::new(
+        &cfg.auth,
+        generated.as_deref().map(|k| (LOCAL_AGENT, k)),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let gateway =
+        castellan_gateway::Gateway::start(cfg.clone(), auth).map_err(anyhow::Error::msg)?;
     let url = format!("http://{addr}{}", cfg.listener.path);
-    println!("castellan {} listening", env!("CARGO_PKG_VERSION"));
-    println!("  MCP endpoint: {url}");
-    println!(
+    say!("castellan {} listening", env!("CARGO_PKG_VERSION"));
+    say!("  MCP endpoint: {url}");
+    say!(
         "  upstreams:    {}",
         cfg.upstreams
             .iter()
@@ -120,14 +145,18 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if demo {
-        println!(
-            "  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)"
+    if let Some(key) = &generated {
+        say!("  API key:      {key}");
+        say!(
+            "                (agent `{LOCAL_AGENT}`, valid until the gateway stops; send `Authorization: Bearer <key>`)"
         );
     }
-    println!(
-        "  connect any MCP client over Streamable HTTP, e.g.: npx @modelcontextprotocol/inspector --cli {url} --transport http --method tools/list"
-    );
+    if cfg.auth.anonymous {
+        say!("  WARNING: auth.mode is `none`: any local process can act as an agent");
+    }
+    if demo {
+        say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");
+    }
     tracing::info!(%url, "gateway ready");
     castellan_gateway::serve(gateway, listener, shutdown_signal()).await;
     tracing::info!("gateway stopped");

@@ -55,9 +55,12 @@ fn run_client(mut cmd: Command) -> Value {
 
 fn py_client(url: &str, mode: &str, call: Option<(&str, &str)>) -> Value {
     let mut cmd = Command::new(python());
-    cmd.arg(peers().join("py_client.py"))
-        .arg(url)
-        .args(["--mode", mode]);
+    cmd.arg(peers().join("py_client.py")).arg(url).args([
+        "--mode",
+        mode,
+        "--header",
+        &format!("Authorization: {}", support::TEST_AUTH),
+    ]);
     if let Some((tool, args)) = call {
         cmd.args(["--call", tool, "--args", args]);
     }
@@ -66,9 +69,14 @@ fn py_client(url: &str, mode: &str, call: Option<(&str, &str)>) -> Value {
 
 fn ts_client(url: &str, sdk: &str, mode: &str, call: Option<(&str, &str)>) -> Value {
     let mut cmd = Command::new(node22());
-    cmd.arg(peers().join("ts_client.mjs"))
-        .arg(url)
-        .args(["--sdk", sdk, "--mode", mode]);
+    cmd.arg(peers().join("ts_client.mjs")).arg(url).args([
+        "--sdk",
+        sdk,
+        "--mode",
+        mode,
+        "--header",
+        &format!("Authorization: {}", support::TEST_AUTH),
+    ]);
     if let Some((tool, args)) = call {
         cmd.args(["--call", tool, "--args", args]);
     }

@@ -12,8 +12,8 @@ mod model;
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
-    Config, HttpUpstream, Limits, Listener, ModernHeaders, RestartPolicy, StdioUpstream, Transport,
-    Upstream, UpstreamEra,
+    ApiKey, Auth, Config, HttpUpstream, JWT_ALGORITHMS, JwksSource, Jwt, Limits, Listener,
+    ModernHeaders, RestartPolicy, StdioUpstream, Transport, Upstream, UpstreamEra,
 };
 
 /// The configuration used when `castellan serve` is given no file: the

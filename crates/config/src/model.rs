@@ -17,6 +17,72 @@ pub struct Config {
     pub limits: Limits,
     /// The upstream MCP servers, in configuration order.
     pub upstreams: Vec<Upstream>,
+    /// How agents prove who they are.
+    pub auth: Auth,
+}
+
+/// How agents authenticate. At least one method must be configured unless
+/// `mode: none` says anonymous agents are acceptable (development only).
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// Anonymous access allowed (no credential checked).
+    pub anonymous: bool,
+    /// Generate a random API key at start and print it (the demo default).
+    pub generate_key: bool,
+    /// API keys, stored as SHA-256 digests.
+    pub api_keys: Vec<ApiKey>,
+    /// JWT bearer tokens.
+    pub jwt: Option<Jwt>,
+    /// The resource URL announced in OAuth protected resource metadata;
+    /// derived from the request's Host when absent.
+    pub resource: Option<String>,
+}
+
+/// One agent's API key.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// The agent it identifies.
+    pub agent: String,
+    /// The user it acts for, if fixed.
+    pub user: Option<String>,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// Attributes of the agent (team, environment, owner...).
+    pub attributes: Vec<(String, String)>,
+    /// A revoked key is refused.
+    pub revoked: bool,
+}
+
+/// JWT bearer token validation.
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// Where the signing keys come from.
+    pub jwks: JwksSource,
+    /// Accepted algorithms (never `none`, never HMAC with public keys).
+    pub algorithms: Vec<String>,
+    /// Claim naming the agent (default `sub`).
+    pub agent_claim: String,
+    /// Claim naming the user the agent acts for, if any (dotted path).
+    pub user_claim: Option<String>,
+    /// Claims copied into the agent's attributes.
+    pub attribute_claims: Vec<String>,
+    /// Scopes every token must carry (`scope` or `scp` claim).
+    pub required_scopes: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: std::time::Duration,
+}
+
+/// Where JWT signing keys come from.
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    /// Fetched from a URL, cached, refreshed on an unknown `kid`.
+    Url(String),
+    /// Read from a file at load time.
+    File(String),
 }
 
 /// The agent-facing MCP listener.
@@ -154,7 +220,58 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
+    auth: Option<RawAuth>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    generate_key: bool,
+    #[serde(default)]
+    api_keys: Vec<RawApiKey>,
+    jwt: Option<RawJwt>,
+    resource: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    agent: String,
+    sha256: String,
+    user: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    revoked: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    jwks_url: Option<String>,
+    jwks_file: Option<String>,
+    #[serde(default)]
+    algorithms: Vec<String>,
+    agent_claim: Option<String>,
+    user_claim: Option<String>,
+    #[serde(default)]
+    attribute_claims: Vec<String>,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    leeway: Option<Duration>,
+}
+
+/// Algorithms a JWT may use: asymmetric only, so a public key can never be
+/// used as an HMAC secret (key confusion) and `none` is impossible.
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
@@ -428,7 +545,9 @@ pub(crate) fn compile(
             line,
         });
     }
+    let auth = compile_auth(raw.auth, text, &invalid)?;
     Ok(Config {
+        auth,
         origin: origin.into(),
         listener: Listener {
             addr,
@@ -440,6 +559,123 @@ pub(crate) fn compile(
         limits,
         upstreams,
     })
+}
+
+fn compile_auth(
+    raw: Option<RawAuth>,
+    text: &str,
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Auth, ConfigError> {
+    let line = |key: &str| find_key_line(text, key, None);
+    let Some(raw) = raw else {
+        return Err(invalid(
+            0,
+            "no `auth` section: agents must authenticate (configure `auth.api_keys`, `auth.jwt` or `auth.generate_key: true`; `auth.mode: none` allows anonymous agents, for development only)".into(),
+        ));
+    };
+    let anonymous = match raw.mode.as_deref() {
+        None | Some("required") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(invalid(
+                line("mode"),
+                format!("`auth.mode` must be `required` or `none`, got `{other}`"),
+            ));
+        }
+    };
+    let mut api_keys = Vec::with_capacity(raw.api_keys.len());
+    for k in raw.api_keys {
+        let l = find_key_line(text, "agent", Some(&k.agent)).max(line("api_keys"));
+        let hex = k.sha256.trim().trim_start_matches("sha256:");
+        let bytes = decode_hex(hex).filter(|b| b.len() == 32).ok_or_else(|| {
+            invalid(l, format!("api key of agent `{}`: `sha256` must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s KEY | sha256sum`)", k.agent))
+        })?;
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(&bytes);
+        if k.agent.trim().is_empty() {
+            return Err(invalid(l, "api key with an empty `agent`".into()));
+        }
+        if api_keys.iter().any(|e: &ApiKey| e.sha256 == sha256) {
+            return Err(invalid(
+                l,
+                format!("api key of agent `{}` is configured twice", k.agent),
+            ));
+        }
+        api_keys.push(ApiKey {
+            agent: k.agent,
+            user: k.user,
+            sha256,
+            attributes: k.attributes.into_iter().collect(),
+            revoked: k.revoked,
+        });
+    }
+    let jwt = match raw.jwt {
+        None => None,
+        Some(j) => {
+            let l = line("jwt");
+            let jwks = match (j.jwks_url, j.jwks_file) {
+                (Some(u), None) => JwksSource::Url(u),
+                (None, Some(f)) => JwksSource::File(f),
+                _ => {
+                    return Err(invalid(
+                        l,
+                        "`auth.jwt` needs exactly one of `jwks_url` and `jwks_file`".into(),
+                    ));
+                }
+            };
+            let algorithms = if j.algorithms.is_empty() {
+                vec!["RS256".to_string(), "ES256".to_string()]
+            } else {
+                j.algorithms
+            };
+            if let Some(bad) = algorithms
+                .iter()
+                .find(|a| !JWT_ALGORITHMS.contains(&a.as_str()))
+            {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "JWT algorithm `{bad}` is not allowed; use one of {}",
+                        JWT_ALGORITHMS.join(", ")
+                    ),
+                ));
+            }
+            if j.audiences.is_empty() {
+                return Err(invalid(l, "`auth.jwt.audiences` must name at least one audience (tokens for other services must not work here)".into()));
+            }
+            Some(Jwt {
+                issuer: j.issuer,
+                audiences: j.audiences,
+                jwks,
+                algorithms,
+                agent_claim: j.agent_claim.unwrap_or_else(|| "sub".into()),
+                user_claim: j.user_claim,
+                attribute_claims: j.attribute_claims,
+                required_scopes: j.required_scopes,
+                leeway: j.leeway.map_or(std::time::Duration::from_secs(30), |d| d.0),
+            })
+        }
+    };
+    if !anonymous && !raw.generate_key && api_keys.is_empty() && jwt.is_none() {
+        return Err(invalid(line("auth"), "`auth` configures no way to authenticate: add `api_keys`, `jwt` or `generate_key: true`".into()));
+    }
+    Ok(Auth {
+        anonymous,
+        generate_key: raw.generate_key,
+        api_keys,
+        jwt,
+        resource: raw.resource,
+    })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Expands `${VAR}` references; a missing variable is an error, never an

@@ -4,6 +4,11 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// A configuration that allows anonymous agents, for tests about other keys.
+fn anon(text: &str) -> String {
+    format!("auth:\n  mode: none\n{text}")
+}
+
 #[test]
 fn the_default_configuration_fronts_the_demo_upstreams_on_loopback() {
     let cfg = load("<default>", DEFAULT_YAML, &no_env).expect("default config loads");
@@ -27,31 +32,36 @@ fn a_yaml_syntax_error_names_file_line_and_column() {
 
 #[test]
 fn unknown_keys_are_refused_with_their_line() {
-    let err = load("gw.yaml", "listen: 127.0.0.1:1\nlistne: oops\n", &no_env).expect_err("typo");
-    assert_eq!(err.line(), Some(2), "{err}");
+    let err = load(
+        "gw.yaml",
+        &anon("listen: 127.0.0.1:1\nlistne: oops\n"),
+        &no_env,
+    )
+    .expect_err("typo");
+    assert_eq!(err.line(), Some(4), "{err}");
     assert!(err.to_string().contains("listne"), "{err}");
 }
 
 #[test]
 fn an_upstream_without_transport_points_at_its_entry() {
     let text = "upstreams:\n  - name: ok\n    builtin: mail\n  - name: broken\n";
-    let err = load("gw.yaml", text, &no_env).expect_err("no transport");
-    assert_eq!(err.line(), Some(4), "{err}");
+    let err = load("gw.yaml", &anon(text), &no_env).expect_err("no transport");
+    assert_eq!(err.line(), Some(6), "{err}");
     assert!(err.to_string().contains("broken"), "{err}");
 }
 
 #[test]
 fn duplicate_names_and_prefixes_are_refused() {
     let text = "upstreams:\n  - name: a\n    builtin: mail\n  - name: a\n    builtin: files\n";
-    assert!(load("gw.yaml", text, &no_env).is_err());
+    assert!(load("gw.yaml", &anon(text), &no_env).is_err());
     let text = "upstreams:\n  - name: a\n    builtin: mail\n  - name: b\n    prefix: a\n    builtin: files\n";
-    assert!(load("gw.yaml", text, &no_env).is_err());
+    assert!(load("gw.yaml", &anon(text), &no_env).is_err());
 }
 
 #[test]
 fn header_credentials_come_from_the_environment_and_a_missing_variable_is_an_error() {
     let text = "upstreams:\n  - name: a\n    http:\n      url: http://127.0.0.1:9/mcp\n      headers:\n        Authorization: Bearer ${TOKEN}\n";
-    let cfg = load("gw.yaml", text, &|k| {
+    let cfg = load("gw.yaml", &anon(text), &|k| {
         (k == "TOKEN").then(|| "s3cret".to_string())
     })
     .expect("loads");
@@ -59,14 +69,14 @@ fn header_credentials_come_from_the_environment_and_a_missing_variable_is_an_err
         Transport::Http(h) => assert_eq!(h.headers[0].1, "Bearer s3cret"),
         other => panic!("unexpected transport {other:?}"),
     }
-    let err = load("gw.yaml", text, &no_env).expect_err("missing var");
+    let err = load("gw.yaml", &anon(text), &no_env).expect_err("missing var");
     assert!(err.to_string().contains("TOKEN"), "{err}");
 }
 
 #[test]
 fn durations_accept_units() {
     let text = "limits:\n  upstream_timeout: 250ms\n  session_idle: 10m\n";
-    let cfg = load("gw.yaml", text, &no_env).expect("loads");
+    let cfg = load("gw.yaml", &anon(text), &no_env).expect("loads");
     assert_eq!(
         cfg.limits.upstream_timeout,
         std::time::Duration::from_millis(250)
@@ -86,4 +96,61 @@ proptest::proptest! {
     fn loading_arbitrary_text_never_panics(text in "\\PC{0,200}") {
         let _ = load("fuzz.yaml", &text, &no_env);
     }
+}
+
+#[test]
+fn a_configuration_without_authentication_is_refused() {
+    let err = load(
+        "gw.yaml",
+        "upstreams:\n  - name: a\n    builtin: mail\n",
+        &no_env,
+    )
+    .expect_err("no auth");
+    assert!(err.to_string().contains("auth"), "{err}");
+    let err = load("gw.yaml", "auth: {}\n", &no_env).expect_err("empty auth");
+    assert!(err.to_string().contains("no way to authenticate"), "{err}");
+}
+
+#[test]
+fn api_keys_are_sha256_digests_and_bad_ones_point_at_their_line() {
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let cfg = load("gw.yaml", &format!("auth:\n  api_keys:\n    - agent: bot\n      sha256: {digest}\n      attributes: {{team: support}}\n"), &no_env).expect("loads");
+    assert_eq!(cfg.auth.api_keys[0].agent, "bot");
+    assert_eq!(cfg.auth.api_keys[0].sha256[0], 0x9f);
+    let err = load(
+        "gw.yaml",
+        "auth:\n  api_keys:\n    - agent: bot\n      sha256: nothex\n",
+        &no_env,
+    )
+    .expect_err("bad digest");
+    assert_eq!(err.line(), Some(3), "{err}");
+}
+
+#[test]
+fn jwt_validation_refuses_symmetric_algorithms_and_missing_audiences() {
+    let base = "auth:\n  jwt:\n    issuer: https://idp.example\n    jwks_file: keys.json\n";
+    assert!(
+        load(
+            "gw.yaml",
+            &format!("{base}    audiences: [castellan]\n"),
+            &no_env
+        )
+        .is_ok()
+    );
+    let err = load("gw.yaml", base, &no_env).expect_err("no audience");
+    assert!(err.to_string().contains("audience"), "{err}");
+    let err = load(
+        "gw.yaml",
+        &format!("{base}    audiences: [c]\n    algorithms: [HS256]\n"),
+        &no_env,
+    )
+    .expect_err("hmac");
+    assert!(err.to_string().contains("HS256"), "{err}");
+    let err = load(
+        "gw.yaml",
+        &format!("{base}    audiences: [c]\n    algorithms: [none]\n"),
+        &no_env,
+    )
+    .expect_err("none");
+    assert!(err.to_string().contains("none"), "{err}");
 }

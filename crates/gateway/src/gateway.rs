@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::federation::{Routes, list_shape};
+use crate::identity::{Authenticator, Principal};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
@@ -52,6 +53,8 @@ pub enum Caller {
 pub struct ModernCaller {
     /// Version, capabilities and client info from `_meta`.
     pub profile: ClientProfile,
+    /// The authenticated agent.
+    pub principal: Principal,
     /// `Mcp-Param-*` headers, forwarded as they came.
     pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -95,6 +98,7 @@ pub struct Gateway {
     names: Vec<Arc<str>>,
     routes: Routes,
     pub(crate) sessions: Sessions,
+    pub(crate) auth: Authenticator,
     listeners: Listeners,
     pub(crate) parked: ParkedCalls,
     ids: Arc<AtomicU64>,
@@ -106,7 +110,7 @@ const MAX_PAGES: usize = 100;
 impl Gateway {
     /// Builds the gateway and starts what runs in the background (stdio
     /// children, the broadcast of upstream pushes, session expiry).
-    pub fn start(config: Arc<Config>) -> Result<Arc<Gateway>, String> {
+    pub fn start(config: Arc<Config>, auth: Authenticator) -> Result<Arc<Gateway>, String> {
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -147,6 +151,7 @@ impl Gateway {
             config,
             upstreams,
             sessions: Sessions::default(),
+            auth,
             listeners: Listeners::default(),
             parked: ParkedCalls::default(),
             ids,
@@ -165,6 +170,7 @@ impl Gateway {
     pub fn initialize(
         self: &Arc<Self>,
         env: &Envelope,
+        principal: Principal,
     ) -> Result<(Arc<ClientSession>, Vec<u8>), Vec<u8>> {
         let id = env.id.as_ref();
         let params: Value = env
@@ -196,7 +202,7 @@ impl Gateway {
             )
             .to_response(id));
         };
-        let (session, push_rx) = ClientSession::new(sid, profile);
+        let (session, push_rx) = ClientSession::new(sid, profile, principal);
         if !self
             .sessions
             .insert(session.clone(), self.config.limits.max_sessions)

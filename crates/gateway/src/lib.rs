@@ -4,6 +4,7 @@
 //! Layout, in the order a request travels:
 //! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
 //!   sessions, Host/Origin checks, body limits) and response rendering;
+//! - [`identity`]: API keys and JWTs, the agent behind each request;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
@@ -13,6 +14,7 @@
 
 pub mod federation;
 pub mod gateway;
+pub mod identity;
 pub mod listen;
 mod relay;
 pub mod server;

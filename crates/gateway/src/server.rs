@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::gateway::{Caller, Gateway, ModernCaller, Outcome};
+use crate::identity::Principal;
 use crate::upstream::http::ClientProfile;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -77,7 +78,14 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let listener = &gw.config.listener;
-    if req.uri().path() != listener.path {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix(METADATA_PATH)
+        && (rest.is_empty() || rest == listener.path)
+        && req.method() == Method::GET
+    {
+        return protected_resource_metadata(&gw, req.headers());
+    }
+    if path != listener.path {
         return plain(StatusCode::NOT_FOUND, "not found");
     }
     if let Err(why) = check_host_and_origin(req.headers(), &gw, bound) {
@@ -86,10 +94,15 @@ async fn route(
             ErrorObject::new(jsonrpc::INVALID_REQUEST, why).to_response(None),
         );
     }
+    // Every request proves who is calling; nothing below runs without it.
+    let principal = match gw.auth.authenticate(req.headers()).await {
+        Ok(p) => p,
+        Err(e) => return unauthorized(&gw, req.headers(), &e),
+    };
     match *req.method() {
-        Method::POST => post(gw, req).await,
-        Method::GET => get(gw, req).await,
-        Method::DELETE => delete(gw, req).await,
+        Method::POST => post(gw, req, principal).await,
+        Method::GET => get(gw, req, principal).await,
+        Method::DELETE => delete(gw, req, principal).await,
         _ => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE");
             r.headers_mut().insert(
@@ -174,7 +187,86 @@ fn accepts(headers: &HeaderMap, what: &str) -> bool {
         .any(|v| v.contains(what) || v.contains("*/*"))
 }
 
-async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+/// Where OAuth protected resource metadata (RFC 9728) is served.
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The public URL of the MCP endpoint, for metadata and challenges.
+fn resource_url(gw: &Gateway, headers: &HeaderMap) -> String {
+    if let Some(r) = &gw.config.auth.resource {
+        return r.clone();
+    }
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map_or_else(|| gw.config.listener.addr.to_string(), str::to_owned);
+    format!("http://{host}{}", gw.config.listener.path)
+}
+
+fn metadata_url(gw: &Gateway, headers: &HeaderMap) -> String {
+    let resource = resource_url(gw, headers);
+    match resource.split_once("://").and_then(|(scheme, rest)| {
+        rest.split_once('/')
+            .map(|(host, path)| (scheme, host, path))
+    }) {
+        Some((scheme, host, path)) => format!("{scheme}://{host}{METADATA_PATH}/{path}"),
+        None => format!("{resource}{METADATA_PATH}"),
+    }
+}
+
+fn protected_resource_metadata(gw: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let body = serde_json::json!({
+        "resource": resource_url(gw, headers),
+        "authorization_servers": gw.auth.issuers,
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": gw.auth.scopes,
+        "resource_name": "Castellan MCP gateway",
+    });
+    json_status(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+}
+
+/// 401 with a challenge pointing at the metadata, or 403 for missing scopes.
+/// The body says what is wrong; it never echoes the credential.
+fn unauthorized(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    e: &crate::identity::AuthError,
+) -> Response<Body> {
+    use crate::identity::AuthError;
+    let meta = metadata_url(gw, headers);
+    let (status, challenge, code) = match e {
+        AuthError::Missing => (
+            StatusCode::UNAUTHORIZED,
+            format!("Bearer resource_metadata=\"{meta}\""),
+            "invalid_request",
+        ),
+        AuthError::Invalid(why) => (
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\", resource_metadata=\"{meta}\"",
+                why.replace('"', "'")
+            ),
+            "invalid_token",
+        ),
+        AuthError::InsufficientScope(scopes) => (
+            StatusCode::FORBIDDEN,
+            format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scopes}\", resource_metadata=\"{meta}\""
+            ),
+            "insufficient_scope",
+        ),
+    };
+    let body = serde_json::json!({"error": code, "error_description": e.to_string()});
+    let mut r = json_status(status, serde_json::to_vec(&body).unwrap_or_default());
+    if let Ok(v) = HeaderValue::try_from(challenge) {
+        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) -> Response<Body> {
     let headers = req.headers().clone();
     let ct_ok = headers
         .get(CONTENT_TYPE)
@@ -233,15 +325,17 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     };
     let wants_sse = !headers.contains_key(ACCEPT) || accepts(&headers, "text/event-stream");
     if is_modern_request(&headers, &env) {
-        return match modern_meta_of(&env).and_then(|meta| modern_caller(&headers, &env, &meta)) {
+        return match modern_meta_of(&env)
+            .and_then(|meta| modern_caller(&headers, &env, &meta, principal))
+        {
             Ok(caller) => render(gw.handle(caller, env, wants_sse).await, None),
             Err((status, err)) => json_status(status, err.to_response(env.id.as_ref())),
         };
     }
     if env.kind == Kind::Request && env.method() == "initialize" {
-        return match gw.initialize(&env) {
+        return match gw.initialize(&env, principal) {
             Ok((session, answer)) => {
-                tracing::info!(session = %session.id, client = %session.profile.client_info, version = %session.profile.version, "session opened");
+                tracing::info!(session = %session.id, agent = %session.principal.agent, client = %session.profile.client_info, version = %session.profile.version, "session opened");
                 let mut r = json_status(StatusCode::OK, answer);
                 if let Ok(v) = HeaderValue::try_from(session.id.as_str()) {
                     r.headers_mut().insert(mcp::HEADER_SESSION_ID, v);
@@ -251,7 +345,7 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
             Err(answer) => json_status(StatusCode::SERVICE_UNAVAILABLE, answer),
         };
     }
-    let session = match legacy_session(&gw, &headers) {
+    let session = match legacy_session(&gw, &headers, &principal) {
         Ok(s) => s,
         Err((status, msg)) => {
             return json_status(
@@ -324,6 +418,7 @@ fn modern_caller(
     headers: &HeaderMap,
     env: &Envelope,
     meta: &RawObject,
+    principal: Principal,
 ) -> Result<Caller, (StatusCode, ErrorObject)> {
     let mismatch = |m: String| {
         (
@@ -416,6 +511,7 @@ fn modern_caller(
         .collect();
     Ok(Caller::Modern(Arc::new(ModernCaller {
         param_headers,
+        principal,
         profile: ClientProfile {
             version,
             capabilities: caps,
@@ -427,6 +523,7 @@ fn modern_caller(
 fn legacy_session(
     gw: &Gateway,
     headers: &HeaderMap,
+    principal: &Principal,
 ) -> Result<Arc<crate::session::ClientSession>, (StatusCode, String)> {
     let Some(id) = headers
         .get(mcp::HEADER_SESSION_ID)
@@ -441,6 +538,14 @@ fn legacy_session(
         StatusCode::NOT_FOUND,
         "Session not found: it expired or was ended; initialize again".to_string(),
     ))?;
+    // A session id is bound to the agent that opened it.
+    if session.principal.agent != principal.agent {
+        tracing::warn!(session = id, owner = %session.principal.agent, presented_by = %principal.agent, "session id presented by another agent");
+        return Err((
+            StatusCode::FORBIDDEN,
+            "Forbidden: this session belongs to another agent".into(),
+        ));
+    }
     if let Some(v) = headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
@@ -454,7 +559,7 @@ fn legacy_session(
     Ok(session)
 }
 
-async fn get(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn get(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) -> Response<Body> {
     let headers = req.headers();
     if headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
@@ -472,7 +577,7 @@ async fn get(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
             "GET needs Accept: text/event-stream",
         );
     }
-    let session = match legacy_session(&gw, headers) {
+    let session = match legacy_session(&gw, headers, &principal) {
         Ok(s) => s,
         Err((status, msg)) => {
             return json_status(
@@ -510,7 +615,7 @@ async fn get(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     render(Outcome::Sse(rx), None)
 }
 
-async fn delete(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn delete(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) -> Response<Body> {
     let Some(id) = req
         .headers()
         .get(mcp::HEADER_SESSION_ID)
@@ -521,6 +626,12 @@ async fn delete(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
             "DELETE needs an Mcp-Session-Id header",
         );
     };
+    if let Err((status, msg)) = legacy_session(&gw, req.headers(), &principal) {
+        return json_status(
+            status,
+            ErrorObject::new(jsonrpc::INVALID_REQUEST, msg).to_response(None),
+        );
+    }
     if gw.end_session(id).await {
         tracing::info!(session = id, "session ended by the agent");
         plain(StatusCode::OK, "")

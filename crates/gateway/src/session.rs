@@ -12,6 +12,7 @@ use bytes::Bytes;
 use castellan_protocol::jsonrpc::RequestId;
 use tokio::sync::mpsc;
 
+use crate::identity::Principal;
 use crate::upstream::http::{ClientProfile, UpSession};
 use crate::upstream::{Push, PushTx};
 
@@ -70,6 +71,8 @@ pub struct ClientSession {
     pub id: String,
     /// What the agent declared in `initialize`.
     pub profile: ClientProfile,
+    /// The agent that opened it; nobody else may use it.
+    pub principal: Principal,
     /// Pushes from upstream sessions opened for this agent.
     pub push_tx: PushTx,
     inner: Mutex<Inner>,
@@ -82,11 +85,16 @@ pub const STANDALONE: u64 = 0;
 
 impl ClientSession {
     /// A new session; pushes are consumed by the caller through `push_rx`.
-    pub fn new(id: String, profile: ClientProfile) -> (Arc<Self>, mpsc::UnboundedReceiver<Push>) {
+    pub fn new(
+        id: String,
+        profile: ClientProfile,
+        principal: Principal,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Push>) {
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let s = Arc::new(ClientSession {
             id,
             profile,
+            principal,
             push_tx,
             inner: Mutex::new(Inner {
                 last_seen: Some(Instant::now()),

@@ -19,6 +19,40 @@ use serde_json::{Value, json};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The API key of the test agent.
+pub const TEST_KEY: &str = "cst_test_0123456789abcdef0123456789abcdef";
+/// The bearer header for [`TEST_KEY`].
+pub const TEST_AUTH: &str = "Bearer cst_test_0123456789abcdef0123456789abcdef";
+/// A second agent's key.
+pub const OTHER_KEY: &str = "cst_other_0123456789abcdef0123456789abcdef";
+
+/// SHA-256 hex of a key, as the configuration stores it.
+pub fn sha256_hex(key: &str) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(key.as_bytes())?;
+            c.wait_with_output()
+        });
+    String::from_utf8_lossy(&out.expect("sha256sum").stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_string()
+}
+
+/// An `auth` section with the test agent and a second agent.
+pub fn test_auth() -> String {
+    format!(
+        "auth:\n  api_keys:\n    - agent: test-agent\n      sha256: {}\n      attributes: {{team: qa}}\n    - agent: other-agent\n      sha256: {}\n",
+        sha256_hex(TEST_KEY),
+        sha256_hex(OTHER_KEY)
+    )
+}
+
 /// A unique scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -45,10 +79,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `castellan serve` with `yaml` (listen address forced to a free loopback port).
+    /// Starts `castellan serve` with `yaml` (listen address forced to a free
+    /// loopback port). Without an `auth` section the test agent's API key
+    /// ([`TEST_KEY`], agent `test-agent`) is configured.
     pub fn start(yaml: &str) -> Gateway {
         let dir = scratch("gw");
         let config = dir.join("castellan.yaml");
+        let yaml = if yaml.contains("\nauth:") || yaml.starts_with("auth:") {
+            yaml.to_string()
+        } else {
+            format!("{}{yaml}", test_auth())
+        };
         std::fs::write(&config, yaml).expect("write config");
         let stderr_log = dir.join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
@@ -131,7 +172,17 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
-        b = b.header(*k, *v);
+        if !v.is_empty() {
+            b = b.header(*k, *v);
+        }
+    }
+    // The test agent authenticates unless the test sets Authorization itself
+    // (an empty value means: send none).
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        b = b.header("authorization", TEST_AUTH);
     }
     let req = b.body(Full::new(Bytes::from(body))).expect("request");
     let resp = tokio::time::timeout(Duration::from_secs(30), client().request(req))
