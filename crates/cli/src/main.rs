@@ -44,6 +44,47 @@ enum Command {
         /// Configuration file.
         config: PathBuf,
     },
+    /// Inspect the tamper-evident decision log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 naming the first modified, deleted,
+    /// inserted or reordered record.
+    Verify {
+        /// The audit database.
+        file: PathBuf,
+    },
+    /// Print records as JSON Lines, oldest first.
+    Query {
+        /// The audit database.
+        file: PathBuf,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only this tool, prompt or resource.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only this decision (allow, redact, hold, throttle, deny, quarantine).
+        #[arg(long)]
+        decision: Option<String>,
+        /// From this time (milliseconds since the Unix epoch).
+        #[arg(long)]
+        since: Option<u64>,
+        /// Before this time (milliseconds since the Unix epoch).
+        #[arg(long)]
+        until: Option<u64>,
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +97,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!("{}: no such audit log", path.display());
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -79,6 +127,58 @@ fn run(command: Command) -> anyhow::Result<()> {
                 config.display(),
                 cfg.upstreams.len()
             );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => {
+            ensure_exists(&file)?;
+            match castellan_audit::verify(&file)? {
+                castellan_audit::Verification::Intact { records } => {
+                    println!("{}: intact ({records} records)", file.display());
+                    Ok(())
+                }
+                castellan_audit::Verification::Broken { seq, id, reason } => {
+                    anyhow::bail!(
+                        "{}: chain broken at record {seq} (id `{id}`): {reason}",
+                        file.display()
+                    )
+                }
+            }
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Query {
+                    file,
+                    agent,
+                    session,
+                    tool,
+                    decision,
+                    since,
+                    until,
+                    limit,
+                },
+        } => {
+            ensure_exists(&file)?;
+            let filter = castellan_audit::Filter {
+                agent,
+                session,
+                target: tool,
+                decision,
+                since_ms: since,
+                until_ms: until,
+                limit,
+            };
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for s in castellan_audit::query(&file, &filter)? {
+                let mut line = serde_json::to_value(&s.record)?;
+                line["seq"] = serde_json::json!(s.seq);
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+            }
+            let _ = out.flush();
             Ok(())
         }
         Command::Serve { config, listen } => {
