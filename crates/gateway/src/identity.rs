@@ -171,9 +171,10 @@ impl Authenticator {
             }
         };
         if token.matches('.').count() == 2
-            && let Some(jwt) = &self.jwt {
-                return jwt.verify(token).await;
-            }
+            && let Some(jwt) = &self.jwt
+        {
+            return jwt.verify(token).await;
+        }
         let d = digest(token);
         match self.keys.get(&d) {
             // The map found the digest; compare it again in constant time so
@@ -312,17 +313,18 @@ impl JwtVerifier {
         }
         let mut key = self.key_for(header.kid.as_deref(), header.alg);
         if key.is_none()
-            && let JwksSource::Url(url) = &self.cfg.jwks {
-                let stale = self
-                    .keys
-                    .read()
-                    .ok()
-                    .and_then(|k| k.1)
-                    .is_none_or(|t| t.elapsed() > REFRESH_INTERVAL);
-                if stale && self.refresh(url).await.is_ok() {
-                    key = self.key_for(header.kid.as_deref(), header.alg);
-                }
+            && let JwksSource::Url(url) = &self.cfg.jwks
+        {
+            let stale = self
+                .keys
+                .read()
+                .ok()
+                .and_then(|k| k.1)
+                .is_none_or(|t| t.elapsed() > REFRESH_INTERVAL);
+            if stale && self.refresh(url).await.is_ok() {
+                key = self.key_for(header.kid.as_deref(), header.alg);
             }
+        }
         let key =
             key.ok_or_else(|| AuthError::Invalid("the JWT's signing key is unknown".into()))?;
         let mut v = Validation::new(header.alg);

@@ -1,1 +1,77 @@
-//! tmp
+//! Castellan's behaviour judge: pure, synchronous, deterministic.
+//!
+//! # Layout
+//!
+//! - [`ids`]: newtypes for agents, sessions, tools, rules, time and risk.
+//! - [`label`]: tool and session labels.
+//! - [`catalog`]: tools and their labels with the source of each label.
+//! - [`detect`]: content detectors (e-mail, URL, IBAN, card, secrets,
+//!   injected instructions).
+//! - [`fingerprint`]: normalised value fingerprints for provenance.
+//! - [`state`]: session, agent and user state the caller keeps.
+//! - [`call`]: the call and result views the judge is asked about.
+//! - [`rules`]: the YAML rule language (call, sequence, threshold rules,
+//!   risk ladder), compiled.
+//! - `facts`: per-call facts and condition evaluation (internal).
+//! - [`policy`]: the Cedar policy evaluated on every call (feature `cedar`).
+//! - [`judge`]: [`Judge::judge_call`] and [`Judge::observe_result`].
+//! - [`verdict`]: decisions, reasons and redactions.
+//! - [`mod@replay`]: judging recorded sessions offline.
+//! - [`pack`]: the default rules and policy.
+//!
+//! The judge never does I/O, never reads a clock and never draws random
+//! numbers: the caller passes `now` and the state, so the live gateway and
+//! `castellan replay` give the same answers.
+//!
+//! # Using it
+//!
+//! Build one [`Judge`] per configuration snapshot (`Judge::with_default_pack`
+//! or `Judge::new(catalog, rules).with_policy(policy)`); rebuild it with
+//! [`Judge::with_catalog`] when a `tools/list` changes the catalogue. Keep
+//! one [`SessionState`] per behavioural session and one [`AggregateState`]
+//! per agent and per user. For each call:
+//!
+//! 1. `let v = judge.judge_call(StateMut { session, agent, user }, &call, now);`
+//!    the state is updated in place (call index, sequences, windows, risk,
+//!    baseline, quarantine);
+//! 2. forward the call only if `v.decision.forwards()` (allow or redact);
+//!    for `Hold`, wait for approval and call [`Judge::record_approved`]
+//!    before forwarding;
+//! 3. when the upstream answers a forwarded call,
+//!    `judge.observe_result(state, &call, &v, &result, now)` taints the
+//!    session, records provenance and lists redactions.
+//!
+//! [`replay::Replayer`] does exactly this for recorded sessions.
+
+#![deny(missing_docs)]
+
+pub mod call;
+pub mod catalog;
+pub mod detect;
+pub mod error;
+mod facts;
+pub mod fingerprint;
+pub mod glob;
+pub mod ids;
+pub mod judge;
+pub mod label;
+pub mod pack;
+#[cfg(feature = "cedar")]
+pub mod policy;
+pub mod replay;
+pub mod rules;
+pub mod state;
+pub mod verdict;
+
+pub use call::{Call, CallKind, ToolResult};
+pub use catalog::{Annotations, Catalog, LabelOverride, ToolDef, ToolLabels};
+pub use error::{Error, Location};
+pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId};
+pub use judge::Judge;
+pub use label::{Label, LabelSet, LabelSource};
+#[cfg(feature = "cedar")]
+pub use policy::Policy;
+pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
+pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
+pub use state::{AggregateState, SessionState, StateMut};
+pub use verdict::{Action, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict, Verdict};

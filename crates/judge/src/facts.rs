@@ -1,0 +1,677 @@
+//! Per-call facts: everything rules and policies ask about one call,
+//! computed once before any rule runs.
+//!
+//! Owns: [`Facts`], destination extraction, argument provenance lookup and
+//! condition evaluation ([`Facts::eval`]).
+
+use serde_json::Value;
+
+use crate::call::Call;
+use crate::detect::{Detectors, Finding, Kind};
+use crate::fingerprint::{self, Extract, Fp, FpKind};
+use crate::glob::Glob;
+use crate::ids::ToolName;
+use crate::label::{Label, LabelSet};
+use crate::rules::{ArgOp, Cond, KeyOf, OriginSet, Settings};
+use crate::state::{AggregateState, Partial, SessionState};
+use crate::verdict::ProvenanceFinding;
+
+/// Argument keys that name a destination (recipient, account, URL, ...).
+const DEST_KEYS: &[&str] = &[
+    "to",
+    "cc",
+    "bcc",
+    "recipient",
+    "recipients",
+    "recipient_email",
+    "email",
+    "email_address",
+    "emails",
+    "address",
+    "url",
+    "uri",
+    "link",
+    "endpoint",
+    "webhook",
+    "webhook_url",
+    "callback_url",
+    "iban",
+    "account",
+    "account_number",
+    "account_id",
+    "to_account",
+    "recipient_account",
+    "recipient_iban",
+    "destination",
+    "dest",
+    "target",
+    "channel",
+    "channel_id",
+    "user",
+    "user_id",
+    "username",
+    "invitee",
+    "invitees",
+    "member",
+    "phone",
+    "phone_number",
+    "number",
+    "host",
+    "domain",
+    "payee",
+    "beneficiary",
+    "wallet",
+    "wallet_address",
+    "assignee",
+    "collaborator",
+    "share_with",
+    "grantee",
+    "principal",
+    "remote",
+    "repo_url",
+    "upload_url",
+    "send_to",
+    "forward_to",
+    "reply_to",
+    "owner",
+    "guest",
+    "guest_id",
+    "new_owner",
+    "payee_iban",
+    "to_iban",
+    "recipient_id",
+    "user_email",
+    "contact",
+    "invitee_email",
+];
+
+/// Fragments that make an argument key a destination when they appear
+/// anywhere in it (`to_account_number`, `guest_ids`, `user_email`).
+const DEST_FRAGMENTS: &[&str] = &[
+    "recipient",
+    "email",
+    "guest",
+    "invitee",
+    "payee",
+    "iban",
+    "webhook",
+    "url",
+    "phone",
+    "address",
+    "beneficiary",
+    "member",
+    "user",
+    "account",
+    "channel",
+    "participant",
+    "attendee",
+    "grantee",
+    "collaborator",
+    "wallet",
+];
+
+fn is_dest_key(k: &str) -> bool {
+    DEST_KEYS.contains(&k)
+        || (DEST_FRAGMENTS.iter().any(|f| k.contains(f))
+            && !k.ends_with("_type")
+            && !k.ends_with("_name")
+            && !k.contains("from_")
+            && !k.contains("source"))
+}
+
+/// One provenance hit for an argument value.
+#[derive(Debug, Clone)]
+pub(crate) struct Hit<'c> {
+    pub arg: &'c str,
+    pub kind: FpKind,
+    pub src_index: u32,
+    pub src_tool: ToolName,
+    pub src_seq: u32,
+    pub labels: LabelSet,
+    pub injected: bool,
+    pub trusted_seen: bool,
+    pub in_intent: bool,
+    pub earlier_session: bool,
+}
+
+impl Hit<'_> {
+    fn matches(&self, o: OriginSet) -> bool {
+        if self.in_intent {
+            return false;
+        }
+        let untrusted_only = self.labels.contains(Label::Untrusted) && !self.trusted_seen;
+        let mut want = o.labels;
+        let untrusted_wanted = want.contains(Label::Untrusted);
+        want.remove(Label::Untrusted);
+        (o.injected && self.injected)
+            || (untrusted_wanted && untrusted_only)
+            || self.labels.intersects(want)
+    }
+
+    pub(crate) fn finding(&self) -> ProvenanceFinding {
+        ProvenanceFinding {
+            arg: self.arg.to_owned(),
+            kind: self.kind,
+            source_index: self.src_index,
+            source_tool: self.src_tool.clone(),
+            labels: self.labels,
+            injected: self.injected,
+            earlier_session: self.earlier_session,
+        }
+    }
+}
+
+/// A destination of the call.
+#[derive(Debug, Clone)]
+pub(crate) struct Dest<'c> {
+    pub arg: &'c str,
+    pub value: String,
+    /// The hash that identifies the destination for baselines.
+    pub key: u64,
+    pub origin: Option<Hit<'c>>,
+    pub new: bool,
+    pub in_intent: bool,
+    pub external: bool,
+}
+
+/// Facts about one call.
+#[derive(Debug)]
+pub(crate) struct Facts<'c> {
+    pub call: &'c Call<'c>,
+    pub server: &'c str,
+    pub labels: LabelSet,
+    pub session_labels: LabelSet,
+    pub injection_seen: bool,
+    pub risk: u32,
+    pub index: u32,
+    pub first_use: bool,
+    pub tool_hash: u64,
+    pub dests: Vec<Dest<'c>>,
+    pub hits: Vec<Hit<'c>>,
+    pub carries: Vec<Hit<'c>>,
+    pub detected: u8,
+    args_text: std::cell::OnceCell<String>,
+}
+
+fn kind_bit(k: Kind) -> u8 {
+    1 << (k as u8)
+}
+
+fn is_internal(settings: &Settings, host: &str) -> bool {
+    let local = host == "localhost"
+        || host.starts_with("127.")
+        || host.starts_with("10.")
+        || host.starts_with("192.168.")
+        || host == "[::1]"
+        || host.ends_with(".localhost")
+        || host.ends_with(".internal")
+        || host.ends_with(".local");
+    local
+        || settings.internal_domains.iter().any(|d| {
+            host == d
+                || host
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|p| p.ends_with('.'))
+        })
+}
+
+pub(crate) struct Inputs<'s> {
+    pub session_key: &'s str,
+    pub det: &'s Detectors,
+    pub settings: &'s Settings,
+    pub session: &'s SessionState,
+    pub agent: &'s AggregateState,
+    pub labels: LabelSet,
+    pub risk: u32,
+    pub index: u32,
+}
+
+impl<'c> Facts<'c> {
+    pub(crate) fn build(call: &'c Call<'c>, inp: &Inputs<'_>) -> Facts<'c> {
+        let server = call.server.unwrap_or("");
+        let tool_hash =
+            fingerprint::hash(FpKind::Value, format!("{server}/{}", call.tool).as_bytes());
+        let first_use = !inp.session.baseline.knows_tool(tool_hash)
+            && !inp.agent.baseline.knows_tool(tool_hash);
+        let mut f = Facts {
+            call,
+            server,
+            labels: inp.labels,
+            session_labels: inp.session.taint,
+            injection_seen: inp.session.injection_seen,
+            risk: inp.risk,
+            index: inp.index,
+            first_use,
+            tool_hash,
+            dests: Vec::new(),
+            hits: Vec::new(),
+            carries: Vec::new(),
+            detected: 0,
+            args_text: std::cell::OnceCell::new(),
+        };
+        let intent_lower = call.intent.map(str::to_lowercase);
+        let mut scratch: Vec<Finding> = Vec::new();
+        let mut fps: Vec<Fp> = Vec::new();
+        let opts = Extract {
+            shingles: true,
+            values: true,
+            cap: 256,
+            sample: false,
+        };
+        let args: Vec<(&str, &Value)> = match call.args {
+            Value::Object(o) => o.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            Value::Null => Vec::new(),
+            other => vec![("", other)],
+        };
+        let egress_like = inp.labels.intersects(LabelSet::of(&[
+            Label::Egress,
+            Label::Money,
+            Label::Identity,
+        ]));
+        let mut have_dest_key = false;
+        for (k, v) in &args {
+            let kl = k.to_ascii_lowercase();
+            let is_dest = is_dest_key(&kl);
+            have_dest_key |= is_dest && !v.is_null();
+            fps.clear();
+            fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps);
+            for fp in &fps {
+                f.detected |= match fp.kind {
+                    FpKind::Email => kind_bit(Kind::Email),
+                    FpKind::Url => kind_bit(Kind::Url),
+                    FpKind::Iban => kind_bit(Kind::Iban),
+                    FpKind::Card => kind_bit(Kind::Card),
+                    FpKind::Secret => kind_bit(Kind::Secret),
+                    FpKind::Number => kind_bit(Kind::LongNumber),
+                    _ => 0,
+                };
+            }
+            let hits = lookup(inp, k, &fps);
+            if is_dest {
+                for s in leaves(v) {
+                    f.add_dest(inp, k, &s, intent_lower.as_deref(), &mut scratch);
+                }
+            }
+            // Data riding inside a URL (query string, path) is carried data,
+            // not the destination itself.
+            let in_url = is_dest && fingerprint_has_url(v);
+            for h in hits {
+                if h.kind == FpKind::Shingle
+                    || !is_dest
+                    || (in_url && !matches!(h.kind, FpKind::Url | FpKind::Domain))
+                {
+                    f.carries.push(h.clone());
+                }
+                if h.kind != FpKind::Shingle {
+                    f.hits.push(h);
+                }
+            }
+        }
+        if egress_like && !have_dest_key {
+            // No recipient field: URLs and addresses anywhere in the
+            // arguments (a shell command, a request body) are destinations.
+            for (k, v) in &args {
+                for s in leaves(v) {
+                    scratch.clear();
+                    inp.det.scan(&s, &mut scratch);
+                    let found: Vec<String> = scratch
+                        .iter()
+                        .filter(|x| matches!(x.kind, Kind::Email | Kind::Url))
+                        .map(|x| s[x.range.clone()].to_owned())
+                        .collect();
+                    for d in found {
+                        f.add_dest(inp, k, &d, intent_lower.as_deref(), &mut scratch);
+                    }
+                }
+            }
+        }
+        // Data that travels with a destination should not count as carried
+        // when it came from the same result as the destination (a reply
+        // quoting the mail it answers).
+        let dest_srcs: Vec<u32> = f
+            .dests
+            .iter()
+            .filter_map(|d| d.origin.as_ref().map(|o| o.src_seq))
+            .collect();
+        f.carries
+            .retain(|h| !dest_srcs.contains(&h.src_seq) || h.earlier_session);
+        if f.detected & kind_bit(Kind::Secret) != 0 {
+            f.carries.push(Hit {
+                arg: "",
+                kind: FpKind::Secret,
+                src_index: inp.index,
+                src_tool: ToolName::new("(detector)"),
+                src_seq: u32::MAX,
+                labels: LabelSet::of(&[Label::Secret]),
+                injected: false,
+                trusted_seen: true,
+                in_intent: false,
+                earlier_session: false,
+            });
+        }
+        f
+    }
+
+    fn add_dest(
+        &mut self,
+        inp: &Inputs<'_>,
+        arg: &'c str,
+        s: &str,
+        intent: Option<&str>,
+        scratch: &mut Vec<Finding>,
+    ) {
+        let s = s.trim();
+        if s.is_empty() || self.dests.len() >= 16 {
+            return;
+        }
+        // `from_text` scans and leaves the findings in `scratch`.
+        let mut fps: Vec<Fp> = Vec::new();
+        fingerprint::from_text(
+            inp.det,
+            s,
+            Extract {
+                shingles: false,
+                values: true,
+                cap: 8,
+                sample: false,
+            },
+            scratch,
+            &mut fps,
+        );
+        let (value, key, host, party) = match scratch
+            .iter()
+            .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+        {
+            Some(x) if x.kind == Kind::Email => {
+                let e = s[x.range.clone()].to_ascii_lowercase();
+                let host = e
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default();
+                let k = fingerprint::hash(FpKind::Email, e.as_bytes());
+                (e, k, host, true)
+            }
+            Some(x) if x.kind == Kind::Url => {
+                let (_, host) = fingerprint::normalise_url(&s[x.range.clone()]);
+                let k = fingerprint::hash(FpKind::Domain, host.as_bytes());
+                (host.clone(), k, host, true)
+            }
+            Some(x) => {
+                let v: String = s[x.range.clone()]
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_uppercase();
+                let k = fps.first().map_or(0, |f| f.hash);
+                (v, k, String::new(), true)
+            }
+            None => {
+                let v = s.to_lowercase();
+                let k = fingerprint::hash(FpKind::Value, v.as_bytes());
+                // A channel, user handle or id: a party inside the tool's
+                // own workspace, unless it is a long number (phone,
+                // account).
+                let party = v.chars().filter(char::is_ascii_digit).count() >= 8;
+                (v, k, String::new(), party)
+            }
+        };
+        if self.dests.iter().any(|d| d.key == key) {
+            return;
+        }
+        let mut hits = lookup(inp, arg, &fps);
+        hits.sort_by_key(|h| (!h.injected, h.trusted_seen, h.src_seq));
+        let in_intent = intent.is_some_and(|i| i.contains(&value) || i.contains(&s.to_lowercase()));
+        let internal = !host.is_empty() && is_internal(inp.settings, &host);
+        let known = inp.session.baseline.knows_dest(key) || inp.agent.baseline.knows_dest(key);
+        let origin = hits.into_iter().next().map(|mut h| {
+            h.in_intent |= in_intent;
+            h
+        });
+        self.dests.push(Dest {
+            arg,
+            value,
+            key,
+            origin,
+            new: !known && !in_intent && !internal,
+            in_intent,
+            external: party && !internal,
+        });
+    }
+
+    pub(crate) fn args_text(&self) -> &str {
+        self.args_text.get_or_init(|| self.call.args.to_string())
+    }
+
+    /// The value of a join / per / distinct key.
+    pub(crate) fn key(&self, k: &KeyOf) -> Option<u64> {
+        match k {
+            KeyOf::Destination => self.dests.first().map(|d| d.key),
+            KeyOf::Tool => Some(self.tool_hash),
+            KeyOf::Arg(p) => arg_at(self.call.args, p).map(|v| match v {
+                Value::String(s) => {
+                    fingerprint::hash(FpKind::Value, s.trim().to_lowercase().as_bytes())
+                }
+                other => fingerprint::hash(FpKind::Value, other.to_string().as_bytes()),
+            }),
+        }
+    }
+
+    /// True if the tool matches any glob.
+    fn tool_in(&self, globs: &[Glob]) -> bool {
+        globs
+            .iter()
+            .any(|g| g.matches_tool(self.server, self.call.tool))
+    }
+
+    /// Evaluates a condition. `partial` is the sequence partial match being
+    /// extended, for `from_step`.
+    pub(crate) fn eval(&self, c: &Cond, partial: Option<&Partial>) -> bool {
+        if !self.labels.contains_all(c.labels)
+            || (!c.labels_any.is_empty() && !self.labels.intersects(c.labels_any))
+            || self.labels.intersects(c.not_labels)
+        {
+            return false;
+        }
+        if !c.tools.is_empty() && !self.tool_in(&c.tools) {
+            return false;
+        }
+        if !c.not_tools.is_empty() && self.tool_in(&c.not_tools) {
+            return false;
+        }
+        if !self.session_labels.contains_all(c.session_labels)
+            || (!c.session_labels_any.is_empty()
+                && !self.session_labels.intersects(c.session_labels_any))
+            || self.session_labels.intersects(c.not_session_labels)
+        {
+            return false;
+        }
+        if c.injection_seen.is_some_and(|v| v != self.injection_seen) {
+            return false;
+        }
+        if c.risk_gte.is_some_and(|r| self.risk < r) {
+            return false;
+        }
+        if c.first_use.is_some_and(|v| v != self.first_use) {
+            return false;
+        }
+        if !c.detect.is_empty() && !c.detect.iter().any(|k| self.detected & kind_bit(*k) != 0) {
+            return false;
+        }
+        if !c.arg_from.is_empty() && !self.hits.iter().any(|h| h.matches(c.arg_from)) {
+            return false;
+        }
+        if !c.carries.is_empty() && !self.carries.iter().any(|h| h.matches(c.carries)) {
+            return false;
+        }
+        if let Some(d) = &c.dest {
+            let ok = self.dests.iter().any(|x| {
+                (d.from.is_empty() || x.origin.as_ref().is_some_and(|o| o.matches(d.from)))
+                    && d.new.is_none_or(|v| v == x.new)
+                    && d.in_intent.is_none_or(|v| v == x.in_intent)
+                    && d.external.is_none_or(|v| v == x.external)
+                    && d.trusted_origin.is_none_or(|v| {
+                        v == x
+                            .origin
+                            .as_ref()
+                            .is_some_and(|o| (o.trusted_seen || o.in_intent) && !o.injected)
+                    })
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(re) = &c.args_text
+            && !re.is_match(self.args_text())
+        {
+            return false;
+        }
+        for a in &c.args {
+            if !arg_ok(arg_at(self.call.args, &a.path), &a.op) {
+                return false;
+            }
+        }
+        if let Some(step) = c.from_step {
+            let Some(p) = partial else { return false };
+            let want = p.calls[step];
+            if !self
+                .hits
+                .iter()
+                .chain(self.carries.iter())
+                .any(|h| !h.earlier_session && h.src_index == want)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn lookup<'c>(inp: &Inputs<'_>, arg: &'c str, fps: &[Fp]) -> Vec<Hit<'c>> {
+    let mut out = Vec::new();
+    for fp in fps {
+        let found = inp
+            .session
+            .prov
+            .lookup(fp.hash)
+            .map(|(e, s)| (e, s, false))
+            .or_else(|| {
+                inp.agent
+                    .prov
+                    .lookup(fp.hash)
+                    .map(|(e, s)| (e, s, s.session.as_str() != inp.session_key))
+            });
+        if let Some((e, s, earlier)) = found {
+            if out.iter().any(|h: &Hit| {
+                h.src_seq == e.src && h.kind == fp.kind && h.earlier_session == earlier
+            }) {
+                continue;
+            }
+            out.push(Hit {
+                arg,
+                kind: fp.kind,
+                src_index: s.index,
+                src_tool: s.tool.clone(),
+                src_seq: e.src,
+                labels: e.labels,
+                injected: e.injected,
+                trusted_seen: e.trusted_seen,
+                in_intent: inp.session.intent_fps.contains(&fp.hash),
+                earlier_session: earlier,
+            });
+        }
+    }
+    out
+}
+
+/// The string leaves of a value (and long integers as text), borrowed
+/// where possible.
+fn leaves(v: &Value) -> Vec<std::borrow::Cow<'_, str>> {
+    fn go<'v>(v: &'v Value, depth: usize, out: &mut Vec<std::borrow::Cow<'v, str>>) {
+        if depth > 32 {
+            return;
+        }
+        match v {
+            Value::String(s) => out.push(std::borrow::Cow::Borrowed(s.as_str())),
+            Value::Number(n) => {
+                if let Some(i) = n.as_u64().filter(|i| *i >= 100_000) {
+                    out.push(std::borrow::Cow::Owned(i.to_string()));
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| go(x, depth + 1, out)),
+            Value::Object(o) => o.values().for_each(|x| go(x, depth + 1, out)),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut out = Vec::new();
+    go(v, 0, &mut out);
+    out
+}
+
+fn fingerprint_has_url(v: &Value) -> bool {
+    let mut found = false;
+    fingerprint::walk(v, 0, &mut |s| found |= s.contains("://"));
+    found
+}
+
+/// The value at a dotted path (object keys or array indices).
+pub(crate) fn arg_at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    let mut cur = v;
+    for p in path {
+        cur = match cur {
+            Value::Object(o) => o.get(p.as_str())?,
+            Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// A number from a JSON number or a numeric string.
+pub(crate) fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s
+            .trim()
+            .trim_start_matches(['$', '€', '£'])
+            .replace(',', "")
+            .parse()
+            .ok(),
+        _ => None,
+    }
+}
+
+fn loose_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.eq_ignore_ascii_case(y),
+        _ => match (as_number(a), as_number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+fn arg_ok(v: Option<&Value>, op: &ArgOp) -> bool {
+    match op {
+        ArgOp::Exists(e) => v.is_some_and(|v| !v.is_null()) == *e,
+        ArgOp::Eq(x) => v.is_some_and(|v| loose_eq(v, x)),
+        ArgOp::Ne(x) => !v.is_some_and(|v| loose_eq(v, x)),
+        ArgOp::In(xs) => v.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
+        ArgOp::Matches(re) => v.is_some_and(|v| match v {
+            Value::String(s) => re.is_match(s),
+            other => re.is_match(&other.to_string()),
+        }),
+        ArgOp::Contains(s) => v.is_some_and(|v| match v {
+            Value::String(x) => x.to_lowercase().contains(s.as_str()),
+            Value::Array(a) => a
+                .iter()
+                .any(|e| e.as_str().is_some_and(|x| x.eq_ignore_ascii_case(s))),
+            other => other.to_string().to_lowercase().contains(s.as_str()),
+        }),
+        ArgOp::Cmp { gt, gte, lt, lte } => v.and_then(as_number).is_some_and(|n| {
+            gt.is_none_or(|x| n > x)
+                && gte.is_none_or(|x| n >= x)
+                && lt.is_none_or(|x| n < x)
+                && lte.is_none_or(|x| n <= x)
+        }),
+    }
+}

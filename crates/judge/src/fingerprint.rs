@@ -1,0 +1,421 @@
+//! Value fingerprints: the normalised, hashed values that results carry and
+//! arguments reuse.
+//!
+//! Owns: [`FpKind`], [`Fp`] and extraction from text and JSON. Hashes are
+//! FNV-1a (64 bit) over a kind byte and the normalised value, so they are
+//! deterministic across processes and replicas.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::detect::{Detectors, Finding, Kind};
+
+/// What kind of value a fingerprint was taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FpKind {
+    /// An e-mail address (lower-cased).
+    Email,
+    /// A URL without fragment or trailing slash.
+    Url,
+    /// A host name (from a URL or an e-mail address), without `www.`.
+    Domain,
+    /// An IBAN without spaces.
+    Iban,
+    /// A card number's digits.
+    Card,
+    /// A long number's digits.
+    Number,
+    /// A secret or token.
+    Secret,
+    /// A short identifier-like string value (ids, handles, names).
+    Value,
+    /// A hashed run of words from longer text.
+    Shingle,
+}
+
+impl FpKind {
+    /// A human name for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            FpKind::Email => "e-mail address",
+            FpKind::Url => "URL",
+            FpKind::Domain => "domain",
+            FpKind::Iban => "IBAN",
+            FpKind::Card => "card number",
+            FpKind::Number => "number",
+            FpKind::Secret => "secret",
+            FpKind::Value => "value",
+            FpKind::Shingle => "text",
+        }
+    }
+
+    /// True for kinds that identify a party or place (not free text).
+    pub fn is_identifier(self) -> bool {
+        !matches!(self, FpKind::Shingle)
+    }
+}
+
+/// One fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fp {
+    /// The hash of kind and normalised value.
+    pub hash: u64,
+    /// The kind of value.
+    pub kind: FpKind,
+}
+
+/// FNV-1a over a kind tag and bytes.
+pub fn hash(kind: FpKind, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(kind as u8).chain(bytes.iter().copied()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// FNV-1a over a kind tag and several byte slices, as if concatenated.
+pub fn hash_parts(kind: FpKind, parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    h ^= u64::from(kind as u8);
+    h = h.wrapping_mul(0x0100_0000_01b3);
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn fp_of(kind: FpKind, s: &str) -> Fp {
+    Fp {
+        hash: hash(kind, s.as_bytes()),
+        kind,
+    }
+}
+
+/// Normalises a URL for fingerprinting and returns it with its host.
+pub fn normalise_url(u: &str) -> (String, String) {
+    let lower = u
+        .trim()
+        .trim_end_matches(['.', ',', ';', ':', '!', '?'])
+        .to_ascii_lowercase();
+    let no_frag = lower
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_owned();
+    let rest = no_frag
+        .split_once("://")
+        .map_or(no_frag.as_str(), |(_, r)| r);
+    let host = rest.split(['/', '?', ':']).next().unwrap_or("");
+    let host = host
+        .rsplit('@')
+        .next()
+        .unwrap_or(host)
+        .trim_start_matches("www.")
+        .to_owned();
+    (no_frag, host)
+}
+
+/// Options for extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct Extract {
+    /// Also take word shingles of long text.
+    pub shingles: bool,
+    /// Take short strings as identifier values.
+    pub values: bool,
+    /// Stop after this many fingerprints.
+    pub cap: usize,
+    /// Keep only one shingle in four of long texts (64 words or more).
+    /// Stored results are sampled; arguments are not, so that any sampled
+    /// shingle of a result is found in an argument that copies it.
+    pub sample: bool,
+}
+
+/// Extracts fingerprints from one piece of text.
+pub fn from_text(
+    det: &Detectors,
+    text: &str,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+) {
+    scratch.clear();
+    det.scan(text, scratch);
+    for f in scratch.iter() {
+        if out.len() >= opts.cap {
+            return;
+        }
+        let s = &text[f.range.clone()];
+        match f.kind {
+            Kind::Email => {
+                let e = s.to_ascii_lowercase();
+                out.push(fp_of(FpKind::Email, &e));
+                if let Some((_, d)) = e.rsplit_once('@') {
+                    out.push(fp_of(FpKind::Domain, d));
+                }
+            }
+            Kind::Url => {
+                let (u, host) = normalise_url(s);
+                out.push(fp_of(FpKind::Url, &u));
+                if !host.is_empty() {
+                    out.push(fp_of(FpKind::Domain, &host));
+                }
+            }
+            Kind::Iban => {
+                let v: String = s
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_uppercase();
+                out.push(fp_of(FpKind::Iban, &v));
+            }
+            Kind::Card => out.push(fp_of(FpKind::Card, &digits(s))),
+            Kind::LongNumber => out.push(fp_of(FpKind::Number, s)),
+            Kind::Secret => out.push(fp_of(FpKind::Secret, s)),
+        }
+    }
+    let t = text.trim();
+    if opts.values && (3..=96).contains(&t.len()) && scratch.is_empty() && out.len() < opts.cap {
+        out.push(fp_of(FpKind::Value, &t.to_lowercase()));
+    }
+    if opts.values && t.len() > 3 {
+        tokens(t, opts.cap, out);
+    }
+    if opts.shingles && t.len() >= 48 {
+        shingles(t, opts.cap, opts.sample, out);
+    }
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Byte classes for token extraction, as bit flags.
+const T_DELIM: u8 = 1;
+const T_DIGIT: u8 = 2;
+const T_ALPHA: u8 = 4;
+const T_SLASH: u8 = 8;
+const T_DOT: u8 = 16;
+const T_DASH: u8 = 32;
+const T_BAD: u8 = 64;
+const TOKEN_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | b'"' | b'\'' | b',' | b';' | b'('
+            | b')' | b'[' | b']' | b'{' | b'}' | b'<' | b'>' | b'`' => T_DELIM,
+            b'0'..=b'9' => T_DIGIT,
+            b'a'..=b'z' | b'A'..=b'Z' => T_ALPHA,
+            b'/' => T_SLASH,
+            b'.' => T_DOT,
+            b'-' | b'_' => T_DASH,
+            b'@' | b':' => T_BAD,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Identifier-like tokens inside longer text: paths, file names and ids
+/// such as `msg-7712` or `C-2201`. One pass over the bytes with a class
+/// table (no per-byte branches on the byte value).
+fn tokens(t: &str, cap: usize, out: &mut Vec<Fp>) {
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // Jump to the next byte that can make a token interesting (a digit,
+        // `/`, `.`, `-` or `_`); most prose bytes are skipped here.
+        match b[i..]
+            .iter()
+            .position(|c| TOKEN_CLASS[usize::from(*c)] & (T_DIGIT | T_SLASH | T_DOT | T_DASH) != 0)
+        {
+            Some(p) => i += p,
+            None => return,
+        }
+        let mut start = i;
+        while start > 0 && TOKEN_CLASS[usize::from(b[start - 1])] & T_DELIM == 0 {
+            start -= 1;
+        }
+        let mut acc = 0u8;
+        let mut k = start;
+        while k < b.len() {
+            let c = TOKEN_CLASS[usize::from(b[k])];
+            if c & T_DELIM != 0 {
+                break;
+            }
+            acc |= c;
+            k += 1;
+        }
+        i = k;
+        let mut end = k;
+        while end > start && matches!(b[end - 1], b'.' | b':' | b'!' | b'?') {
+            end -= 1;
+        }
+        let len = end - start;
+        if acc & T_BAD != 0 || !(4..=128).contains(&len) || len == b.len() {
+            continue;
+        }
+        let alpha = acc & T_ALPHA != 0;
+        let pathish = acc & T_SLASH != 0 || (acc & T_DOT != 0 && alpha);
+        // Ids: letters and digits with a separator (`msg-7712`) or long
+        // enough (`US133000000121212121212`); numbers with separators and
+        // at least eight digits (`123-1234-1234`, account and phone numbers).
+        let digit = acc & T_DIGIT != 0;
+        let idish = (digit && alpha && (acc & T_DASH != 0 || len >= 8))
+            || (digit
+                && !alpha
+                && acc & (T_DASH | T_DOT) != 0
+                && b[start..end].iter().filter(|c| c.is_ascii_digit()).count() >= 8);
+        if pathish || idish {
+            if out.len() >= cap {
+                return;
+            }
+            let tok = &t[start..end];
+            let h = if tok.bytes().any(|c| c.is_ascii_uppercase()) {
+                hash(FpKind::Value, tok.to_ascii_lowercase().as_bytes())
+            } else {
+                hash(FpKind::Value, tok.as_bytes())
+            };
+            out.push(Fp {
+                hash: h,
+                kind: FpKind::Value,
+            });
+        }
+    }
+}
+
+/// Word 6-gram shingles. When sampling, one in four (by hash) is kept, so
+/// that any copied run of about 9 words or more is very likely to share a
+/// sample. Words are
+/// runs of ASCII letters and digits (and any non-ASCII bytes), compared
+/// without ASCII case.
+fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
+    const N: usize = 6;
+    let b = text.as_bytes();
+    const P: u64 = 0x0000_0100_0000_01b3;
+    // P^(N-1), computed at compile time.
+    const P_N1: u64 = P
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P);
+    // Sampling needs the word count up front: a cheap estimate from spaces.
+    let sample = sample && b.iter().filter(|c| **c == b' ').count() >= 64;
+    let mut ring: [u64; N] = [0; N];
+    let mut roll: u64 = 0;
+    let mut n = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && !WORD[usize::from(b[i])] {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && WORD[usize::from(b[i])] {
+            i += 1;
+        }
+        if start == i {
+            break;
+        }
+        // Polynomial rolling hash over the last N word hashes:
+        // S = sum(w_k * P^(N-1-k)); update S = (S - w_out * P^(N-1)) * P + w_in.
+        let w = word_hash(&b[start..i]);
+        let out_w = ring[n % N];
+        ring[n % N] = w;
+        n += 1;
+        roll = roll
+            .wrapping_sub(out_w.wrapping_mul(P_N1))
+            .wrapping_mul(P)
+            .wrapping_add(w);
+        if n >= N {
+            let s = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (roll >> 29);
+            if !sample || s >> 62 == 0 {
+                if out.len() >= cap {
+                    return;
+                }
+                out.push(Fp {
+                    hash: s,
+                    kind: FpKind::Shingle,
+                });
+            }
+        }
+    }
+}
+
+/// Word bytes: ASCII letters and digits, and any non-ASCII byte.
+const WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c >= 0x80;
+        i += 1;
+    }
+    t
+};
+
+/// Hashes a word eight bytes at a time, ignoring ASCII case (setting bit
+/// 0x20 lower-cases letters and leaves digits unchanged).
+fn word_hash(w: &[u8]) -> u64 {
+    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ (w.len() as u64);
+    let mut chunks = w.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let v = u64::from_le_bytes(a) | 0x2020_2020_2020_2020;
+        h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        let v =
+            u64::from_le_bytes(a) | (0x2020_2020_2020_2020 & (u64::MAX >> (64 - 8 * rest.len())));
+        h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    h
+}
+
+/// Extracts fingerprints from every string and long number in a JSON value.
+pub fn from_json(
+    det: &Detectors,
+    v: &Value,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+) {
+    walk(v, 0, &mut |s| {
+        if out.len() < opts.cap {
+            from_text(det, s, opts, scratch, out);
+        }
+    });
+}
+
+/// Calls `f` on every string leaf (and the decimal form of integers of six
+/// digits or more), depth first, up to depth 32.
+pub fn walk(v: &Value, depth: usize, f: &mut dyn FnMut(&str)) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        Value::String(s) => f(s),
+        Value::Number(n) => {
+            if let Some(i) = n.as_u64().filter(|i| *i >= 100_000) {
+                f(&i.to_string());
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk(x, depth + 1, f)),
+        Value::Object(o) => o.values().for_each(|x| walk(x, depth + 1, f)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,742 @@
+//! The judge: one call in, one verdict out.
+//!
+//! Owns: [`Judge`] (catalogue, rules, detectors and policy, immutable and
+//! cheap to clone) with [`Judge::judge_call`] and [`Judge::observe_result`].
+//! Order inside `judge_call`: quarantine check, facts, call rules, sequence
+//! rules, threshold rules, Cedar policy, risk and ladder, state updates.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::call::{Call, ToolResult};
+use crate::catalog::Catalog;
+use crate::detect::{Detectors, Finding, Kind};
+use crate::error::Error;
+use crate::facts::{Facts, Inputs, arg_at, as_number};
+use crate::fingerprint::{self, Extract, Fp, FpKind};
+use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
+use crate::label::{Label, LabelSet};
+use crate::pack;
+use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet};
+use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
+use crate::verdict::{
+    Action, Decision, Fact, Origin, ProvenanceFinding, Reason, Redaction, ResultVerdict, Verdict,
+};
+
+#[cfg(feature = "cedar")]
+use crate::policy::Policy;
+
+const SESSION_PROV_ENTRIES: usize = 384;
+const SESSION_PROV_SOURCES: usize = 24;
+const AGENT_PROV_ENTRIES: usize = 256;
+const AGENT_PROV_SOURCES: usize = 16;
+const PARTIALS_PER_RULE: usize = 4;
+const MAX_EVENTS: usize = 1024;
+
+/// The behaviour judge. Build once per configuration snapshot; share by
+/// reference or clone (all parts are reference counted).
+#[derive(Debug, Clone)]
+pub struct Judge {
+    catalog: Arc<Catalog>,
+    rules: Arc<RuleSet>,
+    detectors: Arc<Detectors>,
+    #[cfg(feature = "cedar")]
+    policy: Option<Arc<Policy>>,
+}
+
+impl Judge {
+    /// A judge with a catalogue and rules, and no Cedar policy.
+    pub fn new(catalog: Catalog, rules: RuleSet) -> Judge {
+        Judge {
+            catalog: Arc::new(catalog),
+            rules: Arc::new(rules),
+            detectors: Detectors::shared(),
+            #[cfg(feature = "cedar")]
+            policy: None,
+        }
+    }
+
+    /// A judge with the default pack's rules (and, with the `cedar`
+    /// feature, its policy).
+    pub fn with_default_pack(catalog: Catalog) -> Result<Judge, Error> {
+        let rules = pack::rules()?;
+        #[cfg(feature = "cedar")]
+        {
+            let policy = Policy::new(&catalog, pack::POLICY_FILE, pack::POLICY)?;
+            Ok(Judge::new(catalog, rules).with_policy(policy))
+        }
+        #[cfg(not(feature = "cedar"))]
+        Ok(Judge::new(catalog, rules))
+    }
+
+    /// The same judge with a Cedar policy.
+    #[cfg(feature = "cedar")]
+    pub fn with_policy(mut self, policy: Policy) -> Judge {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The same rules and policy with a new catalogue (after `tools/list`).
+    pub fn with_catalog(&self, catalog: Catalog) -> Judge {
+        Judge {
+            catalog: Arc::new(catalog),
+            ..self.clone()
+        }
+    }
+
+    /// The catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    fn half_life(&self) -> u64 {
+        self.rules.ladder.half_life_ms
+    }
+
+    /// Judges one call before it goes to the upstream, and updates `state`
+    /// (call index, sequence partial matches, threshold windows, risk,
+    /// baseline, quarantine). Attempts count: a refused call still advances
+    /// sequences and thresholds, so an agent that keeps trying is seen.
+    pub fn judge_call(&self, state: StateMut<'_>, call: &Call<'_>, now: Millis) -> Verdict {
+        let StateMut {
+            session,
+            agent,
+            mut user,
+        } = state;
+        let hl = self.half_life();
+        let index = session.calls;
+        session.calls = session.calls.saturating_add(1);
+        session.last = now.max(session.last);
+        let labels = self.catalog.labels(call.server, call.tool);
+        let risk_before = session
+            .risk
+            .points_at(now, hl)
+            .max(agent.risk.points_at(now, hl));
+        if let Some(q) = &agent.quarantine {
+            return Verdict {
+                decision: Decision::Quarantine,
+                reasons: vec![Reason {
+                    rule: q.rule.clone(),
+                    origin: Origin::Quarantine,
+                    action: Action::Quarantine,
+                    message: format!(
+                        "agent `{}` is quarantined since {} ms by `{}`",
+                        call.agent, q.since.0, q.rule
+                    ),
+                    facts: Vec::new(),
+                }],
+                risk_before: RiskPoints(risk_before),
+                risk_after: RiskPoints(risk_before),
+                provenance: Vec::new(),
+                alert: false,
+                index,
+                labels,
+            };
+        }
+        if let Some(intent) = call.intent {
+            let h = fingerprint::hash(FpKind::Value, intent.as_bytes());
+            if h != session.intent_hash {
+                let mut fps: Vec<Fp> = Vec::new();
+                let mut scratch = Vec::new();
+                fingerprint::from_text(
+                    &self.detectors,
+                    intent,
+                    Extract {
+                        shingles: true,
+                        values: false,
+                        cap: 128,
+                        sample: false,
+                    },
+                    &mut scratch,
+                    &mut fps,
+                );
+                session.intent_fps = fps.iter().map(|f| f.hash).collect();
+                session.intent_hash = h;
+            }
+        }
+        let facts = Facts::build(
+            call,
+            &Inputs {
+                session_key: call.session.as_str(),
+                det: &self.detectors,
+                settings: &self.rules.settings,
+                session,
+                agent,
+                labels,
+                risk: risk_before,
+                index,
+            },
+        );
+        let mut reasons: Vec<Reason> = Vec::new();
+        let mut fired_risk: Vec<u32> = Vec::new();
+        for (ri, rule) in self.rules.rules.iter().enumerate() {
+            let ri = u16::try_from(ri).unwrap_or(u16::MAX);
+            let fired: Option<Vec<Fact>> = match &rule.kind {
+                RuleKind::Call(c) => facts.eval(c, None).then(|| call_facts(&facts)),
+                RuleKind::Sequence(s) => {
+                    let groups = match s.by {
+                        Group::Session => Some(&mut session.groups),
+                        Group::Agent => Some(&mut agent.groups),
+                        Group::User => user.as_deref_mut().map(|u| &mut u.groups),
+                    };
+                    groups.and_then(|g| step_sequence(g, ri, s, &facts, now))
+                }
+                RuleKind::Threshold(t) => {
+                    let groups = match t.by {
+                        Group::Session => Some(&mut session.groups),
+                        Group::Agent => Some(&mut agent.groups),
+                        Group::User => user.as_deref_mut().map(|u| &mut u.groups),
+                    };
+                    groups.and_then(|g| step_threshold(g, ri, t, &facts, now))
+                }
+            };
+            if let Some(mut fs) = fired {
+                fired_risk.push(rule.risk);
+                fs.extend(call_facts(&facts));
+                fs.dedup();
+                reasons.push(Reason {
+                    rule: rule.id.clone(),
+                    origin: Origin::Rule,
+                    action: rule.action,
+                    message: message(rule, &facts),
+                    facts: fs,
+                });
+            }
+        }
+        #[cfg(feature = "cedar")]
+        if let Some(p) = &self.policy {
+            let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
+            let denied = p.decide(call, &facts, &fired);
+            reasons.extend(denied);
+        }
+        let points = call_points(&mut fired_risk);
+        let risk_after = if points > 0 {
+            session.risk.add(now, hl, points);
+            agent.risk.add(now, hl, points);
+            if let Some(u) = user {
+                u.risk.add(now, hl, points);
+            }
+            session
+                .risk
+                .points_at(now, hl)
+                .max(agent.risk.points_at(now, hl))
+        } else {
+            risk_before
+        };
+        let mut ladder_action: Option<(Action, u32)> = None;
+        for st in &self.rules.ladder.steps {
+            if risk_after >= st.min
+                && (st.labels_any.is_empty() || labels.intersects(st.labels_any))
+                && ladder_action.is_none_or(|(a, _)| st.action > a)
+            {
+                ladder_action = Some((st.action, st.min));
+            }
+        }
+        if let Some((a, min)) = ladder_action {
+            reasons.push(Reason {
+                rule: RuleId::new(format!("risk-ladder-{}", a.as_str())),
+                origin: Origin::Ladder,
+                action: a,
+                message: format!("risk {risk_after} is at or above {min}"),
+                facts: vec![Fact {
+                    key: "risk",
+                    value: risk_after.to_string(),
+                }],
+            });
+        }
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.action));
+        let decision = reasons
+            .iter()
+            .map(|r| r.action.decision())
+            .max()
+            .unwrap_or(Decision::Allow);
+        let alert = reasons.iter().any(|r| r.action >= Action::Alert);
+        if decision == Decision::Quarantine {
+            let rule = reasons
+                .first()
+                .map_or_else(|| RuleId::new("quarantine"), |r| r.rule.clone());
+            agent.quarantine = Some(Quarantine { since: now, rule });
+        }
+        if decision.forwards() {
+            session.baseline.add_tool(facts.tool_hash);
+            agent.baseline.add_tool(facts.tool_hash);
+            if labels.intersects(LabelSet::of(&[
+                Label::Egress,
+                Label::Money,
+                Label::Identity,
+                Label::Write,
+            ])) {
+                for d in &facts.dests {
+                    session.baseline.add_dest(d.key);
+                    agent.baseline.add_dest(d.key);
+                }
+            }
+        }
+        let mut provenance: Vec<ProvenanceFinding> = Vec::new();
+        let hits = facts
+            .dests
+            .iter()
+            .filter_map(|d| d.origin.as_ref())
+            .chain(facts.hits.iter())
+            .chain(facts.carries.iter());
+        for h in hits.filter(|h| h.src_seq != u32::MAX) {
+            if provenance.len() >= 8 {
+                break;
+            }
+            if !provenance.iter().any(|q| {
+                q.arg == h.arg
+                    && q.source_index == h.src_index
+                    && q.earlier_session == h.earlier_session
+            }) {
+                provenance.push(h.finding());
+            }
+        }
+        Verdict {
+            decision,
+            reasons,
+            risk_before: RiskPoints(risk_before),
+            risk_after: RiskPoints(risk_after),
+            provenance,
+            alert,
+            index,
+            labels,
+        }
+    }
+
+    /// Records that a held call was approved by a human and forwarded: its
+    /// tool and destinations join the session's and agent's baseline, so the
+    /// next call to the same destination is no longer "new". Call
+    /// [`Judge::observe_result`] for its result as usual.
+    pub fn record_approved(&self, state: StateMut<'_>, call: &Call<'_>, verdict: &Verdict) {
+        let StateMut {
+            session,
+            agent,
+            user: _,
+        } = state;
+        let facts = Facts::build(
+            call,
+            &Inputs {
+                session_key: call.session.as_str(),
+                det: &self.detectors,
+                settings: &self.rules.settings,
+                session,
+                agent,
+                labels: verdict.labels,
+                risk: verdict.risk_after.0,
+                index: verdict.index,
+            },
+        );
+        let (tool, dests): (u64, Vec<u64>) =
+            (facts.tool_hash, facts.dests.iter().map(|d| d.key).collect());
+        for b in [&mut session.baseline, &mut agent.baseline] {
+            b.add_tool(tool);
+            for d in &dests {
+                b.add_dest(*d);
+            }
+        }
+    }
+
+    /// Observes the result of a call that was forwarded (allowed or
+    /// redacted) and answered: taints the session with the tool's read
+    /// labels, records value fingerprints with their source, notes injected
+    /// instructions, and lists what to redact before the agent sees it.
+    pub fn observe_result(
+        &self,
+        state: StateMut<'_>,
+        call: &Call<'_>,
+        verdict: &Verdict,
+        result: &ToolResult<'_>,
+        _now: Millis,
+    ) -> ResultVerdict {
+        let StateMut {
+            session,
+            agent,
+            user: _,
+        } = state;
+        let mut labels = verdict.labels.read_labels();
+        let mut findings: Vec<(String, Finding)> = Vec::new();
+        let mut injection = None;
+        let mut fps: Vec<Fp> = Vec::new();
+        let mut scratch = Vec::new();
+        let redact_all = verdict.decision == Decision::Redact;
+        let opts = Extract {
+            shingles: true,
+            values: true,
+            cap: 160,
+            sample: true,
+        };
+        walk_ptr(result.value, &mut String::new(), 0, &mut |ptr, s| {
+            if injection.is_none() {
+                injection = self.detectors.injection_phrase(s);
+            }
+            fingerprint::from_text(&self.detectors, s, opts, &mut scratch, &mut fps);
+            let t = s.trim_start();
+            if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
+                // JSON carried as text (common in MCP results): fingerprint
+                // its values one by one too.
+                if let Ok(inner) = serde_json::from_str::<Value>(t) {
+                    let mut inner_scratch = Vec::new();
+                    fingerprint::from_json(
+                        &self.detectors,
+                        &inner,
+                        opts,
+                        &mut inner_scratch,
+                        &mut fps,
+                    );
+                }
+            }
+            for f in scratch.drain(..) {
+                if f.kind == Kind::Secret {
+                    labels.insert(Label::Secret);
+                }
+                if redact_all || self.rules.settings.redact.contains(&f.kind) {
+                    findings.push((ptr.to_owned(), f));
+                }
+            }
+        });
+        if result.is_error {
+            labels.remove(Label::Private);
+        }
+        let injected = injection.is_some();
+        if injected {
+            labels.insert(Label::Untrusted);
+            session.injection_seen = true;
+        }
+        let added = LabelSet::of(&[]).union(labels);
+        let before = session.taint;
+        session.taint = session.taint.union(labels);
+        let pairs: Vec<(u64, FpKind)> = fps.iter().map(|f| (f.hash, f.kind)).collect();
+        let source = Source {
+            seq: 0,
+            session: call.session.clone(),
+            index: verdict.index,
+            tool: ToolName::new(call.tool),
+            labels,
+            injected,
+        };
+        if labels.intersects(LabelSet::of(&[
+            Label::Private,
+            Label::Secret,
+            Label::Financial,
+        ])) || injected
+        {
+            agent.prov.record(
+                source.clone(),
+                &pairs,
+                AGENT_PROV_ENTRIES,
+                AGENT_PROV_SOURCES,
+            );
+        }
+        session
+            .prov
+            .record(source, &pairs, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
+        let mut gained = LabelSet::EMPTY;
+        for l in added.iter() {
+            if !before.contains(l) {
+                gained.insert(l);
+            }
+        }
+        ResultVerdict {
+            redactions: findings
+                .into_iter()
+                .map(|(pointer, f)| Redaction {
+                    pointer,
+                    start: f.range.start,
+                    end: f.range.end,
+                    kind: f.kind,
+                })
+                .collect(),
+            labels_added: gained,
+            injection,
+            recorded: pairs.len(),
+        }
+    }
+}
+
+/// Most risk points one call can add.
+const MAX_POINTS_PER_CALL: u32 = 100;
+
+/// The risk one call adds: the largest rule's points plus half of the
+/// others, capped, so that one call matching several overlapping rules does
+/// not jump straight to quarantine; repeated attempts still climb the ladder.
+fn call_points(fired: &mut [u32]) -> u32 {
+    fired.sort_unstable_by(|a, b| b.cmp(a));
+    let (first, rest) = match fired.split_first() {
+        Some((f, r)) => (*f, r),
+        None => return 0,
+    };
+    let rest: u32 = rest.iter().fold(0u32, |a, r| a.saturating_add(*r)) / 2;
+    first.saturating_add(rest).min(MAX_POINTS_PER_CALL)
+}
+
+/// Depth-first over string leaves with their JSON pointer.
+fn walk_ptr(v: &Value, ptr: &mut String, depth: usize, f: &mut dyn FnMut(&str, &str)) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        Value::String(s) => f(ptr, s),
+        Value::Number(n) => {
+            if let Some(i) = n.as_u64().filter(|i| *i >= 100_000) {
+                f(ptr, &i.to_string());
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let len = ptr.len();
+                ptr.push('/');
+                ptr.push_str(&i.to_string());
+                walk_ptr(x, ptr, depth + 1, f);
+                ptr.truncate(len);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                let len = ptr.len();
+                ptr.push('/');
+                ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                walk_ptr(x, ptr, depth + 1, f);
+                ptr.truncate(len);
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+fn call_facts(f: &Facts<'_>) -> Vec<Fact> {
+    let mut out = Vec::new();
+    if !f.labels.is_empty() {
+        out.push(Fact {
+            key: "tool_labels",
+            value: f.labels.to_string(),
+        });
+    }
+    if !f.session_labels.is_empty() {
+        out.push(Fact {
+            key: "session_labels",
+            value: f.session_labels.to_string(),
+        });
+    }
+    for d in f.dests.iter().take(2) {
+        out.push(Fact {
+            key: "destination",
+            value: format!("{}={}", d.arg, d.value),
+        });
+    }
+    out
+}
+
+fn message(rule: &Rule, f: &Facts<'_>) -> String {
+    let mut m = if rule.description.is_empty() {
+        rule.id.to_string()
+    } else {
+        rule.description.clone()
+    };
+    if let Some(h) = f
+        .dests
+        .iter()
+        .find_map(|d| d.origin.as_ref().filter(|o| !o.trusted_seen || o.injected))
+    {
+        m.push_str(&format!("; {}", h.finding()));
+    } else if let Some(h) = f.carries.iter().find(|h| {
+        h.labels.read_labels().intersects(LabelSet::of(&[
+            Label::Private,
+            Label::Secret,
+            Label::Financial,
+        ]))
+    }) {
+        m.push_str(&format!("; arguments carry {}", h.finding()));
+    }
+    m
+}
+
+/// The range of `ri`'s partial matches. Partial matches are kept sorted by
+/// rule (and, within a rule, by start time), so each rule touches only its
+/// own.
+fn rule_range(g: &Groups, ri: u16) -> (usize, usize) {
+    let lo = g.partials.partition_point(|p| p.rule < ri);
+    let hi = lo + g.partials[lo..].partition_point(|p| p.rule == ri);
+    (lo, hi)
+}
+
+fn step_sequence(
+    g: &mut Groups,
+    ri: u16,
+    s: &crate::rules::Sequence,
+    f: &Facts<'_>,
+    now: Millis,
+) -> Option<Vec<Fact>> {
+    let (lo, mut hi) = rule_range(g, ri);
+    let mut i = lo;
+    while i < hi {
+        if now.since(g.partials[i].started) > s.within_ms {
+            g.partials.remove(i);
+            hi -= 1;
+        } else {
+            i += 1;
+        }
+    }
+    if let Some(u) = &s.until
+        && f.eval(u, None)
+    {
+        g.partials.drain(lo..hi);
+        return None;
+    }
+    let key = s.join.as_ref().map(|k| f.key(k));
+    let mut fired: Option<Partial> = None;
+    let last = s.steps.len() - 1;
+    let mut i = lo;
+    while i < hi {
+        let p = g.partials[i];
+        let join_ok = match key {
+            None => true,
+            Some(k) => k.is_some_and(|k| k == p.join),
+        };
+        if join_ok && f.eval(&s.steps[usize::from(p.next)], Some(&p)) {
+            if usize::from(p.next) == last {
+                fired = Some(p);
+                g.partials.remove(i);
+                hi -= 1;
+                continue;
+            }
+            let q = &mut g.partials[i];
+            if let Some(slot) = q.calls.get_mut(usize::from(q.next)) {
+                *slot = f.index;
+            }
+            q.next += 1;
+        }
+        i += 1;
+    }
+    if let Some(p) = fired {
+        // A fired match also ends the other partial matches of its join key.
+        let mut i = lo;
+        while i < hi {
+            let q = g.partials[i];
+            if q.join == p.join && q.started <= p.started {
+                g.partials.remove(i);
+                hi -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        let mut fs = vec![Fact {
+            key: "sequence",
+            value: format!("{} steps since {} ms", s.steps.len(), now.since(p.started)),
+        }];
+        let calls: Vec<String> = p
+            .calls
+            .iter()
+            .take(last.min(4))
+            .map(|c| format!("#{c}"))
+            .collect();
+        fs.push(Fact {
+            key: "steps_at",
+            value: format!("{} then #{}", calls.join(", "), f.index),
+        });
+        return Some(fs);
+    }
+    if f.eval(&s.steps[0], None) {
+        let join = match key {
+            None => 0,
+            Some(Some(k)) => k,
+            Some(None) => return None,
+        };
+        let mut calls = [u32::MAX; 4];
+        calls[0] = f.index;
+        if hi - lo >= PARTIALS_PER_RULE {
+            g.partials.remove(lo);
+            hi -= 1;
+        }
+        g.partials.insert(
+            hi,
+            Partial {
+                rule: ri,
+                next: 1,
+                started: now,
+                join,
+                calls,
+            },
+        );
+    }
+    None
+}
+
+fn step_threshold(
+    g: &mut Groups,
+    ri: u16,
+    t: &crate::rules::Threshold,
+    f: &Facts<'_>,
+    now: Millis,
+) -> Option<Vec<Fact>> {
+    let live = |e: &Event| now.since(e.at) < t.window_ms;
+    g.counters.retain_mut(|c| {
+        if c.rule == ri {
+            c.events.retain(live);
+            !c.events.is_empty()
+        } else {
+            true
+        }
+    });
+    if !f.eval(&t.when, None) {
+        return None;
+    }
+    let key = t.per.as_ref().and_then(|k| f.key(k)).unwrap_or(0);
+    let value = match &t.measure {
+        Measure::Count | Measure::Distinct(_) => 1.0,
+        Measure::Sum(p) => arg_at(f.call.args, p).and_then(as_number).unwrap_or(0.0),
+    };
+    let dkey = match &t.measure {
+        Measure::Distinct(k) => f.key(k).unwrap_or(0),
+        _ => 0,
+    };
+    let pos = match g.counters.iter().position(|c| c.rule == ri && c.key == key) {
+        Some(p) => p,
+        None => {
+            g.counters.push(Counter {
+                rule: ri,
+                key,
+                events: Vec::new(),
+            });
+            g.counters.len() - 1
+        }
+    };
+    let c = &mut g.counters[pos];
+    if c.events.len() >= MAX_EVENTS {
+        c.events.remove(0);
+    }
+    c.events.push(Event {
+        at: now,
+        value,
+        key: dkey,
+    });
+    let measured = match &t.measure {
+        Measure::Count => c.events.len() as f64,
+        Measure::Sum(_) => c.events.iter().map(|e| e.value).sum(),
+        Measure::Distinct(_) => {
+            let mut ks: Vec<u64> = c.events.iter().map(|e| e.key).collect();
+            ks.sort_unstable();
+            ks.dedup();
+            ks.len() as f64
+        }
+    };
+    (measured >= t.gte).then(|| {
+        let what = match &t.measure {
+            Measure::Count => "count",
+            Measure::Sum(_) => "sum",
+            Measure::Distinct(_) => "distinct",
+        };
+        vec![Fact {
+            key: "threshold",
+            value: format!("{what} {measured} >= {} within {} ms", t.gte, t.window_ms),
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! The behaviour rule language, compiled.
+//!
+//! Owns: [`RuleSet`] (rules, the risk [`Ladder`] and [`Settings`] from one or
+//! more YAML files), [`Rule`] and the compiled condition, sequence and
+//! threshold forms. Parsing and validation live in `rules/parse.rs`; the
+//! language is documented in `docs/rules.md`.
+
+mod parse;
+
+use regex::Regex;
+use serde_json::Value;
+
+use crate::detect::Kind;
+use crate::error::{Error, Location};
+use crate::glob::Glob;
+use crate::ids::RuleId;
+use crate::label::LabelSet;
+use crate::verdict::Action;
+
+/// How bad a rule's finding is; gives default risk points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// 2 points by default.
+    Info,
+    /// 5 points by default.
+    Low,
+    /// 15 points by default.
+    Medium,
+    /// 30 points by default.
+    High,
+    /// 60 points by default.
+    Critical,
+}
+
+impl Severity {
+    fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+
+    fn default_risk(self) -> u32 {
+        match self {
+            Severity::Info => 2,
+            Severity::Low => 5,
+            Severity::Medium => 15,
+            Severity::High => 30,
+            Severity::Critical => 60,
+        }
+    }
+}
+
+/// Which state a sequence or threshold is kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    Session,
+    Agent,
+    User,
+}
+
+/// A value computed from a call, used for joins, `per` and distinct counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyOf {
+    /// The first destination (recipient, URL host, account...).
+    Destination,
+    /// `server/tool`.
+    Tool,
+    /// An argument by dotted path.
+    Arg(Vec<String>),
+}
+
+/// Provenance classes an argument value can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct OriginSet {
+    pub labels: LabelSet,
+    pub injected: bool,
+}
+
+impl OriginSet {
+    pub(crate) fn is_empty(self) -> bool {
+        self.labels.is_empty() && !self.injected
+    }
+}
+
+/// A predicate on one argument.
+#[derive(Debug, Clone)]
+pub(crate) struct ArgPred {
+    pub path: Vec<String>,
+    pub op: ArgOp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ArgOp {
+    Exists(bool),
+    Eq(Value),
+    Ne(Value),
+    In(Vec<Value>),
+    Matches(Regex),
+    Contains(String),
+    Cmp {
+        gt: Option<f64>,
+        gte: Option<f64>,
+        lt: Option<f64>,
+        lte: Option<f64>,
+    },
+}
+
+/// Conditions on a destination of the call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DestPred {
+    pub from: OriginSet,
+    pub new: Option<bool>,
+    pub in_intent: Option<bool>,
+    pub trusted_origin: Option<bool>,
+    pub external: Option<bool>,
+}
+
+/// A condition on one call; every present field must hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cond {
+    pub tools: Vec<Glob>,
+    pub not_tools: Vec<Glob>,
+    pub labels: LabelSet,
+    pub labels_any: LabelSet,
+    pub not_labels: LabelSet,
+    pub session_labels: LabelSet,
+    pub session_labels_any: LabelSet,
+    pub not_session_labels: LabelSet,
+    pub args: Vec<ArgPred>,
+    pub arg_from: OriginSet,
+    pub carries: OriginSet,
+    pub dest: Option<DestPred>,
+    pub risk_gte: Option<u32>,
+    pub injection_seen: Option<bool>,
+    pub detect: Vec<Kind>,
+    pub first_use: Option<bool>,
+    pub from_step: Option<usize>,
+    pub args_text: Option<Regex>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Sequence {
+    pub by: Group,
+    pub within_ms: u64,
+    pub join: Option<KeyOf>,
+    pub steps: Vec<Cond>,
+    pub until: Option<Cond>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Measure {
+    Count,
+    Sum(Vec<String>),
+    Distinct(KeyOf),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Threshold {
+    pub when: Cond,
+    pub by: Group,
+    pub per: Option<KeyOf>,
+    pub window_ms: u64,
+    pub measure: Measure,
+    pub gte: f64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RuleKind {
+    Call(Cond),
+    Sequence(Sequence),
+    Threshold(Threshold),
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique id.
+    pub id: RuleId,
+    /// What the rule catches.
+    pub description: String,
+    /// What it asks for when it fires.
+    pub action: Action,
+    /// Risk points added when it fires.
+    pub risk: u32,
+    /// Severity.
+    pub severity: Severity,
+    /// Where it was defined.
+    pub location: Location,
+    pub(crate) kind: RuleKind,
+}
+
+impl Rule {
+    /// `call`, `sequence` or `threshold`.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            RuleKind::Call(_) => "call",
+            RuleKind::Sequence(_) => "sequence",
+            RuleKind::Threshold(_) => "threshold",
+        }
+    }
+}
+
+/// One step of the risk ladder: at or above `min` risk, take `action` (for
+/// calls with any of `labels_any`, or for every call when empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LadderStep {
+    /// Minimum risk points.
+    pub min: u32,
+    /// The action.
+    pub action: Action,
+    /// Only for tools with any of these labels (empty: all tools).
+    pub labels_any: LabelSet,
+}
+
+/// The risk ladder: decay and steps from risk to response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladder {
+    /// Half-life of risk points in milliseconds.
+    pub half_life_ms: u64,
+    /// Steps, any order.
+    pub steps: Vec<LadderStep>,
+}
+
+impl Default for Ladder {
+    fn default() -> Self {
+        Ladder {
+            half_life_ms: 30 * 60 * 1000,
+            steps: Vec::new(),
+        }
+    }
+}
+
+/// Settings that tune facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Domains (and their subdomains) that count as internal: destinations
+    /// there are never new or external.
+    pub internal_domains: Vec<String>,
+    /// Detector kinds to redact from every result.
+    pub redact: Vec<Kind>,
+}
+
+/// Rules, ladder and settings compiled from one or more files.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) ladder: Ladder,
+    pub(crate) settings: Settings,
+}
+
+impl RuleSet {
+    /// Parses and validates one YAML rule file. `file` is used in errors.
+    pub fn from_yaml(file: &str, src: &str) -> Result<RuleSet, Error> {
+        parse::parse(file, src)
+    }
+
+    /// Adds the rules of another file. A later ladder or settings section
+    /// replaces an earlier one; a duplicate rule id is an error.
+    pub fn merge(&mut self, other: RuleSet) -> Result<(), Error> {
+        for r in other.rules {
+            if let Some(prev) = self.rules.iter().find(|x| x.id == r.id) {
+                return Err(Error::Rule {
+                    at: r.location.clone(),
+                    rule: r.id.to_string(),
+                    message: format!("duplicate rule id, first defined at {}", prev.location),
+                });
+            }
+            self.rules.push(r);
+        }
+        if !other.ladder.steps.is_empty() {
+            self.ladder = other.ladder;
+        }
+        if other.settings != Settings::default() {
+            self.settings = other.settings;
+        }
+        if self.rules.len() > usize::from(u16::MAX) {
+            return Err(Error::Rule {
+                at: Location {
+                    file: String::new(),
+                    line: 0,
+                    column: 0,
+                },
+                rule: String::new(),
+                message: "too many rules".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The rules in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The risk ladder.
+    pub fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests;
