@@ -43,6 +43,8 @@ listen: 127.0.0.1:0
 # The suites send no credentials: this run tests the protocol, not identity.
 auth:
   mode: none
+audit:
+  path: $OUT/audit.db
 limits:
   upstream_timeout: 30s
 upstreams:

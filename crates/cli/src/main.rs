@@ -39,10 +39,20 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
-    /// Validate a configuration file and exit (non-zero on any error).
+    /// Validate a configuration file, its rule files and its Cedar policy,
+    /// and exit (non-zero on any error, naming file and line).
     Check {
         /// Configuration file.
         config: PathBuf,
+    },
+    /// Judge recorded sessions offline exactly as the live gateway would
+    /// (JSON Lines in, one line per call out, a summary on stderr).
+    Replay {
+        /// Configuration whose `judge` section to use (default: the builtin pack).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Trace files (JSON Lines, one session per line); `-` or none reads stdin.
+        traces: Vec<PathBuf>,
     },
     /// Inspect the tamper-evident decision log.
     Audit {
@@ -99,6 +109,60 @@ fn main() -> ExitCode {
     }
 }
 
+fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write as _};
+    let judge_cfg = match config {
+        Some(path) => castellan_config::load_file(path)?.judge,
+        None => {
+            castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
+                std::env::var(k).ok()
+            })?
+            .judge
+        }
+    };
+    let (judge, _) =
+        castellan_gateway::behaviour::compile_judge(&judge_cfg).map_err(anyhow::Error::msg)?;
+    let mut replayer = castellan_judge::Replayer::new(&judge);
+    let mut summary = castellan_judge::Summary::default();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let inputs: Vec<Option<&PathBuf>> = if traces.is_empty() {
+        vec![None]
+    } else {
+        traces.iter().map(Some).collect()
+    };
+    for input in inputs {
+        let (name, reader): (String, Box<dyn BufRead>) = match input {
+            Some(p) if p.as_os_str() != "-" => (
+                p.display().to_string(),
+                Box::new(std::io::BufReader::new(
+                    std::fs::File::open(p)
+                        .with_context(|| format!("{}: cannot open", p.display()))?,
+                )),
+            ),
+            _ => (
+                "<stdin>".into(),
+                Box::new(std::io::BufReader::new(std::io::stdin())),
+            ),
+        };
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("{name}: cannot read"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let trace: castellan_judge::TraceSession = serde_json::from_str(&line)
+                .map_err(|e| anyhow::anyhow!("{name}:{}: not a trace session: {e}", n + 1))?;
+            let outcomes = replayer.session(&trace);
+            for o in &outcomes {
+                writeln!(out, "{}", serde_json::to_string(o)?)?;
+            }
+            summary.add(&trace, &outcomes);
+        }
+    }
+    out.flush()?;
+    eprintln!("{summary}");
+    Ok(())
+}
+
 fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
     if !path.exists() {
         anyhow::bail!("{}: no such audit log", path.display());
@@ -120,8 +184,10 @@ fn init_logging(format: LogFormat) {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Replay { config, traces } => replay(config.as_deref(), &traces),
         Command::Check { config } => {
             let cfg = castellan_config::load_file(&config)?;
+            castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
             println!(
                 "{}: ok ({} upstreams)",
                 config.display(),
@@ -232,8 +298,19 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
     )
     .await
     .map_err(anyhow::Error::msg)?;
-    let gateway =
-        castellan_gateway::Gateway::start(cfg.clone(), auth).map_err(anyhow::Error::msg)?;
+    let (audit, _audit_thread) = castellan_audit::AuditLog::open(
+        std::path::Path::new(&cfg.audit.path),
+        if cfg.audit.strict {
+            castellan_audit::Durability::Strict
+        } else {
+            castellan_audit::Durability::Batched
+        },
+        castellan_audit::WriterConfig::default(),
+    )?;
+    let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, audit)
+        .map_err(anyhow::Error::msg)?;
+    let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour)
+        .map_err(anyhow::Error::msg)?;
     let url = format!("http://{addr}{}", cfg.listener.path);
     say!("castellan {} listening", env!("CARGO_PKG_VERSION"));
     say!("  MCP endpoint: {url}");
@@ -258,7 +335,8 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
         say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");
     }
     tracing::info!(%url, "gateway ready");
-    castellan_gateway::serve(gateway, listener, shutdown_signal()).await;
+    castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
+    gateway.flush_audit();
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -12,8 +12,9 @@ mod model;
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
-    ApiKey, Auth, Config, HttpUpstream, JWT_ALGORITHMS, JwksSource, Jwt, Limits, Listener,
-    ModernHeaders, RestartPolicy, StdioUpstream, Transport, Upstream, UpstreamEra,
+    ApiKey, AuditConfig, Auth, Config, HttpUpstream, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt,
+    LabelRule, Limits, Listener, ModernHeaders, RestartPolicy, StdioUpstream, Transport, Upstream,
+    UpstreamEra,
 };
 
 /// The configuration used when `castellan serve` is given no file: the

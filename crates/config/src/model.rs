@@ -19,6 +19,47 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// How agents prove who they are.
     pub auth: Auth,
+    /// How calls are judged.
+    pub judge: JudgeConfig,
+    /// Where decisions are recorded.
+    pub audit: AuditConfig,
+}
+
+/// The behaviour judge's inputs: rule files, the Cedar policy, label
+/// overrides. Files are read and compiled by the gateway; errors name file
+/// and line.
+#[derive(Debug, Clone)]
+pub struct JudgeConfig {
+    /// Start from the builtin default pack.
+    pub default_pack: bool,
+    /// Extra rule files (YAML), merged in order.
+    pub rules: Vec<String>,
+    /// A Cedar policy file replacing the pack's permissive policy.
+    pub policy: Option<String>,
+    /// Operator label overrides: glob over `server/tool`, labels to add and remove.
+    pub labels: Vec<LabelRule>,
+    /// How long a held call waits for a human; then it is refused.
+    pub hold_timeout: std::time::Duration,
+}
+
+/// One label override.
+#[derive(Debug, Clone)]
+pub struct LabelRule {
+    /// Glob over `server/tool`.
+    pub matches: String,
+    /// Labels to add.
+    pub add: Vec<String>,
+    /// Labels to remove.
+    pub remove: Vec<String>,
+}
+
+/// The decision log.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// SQLite file.
+    pub path: String,
+    /// `strict`: a record is on disk before the agent gets the answer.
+    pub strict: bool,
 }
 
 /// How agents authenticate. At least one method must be configured unless
@@ -221,6 +262,40 @@ struct RawConfig {
     #[serde(default)]
     upstreams: Vec<RawUpstream>,
     auth: Option<RawAuth>,
+    #[serde(default)]
+    judge: RawJudge,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    pack: Option<String>,
+    #[serde(default)]
+    rules: Vec<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    labels: Vec<RawLabelRule>,
+    hold_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabelRule {
+    #[serde(rename = "match")]
+    matches: String,
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: Option<String>,
+    durability: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -546,7 +621,52 @@ pub(crate) fn compile(
         });
     }
     let auth = compile_auth(raw.auth, text, &invalid)?;
+    let j = raw.judge;
+    let default_pack = match j.pack.as_deref() {
+        None | Some("default") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(invalid(
+                find_key_line(text, "pack", None),
+                format!("`judge.pack` must be `default` or `none`, got `{other}`"),
+            ));
+        }
+    };
+    let judge = JudgeConfig {
+        default_pack,
+        rules: j.rules,
+        policy: j.policy,
+        labels: j
+            .labels
+            .into_iter()
+            .map(|l| LabelRule {
+                matches: l.matches,
+                add: l.add,
+                remove: l.remove,
+            })
+            .collect(),
+        hold_timeout: j.hold_timeout.map_or(std::time::Duration::ZERO, |d| d.0),
+    };
+    let strict = match raw.audit.durability.as_deref() {
+        None | Some("batched") => false,
+        Some("strict") => true,
+        Some(other) => {
+            return Err(invalid(
+                find_key_line(text, "durability", None),
+                format!("`audit.durability` must be `strict` or `batched`, got `{other}`"),
+            ));
+        }
+    };
+    let audit = AuditConfig {
+        path: raw
+            .audit
+            .path
+            .unwrap_or_else(|| "castellan-audit.db".into()),
+        strict,
+    };
     Ok(Config {
+        judge,
+        audit,
         auth,
         origin: origin.into(),
         listener: Listener {

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
 use crate::listen::{Filter, Listeners};
@@ -27,6 +28,7 @@ use crate::upstream::builtin::BuiltinUpstream;
 use crate::upstream::http::{ClientProfile, HttpUpstream, UpSession, modern_meta};
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Outbound, Push, ReplyRx, UpMsg, UpstreamError};
+use castellan_judge::{CallKind, Decision};
 
 /// How an upstream is reached.
 #[derive(Debug)]
@@ -55,6 +57,8 @@ pub struct ModernCaller {
     pub profile: ClientProfile,
     /// The authenticated agent.
     pub principal: Principal,
+    /// The behavioural session it named (`Castellan-Session` header), if any.
+    pub session: Option<String>,
     /// `Mcp-Param-*` headers, forwarded as they came.
     pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
@@ -62,6 +66,14 @@ pub struct ModernCaller {
 impl Caller {
     pub(crate) fn is_modern(&self) -> bool {
         matches!(self, Caller::Modern(_))
+    }
+
+    /// The authenticated agent behind the call.
+    pub(crate) fn principal(&self) -> &Principal {
+        match self {
+            Caller::Legacy(s) => &s.principal,
+            Caller::Modern(m) => &m.principal,
+        }
     }
 
     pub(crate) fn session(&self) -> Option<&Arc<ClientSession>> {
@@ -84,10 +96,12 @@ pub enum Outcome {
 }
 
 /// What to do with a result before the agent sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Post {
     /// Pass it through (plus `resultType` for modern agents).
     Passthrough,
+    /// Show it to the judge first (taint, provenance, redaction).
+    Judged(Arc<Judged>),
 }
 
 /// The gateway: upstreams, routing tables and sessions.
@@ -98,11 +112,15 @@ pub struct Gateway {
     names: Vec<Arc<str>>,
     routes: Routes,
     pub(crate) sessions: Sessions,
+    pub(crate) behaviour: Behaviour,
     pub(crate) auth: Authenticator,
     listeners: Listeners,
     pub(crate) parked: ParkedCalls,
     ids: Arc<AtomicU64>,
 }
+
+/// Implementation-defined JSON-RPC code: the gateway refused the request.
+pub const REFUSED: i64 = -32001;
 
 /// Largest number of pages read from one upstream for one list.
 const MAX_PAGES: usize = 100;
@@ -110,7 +128,11 @@ const MAX_PAGES: usize = 100;
 impl Gateway {
     /// Builds the gateway and starts what runs in the background (stdio
     /// children, the broadcast of upstream pushes, session expiry).
-    pub fn start(config: Arc<Config>, auth: Authenticator) -> Result<Arc<Gateway>, String> {
+    pub fn start(
+        config: Arc<Config>,
+        auth: Authenticator,
+        behaviour: Behaviour,
+    ) -> Result<Arc<Gateway>, String> {
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -151,6 +173,7 @@ impl Gateway {
             config,
             upstreams,
             sessions: Sessions::default(),
+            behaviour,
             auth,
             listeners: Listeners::default(),
             parked: ParkedCalls::default(),
@@ -320,10 +343,28 @@ impl Gateway {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{exposed}`"))
                 })?;
                 params.set_str("name", &name);
+                let kind = if method == "tools/call" { CallKind::CallTool } else { CallKind::GetPrompt };
+                let judged = match self.judge(caller, i, &name, kind, &params) {
+                    Ok(j) => j,
+                    Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
+                };
                 let routed = Routed { upstream: i, method, params };
-                self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
+                self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            "resources/read" => {
+                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "resources/read needs a string `uri`"))?;
+                let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
+                    ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
+                })?;
+                let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, &params) {
+                    Ok(j) => j,
+                    Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
+                };
+                let routed = Routed { upstream: i, method, params };
+                self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
                 let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `uri`")))?;
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
@@ -374,6 +415,100 @@ impl Gateway {
             }
             other => Err(ErrorObject::new(METHOD_NOT_FOUND, format!("method `{other}` not found"))),
         }
+    }
+
+    /// Judges a routed call. `Err` carries the refused decision.
+    fn judge(
+        &self,
+        caller: &Caller,
+        i: usize,
+        target: &str,
+        kind: CallKind,
+        params: &RawObject,
+    ) -> Result<Arc<Judged>, Arc<Judged>> {
+        let args: Value = match kind {
+            CallKind::ReadResource => json!({ "uri": target }),
+            _ => params
+                .get("arguments")
+                .and_then(|a| serde_json::from_str(a.get()).ok())
+                .unwrap_or_else(|| json!({})),
+        };
+        let meta: Option<RawObject> = params
+            .get("_meta")
+            .and_then(|m| serde_json::from_str(m.get()).ok());
+        let intent = meta.as_ref().and_then(|m| m.get_str(META_INTENT));
+        let session = match caller {
+            Caller::Legacy(s) => s.id.clone(),
+            Caller::Modern(m) => meta
+                .as_ref()
+                .and_then(|m| m.get_str(META_SESSION))
+                .or_else(|| m.session.clone())
+                .unwrap_or_else(|| "rolling".into()),
+        };
+        let decide = || {
+            self.behaviour.decide(
+                caller.principal(),
+                &session,
+                &self.names[i],
+                target,
+                kind,
+                args,
+                intent,
+            )
+        };
+        // In strict audit mode the record is written before the answer; that
+        // wait must not stall the executor thread.
+        let judged = if self.behaviour.audit_strict() {
+            tokio::task::block_in_place(decide)
+        } else {
+            decide()
+        };
+        // Held calls fail closed: no approver is wired to this process yet.
+        if judged.verdict.decision.forwards() {
+            Ok(judged)
+        } else {
+            Err(judged)
+        }
+    }
+
+    /// The answer to a refused call. Tool calls get a result with `isError`
+    /// so the model itself reads why (MCP's rule for tool execution errors);
+    /// prompts and resources, which have no such field, get a JSON-RPC error.
+    /// Both carry the decision id the operator can look up in the audit log.
+    fn refuse(&self, caller: &Caller, id: &RequestId, method: &str, judged: &Judged) -> Outcome {
+        let decision = judged.verdict.decision.as_str();
+        let why = match judged.verdict.summary() {
+            s if s.is_empty() => "the policy does not permit it".to_string(),
+            s => s,
+        };
+        let held = judged.verdict.decision == Decision::Hold;
+        let text = if held {
+            format!(
+                "Castellan held this call for human approval and no approval arrived, so it was not executed: {why}. Decision {}.",
+                judged.id
+            )
+        } else {
+            format!(
+                "Castellan refused this call ({decision}): {why}. Decision {}; rules: {}.",
+                judged.id,
+                judged.verdict.rule_ids().join(", ")
+            )
+        };
+        let explanation = judged.explanation();
+        if method == "tools/call" {
+            let result = json!({
+                "content": [{"type": "text", "text": text}],
+                "isError": true,
+                "_meta": { META_DECISION: explanation },
+            });
+            return self.local_result(caller, id, result);
+        }
+        Outcome::Json(
+            200,
+            ErrorObject::new(REFUSED, text)
+                .with_data(explanation)
+                .to_response(Some(id)),
+        )
     }
 
     /// A result the gateway answers itself.
@@ -443,6 +578,9 @@ impl Gateway {
                     continue;
                 }
             };
+            if method == "tools/list" {
+                self.behaviour.learn_tools(&self.names[i], &items);
+            }
             for mut item in items {
                 if let Some(field) = name_field {
                     let Some(name) = item.get(field).and_then(Value::as_str).map(str::to_owned)
@@ -652,6 +790,26 @@ impl Gateway {
                 .to_response(Some(client_id));
         };
         match post {
+            Post::Judged(judged) => {
+                // The judge sees the result before the agent does.
+                let mut value: Value = match serde_json::from_str(result.get()) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return ErrorObject::new(
+                            jsonrpc::INTERNAL_ERROR,
+                            "upstream sent a malformed result",
+                        )
+                        .to_response(Some(client_id));
+                    }
+                };
+                self.behaviour.inspect(&judged, &mut value);
+                if caller.is_modern()
+                    && let Some(o) = value.as_object_mut()
+                {
+                    o.entry("resultType").or_insert_with(|| json!("complete"));
+                }
+                Envelope::result_bytes(client_id, &to_raw(&value))
+            }
             Post::Passthrough if caller.is_modern() => {
                 if let Ok(mut obj) = serde_json::from_str::<RawObject>(result.get()) {
                     if obj.get("resultType").is_none() {
@@ -870,6 +1028,11 @@ impl Gateway {
             });
         }
         Outcome::Sse(body)
+    }
+
+    /// Waits until every decision so far is in the audit log (shutdown).
+    pub fn flush_audit(&self) {
+        self.behaviour.flush();
     }
 
     /// Ends a legacy session and the upstream sessions opened for it.

@@ -212,7 +212,8 @@ impl Gateway {
         if !needs_stream {
             return match first {
                 UpMsg::Final(env, _, status) => {
-                    let bytes = self.finalize(&call.caller, &call.client_id, env, call.post);
+                    let bytes =
+                        self.finalize(&call.caller, &call.client_id, env, call.post.clone());
                     self.answer_now(&call, status_for(&call.caller, status), bytes)
                 }
                 UpMsg::Message(..) => self.json_only(call).await,
@@ -246,7 +247,7 @@ impl Gateway {
         let answer = loop {
             match tokio::time::timeout(timeout, call.rx.recv()).await {
                 Ok(Some(Ok(UpMsg::Final(env, ..)))) => {
-                    break self.finalize(&call.caller, &call.client_id, env, call.post);
+                    break self.finalize(&call.caller, &call.client_id, env, call.post.clone());
                 }
                 Ok(Some(Ok(UpMsg::Message(env, _)))) => {
                     if env.kind == Kind::Request {
@@ -352,7 +353,7 @@ impl Gateway {
                 UpMsg::Final(env, ..) => {
                     emit(
                         &call.caller,
-                        &self.finalize(&call.caller, &call.client_id, env, call.post),
+                        &self.finalize(&call.caller, &call.client_id, env, call.post.clone()),
                     );
                     break;
                 }

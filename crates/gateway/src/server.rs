@@ -509,9 +509,14 @@ fn modern_caller(
         .filter(|(k, _)| k.as_str().starts_with("mcp-param-"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let session = headers
+        .get("castellan-session")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     Ok(Caller::Modern(Arc::new(ModernCaller {
         param_headers,
         principal,
+        session,
         profile: ClientProfile {
             version,
             capabilities: caps,

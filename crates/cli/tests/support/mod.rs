@@ -73,6 +73,7 @@ pub fn fixture(name: &str) -> String {
 /// A running gateway; killed on drop.
 pub struct Gateway {
     child: Child,
+    pub dir: PathBuf,
     pub url: String,
     pub config: PathBuf,
     pub stderr_log: PathBuf,
@@ -89,6 +90,11 @@ impl Gateway {
             yaml.to_string()
         } else {
             format!("{}{yaml}", test_auth())
+        };
+        let yaml = if yaml.contains("\naudit:") {
+            yaml
+        } else {
+            format!("audit:\n  path: {}\n{yaml}", dir.join("audit.db").display())
         };
         std::fs::write(&config, yaml).expect("write config");
         let stderr_log = dir.join("stderr.log");
@@ -119,6 +125,7 @@ impl Gateway {
             });
         Gateway {
             child,
+            dir,
             url,
             config,
             stderr_log,

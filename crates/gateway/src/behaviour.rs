@@ -1,0 +1,432 @@
+//! The judge on the live path: builds the judge from the configuration,
+//! keeps the behavioural state of sessions, agents and users, learns tool
+//! definitions from `tools/list`, judges each call before it goes upstream,
+//! shows each result to the judge before the agent sees it, and records
+//! every decision in the audit log.
+//!
+//! Behavioural sessions: a legacy MCP session is one; a 2026-07-28 agent
+//! names its session with `_meta["io.castellan/session"]` (or the
+//! `Castellan-Session` header), otherwise all its stateless calls share one
+//! rolling session. Names are scoped to the agent, so agents cannot read or
+//! poison each other's state. A trusted client may pass the user's own
+//! request as `_meta["io.castellan/intent"]`; values in it count as trusted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use castellan_audit::{Record, Writer};
+use castellan_config::JudgeConfig;
+use castellan_judge::{
+    AgentId, AggregateState, Call, CallKind, Catalog, Decision, Judge, Label, LabelOverride,
+    LabelSet, Millis, Policy, RuleSet, SessionKey, SessionState, StateMut, ToolDef, ToolResult,
+    UserId, Verdict,
+};
+use serde_json::{Value, json};
+
+use crate::identity::Principal;
+
+/// `_meta` key naming a modern agent's behavioural session.
+pub const META_SESSION: &str = "io.castellan/session";
+/// `_meta` key carrying the user's own request (trusted intent).
+pub const META_INTENT: &str = "io.castellan/intent";
+/// `_meta` key on refusals and results: the decision.
+pub const META_DECISION: &str = "io.castellan/decision";
+
+#[derive(Debug, Default)]
+struct States {
+    sessions: HashMap<SessionKey, SessionState>,
+    agents: HashMap<AgentId, AggregateState>,
+    users: HashMap<UserId, AggregateState>,
+}
+
+/// A call that was judged, kept until its result has been inspected.
+#[derive(Debug)]
+pub struct Judged {
+    /// The decision id (also the audit record id).
+    pub id: String,
+    agent: AgentId,
+    user: Option<UserId>,
+    session: SessionKey,
+    server: String,
+    tool: String,
+    kind: CallKind,
+    args: Value,
+    intent: Option<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+impl Judged {
+    fn call(&self) -> Call<'_> {
+        Call {
+            agent: &self.agent,
+            user: self.user.as_ref(),
+            session: &self.session,
+            kind: self.kind,
+            server: Some(&self.server),
+            tool: &self.tool,
+            args: &self.args,
+            intent: self.intent.as_deref(),
+        }
+    }
+
+    /// The structured explanation agents and operators see.
+    pub fn explanation(&self) -> Value {
+        json!({
+            "id": self.id,
+            "decision": self.verdict.decision.as_str(),
+            "rules": self.verdict.rule_ids(),
+            "reason": self.verdict.summary(),
+            "risk": self.verdict.risk_after.0,
+            "provenance": self.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The judge and the state it needs between calls.
+#[derive(Debug)]
+pub struct Behaviour {
+    judge: RwLock<Judge>,
+    overrides: Vec<LabelOverride>,
+    defs: Mutex<BTreeMap<(String, String), ToolDef>>,
+    states: Mutex<States>,
+    audit: Writer,
+    ids: std::sync::atomic::AtomicU64,
+    /// How long a held call waits; zero refuses at once.
+    pub hold_timeout: std::time::Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Compiles the judge the configuration describes. Every error names the
+/// file and line at fault.
+pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), String> {
+    let mut overrides = Vec::with_capacity(cfg.labels.len());
+    for l in &cfg.labels {
+        let parse = |names: &[String]| -> Result<LabelSet, String> {
+            let mut set = LabelSet::EMPTY;
+            for n in names {
+                set.insert(Label::parse(n).ok_or_else(|| {
+                    format!(
+                        "judge.labels `{}`: unknown label `{n}`; known: {}",
+                        l.matches,
+                        Label::ALL
+                            .iter()
+                            .map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?);
+            }
+            Ok(set)
+        };
+        overrides.push(LabelOverride::new(
+            &l.matches,
+            parse(&l.add)?,
+            parse(&l.remove)?,
+        ));
+    }
+    let catalog = Catalog::new(overrides.clone());
+    let mut rules = if cfg.default_pack {
+        castellan_judge::pack::rules().map_err(|e| e.to_string())?
+    } else {
+        RuleSet::from_yaml("<empty>", "rules: []").map_err(|e| e.to_string())?
+    };
+    for file in &cfg.rules {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
+        rules
+            .merge(RuleSet::from_yaml(file, &text).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let policy = match &cfg.policy {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
+            Policy::new(&catalog, file, &text).map_err(|e| e.to_string())?
+        }
+        None => Policy::new(
+            &catalog,
+            castellan_judge::pack::POLICY_FILE,
+            castellan_judge::pack::POLICY,
+        )
+        .map_err(|e| e.to_string())?,
+    };
+    Ok((Judge::new(catalog, rules).with_policy(policy), overrides))
+}
+
+impl Behaviour {
+    /// The live judge with its audit log.
+    pub fn new(cfg: &JudgeConfig, audit: Writer) -> Result<Behaviour, String> {
+        let (judge, overrides) = compile_judge(cfg)?;
+        Ok(Behaviour {
+            judge: RwLock::new(judge),
+            overrides,
+            defs: Mutex::new(BTreeMap::new()),
+            states: Mutex::new(States::default()),
+            audit,
+            ids: std::sync::atomic::AtomicU64::new(0),
+            hold_timeout: cfg.hold_timeout,
+        })
+    }
+
+    fn judge(&self) -> Judge {
+        match self.judge.read() {
+            Ok(j) => j.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Learns an upstream's tool definitions (from its `tools/list`).
+    pub fn learn_tools(&self, server: &str, tools: &[Value]) {
+        let mut defs = match self.defs.lock() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        let mut changed = false;
+        for t in tools {
+            let Ok(mut def) = serde_json::from_value::<ToolDef>(json!({
+                "server": server,
+                "name": t.get("name").cloned().unwrap_or(Value::Null),
+                "description": t.get("description").cloned().unwrap_or(json!("")),
+                "inputSchema": t.get("inputSchema").cloned().unwrap_or(Value::Null),
+                "annotations": t.get("annotations").cloned().unwrap_or(json!({})),
+            })) else {
+                continue;
+            };
+            def.server = server.to_owned();
+            let key = (def.server.clone(), def.name.clone());
+            if defs.get(&key) != Some(&def) {
+                defs.insert(key, def);
+                changed = true;
+            }
+        }
+        if changed {
+            let mut catalog = Catalog::new(self.overrides.clone());
+            for d in defs.values() {
+                catalog.insert(d.clone());
+            }
+            let next = self.judge().with_catalog(catalog);
+            if let Ok(mut j) = self.judge.write() {
+                *j = next;
+            }
+        }
+    }
+
+    fn next_id(&self, now: u64) -> String {
+        // Time-ordered: milliseconds, then a process-wide counter.
+        let n = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{now:013x}-{n:08x}")
+    }
+
+    /// Judges one call before it goes upstream and records the decision.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        session: &str,
+        server: &str,
+        tool: &str,
+        kind: CallKind,
+        args: Value,
+        intent: Option<String>,
+    ) -> Arc<Judged> {
+        let started = Instant::now();
+        let now = now_ms();
+        let judge = self.judge();
+        let mut judged = Judged {
+            id: self.next_id(now),
+            agent: AgentId::new(&*principal.agent),
+            user: principal.user.as_deref().map(UserId::new),
+            session: SessionKey::new(format!("{}/{session}", principal.agent)),
+            server: server.to_owned(),
+            tool: tool.to_owned(),
+            kind,
+            args,
+            intent,
+            verdict: Verdict {
+                decision: Decision::Allow,
+                reasons: Vec::new(),
+                risk_before: Default::default(),
+                risk_after: Default::default(),
+                provenance: Vec::new(),
+                alert: false,
+                index: 0,
+                labels: LabelSet::EMPTY,
+            },
+        };
+        let verdict = self.with_state(&judged, |state| {
+            judge.judge_call(state, &judged.call(), Millis(now))
+        });
+        judged.verdict = verdict;
+        let latency = started.elapsed().as_micros() as u64;
+        if judged.verdict.alert || !judged.verdict.decision.forwards() {
+            tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
+        }
+        self.record(&judged, now, latency);
+        Arc::new(judged)
+    }
+
+    fn with_state<T>(&self, judged: &Judged, f: impl FnOnce(StateMut<'_>) -> T) -> T {
+        let mut states = match self.states.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let States {
+            sessions,
+            agents,
+            users,
+        } = &mut *states;
+        let session = sessions.entry(judged.session.clone()).or_default();
+        let agent = agents.entry(judged.agent.clone()).or_default();
+        let user = judged
+            .user
+            .as_ref()
+            .map(|u| users.entry(u.clone()).or_default());
+        f(StateMut {
+            session,
+            agent,
+            user,
+        })
+    }
+
+    /// Shows a result to the judge (taint, provenance, redactions) and
+    /// returns the result the agent may see.
+    pub fn inspect(&self, judged: &Judged, result: &mut Value) {
+        let judge = self.judge();
+        let is_error = result
+            .get("isError")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let rv = self.with_state(judged, |state| {
+            judge.observe_result(
+                state,
+                &judged.call(),
+                &judged.verdict,
+                &ToolResult {
+                    value: result,
+                    is_error,
+                },
+                Millis(now_ms()),
+            )
+        });
+        if let Some(phrase) = rv.injection {
+            tracing::warn!(decision_id = %judged.id, agent = %judged.agent.as_str(), tool = %judged.tool, phrase, "result carries instructions aimed at the agent");
+        }
+        // Redact from the end of each string so earlier ranges stay valid.
+        let mut redactions = rv.redactions;
+        redactions
+            .sort_by(|a, b| (a.pointer.as_str(), b.start).cmp(&(b.pointer.as_str(), a.start)));
+        for r in redactions {
+            let target = if r.pointer.is_empty() {
+                Some(&mut *result)
+            } else {
+                result.pointer_mut(&r.pointer)
+            };
+            if let Some(Value::String(s)) = target
+                && r.start <= r.end
+                && r.end <= s.len()
+                && s.is_char_boundary(r.start)
+                && s.is_char_boundary(r.end)
+            {
+                s.replace_range(r.start..r.end, &format!("[redacted {}]", r.kind.as_str()));
+            }
+        }
+    }
+
+    /// A held call approved by a human joins the baseline.
+    pub fn approved(&self, judged: &Judged) {
+        let judge = self.judge();
+        self.with_state(judged, |state| {
+            judge.record_approved(state, &judged.call(), &judged.verdict)
+        });
+    }
+
+    /// Releases a quarantined agent.
+    pub fn release(&self, agent: &str) -> bool {
+        let mut states = match self.states.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        match states.agents.get_mut(&AgentId::new(agent)) {
+            Some(a) if a.quarantine().is_some() => {
+                a.release();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn record(&self, j: &Judged, now: u64, latency_us: u64) {
+        let record = Record {
+            id: j.id.clone(),
+            at_ms: now,
+            agent: j.agent.as_str().to_owned(),
+            user: j.user.as_ref().map(|u| u.as_str().to_owned()),
+            session: j.session.as_str().to_owned(),
+            upstream: j.server.clone(),
+            method: match j.kind {
+                CallKind::CallTool => "tools/call",
+                CallKind::ListTools => "tools/list",
+                CallKind::ReadResource => "resources/read",
+                CallKind::GetPrompt => "prompts/get",
+            }
+            .into(),
+            target: j.tool.clone(),
+            args_digest: blake3::hash(&serde_json::to_vec(&j.args).unwrap_or_default())
+                .to_hex()
+                .to_string(),
+            args_redacted: shape_of(&j.args),
+            decision: j.verdict.decision.as_str().into(),
+            rules: j
+                .verdict
+                .rule_ids()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            reason: j.verdict.summary(),
+            facts: json!({
+                "labels": j.verdict.labels.to_string(),
+                "provenance": j.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "reasons": j.verdict.reasons,
+            }),
+            risk_before: j.verdict.risk_before.0,
+            risk_after: j.verdict.risk_after.0,
+            latency_us,
+        };
+        if let Err(e) = self.audit.append(record) {
+            tracing::error!(error = %e, decision_id = %j.id, "audit record not written");
+        }
+    }
+
+    /// Waits until every record appended so far is on disk.
+    pub fn flush(&self) {
+        if let Err(e) = self.audit.flush() {
+            tracing::error!(error = %e, "audit flush failed");
+        }
+    }
+
+    /// Whether the audit log must hold a record before the agent's answer.
+    pub fn audit_strict(&self) -> bool {
+        self.audit.durability() == castellan_audit::Durability::Strict
+    }
+}
+
+/// The arguments with every string replaced by its length: the audit log
+/// keeps the shape of a call without the data in it.
+fn shape_of(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(format!("<{} chars>", s.chars().count())),
+        Value::Array(a) => Value::Array(a.iter().map(shape_of).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), shape_of(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
