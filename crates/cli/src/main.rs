@@ -54,6 +54,16 @@ enum Command {
         /// Trace files (JSON Lines, one session per line); `-` or none reads stdin.
         traces: Vec<PathBuf>,
     },
+    /// List every upstream tool with its labels and where each label came
+    /// from (operator config, MCP annotation, inference).
+    Tools {
+        /// Configuration file (default: the builtin demo).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect the tamper-evident decision log.
     Audit {
         #[command(subcommand)]
@@ -107,6 +117,57 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result<()> {
+    let auth = castellan_gateway::identity::Authenticator::new(
+        &castellan_config::Auth {
+            anonymous: true,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, None)
+        .map_err(anyhow::Error::msg)?;
+    let gateway =
+        castellan_gateway::Gateway::start(cfg, auth, behaviour).map_err(anyhow::Error::msg)?;
+    let tools = gateway.explain_tools().await;
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for t in &tools {
+        if json {
+            let sources: Vec<serde_json::Value> = t
+                .sources
+                .iter()
+                .map(|(l, s)| serde_json::json!({"label": l.as_str(), "source": s.to_string()}))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"server": t.server, "tool": t.tool, "labels": sources})
+            );
+        } else {
+            let labels: Vec<String> = t
+                .sources
+                .iter()
+                .map(|(l, s)| format!("{} ({s})", l.as_str()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}/{}: {}",
+                t.server,
+                t.tool,
+                if labels.is_empty() {
+                    "-".to_string()
+                } else {
+                    labels.join(", ")
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Result<()> {
@@ -185,6 +246,21 @@ fn init_logging(format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Replay { config, traces } => replay(config.as_deref(), &traces),
+        Command::Tools { config, json } => {
+            let cfg = match &config {
+                Some(path) => castellan_config::load_file(path)?,
+                None => {
+                    castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
+                        std::env::var(k).ok()
+                    })?
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(tools(Arc::new(cfg), json))
+        }
         Command::Check { config } => {
             let cfg = castellan_config::load_file(&config)?;
             castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
@@ -307,7 +383,7 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
         },
         castellan_audit::WriterConfig::default(),
     )?;
-    let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, audit)
+    let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, Some(audit))
         .map_err(anyhow::Error::msg)?;
     let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour)
         .map_err(anyhow::Error::msg)?;

@@ -224,3 +224,46 @@ fn check_reports_a_broken_rule_file_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rules.yaml:"), "{err}");
 }
+
+#[test]
+fn tools_lists_every_upstream_tool_with_its_labels_and_their_sources() {
+    let dir = support::scratch("tools");
+    let cfg = dir.join("castellan.yaml");
+    std::fs::write(&cfg, format!("auth:\n  mode: none\njudge:\n  labels:\n    - match: \"chat/post_message\"\n      add: [private]\n{DEMO}")).expect("write");
+    let out = castellan(&["tools", "--config", &cfg.display().to_string(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tools: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let find = |server: &str, tool: &str| {
+        tools
+            .iter()
+            .find(|t| t["server"] == server && t["tool"] == tool)
+            .cloned()
+            .unwrap_or_else(|| panic!("{server}/{tool} missing"))
+    };
+    let send = find("mail", "send_email");
+    assert!(
+        send["labels"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .any(|l| l["label"] == "egress"),
+        "{send}"
+    );
+    let post = find("chat", "post_message");
+    assert!(
+        post["labels"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .any(|l| l["label"] == "private"
+                && l["source"].as_str().unwrap_or_default().contains("config")),
+        "{post}"
+    );
+}

@@ -91,7 +91,7 @@ pub struct Behaviour {
     overrides: Vec<LabelOverride>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
     states: Mutex<States>,
-    audit: Writer,
+    audit: Option<Writer>,
     ids: std::sync::atomic::AtomicU64,
     /// How long a held call waits; zero refuses at once.
     pub hold_timeout: std::time::Duration,
@@ -162,8 +162,9 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
 }
 
 impl Behaviour {
-    /// The live judge with its audit log.
-    pub fn new(cfg: &JudgeConfig, audit: Writer) -> Result<Behaviour, String> {
+    /// The live judge with its audit log (`None` for offline tools that
+    /// judge nothing, such as `castellan tools`).
+    pub fn new(cfg: &JudgeConfig, audit: Option<Writer>) -> Result<Behaviour, String> {
         let (judge, overrides) = compile_judge(cfg)?;
         Ok(Behaviour {
             judge: RwLock::new(judge),
@@ -348,6 +349,11 @@ impl Behaviour {
         });
     }
 
+    /// Every tool learnt so far with its labels and where each came from.
+    pub fn explain(&self) -> Vec<castellan_judge::ToolLabels> {
+        self.judge().catalog().explain()
+    }
+
     /// Releases a quarantined agent.
     pub fn release(&self, agent: &str) -> bool {
         let mut states = match self.states.lock() {
@@ -400,21 +406,24 @@ impl Behaviour {
             risk_after: j.verdict.risk_after.0,
             latency_us,
         };
-        if let Err(e) = self.audit.append(record) {
+        let Some(audit) = &self.audit else { return };
+        if let Err(e) = audit.append(record) {
             tracing::error!(error = %e, decision_id = %j.id, "audit record not written");
         }
     }
 
     /// Waits until every record appended so far is on disk.
     pub fn flush(&self) {
-        if let Err(e) = self.audit.flush() {
+        if let Some(Err(e)) = self.audit.as_ref().map(Writer::flush) {
             tracing::error!(error = %e, "audit flush failed");
         }
     }
 
     /// Whether the audit log must hold a record before the agent's answer.
     pub fn audit_strict(&self) -> bool {
-        self.audit.durability() == castellan_audit::Durability::Strict
+        self.audit
+            .as_ref()
+            .is_some_and(|a| a.durability() == castellan_audit::Durability::Strict)
     }
 }
 

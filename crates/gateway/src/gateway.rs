@@ -1030,6 +1030,31 @@ impl Gateway {
         Outcome::Sse(body)
     }
 
+    /// Lists every upstream's tools as the gateway itself (for `castellan
+    /// tools`): the judge learns their definitions; returns the labels.
+    pub async fn explain_tools(&self) -> Vec<castellan_judge::ToolLabels> {
+        let caller = Caller::Modern(Arc::new(ModernCaller {
+            profile: crate::upstream::http::ClientProfile::gateway(),
+            principal: Principal {
+                agent: "castellan-cli".into(),
+                user: None,
+                attributes: Arc::new([]),
+                method: "local",
+            },
+            param_headers: Vec::new(),
+            session: None,
+        }));
+        let mut meta = RawObject::default();
+        meta.set(
+            "_meta",
+            to_raw(&crate::upstream::http::modern_meta(
+                &crate::upstream::http::ClientProfile::gateway(),
+            )),
+        );
+        let _ = self.list(&caller, "tools/list", &meta).await;
+        self.behaviour.explain()
+    }
+
     /// Waits until every decision so far is in the audit log (shutdown).
     pub fn flush_audit(&self) {
         self.behaviour.flush();
