@@ -38,6 +38,9 @@ enum Command {
         /// Override the listen address (e.g. 127.0.0.1:0 for any free port).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Override the admin API's listen address.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
     },
     /// Validate a configuration file, its rule files and its Cedar policy,
     /// and exit (non-zero on any error, naming file and line).
@@ -323,7 +326,11 @@ fn run(command: Command) -> anyhow::Result<()> {
             let _ = out.flush();
             Ok(())
         }
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => {
             let mut cfg = match &config {
                 Some(path) => castellan_config::load_file(path)?,
                 None => {
@@ -334,6 +341,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             };
             if let Some(addr) = listen {
                 cfg.listener.addr = addr;
+            }
+            if let (Some(addr), Some(admin)) = (admin_listen, cfg.admin.as_mut()) {
+                admin.addr = addr;
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -411,6 +421,32 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
         say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");
     }
     tracing::info!(%url, "gateway ready");
+    if let Some(admin) = &cfg.admin {
+        let admin_listener = tokio::net::TcpListener::bind(admin.addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin)", admin.addr))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .context("admin listener has no address")?;
+        let (token_sha256, generated) = match admin.token_sha256 {
+            Some(d) => (d, None),
+            None => {
+                let t = castellan_gateway::identity::generate_key()
+                    .context("no randomness for the admin token")?;
+                (castellan_gateway::identity::digest(&t), Some(t))
+            }
+        };
+        say!("  admin API:    http://{admin_addr} (held calls, quarantine release)");
+        if let Some(t) = generated {
+            say!("  admin token:  {t}");
+        }
+        tokio::spawn(castellan_gateway::admin::serve(
+            gateway.clone(),
+            admin_listener,
+            token_sha256,
+            std::future::pending(),
+        ));
+    }
     castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
     gateway.flush_audit();
     tracing::info!("gateway stopped");

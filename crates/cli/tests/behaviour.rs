@@ -267,3 +267,113 @@ fn tools_lists_every_upstream_tool_with_its_labels_and_their_sources() {
         "{post}"
     );
 }
+
+mod holds {
+    use super::*;
+
+    const ADMIN_TOKEN: &str = "cst_admin_0123456789abcdef0123456789abcdef";
+
+    async fn admin(gw: &Gateway, method: &str, path: &str) -> support::Reply {
+        let base = gw.admin.as_deref().expect("admin API");
+        support::send(
+            method,
+            &format!("{base}{path}"),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            Vec::new(),
+        )
+        .await
+    }
+
+    fn config() -> String {
+        format!(
+            "admin:\n  listen: 127.0.0.1:0\n  token_sha256: {}\njudge:\n  hold_timeout: 20s\nupstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n",
+            support::sha256_hex(ADMIN_TOKEN)
+        )
+    }
+
+    /// Pays the IBAN that arrived in an e-mail: the default pack holds it.
+    async fn held_payment(gw: &Gateway, approve: bool) -> Value {
+        let sid = open_session(&gw.url).await;
+        let mail = call(
+            &gw.url,
+            &sid,
+            1,
+            "tools/call",
+            json!({"name": "mail__read_email", "arguments": {"id": 3}}),
+        )
+        .await;
+        assert!(text_of(mail.last()).contains("DE89370400440532013000"));
+        let url = gw.url.clone();
+        let pay = tokio::spawn(async move {
+            call(&url, &sid, 2, "tools/call", json!({"name": "payments__transfer_funds", "arguments": {"from_account": "operating", "to_iban": "DE89370400440532013000", "amount": 1250.0, "memo": "invoice 2291"}})).await
+        });
+        let mut hold_id = String::new();
+        support::eventually(15, async || {
+            let holds = admin(gw, "GET", "/holds").await;
+            match holds.last()["holds"][0]["id"].as_str() {
+                Some(id) => {
+                    hold_id = id.to_string();
+                    true
+                }
+                None => false,
+            }
+        })
+        .await;
+        let verb = if approve { "approve" } else { "refuse" };
+        let r = admin(gw, "POST", &format!("/holds/{hold_id}/{verb}")).await;
+        assert_eq!(
+            r.status,
+            http::StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        pay.await.expect("payment call").last().clone()
+    }
+
+    #[tokio::test]
+    async fn a_held_payment_goes_through_when_an_operator_approves_it() {
+        let gw = Gateway::start(&config());
+        let answer = held_payment(&gw, true).await;
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+        assert!(text_of(&answer).contains("transferred"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_held_payment_is_refused_when_an_operator_refuses_it() {
+        let gw = Gateway::start(&config());
+        let answer = held_payment(&gw, false).await;
+        assert_eq!(answer["result"]["isError"], true, "{answer}");
+        assert!(text_of(&answer).contains("not approved"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn the_admin_api_refuses_requests_without_its_token() {
+        let gw = Gateway::start(&config());
+        let base = gw.admin.clone().expect("admin API");
+        let r = support::send(
+            "GET",
+            &format!("{base}/holds"),
+            &[("authorization", "")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, http::StatusCode::UNAUTHORIZED);
+        let r = support::send(
+            "GET",
+            &format!("{base}/holds"),
+            &[(
+                "authorization",
+                "Bearer cst_test_0123456789abcdef0123456789abcdef",
+            )],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            http::StatusCode::UNAUTHORIZED,
+            "an agent key is not an admin token"
+        );
+        let r = admin(&gw, "GET", "/ready").await;
+        assert_eq!(r.status, http::StatusCode::OK);
+    }
+}

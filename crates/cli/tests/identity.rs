@@ -97,7 +97,13 @@ async fn a_session_id_presented_by_another_agent_is_refused() {
 fn the_default_configuration_requires_the_key_it_prints() {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(support::scratch("default-config"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

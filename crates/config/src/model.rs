@@ -23,6 +23,18 @@ pub struct Config {
     pub judge: JudgeConfig,
     /// Where decisions are recorded.
     pub audit: AuditConfig,
+    /// The operators' listener, if enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin API: a separate listener (loopback by default) with its own
+/// bearer token, for approving held calls and releasing quarantined agents.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Socket address.
+    pub addr: SocketAddr,
+    /// SHA-256 of the operators' token; `None` generates one at start and prints it.
+    pub token_sha256: Option<[u8; 32]>,
 }
 
 /// The behaviour judge's inputs: rule files, the Cedar policy, label
@@ -266,6 +278,14 @@ struct RawConfig {
     judge: RawJudge,
     #[serde(default)]
     audit: RawAudit,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+    token_sha256: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -645,7 +665,9 @@ pub(crate) fn compile(
                 remove: l.remove,
             })
             .collect(),
-        hold_timeout: j.hold_timeout.map_or(std::time::Duration::ZERO, |d| d.0),
+        hold_timeout: j
+            .hold_timeout
+            .map_or(std::time::Duration::from_secs(60), |d| d.0),
     };
     let strict = match raw.audit.durability.as_deref() {
         None | Some("batched") => false,
@@ -657,6 +679,35 @@ pub(crate) fn compile(
             ));
         }
     };
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => {
+            let l = find_key_line(text, "admin", None);
+            let listen = a.listen.unwrap_or_else(|| "127.0.0.1:8081".into());
+            let addr: SocketAddr = listen.parse().map_err(|_| {
+                invalid(
+                    l,
+                    format!(
+                        "`admin.listen` must be an address like 127.0.0.1:8081, got `{listen}`"
+                    ),
+                )
+            })?;
+            let token_sha256 = match a.token_sha256 {
+                None => None,
+                Some(h) => {
+                    let b = decode_hex(h.trim().trim_start_matches("sha256:"))
+                        .filter(|b| b.len() == 32)
+                        .ok_or_else(|| {
+                            invalid(l, "`admin.token_sha256` must be 64 hex digits".into())
+                        })?;
+                    let mut d = [0u8; 32];
+                    d.copy_from_slice(&b);
+                    Some(d)
+                }
+            };
+            Some(AdminConfig { addr, token_sha256 })
+        }
+    };
     let audit = AuditConfig {
         path: raw
             .audit
@@ -665,6 +716,7 @@ pub(crate) fn compile(
         strict,
     };
     Ok(Config {
+        admin,
         judge,
         audit,
         auth,

@@ -84,6 +84,14 @@ impl Judged {
     }
 }
 
+/// A call waiting for a human.
+#[derive(Debug)]
+struct Held {
+    judged: Arc<Judged>,
+    since_ms: u64,
+    answer: tokio::sync::oneshot::Sender<bool>,
+}
+
 /// The judge and the state it needs between calls.
 #[derive(Debug)]
 pub struct Behaviour {
@@ -95,6 +103,9 @@ pub struct Behaviour {
     ids: std::sync::atomic::AtomicU64,
     /// How long a held call waits; zero refuses at once.
     pub hold_timeout: std::time::Duration,
+    held: Mutex<HashMap<String, Held>>,
+    /// Whether an operator can answer holds (the admin API is on).
+    pub approvals: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -174,6 +185,8 @@ impl Behaviour {
             audit,
             ids: std::sync::atomic::AtomicU64::new(0),
             hold_timeout: cfg.hold_timeout,
+            held: Mutex::new(HashMap::new()),
+            approvals: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -341,6 +354,60 @@ impl Behaviour {
         }
     }
 
+    /// Waits for an operator to approve a held call, at most
+    /// `hold_timeout`; refuses (fails closed) when nobody can answer, when
+    /// the operator refuses, or when the time runs out.
+    pub async fn await_approval(&self, judged: &Arc<Judged>) -> bool {
+        if self.hold_timeout.is_zero() || !self.approvals.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.held).insert(
+            judged.id.clone(),
+            Held {
+                judged: judged.clone(),
+                since_ms: now_ms(),
+                answer: tx,
+            },
+        );
+        tracing::warn!(decision_id = %judged.id, agent = %judged.agent.as_str(), tool = %judged.tool, reason = %judged.verdict.summary(), "call held for approval");
+        let approved = matches!(
+            tokio::time::timeout(self.hold_timeout, rx).await,
+            Ok(Ok(true))
+        );
+        lock(&self.held).remove(&judged.id);
+        if approved {
+            self.approved(judged);
+        }
+        tracing::info!(decision_id = %judged.id, approved, "hold answered");
+        approved
+    }
+
+    /// Calls waiting for approval.
+    pub fn holds(&self) -> Vec<Value> {
+        lock(&self.held)
+            .values()
+            .map(|h| {
+                let mut v = h.judged.explanation();
+                v["agent"] = json!(h.judged.agent.as_str());
+                v["server"] = json!(h.judged.server);
+                v["tool"] = json!(h.judged.tool);
+                v["arguments"] = shape_of(&h.judged.args);
+                v["since_ms"] = json!(h.since_ms);
+                v
+            })
+            .collect()
+    }
+
+    /// Answers a held call; false if there is no such hold.
+    pub fn answer_hold(&self, id: &str, approve: bool) -> bool {
+        match lock(&self.held).remove(id) {
+            Some(h) => h.answer.send(approve).is_ok(),
+            None => false,
+        }
+    }
+
     /// A held call approved by a human joins the baseline.
     pub fn approved(&self, judged: &Judged) {
         let judge = self.judge();
@@ -424,6 +491,13 @@ impl Behaviour {
         self.audit
             .as_ref()
             .is_some_and(|a| a.durability() == castellan_audit::Durability::Strict)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 

@@ -344,7 +344,7 @@ impl Gateway {
                 })?;
                 params.set_str("name", &name);
                 let kind = if method == "tools/call" { CallKind::CallTool } else { CallKind::GetPrompt };
-                let judged = match self.judge(caller, i, &name, kind, &params) {
+                let judged = match self.judge(caller, i, &name, kind, &params).await {
                     Ok(j) => j,
                     Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
                 };
@@ -357,7 +357,7 @@ impl Gateway {
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
-                let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, &params) {
+                let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, &params).await {
                     Ok(j) => j,
                     Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
                 };
@@ -418,7 +418,7 @@ impl Gateway {
     }
 
     /// Judges a routed call. `Err` carries the refused decision.
-    fn judge(
+    async fn judge(
         &self,
         caller: &Caller,
         i: usize,
@@ -463,11 +463,11 @@ impl Gateway {
         } else {
             decide()
         };
-        // Held calls fail closed: no approver is wired to this process yet.
-        if judged.verdict.decision.forwards() {
-            Ok(judged)
-        } else {
-            Err(judged)
+        match judged.verdict.decision {
+            d if d.forwards() => Ok(judged),
+            // A held call waits for an operator, bounded; then fails closed.
+            Decision::Hold if self.behaviour.await_approval(&judged).await => Ok(judged),
+            _ => Err(judged),
         }
     }
 
@@ -484,7 +484,7 @@ impl Gateway {
         let held = judged.verdict.decision == Decision::Hold;
         let text = if held {
             format!(
-                "Castellan held this call for human approval and no approval arrived, so it was not executed: {why}. Decision {}.",
+                "Castellan held this call for human approval and it was not approved, so it was not executed: {why}. Decision {}.",
                 judged.id
             )
         } else {

@@ -5,6 +5,7 @@
 //! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
 //!   sessions, Host/Origin checks, body limits) and response rendering;
 //! - [`identity`]: API keys and JWTs, the agent behind each request;
+//! - [`admin`]: the operators' API (holds, quarantine release, health);
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
@@ -13,6 +14,7 @@
 //! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod behaviour;
 pub mod federation;
 pub mod gateway;

@@ -74,6 +74,8 @@ pub fn fixture(name: &str) -> String {
 pub struct Gateway {
     child: Child,
     pub dir: PathBuf,
+    /// The admin API's base URL, when the configuration enables it.
+    pub admin: Option<String>,
     pub url: String,
     pub config: PathBuf,
     pub stderr_log: PathBuf,
@@ -91,6 +93,7 @@ impl Gateway {
         } else {
             format!("{}{yaml}", test_auth())
         };
+        let yaml_has_admin = yaml.contains("\nadmin:") || yaml.starts_with("admin:");
         let yaml = if yaml.contains("\naudit:") {
             yaml
         } else {
@@ -108,8 +111,17 @@ impl Gateway {
             .expect("start castellan");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let (admin_tx, admin_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.trim().strip_prefix("admin API: ") {
+                    let _ = admin_tx.send(
+                        url.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
                 if let Some(url) = line.trim().strip_prefix("MCP endpoint: ") {
                     let _ = tx.send(url.trim().to_string());
                 }
@@ -123,10 +135,15 @@ impl Gateway {
                     std::fs::read_to_string(&stderr_log).unwrap_or_default()
                 )
             });
+        // The admin line, when there is one, comes right after the endpoint.
+        let admin = admin_rx
+            .recv_timeout(Duration::from_millis(if yaml_has_admin { 5000 } else { 1 }))
+            .ok();
         Gateway {
             child,
             dir,
             url,
+            admin,
             config,
             stderr_log,
         }

@@ -1,0 +1,130 @@
+//! The operators' API, on its own listener (loopback by default) with its
+//! own bearer token: health and readiness, held calls (list, approve,
+//! refuse) and releasing quarantined agents.
+//!
+//! ```text
+//! GET  /health                    liveness
+//! GET  /ready                     readiness
+//! GET  /holds                     calls waiting for a human
+//! POST /holds/{id}/approve        let a held call through
+//! POST /holds/{id}/refuse         refuse it
+//! POST /agents/{agent}/release    lift an agent's quarantine
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::gateway::Gateway;
+use crate::identity::digest;
+
+/// Serves the admin API until `shutdown` resolves. `token_sha256` is the
+/// SHA-256 of the operators' bearer token.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    token_sha256: [u8; 32],
+    shutdown: impl Future<Output = ()>,
+) {
+    gateway
+        .behaviour
+        .approvals
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let gw = gateway.clone();
+                let svc = service_fn(move |req| {
+                    let gw = gw.clone();
+                    async move { Ok::<_, Infallible>(route(&gw, token_sha256, req)) }
+                });
+                tokio::spawn(async move {
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn route(gw: &Gateway, token_sha256: [u8; 32], req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    if path == "/health" {
+        return reply(StatusCode::OK, json!({"status": "ok"}));
+    }
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| digest(t.trim()));
+    let authorised = presented.is_some_and(|d| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&d, &token_sha256).is_ok()
+    });
+    if !authorised {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_token", "error_description": "send the admin token as `Authorization: Bearer <token>`"}),
+        );
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["ready"]) => reply(
+            StatusCode::OK,
+            json!({"status": "ready", "sessions": gw.sessions.len()}),
+        ),
+        (&Method::GET, ["holds"]) => reply(StatusCode::OK, json!({"holds": gw.behaviour.holds()})),
+        (&Method::POST, ["holds", id, verb @ ("approve" | "refuse")]) => {
+            let approve = *verb == "approve";
+            if gw.behaviour.answer_hold(id, approve) {
+                tracing::info!(decision_id = id, approve, "hold answered by an operator");
+                reply(StatusCode::OK, json!({"id": id, "approved": approve}))
+            } else {
+                reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "error_description": format!("no held call `{id}` (answered or expired)")}),
+                )
+            }
+        }
+        (&Method::POST, ["agents", agent, "release"]) => {
+            let released = gw.behaviour.release(agent);
+            if released {
+                tracing::warn!(agent, "quarantine lifted by an operator");
+            }
+            reply(
+                StatusCode::OK,
+                json!({"agent": agent, "released": released}),
+            )
+        }
+        _ => reply(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
+    }
+}
