@@ -376,6 +376,35 @@ async fn read_loop(
     }
 }
 
+/// A stdio server cannot say which request a log line or a server request
+/// belongs to: the most recent request in flight gets it, or every session
+/// when none is.
+fn route_to_latest(
+    index: usize,
+    env: Envelope,
+    line: Bytes,
+    s: std::sync::MutexGuard<'_, Shared>,
+    push: &PushTx,
+) {
+    let latest = s
+        .latest
+        .and_then(|id| s.pending.get(&id))
+        .map(|(tx, _)| tx.clone());
+    drop(s);
+    match latest {
+        Some(tx) => {
+            let _ = tx.try_send(Ok(UpMsg::Message(env, line)));
+        }
+        None => {
+            let _ = push.send(Push {
+                upstream: index,
+                message: env,
+                bytes: line,
+            });
+        }
+    }
+}
+
 fn dispatch(index: usize, line: Bytes, shared: &Arc<Mutex<Shared>>, push: &PushTx) {
     let Ok(env) = Envelope::parse(&line) else {
         tracing::debug!("stdio upstream wrote a line that is not JSON-RPC; ignored");
@@ -429,42 +458,15 @@ fn dispatch(index: usize, line: Bytes, shared: &Arc<Mutex<Shared>>, push: &PushT
                 let _ = tx.try_send(Ok(UpMsg::Message(env, bytes)));
             }
         }
+        // A stdio server cannot say which request a log line or a server
+        // request belongs to: the most recent request in flight gets it,
+        // or every session when none is.
+        Kind::Request => route_to_latest(index, env, line, s, push),
         Kind::Notification
             if env.method() == "notifications/message"
                 || env.method() == "notifications/cancelled" =>
         {
-            if let Some(tx) = s
-                .latest
-                .and_then(|id| s.pending.get(&id))
-                .map(|(tx, _)| tx.clone())
-            {
-                drop(s);
-                let _ = tx.try_send(Ok(UpMsg::Message(env, line)));
-            } else {
-                drop(s);
-                let _ = push.send(Push {
-                    upstream: index,
-                    message: env,
-                    bytes: line,
-                });
-            }
-        }
-        Kind::Request => {
-            if let Some(tx) = s
-                .latest
-                .and_then(|id| s.pending.get(&id))
-                .map(|(tx, _)| tx.clone())
-            {
-                drop(s);
-                let _ = tx.try_send(Ok(UpMsg::Message(env, line)));
-            } else {
-                drop(s);
-                let _ = push.send(Push {
-                    upstream: index,
-                    message: env,
-                    bytes: line,
-                });
-            }
+            route_to_latest(index, env, line, s, push)
         }
         Kind::Notification => {
             drop(s);
