@@ -154,6 +154,14 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Kills the gateway at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
