@@ -384,6 +384,10 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
     )
     .await
     .map_err(anyhow::Error::msg)?;
+    let metrics = cfg
+        .admin
+        .as_ref()
+        .and_then(|_| castellan_gateway::admin::install_metrics());
     let (audit, _audit_thread) = castellan_audit::AuditLog::open(
         std::path::Path::new(&cfg.audit.path),
         if cfg.audit.strict {
@@ -444,6 +448,7 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
             gateway.clone(),
             admin_listener,
             token_sha256,
+            metrics,
             std::future::pending(),
         ));
     }

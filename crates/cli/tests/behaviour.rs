@@ -376,4 +376,45 @@ mod holds {
         let r = admin(&gw, "GET", "/ready").await;
         assert_eq!(r.status, http::StatusCode::OK);
     }
+
+    #[tokio::test]
+    async fn metrics_count_decisions_after_real_traffic() {
+        let gw = Gateway::start(&config());
+        let sid = open_session(&gw.url).await;
+        for n in 0..3 {
+            let _ = call(
+                &gw.url,
+                &sid,
+                n,
+                "tools/call",
+                json!({"name": "mail__list_inbox", "arguments": {}}),
+            )
+            .await;
+        }
+        let base = gw.admin.clone().expect("admin API");
+        let m = support::send(
+            "GET",
+            &format!("{base}/metrics"),
+            &[("authorization", "")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(m.status, http::StatusCode::OK);
+        let text = String::from_utf8_lossy(&m.body);
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("castellan_decisions_total")
+                    && l.contains("decision=\"allow\"")
+                    && l.contains("upstream=\"mail\"")
+            })
+            .unwrap_or_else(|| panic!("no allow counter in:\n{text}"));
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        assert!(count >= 3.0, "{line}");
+        assert!(text.contains("castellan_judge_seconds"), "{text}");
+    }
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! GET  /health                    liveness
 //! GET  /ready                     readiness
+//! GET  /metrics                   Prometheus metrics (no token, like /health)
 //! GET  /holds                     calls waiting for a human
 //! POST /holds/{id}/approve        let a held call through
 //! POST /holds/{id}/refuse         refuse it
@@ -22,11 +23,24 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::identity::digest;
+
+/// Installs the process-wide metrics recorder; call once at start, before
+/// the gateway serves, so no decision goes uncounted.
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    }
+}
 
 /// Serves the admin API until `shutdown` resolves. `token_sha256` is the
 /// SHA-256 of the operators' bearer token.
@@ -34,8 +48,10 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     token_sha256: [u8; 32],
+    metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let handle = metrics;
     gateway
         .behaviour
         .approvals
@@ -46,9 +62,11 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let gw = gateway.clone();
+                let handle = handle.clone();
                 let svc = service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(route(&gw, token_sha256, req)) }
+                    let handle = handle.clone();
+                    async move { Ok::<_, Infallible>(route(&gw, handle.as_ref(), token_sha256, req)) }
                 });
                 tokio::spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
@@ -71,10 +89,26 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     r
 }
 
-fn route(gw: &Gateway, token_sha256: [u8; 32], req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    gw: &Gateway,
+    metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>,
+    token_sha256: [u8; 32],
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     if path == "/health" {
         return reply(StatusCode::OK, json!({"status": "ok"}));
+    }
+    if path == "/metrics" {
+        metrics::gauge!("castellan_sessions").set(gw.sessions.len() as f64);
+        metrics::gauge!("castellan_held_calls").set(gw.behaviour.holds().len() as f64);
+        let text = metrics.map(|h| h.render()).unwrap_or_default();
+        let mut r = Response::new(Full::new(Bytes::from(text)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return r;
     }
     let presented = req
         .headers()

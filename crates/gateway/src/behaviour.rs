@@ -279,7 +279,14 @@ impl Behaviour {
             judge.judge_call(state, &judged.call(), Millis(now))
         });
         judged.verdict = verdict;
-        let latency = started.elapsed().as_micros() as u64;
+        let elapsed = started.elapsed();
+        let latency = elapsed.as_micros() as u64;
+        metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
+        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.server.clone()).increment(1);
+        for r in &judged.verdict.reasons {
+            metrics::counter!("castellan_rule_firings_total", "rule" => r.rule.as_str().to_owned())
+                .increment(1);
+        }
         if judged.verdict.alert || !judged.verdict.decision.forwards() {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
         }
