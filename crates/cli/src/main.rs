@@ -349,7 +349,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(Arc::new(cfg), config.is_none()))
+            runtime.block_on(serve(Arc::new(cfg), config.is_none(), config.clone()))
         }
     }
 }
@@ -365,7 +365,78 @@ macro_rules! say {
 /// The agent a generated key authenticates.
 const LOCAL_AGENT: &str = "local-agent";
 
-async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result<()> {
+/// The files a configuration's judge reads, with their modification times.
+fn watched_files(
+    config: &std::path::Path,
+    judge: &castellan_config::JudgeConfig,
+) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    std::iter::once(config.to_path_buf())
+        .chain(judge.rules.iter().map(PathBuf::from))
+        .chain(judge.policy.iter().map(PathBuf::from))
+        .map(|p| {
+            let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            (p, t)
+        })
+        .collect()
+}
+
+/// Reloads the judge's rules, policy and label overrides when the
+/// configuration or one of its rule or policy files changes. A broken new
+/// version is reported and the running one stays in force; connections and
+/// behavioural state are untouched. (Upstreams, listeners and credentials
+/// take effect at the next start.)
+async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
+    let mut seen = match castellan_config::load_file(&path) {
+        Ok(cfg) => watched_files(&path, &cfg.judge),
+        Err(_) => watched_files(
+            &path,
+            &castellan_config::JudgeConfig {
+                default_pack: true,
+                rules: Vec::new(),
+                policy: None,
+                labels: Vec::new(),
+                hold_timeout: std::time::Duration::ZERO,
+            },
+        ),
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let changed = seen
+            .iter()
+            .any(|(p, t)| std::fs::metadata(p).and_then(|m| m.modified()).ok() != *t);
+        if !changed {
+            continue;
+        }
+        match castellan_config::load_file(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| gateway.reload_judge(&cfg.judge).map(|()| cfg))
+        {
+            Ok(cfg) => {
+                tracing::info!(config = %path.display(), "configuration reloaded: judge rules, policy and labels");
+                seen = watched_files(&path, &cfg.judge);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration change refused; the running configuration stays in force");
+                // Remember the broken version so it is reported once.
+                seen = seen
+                    .iter()
+                    .map(|(p, _)| {
+                        (
+                            p.clone(),
+                            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+                        )
+                    })
+                    .collect();
+            }
+        }
+    }
+}
+
+async fn serve(
+    cfg: Arc<castellan_config::Config>,
+    demo: bool,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     // Bind before anything else so a port conflict fails fast and clearly.
     let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
         .await
@@ -451,6 +522,9 @@ async fn serve(cfg: Arc<castellan_config::Config>, demo: bool) -> anyhow::Result
             metrics,
             std::future::pending(),
         ));
+    }
+    if let Some(path) = config_path {
+        tokio::spawn(watch_config(path, gateway.clone()));
     }
     castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
     gateway.flush_audit();

@@ -418,3 +418,61 @@ mod holds {
         assert!(text.contains("castellan_judge_seconds"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn rule_changes_take_effect_without_a_restart_and_a_broken_file_is_refused() {
+    let dir = support::scratch("reload");
+    let rules = dir.join("rules.yaml");
+    let allow_all = "rules:\n  - id: note-inbox\n    description: inbox read\n    action: log\n    when:\n      tool: [\"list_inbox\"]\n";
+    std::fs::write(&rules, allow_all).expect("write");
+    let gw = Gateway::start(&format!("judge:\n  rules: [{}]\n{DEMO}", rules.display()));
+    let sid = open_session(&gw.url).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        1,
+        "tools/call",
+        json!({"name": "mail__list_inbox", "arguments": {}}),
+    )
+    .await;
+    assert_ne!(r.last()["result"]["isError"], true, "{}", r.last());
+    let deny = "rules:\n  - id: no-inbox\n    description: the inbox is off limits\n    action: deny\n    when:\n      tool: [\"list_inbox\"]\n";
+    std::fs::write(&rules, deny).expect("write");
+    let mut n = 2;
+    support::eventually(15, async || {
+        n += 1;
+        let r = call(
+            &gw.url,
+            &sid,
+            n,
+            "tools/call",
+            json!({"name": "mail__list_inbox", "arguments": {}}),
+        )
+        .await;
+        r.last()["result"]["isError"] == true
+    })
+    .await;
+    std::fs::write(
+        &rules,
+        "rules:\n  - id: broken\n    action: [not an action\n",
+    )
+    .expect("write");
+    support::eventually(15, async || {
+        gw.logs().contains("configuration change refused")
+    })
+    .await;
+    let r = call(
+        &gw.url,
+        &sid,
+        100,
+        "tools/call",
+        json!({"name": "mail__list_inbox", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(
+        r.last()["result"]["isError"],
+        true,
+        "the last good rules stay in force"
+    );
+    assert!(text_of(r.last()).contains("no-inbox"), "{}", r.last());
+}

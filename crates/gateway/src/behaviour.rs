@@ -96,7 +96,7 @@ struct Held {
 #[derive(Debug)]
 pub struct Behaviour {
     judge: RwLock<Judge>,
-    overrides: Vec<LabelOverride>,
+    overrides: RwLock<Vec<LabelOverride>>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
     states: Mutex<States>,
     audit: Option<Writer>,
@@ -179,7 +179,7 @@ impl Behaviour {
         let (judge, overrides) = compile_judge(cfg)?;
         Ok(Behaviour {
             judge: RwLock::new(judge),
-            overrides,
+            overrides: RwLock::new(overrides),
             defs: Mutex::new(BTreeMap::new()),
             states: Mutex::new(States::default()),
             audit,
@@ -195,6 +195,27 @@ impl Behaviour {
             Ok(j) => j.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Replaces rules, policy and label overrides with a new configuration's,
+    /// keeping the tools learnt so far and all behavioural state. A broken
+    /// configuration is reported and the running judge stays in force.
+    pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), String> {
+        let (fresh, overrides) = compile_judge(cfg)?;
+        let mut catalog = Catalog::new(overrides.clone());
+        for d in lock(&self.defs).values() {
+            catalog.insert(d.clone());
+        }
+        let next = fresh.with_catalog(catalog);
+        match self.overrides.write() {
+            Ok(mut o) => *o = overrides,
+            Err(p) => *p.into_inner() = overrides,
+        }
+        match self.judge.write() {
+            Ok(mut j) => *j = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).
@@ -222,7 +243,11 @@ impl Behaviour {
             }
         }
         if changed {
-            let mut catalog = Catalog::new(self.overrides.clone());
+            let overrides = match self.overrides.read() {
+                Ok(o) => o.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let mut catalog = Catalog::new(overrides);
             for d in defs.values() {
                 catalog.insert(d.clone());
             }

@@ -1055,6 +1055,12 @@ impl Gateway {
         self.behaviour.explain()
     }
 
+    /// Swaps in new judge rules, policy and label overrides (hot reload);
+    /// on error the running ones stay.
+    pub fn reload_judge(&self, cfg: &castellan_config::JudgeConfig) -> Result<(), String> {
+        self.behaviour.reload(cfg)
+    }
+
     /// Waits until every decision so far is in the audit log (shutdown).
     pub fn flush_audit(&self) {
         self.behaviour.flush();
