@@ -453,6 +453,14 @@ impl Behaviour {
         self.judge().catalog().explain()
     }
 
+    /// Drops a behavioural session's state (its MCP session ended). The
+    /// agent's and user's aggregates, which outlive sessions, stay.
+    pub fn forget_session(&self, agent: &str, session: &str) {
+        lock(&self.states)
+            .sessions
+            .remove(&SessionKey::new(format!("{agent}/{session}")));
+    }
+
     /// Releases a quarantined agent.
     pub fn release(&self, agent: &str) -> bool {
         let mut states = match self.states.lock() {

@@ -1071,12 +1071,20 @@ impl Gateway {
         let Some(session) = self.sessions.remove(id) else {
             return false;
         };
+        self.close_session(&session).await;
+        true
+    }
+
+    /// Closes what a removed session held: its upstream sessions and its
+    /// behavioural session state (the agent's aggregate state stays).
+    async fn close_session(&self, session: &ClientSession) {
         for (i, s) in session.upstream_sessions() {
             if let Upstream::Http(h) = &self.upstreams[i] {
                 h.close_session(&s).await;
             }
         }
-        true
+        self.behaviour
+            .forget_session(&session.principal.agent, &session.id);
     }
 
     /// Delivers an upstream push to a legacy session's standalone stream.
@@ -1215,7 +1223,7 @@ async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
         let Some(gw) = gw.upgrade() else { return };
         for s in gw.sessions.expire(gw.config.limits.session_idle) {
             tracing::info!(session = %s.id, "session expired after idle time");
-            gw.end_session(&s.id).await;
+            gw.close_session(&s).await;
         }
     }
 }
