@@ -324,9 +324,18 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         }
     };
     let wants_sse = !headers.contains_key(ACCEPT) || accepts(&headers, "text/event-stream");
-    if is_modern_request(&headers, &env) {
-        return match modern_meta_of(&env)
-            .and_then(|meta| modern_caller(&headers, &env, &meta, principal))
+    // Parsed once here for the era checks below (the request path parses
+    // what it routes on by itself).
+    let params = match env.kind {
+        Kind::Request | Kind::Notification => Some(env.params_object()),
+        _ => None,
+    };
+    if let Some(p) = &params
+        && is_modern_request(&headers, p.as_ref().ok())
+    {
+        let params = params.and_then(Result::ok).unwrap_or_default();
+        return match modern_meta_of(&params)
+            .and_then(|meta| modern_caller(&headers, &env, &params, &meta, principal))
         {
             Ok(caller) => render(gw.handle(caller, env, wants_sse).await, None),
             Err((status, err)) => json_status(status, err.to_response(env.id.as_ref())),
@@ -362,37 +371,28 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
 
 /// A modern request: a 2026-07-28 version header, or a protocol version
 /// in `_meta`.
-fn is_modern_request(headers: &HeaderMap, env: &Envelope) -> bool {
-    if env.kind != Kind::Request && env.kind != Kind::Notification {
-        return false;
-    }
+/// `params` is `None` when the params are not an object.
+fn is_modern_request(headers: &HeaderMap, params: Option<&RawObject>) -> bool {
     let header_modern = headers
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(mcp::is_modern);
     header_modern
-        || env
-            .params_object()
-            .ok()
-            .and_then(|p| {
-                p.get("_meta")
-                    .and_then(|m| serde_json::from_str::<RawObject>(m.get()).ok())
-            })
+        || params
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| serde_json::from_str::<RawObject>(m.get()).ok())
             .is_some_and(|m| m.get(mcp::META_PROTOCOL_VERSION).is_some())
 }
 
 /// The request's `_meta`, which a modern request must carry with a
 /// protocol version and the client's capabilities.
-fn modern_meta_of(env: &Envelope) -> Result<RawObject, (StatusCode, ErrorObject)> {
+fn modern_meta_of(params: &RawObject) -> Result<RawObject, (StatusCode, ErrorObject)> {
     let invalid = |m: &str| {
         (
             StatusCode::BAD_REQUEST,
             ErrorObject::new(jsonrpc::INVALID_PARAMS, m),
         )
     };
-    let params = env
-        .params_object()
-        .map_err(|_| invalid("Invalid params: `params` must be an object carrying `_meta`"))?;
     let meta: RawObject = params
         .get("_meta")
         .and_then(|m| serde_json::from_str(m.get()).ok())
@@ -417,6 +417,7 @@ fn modern_meta_of(env: &Envelope) -> Result<RawObject, (StatusCode, ErrorObject)
 fn modern_caller(
     headers: &HeaderMap,
     env: &Envelope,
+    params: &RawObject,
     meta: &RawObject,
     principal: Principal,
 ) -> Result<Caller, (StatusCode, ErrorObject)> {
@@ -469,11 +470,7 @@ fn modern_caller(
             }
         }
         if let Some(field) = mcp::name_field(env.method()) {
-            let body_value = env
-                .params_object()
-                .ok()
-                .and_then(|p| p.get_str(field))
-                .unwrap_or_default();
+            let body_value = params.get_str(field).unwrap_or_default();
             match header(mcp::HEADER_NAME) {
                 Some(v) => match mcp::decode_header_value(v) {
                     Ok(d) if d == body_value => {}
