@@ -18,9 +18,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use castellan_audit::{Record, Writer};
 use castellan_config::JudgeConfig;
 use castellan_judge::{
-    AgentId, AggregateState, Call, CallKind, Catalog, Decision, Judge, Label, LabelOverride,
-    LabelSet, Millis, Policy, RuleSet, SessionKey, SessionState, StateMut, ToolDef, ToolResult,
-    UserId, Verdict,
+    AgentId, AggregateState, Call, CallKind, Catalog, Judge, Label, LabelOverride, LabelSet,
+    Millis, Policy, RuleSet, SessionKey, SessionState, StateMut, ToolDef, ToolResult, UserId,
+    Verdict,
 };
 use serde_json::{Value, json};
 
@@ -40,11 +40,9 @@ struct States {
     users: HashMap<UserId, AggregateState>,
 }
 
-/// A call that was judged, kept until its result has been inspected.
+/// What a call is about, owned, so its result can be judged later.
 #[derive(Debug)]
-pub struct Judged {
-    /// The decision id (also the audit record id).
-    pub id: String,
+struct Subject {
     agent: AgentId,
     user: Option<UserId>,
     session: SessionKey,
@@ -53,11 +51,19 @@ pub struct Judged {
     kind: CallKind,
     args: Value,
     intent: Option<String>,
+}
+
+/// A call that was judged, kept until its result has been inspected.
+#[derive(Debug)]
+pub struct Judged {
+    /// The decision id (also the audit record id).
+    pub id: String,
+    subject: Subject,
     /// The verdict.
     pub verdict: Verdict,
 }
 
-impl Judged {
+impl Subject {
     fn call(&self) -> Call<'_> {
         Call {
             agent: &self.agent,
@@ -70,7 +76,9 @@ impl Judged {
             intent: self.intent.as_deref(),
         }
     }
+}
 
+impl Judged {
     /// The structured explanation agents and operators see.
     pub fn explanation(&self) -> Value {
         json!({
@@ -279,8 +287,7 @@ impl Behaviour {
         let started = Instant::now();
         let now = now_ms();
         let judge = self.judge();
-        let mut judged = Judged {
-            id: self.next_id(now),
+        let subject = Subject {
             agent: AgentId::new(&*principal.agent),
             user: principal.user.as_deref().map(UserId::new),
             session: SessionKey::new(format!("{}/{session}", principal.agent)),
@@ -289,25 +296,19 @@ impl Behaviour {
             kind,
             args,
             intent,
-            verdict: Verdict {
-                decision: Decision::Allow,
-                reasons: Vec::new(),
-                risk_before: Default::default(),
-                risk_after: Default::default(),
-                provenance: Vec::new(),
-                alert: false,
-                index: 0,
-                labels: LabelSet::EMPTY,
-            },
         };
-        let verdict = self.with_state(&judged, |state| {
-            judge.judge_call(state, &judged.call(), Millis(now))
+        let verdict = self.with_state(&subject, |state| {
+            judge.judge_call(state, &subject.call(), Millis(now))
         });
-        judged.verdict = verdict;
+        let judged = Judged {
+            id: self.next_id(now),
+            subject,
+            verdict,
+        };
         let elapsed = started.elapsed();
         let latency = elapsed.as_micros() as u64;
         metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
-        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.server.clone()).increment(1);
+        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.subject.server.clone()).increment(1);
         for r in &judged.verdict.reasons {
             metrics::counter!("castellan_rule_firings_total", "rule" => r.rule.as_str().to_owned())
                 .increment(1);
@@ -319,7 +320,7 @@ impl Behaviour {
         Arc::new(judged)
     }
 
-    fn with_state<T>(&self, judged: &Judged, f: impl FnOnce(StateMut<'_>) -> T) -> T {
+    fn with_state<T>(&self, subject: &Subject, f: impl FnOnce(StateMut<'_>) -> T) -> T {
         let mut states = match self.states.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -329,9 +330,9 @@ impl Behaviour {
             agents,
             users,
         } = &mut *states;
-        let session = sessions.entry(judged.session.clone()).or_default();
-        let agent = agents.entry(judged.agent.clone()).or_default();
-        let user = judged
+        let session = sessions.entry(subject.session.clone()).or_default();
+        let agent = agents.entry(subject.agent.clone()).or_default();
+        let user = subject
             .user
             .as_ref()
             .map(|u| users.entry(u.clone()).or_default());
@@ -350,10 +351,10 @@ impl Behaviour {
             .get("isError")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let rv = self.with_state(judged, |state| {
+        let rv = self.with_state(&judged.subject, |state| {
             judge.observe_result(
                 state,
-                &judged.call(),
+                &judged.subject.call(),
                 &judged.verdict,
                 &ToolResult {
                     value: result,
@@ -363,7 +364,7 @@ impl Behaviour {
             )
         });
         if let Some(phrase) = rv.injection {
-            tracing::warn!(decision_id = %judged.id, agent = %judged.agent.as_str(), tool = %judged.tool, phrase, "result carries instructions aimed at the agent");
+            tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, phrase, "result carries instructions aimed at the agent");
         }
         // Redact from the end of each string so earlier ranges stay valid.
         let mut redactions = rv.redactions;
@@ -403,7 +404,7 @@ impl Behaviour {
                 answer: tx,
             },
         );
-        tracing::warn!(decision_id = %judged.id, agent = %judged.agent.as_str(), tool = %judged.tool, reason = %judged.verdict.summary(), "call held for approval");
+        tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), "call held for approval");
         let approved = matches!(
             tokio::time::timeout(self.hold_timeout, rx).await,
             Ok(Ok(true))
@@ -422,10 +423,10 @@ impl Behaviour {
             .values()
             .map(|h| {
                 let mut v = h.judged.explanation();
-                v["agent"] = json!(h.judged.agent.as_str());
-                v["server"] = json!(h.judged.server);
-                v["tool"] = json!(h.judged.tool);
-                v["arguments"] = shape_of(&h.judged.args);
+                v["agent"] = json!(h.judged.subject.agent.as_str());
+                v["server"] = json!(h.judged.subject.server);
+                v["tool"] = json!(h.judged.subject.tool);
+                v["arguments"] = shape_of(&h.judged.subject.args);
                 v["since_ms"] = json!(h.since_ms);
                 v
             })
@@ -443,8 +444,8 @@ impl Behaviour {
     /// A held call approved by a human joins the baseline.
     pub fn approved(&self, judged: &Judged) {
         let judge = self.judge();
-        self.with_state(judged, |state| {
-            judge.record_approved(state, &judged.call(), &judged.verdict)
+        self.with_state(&judged.subject, |state| {
+            judge.record_approved(state, &judged.subject.call(), &judged.verdict)
         });
     }
 
@@ -480,22 +481,22 @@ impl Behaviour {
         let record = Record {
             id: j.id.clone(),
             at_ms: now,
-            agent: j.agent.as_str().to_owned(),
-            user: j.user.as_ref().map(|u| u.as_str().to_owned()),
-            session: j.session.as_str().to_owned(),
-            upstream: j.server.clone(),
-            method: match j.kind {
+            agent: j.subject.agent.as_str().to_owned(),
+            user: j.subject.user.as_ref().map(|u| u.as_str().to_owned()),
+            session: j.subject.session.as_str().to_owned(),
+            upstream: j.subject.server.clone(),
+            method: match j.subject.kind {
                 CallKind::CallTool => "tools/call",
                 CallKind::ListTools => "tools/list",
                 CallKind::ReadResource => "resources/read",
                 CallKind::GetPrompt => "prompts/get",
             }
             .into(),
-            target: j.tool.clone(),
-            args_digest: blake3::hash(&serde_json::to_vec(&j.args).unwrap_or_default())
+            target: j.subject.tool.clone(),
+            args_digest: blake3::hash(&serde_json::to_vec(&j.subject.args).unwrap_or_default())
                 .to_hex()
                 .to_string(),
-            args_redacted: shape_of(&j.args),
+            args_redacted: shape_of(&j.subject.args),
             decision: j.verdict.decision.as_str().into(),
             rules: j
                 .verdict
