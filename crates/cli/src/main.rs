@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+mod pins;
+mod policy;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -58,19 +61,47 @@ enum Command {
         traces: Vec<PathBuf>,
     },
     /// List every upstream tool with its labels and where each label came
-    /// from (operator config, MCP annotation, inference).
+    /// from (operator config, MCP annotation, inference); with a
+    /// subcommand, review and approve pinned tool definitions.
     Tools {
         /// Configuration file (default: the builtin demo).
-        #[arg(long, short)]
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        pins: Option<pins::PinCommand>,
+    },
+    /// Validate and test policies like code.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Inspect the tamper-evident decision log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a configuration, its rule files and its Cedar policy (the
+    /// same as `castellan check`).
+    Check {
+        /// Configuration file.
+        config: PathBuf,
+    },
+    /// Run policy test cases (sessions whose calls carry `expect`) and exit
+    /// 1 if any fails.
+    Test {
+        /// Configuration whose `judge` section to test (default: the builtin pack).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Test files: a YAML list of cases, or JSON Lines (`.jsonl`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -134,8 +165,11 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
     .map_err(anyhow::Error::msg)?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, None)
         .map_err(anyhow::Error::msg)?;
-    let gateway =
-        castellan_gateway::Gateway::start(cfg, auth, behaviour).map_err(anyhow::Error::msg)?;
+    // Listing must not pin anything in the operator's store.
+    let integrity =
+        castellan_gateway::integrity::Integrity::ephemeral().map_err(anyhow::Error::msg)?;
+    let gateway = castellan_gateway::Gateway::start(cfg, auth, behaviour, integrity)
+        .map_err(anyhow::Error::msg)?;
     let tools = gateway.explain_tools().await;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
@@ -173,9 +207,9 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
     Ok(())
 }
 
-fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Result<()> {
-    use std::io::{BufRead, Write as _};
-    let judge_cfg = match config {
+/// The `judge` section of a configuration file, or of the builtin one.
+fn judge_config(config: Option<&std::path::Path>) -> anyhow::Result<castellan_config::JudgeConfig> {
+    Ok(match config {
         Some(path) => castellan_config::load_file(path)?.judge,
         None => {
             castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
@@ -183,7 +217,12 @@ fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Resul
             })?
             .judge
         }
-    };
+    })
+}
+
+fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write as _};
+    let judge_cfg = judge_config(config)?;
     let (judge, _) =
         castellan_gateway::behaviour::compile_judge(&judge_cfg).map_err(anyhow::Error::msg)?;
     let mut replayer = castellan_judge::Replayer::new(&judge);
@@ -249,7 +288,7 @@ fn init_logging(format: LogFormat) {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Replay { config, traces } => replay(config.as_deref(), &traces),
-        Command::Tools { config, json } => {
+        Command::Tools { config, json, pins } => {
             let cfg = match &config {
                 Some(path) => castellan_config::load_file(path)?,
                 None => {
@@ -258,13 +297,30 @@ fn run(command: Command) -> anyhow::Result<()> {
                     })?
                 }
             };
+            if let Some(command) = pins {
+                return pins::run(&cfg.integrity.store, command);
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(tools(Arc::new(cfg), json))
         }
-        Command::Check { config } => {
+        Command::Policy {
+            command: PolicyCommand::Test { config, files },
+        } => {
+            let (judge, _) =
+                castellan_gateway::behaviour::compile_judge(&judge_config(config.as_deref())?)
+                    .map_err(anyhow::Error::msg)?;
+            if policy::test(&judge, &files)? > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Check { config }
+        | Command::Policy {
+            command: PolicyCommand::Check { config },
+        } => {
             let cfg = castellan_config::load_file(&config)?;
             castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
             println!(
@@ -442,6 +498,13 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listener.addr))?;
     let addr = listener.local_addr().context("listener has no address")?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(
+            castellan_gateway::tls::acceptor(t, cfg.auth.mtls.as_ref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     // The demo default: a key made now, printed below, valid for this run.
     let generated = match cfg.auth.generate_key {
         true => Some(
@@ -470,9 +533,12 @@ async fn serve(
     )?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, Some(audit))
         .map_err(anyhow::Error::msg)?;
-    let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour)
+    let integrity = castellan_gateway::integrity::Integrity::open(&cfg.integrity)
         .map_err(anyhow::Error::msg)?;
-    let url = format!("http://{addr}{}", cfg.listener.path);
+    let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour, integrity)
+        .map_err(anyhow::Error::msg)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}{}", cfg.listener.path);
     say!("castellan {} listening", env!("CARGO_PKG_VERSION"));
     say!("  MCP endpoint: {url}");
     say!(
@@ -526,7 +592,7 @@ async fn serve(
     if let Some(path) = config_path {
         tokio::spawn(watch_config(path, gateway.clone()));
     }
-    castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
+    castellan_gateway::serve(gateway.clone(), listener, tls, shutdown_signal()).await;
     gateway.flush_audit();
     tracing::info!("gateway stopped");
     Ok(())

@@ -6,16 +6,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Gateway, call, open_session, text_of};
+use support::{Gateway, call, castellan, open_session, text_of};
 
 const DEMO: &str = "upstreams:\n  - name: mail\n    builtin: mail\n  - name: files\n    builtin: files\n  - name: web\n    builtin: web\n  - name: chat\n    builtin: chat\n";
-
-fn castellan(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
-        .args(args)
-        .output()
-        .expect("castellan runs")
-}
 
 #[tokio::test]
 async fn an_exfiltration_chain_started_by_an_injected_page_is_refused_and_explained() {
@@ -271,23 +264,12 @@ fn tools_lists_every_upstream_tool_with_its_labels_and_their_sources() {
 mod holds {
     use super::*;
 
-    const ADMIN_TOKEN: &str = "cst_admin_0123456789abcdef0123456789abcdef";
-
-    async fn admin(gw: &Gateway, method: &str, path: &str) -> support::Reply {
-        let base = gw.admin.as_deref().expect("admin API");
-        support::send(
-            method,
-            &format!("{base}{path}"),
-            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-            Vec::new(),
-        )
-        .await
-    }
+    use support::admin;
 
     fn config() -> String {
         format!(
-            "admin:\n  listen: 127.0.0.1:0\n  token_sha256: {}\njudge:\n  hold_timeout: 20s\nupstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n",
-            support::sha256_hex(ADMIN_TOKEN)
+            "{}judge:\n  hold_timeout: 20s\nupstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n",
+            support::admin_section()
         )
     }
 

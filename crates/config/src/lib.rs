@@ -12,9 +12,10 @@ mod model;
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
-    AdminConfig, ApiKey, AuditConfig, Auth, Config, HttpUpstream, JWT_ALGORITHMS, JudgeConfig,
-    JwksSource, Jwt, LabelRule, Limits, Listener, ModernHeaders, RestartPolicy, StdioUpstream,
-    Transport, Upstream, UpstreamEra,
+    AdminConfig, ApiKey, AuditConfig, Auth, CertAgent, Config, FirstSight, HttpUpstream,
+    IntegrityConfig, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt, LabelRule, Limits, Listener,
+    ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream, Tls, Transport, Upstream,
+    UpstreamEra,
 };
 
 /// The configuration used when `castellan serve` is given no file: the

@@ -23,6 +23,10 @@ pub struct Config {
     pub judge: JudgeConfig,
     /// Where decisions are recorded.
     pub audit: AuditConfig,
+    /// Pinning of upstream tool definitions.
+    pub integrity: IntegrityConfig,
+    /// HTTPS for the agent-facing listener (required for mTLS).
+    pub tls: Option<Tls>,
     /// The operators' listener, if enabled.
     pub admin: Option<AdminConfig>,
 }
@@ -74,6 +78,27 @@ pub struct AuditConfig {
     pub strict: bool,
 }
 
+/// Tool integrity: every upstream tool definition is pinned by the hash of
+/// its canonical form; a tool whose definition differs from its pin is
+/// withheld until an operator approves the new version.
+#[derive(Debug, Clone)]
+pub struct IntegrityConfig {
+    /// SQLite file holding the pins.
+    pub store: String,
+    /// What happens to a tool seen for the first time.
+    pub first_sight: FirstSight,
+}
+
+/// What happens to a tool seen for the first time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirstSight {
+    /// Pin it as it is (trust on first use).
+    Pin,
+    /// Withhold it until an operator approves it.
+    Hold,
+}
+
 /// How agents authenticate. At least one method must be configured unless
 /// `mode: none` says anonymous agents are acceptable (development only).
 #[derive(Debug, Clone, Default)]
@@ -86,9 +111,47 @@ pub struct Auth {
     pub api_keys: Vec<ApiKey>,
     /// JWT bearer tokens.
     pub jwt: Option<Jwt>,
+    /// TLS client certificates (needs `tls`).
+    pub mtls: Option<Mtls>,
     /// The resource URL announced in OAuth protected resource metadata;
     /// derived from the request's Host when absent.
     pub resource: Option<String>,
+}
+
+/// The listener's certificate (PEM files).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert: String,
+    /// Private key.
+    pub key: String,
+}
+
+/// Agents identified by TLS client certificates.
+#[derive(Debug, Clone)]
+pub struct Mtls {
+    /// PEM file of the CA(s) agent certificates must chain to.
+    pub ca: String,
+    /// SPIFFE trust domains accepted; empty accepts any the CA signs.
+    pub trust_domains: Vec<String>,
+    /// Agents by certificate identity (a SPIFFE id or DNS name). A
+    /// certificate not listed is the agent named by its identity.
+    pub agents: Vec<CertAgent>,
+    /// Only listed certificates are accepted.
+    pub listed_only: bool,
+}
+
+/// One certificate identity mapped to an agent.
+#[derive(Debug, Clone)]
+pub struct CertAgent {
+    /// `spiffe://…` URI SAN or DNS SAN of the certificate.
+    pub id: String,
+    /// The agent it identifies.
+    pub agent: String,
+    /// The user it acts for, if fixed.
+    pub user: Option<String>,
+    /// Attributes of the agent.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// One agent's API key.
@@ -218,6 +281,26 @@ pub struct HttpUpstream {
     pub headers: Vec<(String, String)>,
     /// Which protocol era to speak to it.
     pub era: UpstreamEra,
+    /// OAuth 2.0 client credentials: the gateway gets its own token for
+    /// this upstream (never the agent's).
+    pub oauth: Option<OAuthClient>,
+}
+
+/// OAuth 2.0 client credentials grant (RFC 6749 section 4.4).
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    /// The authorization server's token endpoint.
+    pub token_url: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret (sent with HTTP Basic authentication).
+    pub client_secret: String,
+    /// Scopes requested.
+    pub scopes: Vec<String>,
+    /// `audience` parameter, for servers that want one.
+    pub audience: Option<String>,
+    /// `resource` parameter (RFC 8707), for servers that want one.
+    pub resource: Option<String>,
 }
 
 /// Which era to speak to an upstream.
@@ -278,7 +361,46 @@ struct RawConfig {
     judge: RawJudge,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    integrity: RawIntegrity,
+    tls: Option<RawTls>,
     admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMtls {
+    ca: String,
+    #[serde(default)]
+    trust_domains: Vec<String>,
+    #[serde(default)]
+    agents: Vec<RawCertAgent>,
+    #[serde(default)]
+    listed_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertAgent {
+    id: String,
+    agent: String,
+    user: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIntegrity {
+    store: Option<String>,
+    first_sight: Option<FirstSight>,
 }
 
 #[derive(Deserialize)]
@@ -328,6 +450,7 @@ struct RawAuth {
     #[serde(default)]
     api_keys: Vec<RawApiKey>,
     jwt: Option<RawJwt>,
+    mtls: Option<RawMtls>,
     resource: Option<String>,
 }
 
@@ -408,6 +531,19 @@ struct RawHttp {
     headers: BTreeMap<String, String>,
     #[serde(default = "default_era")]
     era: UpstreamEra,
+    oauth: Option<RawOAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    audience: Option<String>,
+    resource: Option<String>,
 }
 
 fn default_era() -> UpstreamEra {
@@ -578,10 +714,52 @@ pub(crate) fn compile(
                     })?;
                     headers.push((k, v));
                 }
+                let oauth = match h.oauth {
+                    None => None,
+                    Some(o) => {
+                        let l = find_key_line(text, "oauth", None).max(line);
+                        if !(o.token_url.starts_with("https://")
+                            || o.token_url.starts_with("http://127.0.0.1")
+                            || o.token_url.starts_with("http://localhost"))
+                        {
+                            return Err(invalid(
+                                l,
+                                format!(
+                                    "upstream `{}`: `oauth.token_url` must be https:// (plain http only on loopback)",
+                                    u.name
+                                ),
+                            ));
+                        }
+                        if headers
+                            .iter()
+                            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                        {
+                            return Err(invalid(
+                                l,
+                                format!(
+                                    "upstream `{}`: `oauth` and an `Authorization` header both set the credential; keep one",
+                                    u.name
+                                ),
+                            ));
+                        }
+                        let client_secret = expand_env(&o.client_secret, env).map_err(|m| {
+                            invalid(l, format!("upstream `{}` oauth.client_secret: {m}", u.name))
+                        })?;
+                        Some(OAuthClient {
+                            token_url: o.token_url,
+                            client_id: o.client_id,
+                            client_secret,
+                            scopes: o.scopes,
+                            audience: o.audience,
+                            resource: o.resource,
+                        })
+                    }
+                };
                 Transport::Http(HttpUpstream {
                     url: h.url,
                     headers,
                     era: h.era,
+                    oauth,
                 })
             }
             (None, None, Some(s)) => {
@@ -640,7 +818,7 @@ pub(crate) fn compile(
             line,
         });
     }
-    let auth = compile_auth(raw.auth, text, &invalid)?;
+    let auth = compile_auth(raw.auth, raw.tls.is_some(), text, &invalid)?;
     let j = raw.judge;
     let default_pack = match j.pack.as_deref() {
         None | Some("default") => true,
@@ -715,10 +893,23 @@ pub(crate) fn compile(
             .unwrap_or_else(|| "castellan-audit.db".into()),
         strict,
     };
+    let integrity = IntegrityConfig {
+        store: raw
+            .integrity
+            .store
+            .unwrap_or_else(|| "castellan-pins.db".into()),
+        first_sight: raw.integrity.first_sight.unwrap_or(FirstSight::Pin),
+    };
+    let tls = raw.tls.map(|t| Tls {
+        cert: t.cert,
+        key: t.key,
+    });
     Ok(Config {
         admin,
         judge,
         audit,
+        integrity,
+        tls,
         auth,
         origin: origin.into(),
         listener: Listener {
@@ -735,6 +926,7 @@ pub(crate) fn compile(
 
 fn compile_auth(
     raw: Option<RawAuth>,
+    has_tls: bool,
     text: &str,
     invalid: &dyn Fn(usize, String) -> ConfigError,
 ) -> Result<Auth, ConfigError> {
@@ -828,14 +1020,50 @@ fn compile_auth(
             })
         }
     };
-    if !anonymous && !raw.generate_key && api_keys.is_empty() && jwt.is_none() {
-        return Err(invalid(line("auth"), "`auth` configures no way to authenticate: add `api_keys`, `jwt` or `generate_key: true`".into()));
+    let mtls = match raw.mtls {
+        None => None,
+        Some(m) => {
+            let l = line("mtls");
+            if !has_tls {
+                return Err(invalid(l, "`auth.mtls` needs a top-level `tls` section (client certificates are only seen over HTTPS)".into()));
+            }
+            if let Some(a) = m.agents.iter().find(|a| {
+                !(a.id.starts_with("spiffe://") || (!a.id.contains('/') && !a.id.is_empty()))
+            }) {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "`auth.mtls.agents`: `{}` is neither a `spiffe://` id nor a DNS name",
+                        a.id
+                    ),
+                ));
+            }
+            Some(Mtls {
+                ca: m.ca,
+                trust_domains: m.trust_domains,
+                listed_only: m.listed_only,
+                agents: m
+                    .agents
+                    .into_iter()
+                    .map(|a| CertAgent {
+                        id: a.id,
+                        agent: a.agent,
+                        user: a.user,
+                        attributes: a.attributes.into_iter().collect(),
+                    })
+                    .collect(),
+            })
+        }
+    };
+    if !anonymous && !raw.generate_key && api_keys.is_empty() && jwt.is_none() && mtls.is_none() {
+        return Err(invalid(line("auth"), "`auth` configures no way to authenticate: add `api_keys`, `jwt`, `mtls` or `generate_key: true`".into()));
     }
     Ok(Auth {
         anonymous,
         generate_key: raw.generate_key,
         api_keys,
         jwt,
+        mtls,
         resource: raw.resource,
     })
 }

@@ -10,6 +10,9 @@
 //! POST /holds/{id}/approve        let a held call through
 //! POST /holds/{id}/refuse         refuse it
 //! POST /agents/{agent}/release    lift an agent's quarantine
+//! GET  /tools/pins                pinned tools and versions withheld
+//! GET  /tools/{up}/{tool}/diff    a withheld version against its pin
+//! POST /tools/{up}/{tool}/approve approve it (`?hash=` pins exactly that one)
 //! ```
 
 use std::convert::Infallible;
@@ -159,6 +162,59 @@ fn route(
                 json!({"agent": agent, "released": released}),
             )
         }
+        (&Method::GET, ["tools", "pins"]) => match gw.integrity.report() {
+            Ok(report) => reply(StatusCode::OK, report),
+            Err(e) => store_error(&e),
+        },
+        (&Method::GET, ["tools", upstream, tool, "diff"]) => {
+            match gw.integrity.diff(upstream, tool) {
+                Ok(Some(diff)) => reply(StatusCode::OK, diff),
+                Ok(None) => reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "error_description": format!("no version of `{upstream}` tool `{tool}` is waiting for approval")}),
+                ),
+                Err(e) => store_error(&e),
+            }
+        }
+        (&Method::POST, ["tools", upstream, tool, "approve"]) => {
+            let hash = query_param(req.uri().query(), "hash");
+            match gw
+                .integrity
+                .approve(upstream, tool, hash.as_deref(), "admin-api")
+            {
+                Ok(pin) => {
+                    gw.announce_tools_changed();
+                    reply(StatusCode::OK, json!({"approved": pin}))
+                }
+                Err(e @ castellan_integrity::StoreError::NothingPending { .. }) => reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": "not_found", "error_description": e.to_string()}),
+                ),
+                Err(e @ castellan_integrity::StoreError::HashMismatch { .. }) => reply(
+                    StatusCode::CONFLICT,
+                    json!({"error": "conflict", "error_description": e.to_string()}),
+                ),
+                Err(e) => store_error(&e),
+            }
+        }
         _ => reply(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
     }
+}
+
+fn store_error(e: &castellan_integrity::StoreError) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "pin store");
+    reply(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"error": "store_unavailable", "error_description": "the pin store could not be read or written; see the gateway log"}),
+    )
+}
+
+/// One `key=value` of a query string (values here are plain tokens: no
+/// percent-decoding needed beyond `%3A` for the hash's colon).
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.replace("%3A", ":").replace("%3a", ":"))
 }

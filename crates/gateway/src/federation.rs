@@ -112,14 +112,14 @@ impl Routes {
     }
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     match l.read() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     match l.write() {
         Ok(g) => g,
         Err(p) => p.into_inner(),

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
+use crate::integrity::{Check, Integrity};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
@@ -113,6 +114,7 @@ pub struct Gateway {
     routes: Routes,
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
+    pub(crate) integrity: Integrity,
     pub(crate) auth: Authenticator,
     listeners: Listeners,
     pub(crate) parked: ParkedCalls,
@@ -132,6 +134,7 @@ impl Gateway {
         config: Arc<Config>,
         auth: Authenticator,
         behaviour: Behaviour,
+        integrity: Integrity,
     ) -> Result<Arc<Gateway>, String> {
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
@@ -174,6 +177,7 @@ impl Gateway {
             upstreams,
             sessions: Sessions::default(),
             behaviour,
+            integrity,
             auth,
             listeners: Listeners::default(),
             parked: ParkedCalls::default(),
@@ -342,6 +346,9 @@ impl Gateway {
                     let what = if method == "tools/call" { "tool" } else { "prompt" };
                     ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{exposed}`"))
                 })?;
+                if method == "tools/call" {
+                    self.check_integrity(caller, i, &exposed, &name).await?;
+                }
                 params.set_str("name", &name);
                 let kind = if method == "tools/call" { CallKind::CallTool } else { CallKind::GetPrompt };
                 let judged = match self.judge(caller, i, &name, kind, &params).await {
@@ -562,25 +569,43 @@ impl Gateway {
     /// Fans a list out to every upstream, reads all their pages, namespaces
     /// and merges. An upstream that fails is left out and logged.
     async fn list(&self, caller: &Caller, method: &str, params: &RawObject) -> Vec<Value> {
+        self.list_detailed(caller, method, params).await.0
+    }
+
+    /// [`Self::list`], with the failures of the upstreams left out.
+    async fn list_detailed(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: &RawObject,
+    ) -> (Vec<Value>, Vec<(usize, UpstreamError)>) {
         let Some((key, name_field)) = list_shape(method) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let per_upstream = join_all(
             (0..self.upstreams.len()).map(|i| self.list_one(caller, i, method, key, params)),
         )
         .await;
-        let mut merged = Vec::new();
-        for (i, items) in per_upstream.into_iter().enumerate() {
-            let items = match items {
-                Ok(items) => items,
+        let mut failures = Vec::new();
+        let per_upstream: Vec<(usize, Vec<Value>)> = per_upstream
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, items)| match items {
+                Ok(items) => Some((i, items)),
                 Err(e) => {
                     tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
-                    continue;
+                    failures.push((i, e));
+                    None
                 }
-            };
-            if method == "tools/list" {
-                self.behaviour.learn_tools(&self.names[i], &items);
-            }
+            })
+            .collect();
+        let per_upstream = if method == "tools/list" {
+            self.screen_tools(per_upstream)
+        } else {
+            per_upstream
+        };
+        let mut merged = Vec::new();
+        for (i, items) in per_upstream {
             for mut item in items {
                 if let Some(field) = name_field {
                     let Some(name) = item.get(field).and_then(Value::as_str).map(str::to_owned)
@@ -604,7 +629,78 @@ impl Gateway {
                 merged.push(item);
             }
         }
-        merged
+        (merged, failures)
+    }
+
+    /// Holds each upstream's tools to their pins (withheld ones are left
+    /// out) and lets the judge learn the ones agents will see.
+    fn screen_tools(&self, per_upstream: Vec<(usize, Vec<Value>)>) -> Vec<(usize, Vec<Value>)> {
+        let all: Vec<(usize, String)> = per_upstream
+            .iter()
+            .flat_map(|(i, items)| {
+                items
+                    .iter()
+                    .filter_map(|t| t.get("name")?.as_str())
+                    .map(|n| (*i, n.to_owned()))
+            })
+            .collect();
+        let mut screened = Vec::with_capacity(per_upstream.len());
+        for (i, items) in per_upstream {
+            let others: Vec<(&str, &str)> = all
+                .iter()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, n)| (&*self.names[*j], n.as_str()))
+                .collect();
+            let shown = self.integrity.screen(&self.names[i], items, &others);
+            self.behaviour.learn_tools(&self.names[i], &shown);
+            screened.push((i, shown));
+        }
+        screened
+    }
+
+    /// Refuses a call to a tool the agent may not see: withheld by the
+    /// integrity check, or missing from its upstream's list.
+    async fn check_integrity(
+        &self,
+        caller: &Caller,
+        i: usize,
+        exposed: &str,
+        tool: &str,
+    ) -> Result<(), ErrorObject> {
+        let server = &*self.names[i];
+        let mut check = self.integrity.check(server, tool);
+        if check == Check::Unknown {
+            let (_, failures) = self
+                .list_detailed(caller, "tools/list", &RawObject::default())
+                .await;
+            check = self.integrity.check(server, tool);
+            // The upstream could not even list its tools: say what is wrong
+            // with it (unreachable, timed out, cannot start).
+            if check == Check::Unknown
+                && let Some((_, e)) = failures.into_iter().find(|(j, _)| *j == i)
+            {
+                return Err(e.to_error_object());
+            }
+        }
+        let data = |finding: &str, hash: Option<&str>| json!({"upstream": server, "tool": tool, "finding": finding, "hash": hash});
+        match check {
+            Check::Approved => Ok(()),
+            Check::Unknown => Err(ErrorObject::new(
+                INVALID_PARAMS,
+                format!("tool `{exposed}` cannot be verified: upstream `{server}` did not list its tools"),
+            )
+            .with_data(data("unverified", None))),
+            Check::Unlisted => Err(ErrorObject::new(
+                INVALID_PARAMS,
+                format!("unknown tool `{exposed}`: upstream `{server}` does not list it"),
+            )
+            .with_data(data("unlisted", None))),
+            Check::Withheld { finding, hash } => Err(ErrorObject::new(
+                INVALID_PARAMS,
+                format!("tool `{exposed}` is withheld: {}; an operator must approve this version", finding.explain()),
+            )
+            .with_data(data(finding.kind(), Some(&hash)))),
+        }
     }
 
     async fn list_one(
@@ -614,7 +710,7 @@ impl Gateway {
         method: &str,
         key: &str,
         params: &RawObject,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, UpstreamError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -629,16 +725,14 @@ impl Gateway {
                 params: Some(p.to_raw()),
                 extra_headers: Vec::new(),
             };
-            let (rx, _) = self.send(caller, i, out).await.map_err(|e| e.to_string())?;
-            let env = final_of(rx, self.config.limits.upstream_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (rx, _) = self.send(caller, i, out).await?;
+            let env = final_of(rx, self.config.limits.upstream_timeout).await?;
             let Some(result) = env.result else {
                 // An upstream without this capability answers -32601: an empty list.
                 return Ok(items);
             };
             let mut result: Value = serde_json::from_str(result.get())
-                .map_err(|e| format!("malformed {method} result: {e}"))?;
+                .map_err(|e| self.failed_upstream(i, &format!("malformed {method} result: {e}")))?;
             if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
                 items.extend(page);
             }
@@ -1087,8 +1181,29 @@ impl Gateway {
             .forget_session(&session.principal.agent, &session.id);
     }
 
+    /// Tells every agent that its tool list changed (an operator approved a
+    /// withheld tool).
+    pub(crate) fn announce_tools_changed(&self) {
+        const CHANGED: &[u8] = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        for s in self.sessions.all() {
+            s.emit(STANDALONE, |eid| sse::encode(None, Some(eid), CHANGED));
+        }
+        if let Ok(env) = Envelope::parse(CHANGED) {
+            self.listeners.deliver(&env);
+        }
+    }
+
+    /// An upstream announcing new tools must be listed (and its tools held
+    /// to their pins) again before the next call uses one.
+    fn note_push(&self, push: &Push) {
+        if push.message.method() == "notifications/tools/list_changed" {
+            self.integrity.invalidate(&self.names[push.upstream]);
+        }
+    }
+
     /// Delivers an upstream push to a legacy session's standalone stream.
     async fn deliver_push(&self, session: &Arc<ClientSession>, push: Push) {
+        self.note_push(&push);
         let bytes = match push.message.kind {
             Kind::Request => {
                 let up_session = session
@@ -1199,6 +1314,7 @@ async fn session_pushes(
 async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver<Push>) {
     while let Some(push) = rx.recv().await {
         let Some(gw) = gw.upgrade() else { return };
+        gw.note_push(&push);
         if push.message.kind == Kind::Request {
             // No agent to route a server request to: refuse it.
             gw.refuse_server_request(

@@ -2,7 +2,8 @@
 //! digests, compared in constant time) and JWT bearer tokens (JWKS from a
 //! file or a URL, refreshed when an unknown `kid` appears; issuer, audience,
 //! expiry, not-before and scopes checked; only asymmetric algorithms, so
-//! `alg: none` and HMAC-with-a-public-key confusion cannot happen).
+//! `alg: none` and HMAC-with-a-public-key confusion cannot happen), and
+//! TLS client certificates (see [`crate::tls`]).
 //!
 //! The agent's credential is never forwarded upstream: upstream requests are
 //! built fresh with only the headers configured for that upstream.
@@ -22,6 +23,8 @@ use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use crate::tls::{CertAgents, CertIdentity};
+
 /// An authenticated agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -31,7 +34,7 @@ pub struct Principal {
     pub user: Option<Arc<str>>,
     /// Attributes the operator declared or the token carried.
     pub attributes: Arc<[(String, String)]>,
-    /// How it authenticated: `api_key`, `jwt` or `anonymous`.
+    /// How it authenticated: `api_key`, `jwt`, `mtls` or `anonymous`.
     pub method: &'static str,
 }
 
@@ -74,6 +77,7 @@ pub struct Authenticator {
     anonymous: bool,
     keys: HashMap<[u8; 32], KeyEntry>,
     jwt: Option<JwtVerifier>,
+    certs: Option<CertAgents>,
     /// Scopes announced in the protected resource metadata.
     pub scopes: Vec<String>,
     /// Authorization servers announced in the protected resource metadata.
@@ -138,6 +142,7 @@ impl Authenticator {
         Ok(Authenticator {
             anonymous: auth.anonymous,
             keys,
+            certs: auth.mtls.as_ref().map(CertAgents::new),
             scopes: auth
                 .jwt
                 .as_ref()
@@ -152,11 +157,25 @@ impl Authenticator {
         })
     }
 
-    /// Authenticates one request from its headers.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    /// Authenticates one request from its headers and, over mTLS, the
+    /// connection's verified client certificate. A bearer token, when
+    /// present, is what identifies the agent; a certificate alone does
+    /// when there is none.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&CertIdentity>,
+    ) -> Result<Principal, AuthError> {
         let token = match headers.get(http::header::AUTHORIZATION) {
-            None if self.anonymous => return Ok(Principal::anonymous()),
-            None => return Err(AuthError::Missing),
+            None => {
+                if let (Some(certs), Some(peer)) = (&self.certs, peer) {
+                    return certs.principal(peer);
+                }
+                if self.anonymous {
+                    return Ok(Principal::anonymous());
+                }
+                return Err(AuthError::Missing);
+            }
             Some(v) => {
                 let v = v.to_str().map_err(|_| {
                     AuthError::Invalid("the Authorization header is not ASCII".into())

@@ -4,11 +4,13 @@
 //! Layout, in the order a request travels:
 //! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
 //!   sessions, Host/Origin checks, body limits) and response rendering;
-//! - [`identity`]: API keys and JWTs, the agent behind each request;
+//! - [`identity`]: API keys, JWTs and client certificates ([`tls`]), the
+//!   agent behind each request;
 //! - [`admin`]: the operators' API (holds, quarantine release, health);
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
+//! - [`integrity`]: tool pins, rug-pull and shadowing findings;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
 //! - [`session`]: legacy-era agent sessions and resumable streams;
 //! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
@@ -19,10 +21,12 @@ pub mod behaviour;
 pub mod federation;
 pub mod gateway;
 pub mod identity;
+pub mod integrity;
 pub mod listen;
 mod relay;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 
 pub use gateway::Gateway;

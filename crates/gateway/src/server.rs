@@ -24,15 +24,22 @@ use tokio::sync::mpsc;
 
 use crate::gateway::{Caller, Gateway, ModernCaller, Outcome};
 use crate::identity::Principal;
+use crate::tls::CertIdentity;
 use crate::upstream::http::ClientProfile;
+use tokio_rustls::TlsAcceptor;
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves agents on `listener` until `shutdown` resolves, then stops
 /// accepting and lets open connections finish.
+///
+/// With `tls`, connections are HTTPS (and, with `auth.mtls`, carry the
+/// agent's verified client certificate); the handshake must finish within
+/// the header timeout.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -51,18 +58,36 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
-                let svc = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(route(gw, bound, req).await) }
-                });
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                // A client that dribbles its headers does not hold a connection forever.
-                builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-                let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned());
+                let Some(tls) = tls.clone() else {
+                    serve_connection(gw, bound, None, stream, graceful.watcher());
+                    continue;
+                };
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let stream = match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let peer = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|der| match CertIdentity::of(der) {
+                            Ok(id) => Some(Arc::new(id)),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "unreadable client certificate");
+                                None
+                            }
+                        });
+                    serve_connection(gw, bound, peer, stream, watcher);
                 });
             }
             _ = &mut shutdown => break,
@@ -72,9 +97,44 @@ pub async fn serve(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
 }
 
+/// Serves HTTP/1.1 or HTTP/2 on one accepted connection.
+fn serve_connection<IO>(
+    gw: Arc<Gateway>,
+    bound: Option<SocketAddr>,
+    peer: Option<Arc<CertIdentity>>,
+    io: IO,
+    graceful: hyper_util::server::graceful::Watcher,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = gw.config.limits.header_timeout;
+    let svc = service_fn(move |req| {
+        let gw = gw.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(route(gw, bound, peer, req).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that dribbles its headers does not hold a connection forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = graceful.watch(
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
 async fn route(
     gw: Arc<Gateway>,
     bound: Option<SocketAddr>,
+    peer: Option<Arc<CertIdentity>>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let listener = &gw.config.listener;
@@ -95,7 +155,7 @@ async fn route(
         );
     }
     // Every request proves who is calling; nothing below runs without it.
-    let principal = match gw.auth.authenticate(req.headers()).await {
+    let principal = match gw.auth.authenticate(req.headers(), peer.as_deref()).await {
         Ok(p) => p,
         Err(e) => return unauthorized(&gw, req.headers(), &e),
     };

@@ -99,6 +99,14 @@ impl Gateway {
         } else {
             format!("audit:\n  path: {}\n{yaml}", dir.join("audit.db").display())
         };
+        let yaml = if yaml.contains("\nintegrity:") || yaml.starts_with("integrity:") {
+            yaml
+        } else {
+            format!(
+                "integrity:\n  store: {}\n{yaml}",
+                dir.join("pins.db").display()
+            )
+        };
         std::fs::write(&config, yaml).expect("write config");
         let stderr_log = dir.join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
@@ -329,4 +337,35 @@ pub fn text_of(msg: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no text in {msg}"))
         .to_string()
+}
+
+/// The admin token the tests configure (`admin.token_sha256`).
+pub const ADMIN_TOKEN: &str = "cst_admin_0123456789abcdef0123456789abcdef";
+
+/// An `admin:` section on a free loopback port with [`ADMIN_TOKEN`].
+pub fn admin_section() -> String {
+    format!(
+        "admin:\n  listen: 127.0.0.1:0\n  token_sha256: {}\n",
+        sha256_hex(ADMIN_TOKEN)
+    )
+}
+
+/// A request to the gateway's admin API with [`ADMIN_TOKEN`].
+pub async fn admin(gw: &Gateway, method: &str, path: &str) -> Reply {
+    let base = gw.admin.as_deref().expect("admin API");
+    send(
+        method,
+        &format!("{base}{path}"),
+        &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        Vec::new(),
+    )
+    .await
+}
+
+/// Runs the `castellan` binary with `args` and waits for it.
+pub fn castellan(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(args)
+        .output()
+        .expect("castellan runs")
 }

@@ -26,9 +26,10 @@ use serde_json::json;
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
+use super::oauth::TokenSource;
 use super::{Outbound, Push, PushTx, ReplyRx, UpMsg, UpstreamError, classify};
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// What the gateway tells an upstream about the agent it acts for, in
 /// `initialize` (legacy) or `_meta` (modern).
@@ -97,6 +98,7 @@ pub struct HttpUpstream {
     name: Arc<str>,
     uri: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
+    oauth: Option<TokenSource>,
     era: UpstreamEra,
     detected: OnceCell<Detected>,
     client: HttpsClient,
@@ -156,6 +158,12 @@ impl HttpUpstream {
             name: name.into(),
             uri,
             headers,
+            oauth: cfg
+                .oauth
+                .as_ref()
+                .map(TokenSource::new)
+                .transpose()
+                .map_err(|e| format!("upstream `{name}`: {e}"))?,
             era: cfg.era,
             detected: OnceCell::new(),
             client,
@@ -284,9 +292,15 @@ impl HttpUpstream {
             extra_headers: Vec::new(),
         };
         self.notify(Some(&session), &note).await;
+        let mut get = self.get_request(&session);
+        if let Some(req) = get.as_mut()
+            && self.authorize(req).await.is_err()
+        {
+            get = None;
+        }
         let listener = tokio::spawn(listen(
             self.client.clone(),
-            self.get_request(&session),
+            get,
             self.index,
             self.max_message,
             push,
@@ -340,9 +354,13 @@ impl HttpUpstream {
         if let Some(s) = session {
             req = with_session(req, s);
         }
-        let Ok(req) = req.body(Full::new(bytes)) else {
+        let Ok(mut req) = req.body(Full::new(bytes)) else {
             return;
         };
+        if let Err(e) = self.authorize(&mut req).await {
+            tracing::debug!(upstream = %self.name, error = %e, "no credential to post a message upstream");
+            return;
+        }
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => {}
             Ok(Ok(resp)) => {
@@ -360,15 +378,48 @@ impl HttpUpstream {
     /// Ends a legacy session upstream (DELETE).
     pub async fn close_session(&self, session: &UpSession) {
         let Some(id) = &session.id else { return };
-        let Ok(req) = Request::builder()
+        let mut b = Request::builder()
             .method(Method::DELETE)
             .uri(self.uri.clone())
-            .header(mcp::HEADER_SESSION_ID, id.clone())
-            .body(Full::new(Bytes::new()))
-        else {
+            .header(mcp::HEADER_SESSION_ID, id.clone());
+        // The upstream's own credentials, as on every other request.
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        let Ok(mut req) = b.body(Full::new(Bytes::new())) else {
             return;
         };
+        if self.authorize(&mut req).await.is_err() {
+            return;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await;
+    }
+
+    /// Adds this upstream's OAuth access token, when it has one.
+    async fn authorize(&self, req: &mut Request<Full<Bytes>>) -> Result<(), UpstreamError> {
+        if let Some(oauth) = &self.oauth {
+            let bearer = oauth
+                .bearer(&self.client, self.timeout)
+                .await
+                .map_err(|e| self.err_unavailable(e))?;
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer);
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.err_unavailable(describe_client_error(&e))),
+            Err(_) => Err(UpstreamError::Timeout {
+                upstream: self.name.clone(),
+                millis: self.timeout.as_millis(),
+            }),
+        }
     }
 
     fn post_builder(&self) -> http::request::Builder {
@@ -433,19 +484,27 @@ impl HttpUpstream {
                 }
             }
         }
-        let req = b
-            .body(Full::new(Bytes::from(out.to_bytes())))
+        let body = Bytes::from(out.to_bytes());
+        let mut req = b
+            .body(Full::new(body.clone()))
             .map_err(|e| self.err_unavailable(e.to_string()))?;
-        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(self.err_unavailable(describe_client_error(&e))),
-            Err(_) => {
-                return Err(UpstreamError::Timeout {
-                    upstream: self.name.clone(),
-                    millis: self.timeout.as_millis(),
-                });
-            }
-        };
+        let headers = self.oauth.as_ref().map(|_| req.headers().clone());
+        self.authorize(&mut req).await?;
+        let mut resp = self.dispatch(req).await?;
+        // An expired or revoked token: get a fresh one and try once more.
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && let (Some(oauth), Some(headers)) = (&self.oauth, headers)
+        {
+            oauth.invalidate().await;
+            let mut retry = Request::builder()
+                .method(Method::POST)
+                .uri(self.uri.clone())
+                .body(Full::new(body))
+                .map_err(|e| self.err_unavailable(e.to_string()))?;
+            *retry.headers_mut() = headers;
+            self.authorize(&mut retry).await?;
+            resp = self.dispatch(retry).await?;
+        }
         let status = resp.status();
         let session_id = resp.headers().get(mcp::HEADER_SESSION_ID).cloned();
         if status == StatusCode::NOT_FOUND

@@ -1,0 +1,117 @@
+//! Canonical form and hash of a tool definition.
+
+use serde_json::Value;
+
+/// A tool definition in canonical form, with its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Canonical JSON: object keys sorted, no whitespace, `_meta` removed
+    /// at the top level (it is free-form and not shown to the model).
+    pub canonical: String,
+    /// `blake3:` and the hex BLAKE3 hash of `canonical`.
+    pub hash: String,
+}
+
+impl Definition {
+    /// Canonicalises one tool object as an upstream listed it.
+    pub fn of(tool: &Value) -> Definition {
+        let mut canonical = String::with_capacity(256);
+        match tool {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().filter(|k| *k != "_meta").collect();
+                keys.sort();
+                canonical.push('{');
+                for (n, k) in keys.into_iter().enumerate() {
+                    if n > 0 {
+                        canonical.push(',');
+                    }
+                    write_string(&mut canonical, k);
+                    canonical.push(':');
+                    if let Some(v) = map.get(k) {
+                        write(&mut canonical, v);
+                    }
+                }
+                canonical.push('}');
+            }
+            other => write(&mut canonical, other),
+        }
+        let hash = format!("blake3:{}", blake3::hash(canonical.as_bytes()).to_hex());
+        Definition { canonical, hash }
+    }
+
+    /// The definition pretty-printed (for diffs and review).
+    pub fn pretty(&self) -> String {
+        pretty(&self.canonical)
+    }
+}
+
+fn pretty(canonical: &str) -> String {
+    // The canonical text was produced here from a Value, so it parses; the
+    // fallback keeps the raw text rather than losing it.
+    serde_json::from_str::<Value>(canonical)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&sorted(&v)).ok())
+        .unwrap_or_else(|| canonical.to_owned())
+}
+
+/// A copy with every object's keys in sorted order (for printing).
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn write(out: &mut String, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (n, k) in keys.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                write(out, &map[k]);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                write(out, item);
+            }
+            out.push(']');
+        }
+        // Scalars: serde_json's own encoding is already canonical.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push_str(&Value::String(s.to_owned()).to_string());
+}
+
+/// A unified diff between two canonical definitions, pretty-printed.
+pub fn diff(approved: &str, seen: &str) -> String {
+    let (a, b) = (pretty(approved), pretty(seen));
+    similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header("approved", "seen")
+        .to_string()
+}
