@@ -487,36 +487,11 @@ mod stdio_upstreams {
 }
 
 mod http_upstreams {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-
     use super::*;
+    use support::HttpFixture;
 
-    struct PyServer(Child, u16);
-    impl Drop for PyServer {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn start_upstream() -> PyServer {
-        let mut child = Command::new("python3")
-            .arg("-u")
-            .arg(fixture("http_upstream.py"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        PyServer(child, port)
+    fn start_upstream() -> HttpFixture {
+        HttpFixture::start(&[])
     }
 
     fn config(port: u16) -> String {
@@ -528,7 +503,7 @@ mod http_upstreams {
     #[tokio::test]
     async fn calls_go_through_an_upstream_session() {
         let up = start_upstream();
-        let gw = Gateway::start(&config(up.1));
+        let gw = Gateway::start(&config(up.port));
         let sid = open_session(&gw.url).await;
         let r = call(
             &gw.url,
@@ -544,7 +519,7 @@ mod http_upstreams {
     #[tokio::test]
     async fn an_upstream_dying_mid_stream_ends_the_agents_stream_with_an_error() {
         let up = start_upstream();
-        let gw = Gateway::start(&config(up.1));
+        let gw = Gateway::start(&config(up.port));
         let sid = open_session(&gw.url).await;
         let r = call(
             &gw.url,
@@ -576,7 +551,7 @@ mod http_upstreams {
     #[tokio::test]
     async fn a_hanging_upstream_times_out_and_a_dead_one_is_named() {
         let up = start_upstream();
-        let gw = Gateway::start(&config(up.1));
+        let gw = Gateway::start(&config(up.port));
         let sid = open_session(&gw.url).await;
         let r = call(
             &gw.url,

@@ -259,7 +259,12 @@ fn resource_url(gw: &Gateway, headers: &HeaderMap) -> String {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .map_or_else(|| gw.config.listener.addr.to_string(), str::to_owned);
-    format!("http://{host}{}", gw.config.listener.path)
+    let scheme = if gw.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}{}", gw.config.listener.path)
 }
 
 fn metadata_url(gw: &Gateway, headers: &HeaderMap) -> String {

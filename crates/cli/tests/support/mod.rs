@@ -210,6 +210,20 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// Sends a request and reads the whole answer.
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    send_via(&client(), method, url, headers, body).await
+}
+
+/// [`send`] through a given client (e.g. one speaking TLS).
+pub async fn send_via<C>(
+    client: &Client<C, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let mut b = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         if !v.is_empty() {
@@ -225,7 +239,7 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u
         b = b.header("authorization", TEST_AUTH);
     }
     let req = b.body(Full::new(Bytes::from(body))).expect("request");
-    let resp = tokio::time::timeout(Duration::from_secs(30), client().request(req))
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
         .await
         .expect("answer in time")
         .expect("http");
@@ -368,4 +382,41 @@ pub fn castellan(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("castellan runs")
+}
+
+/// `fixtures/http_upstream.py`, a Streamable HTTP upstream on a free
+/// loopback port, killed on drop.
+pub struct HttpFixture {
+    child: Child,
+    pub port: u16,
+}
+
+impl HttpFixture {
+    /// Starts the fixture with extra environment variables.
+    pub fn start(env: &[(&str, &str)]) -> HttpFixture {
+        let mut child = Command::new("python3")
+            .arg("-u")
+            .arg(fixture("http_upstream.py"))
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        HttpFixture { child, port }
+    }
+}
+
+impl Drop for HttpFixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
