@@ -452,6 +452,7 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
                 policy: None,
                 labels: Vec::new(),
                 hold_timeout: std::time::Duration::ZERO,
+                enabled: true,
             },
         ),
     };
@@ -557,6 +558,11 @@ async fn serve(
     }
     if cfg.auth.anonymous {
         say!("  WARNING: auth.mode is `none`: any local process can act as an agent");
+    }
+    if !cfg.judge.enabled {
+        say!(
+            "  WARNING: judge.enabled is false: calls pass unjudged and unrecorded (for measurement only)"
+        );
     }
     if demo {
         say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");

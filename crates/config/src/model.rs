@@ -56,6 +56,9 @@ pub struct JudgeConfig {
     pub labels: Vec<LabelRule>,
     /// How long a held call waits for a human; then it is refused.
     pub hold_timeout: std::time::Duration,
+    /// `false` turns judging off: calls pass unjudged and unrecorded. Only
+    /// for measuring the gateway's own cost (the gateway warns at start).
+    pub enabled: bool,
 }
 
 /// One label override.
@@ -420,6 +423,7 @@ struct RawJudge {
     #[serde(default)]
     labels: Vec<RawLabelRule>,
     hold_timeout: Option<Duration>,
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -846,6 +850,7 @@ pub(crate) fn compile(
         hold_timeout: j
             .hold_timeout
             .map_or(std::time::Duration::from_secs(60), |d| d.0),
+        enabled: j.enabled.unwrap_or(true),
     };
     let strict = match raw.audit.durability.as_deref() {
         None | Some("batched") => false,

@@ -350,6 +350,10 @@ impl Gateway {
                     self.check_integrity(caller, i, &exposed, &name).await?;
                 }
                 params.set_str("name", &name);
+                if !self.config.judge.enabled {
+                    let routed = Routed { upstream: i, method, params };
+                    return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
+                }
                 let kind = if method == "tools/call" { CallKind::CallTool } else { CallKind::GetPrompt };
                 let judged = match self.judge(caller, i, &name, kind, &params).await {
                     Ok(j) => j,
@@ -364,6 +368,10 @@ impl Gateway {
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
+                if !self.config.judge.enabled {
+                    let routed = Routed { upstream: i, method, params };
+                    return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
+                }
                 let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, &params).await {
                     Ok(j) => j,
                     Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
