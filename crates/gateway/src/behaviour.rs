@@ -462,6 +462,23 @@ impl Behaviour {
             .remove(&SessionKey::new(format!("{agent}/{session}")));
     }
 
+    /// Ends behavioural sessions idle for longer than `idle`: a 2026-07-28
+    /// agent's named or rolling session ends with its activity, so the next
+    /// call starts a fresh one (the agent's and user's aggregates stay).
+    /// Returns how many ended.
+    pub fn expire_idle(&self, idle: std::time::Duration) -> usize {
+        let cutoff = now_ms().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
+        let mut states = lock(&self.states);
+        let before = states.sessions.len();
+        states.sessions.retain(|_, s| s.last_activity().0 >= cutoff);
+        before - states.sessions.len()
+    }
+
+    /// How many behavioural sessions are held.
+    pub fn session_count(&self) -> usize {
+        lock(&self.states).sessions.len()
+    }
+
     /// Releases a quarantined agent.
     pub fn release(&self, agent: &str) -> bool {
         let mut states = match self.states.lock() {
@@ -552,5 +569,53 @@ fn shape_of(v: &Value) -> Value {
             Value::Object(o.iter().map(|(k, v)| (k.clone(), shape_of(v))).collect())
         }
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behaviour() -> Behaviour {
+        let cfg = castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|_| None)
+            .expect("default config");
+        Behaviour::new(&cfg.judge, None).expect("behaviour")
+    }
+
+    fn principal(agent: &str) -> Principal {
+        Principal {
+            agent: agent.into(),
+            user: None,
+            attributes: Arc::new([]),
+            method: "api_key",
+        }
+    }
+
+    #[test]
+    fn idle_behavioural_sessions_end_and_active_ones_stay() {
+        let b = behaviour();
+        let p = principal("bot");
+        let call = |session: &str| {
+            b.decide(
+                &p,
+                session,
+                "mail",
+                "list_inbox",
+                CallKind::CallTool,
+                json!({}),
+                None,
+            );
+        };
+        call("rolling");
+        call("named-7");
+        assert_eq!(b.session_count(), 2);
+        assert_eq!(b.expire_idle(std::time::Duration::from_secs(3600)), 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        call("named-7");
+        // The rolling session has been idle for 20 ms, named-7 for none.
+        assert_eq!(b.expire_idle(std::time::Duration::from_millis(10)), 1);
+        assert_eq!(b.session_count(), 1);
+        call("rolling");
+        assert_eq!(b.session_count(), 2, "a fresh rolling session starts");
     }
 }

@@ -1343,11 +1343,22 @@ async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver
 
 async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        let idle = match gw.upgrade() {
+            Some(gw) => gw.config.limits.session_idle,
+            None => return,
+        };
+        // Often enough that a session ends close to its idle limit.
+        tokio::time::sleep((idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(30)))
+            .await;
         let Some(gw) = gw.upgrade() else { return };
-        for s in gw.sessions.expire(gw.config.limits.session_idle) {
+        for s in gw.sessions.expire(idle) {
             tracing::info!(session = %s.id, "session expired after idle time");
             gw.close_session(&s).await;
+        }
+        // Stateless (2026-07-28) behavioural sessions, named or rolling.
+        let ended = gw.behaviour.expire_idle(idle);
+        if ended > 0 {
+            tracing::debug!(ended, "behavioural sessions ended after idle time");
         }
     }
 }
