@@ -5,10 +5,12 @@
 //! replaces a working one.
 #![deny(missing_docs)]
 
+mod alerts;
 mod duration;
 mod error;
 mod model;
 
+pub use alerts::{AlertsConfig, Webhook};
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{

@@ -25,6 +25,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The operators' listener, if enabled.
     pub admin: Option<AdminConfig>,
+    /// Where alerts go.
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// The admin API: a separate listener (loopback by default) with its own
@@ -72,6 +74,16 @@ pub struct AuditConfig {
     pub path: String,
     /// `strict`: a record is on disk before the agent gets the answer.
     pub strict: bool,
+    /// Ed25519 private key (PKCS#8 PEM) signing checkpoints, if any.
+    pub signing_key: Option<String>,
+    /// A checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or this long after the first record it does not cover yet.
+    pub checkpoint_interval: std::time::Duration,
+    /// Delete records older than this.
+    pub max_age: Option<std::time::Duration>,
+    /// Keep at most this many records.
+    pub max_records: Option<u64>,
 }
 
 /// How agents authenticate. At least one method must be configured unless
@@ -279,6 +291,7 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     admin: Option<RawAdmin>,
+    alerts: Option<crate::alerts::RawAlerts>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +329,18 @@ struct RawLabelRule {
 struct RawAudit {
     path: Option<String>,
     durability: Option<String>,
+    signing_key: Option<String>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<Duration>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<Duration>,
+    max_records: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -641,6 +666,7 @@ pub(crate) fn compile(
         });
     }
     let auth = compile_auth(raw.auth, text, &invalid)?;
+    let alerts = crate::alerts::compile(raw.alerts, text, env, &invalid)?;
     let j = raw.judge;
     let default_pack = match j.pack.as_deref() {
         None | Some("default") => true,
@@ -708,15 +734,45 @@ pub(crate) fn compile(
             Some(AdminConfig { addr, token_sha256 })
         }
     };
+    let checkpoint_every = raw.audit.checkpoint_every.unwrap_or(1000);
+    let checkpoint_interval = raw
+        .audit
+        .checkpoint_interval
+        .map_or(std::time::Duration::from_secs(60), |d| d.0);
+    if checkpoint_every == 0 || checkpoint_interval.is_zero() {
+        return Err(invalid(
+            find_key_line(text, "checkpoint_every", None).max(find_key_line(
+                text,
+                "checkpoint_interval",
+                None,
+            )),
+            "`audit.checkpoint_every` and `audit.checkpoint_interval` must be greater than zero"
+                .into(),
+        ));
+    }
+    if raw.audit.retention.max_records == Some(0)
+        || raw.audit.retention.max_age.is_some_and(|d| d.0.is_zero())
+    {
+        return Err(invalid(
+            find_key_line(text, "retention", None),
+            "`audit.retention` limits must be greater than zero".into(),
+        ));
+    }
     let audit = AuditConfig {
         path: raw
             .audit
             .path
             .unwrap_or_else(|| "castellan-audit.db".into()),
         strict,
+        signing_key: raw.audit.signing_key,
+        checkpoint_every,
+        checkpoint_interval,
+        max_age: raw.audit.retention.max_age.map(|d| d.0),
+        max_records: raw.audit.retention.max_records,
     };
     Ok(Config {
         admin,
+        alerts,
         judge,
         audit,
         auth,
@@ -852,7 +908,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Expands `${VAR}` references; a missing variable is an error, never an
 /// empty credential.
-fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -872,7 +931,7 @@ fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 
 /// The 1-based line where `key:` (optionally with `value`) first appears;
 /// 0 if not found. Good enough to point an operator at the entry.
-fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize {
+pub(crate) fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize {
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start().trim_start_matches("- ").trim_start();
         if let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
