@@ -81,6 +81,16 @@ enum AuditCommand {
     Verify {
         /// The audit database.
         file: PathBuf,
+        /// Also check every signed checkpoint against this Ed25519 public
+        /// key (PEM); fails if nothing is signed.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signed checkpoints: the private key
+    /// (PKCS#8 PEM, for `audit.signing_key`) and FILE.pub (for auditors).
+    Keygen {
+        /// Where to write the private key (refuses to overwrite).
+        file: PathBuf,
     },
     /// Print records as JSON Lines, oldest first.
     Query {
@@ -227,6 +237,23 @@ fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Resul
     Ok(())
 }
 
+/// Writes a new file with `mode` (Unix); never overwrites.
+fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    o.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("{}: cannot create", path.display()))
+}
+
 fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
     if !path.exists() {
         anyhow::bail!("{}: no such audit log", path.display());
@@ -267,6 +294,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = castellan_config::load_file(&config)?;
             castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
+            audit_writer_config(&cfg.audit)?;
             println!(
                 "{}: ok ({} upstreams)",
                 config.display(),
@@ -275,12 +303,51 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { file },
+            command: AuditCommand::Keygen { file },
+        } => {
+            let (private, public) = castellan_audit::SigningKey::generate()?;
+            let pub_file = PathBuf::from(format!("{}.pub", file.display()));
+            write_new(&file, private.as_bytes(), 0o600)?;
+            write_new(&pub_file, public.as_bytes(), 0o644)?;
+            println!(
+                "private key: {} (set audit.signing_key)\npublic key:  {} (for castellan audit verify --public-key)",
+                file.display(),
+                pub_file.display()
+            );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file, public_key },
         } => {
             ensure_exists(&file)?;
-            match castellan_audit::verify(&file)? {
+            let key = public_key
+                .as_deref()
+                .map(castellan_audit::PublicKey::from_file)
+                .transpose()?;
+            let report = castellan_audit::verify_with(&file, key.as_ref())?;
+            let anchor = report
+                .anchor
+                .map(|a| format!(", from retention anchor {a}"))
+                .unwrap_or_default();
+            match report.verification {
+                castellan_audit::Verification::Intact { records } if key.is_some() => {
+                    if records > 0 && report.checkpoints == 0 {
+                        anyhow::bail!(
+                            "{}: no signed checkpoint; nothing vouches for these {records} records",
+                            file.display()
+                        );
+                    }
+                    println!(
+                        "{}: intact ({records} records{anchor}; {} signed checkpoints verified, last at record {}; {} records after it not yet signed)",
+                        file.display(),
+                        report.checkpoints,
+                        report.last_checkpoint.unwrap_or(0),
+                        report.unsigned_tail
+                    );
+                    Ok(())
+                }
                 castellan_audit::Verification::Intact { records } => {
-                    println!("{}: intact ({records} records)", file.display());
+                    println!("{}: intact ({records} records{anchor})", file.display());
                     Ok(())
                 }
                 castellan_audit::Verification::Broken { seq, id, reason } => {
@@ -354,6 +421,28 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// The audit writer's signing and retention settings.
+fn audit_writer_config(
+    audit: &castellan_config::AuditConfig,
+) -> anyhow::Result<castellan_audit::WriterConfig> {
+    let checkpoint = match &audit.signing_key {
+        None => None,
+        Some(path) => Some(Arc::new(castellan_audit::Checkpointing {
+            key: castellan_audit::SigningKey::from_file(std::path::Path::new(path))?,
+            every: audit.checkpoint_every,
+            interval: audit.checkpoint_interval,
+        })),
+    };
+    Ok(castellan_audit::WriterConfig {
+        checkpoint,
+        retention: castellan_audit::Retention {
+            max_age: audit.max_age,
+            max_records: audit.max_records,
+        },
+        ..Default::default()
+    })
+}
+
 /// Prints a banner line; a closed stdout must not bring the gateway down.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -407,10 +496,7 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
         if !changed {
             continue;
         }
-        match castellan_config::load_file(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| gateway.reload_judge(&cfg.judge).map(|()| cfg))
-        {
+        match castellan_gateway::admin::reload(&gateway, &path) {
             Ok(cfg) => {
                 tracing::info!(config = %path.display(), "configuration reloaded: judge rules, policy and labels");
                 seen = watched_files(&path, &cfg.judge);
@@ -466,10 +552,13 @@ async fn serve(
         } else {
             castellan_audit::Durability::Batched
         },
-        castellan_audit::WriterConfig::default(),
+        audit_writer_config(&cfg.audit)?,
     )?;
+    let alerts =
+        castellan_gateway::alerts::Alerts::start(&cfg.alerts).map_err(anyhow::Error::msg)?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, Some(audit))
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_alerts(alerts);
     let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour)
         .map_err(anyhow::Error::msg)?;
     let url = format!("http://{addr}{}", cfg.listener.path);
@@ -511,15 +600,20 @@ async fn serve(
                 (castellan_gateway::identity::digest(&t), Some(t))
             }
         };
-        say!("  admin API:    http://{admin_addr} (held calls, quarantine release)");
+        say!(
+            "  admin API:    http://{admin_addr} (agents, sessions, alerts, holds, quarantine, reload)"
+        );
         if let Some(t) = generated {
             say!("  admin token:  {t}");
         }
         tokio::spawn(castellan_gateway::admin::serve(
             gateway.clone(),
             admin_listener,
-            token_sha256,
-            metrics,
+            castellan_gateway::admin::Options {
+                token_sha256,
+                metrics,
+                config: config_path.clone(),
+            },
             std::future::pending(),
         ));
     }

@@ -5,7 +5,9 @@
 //! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
 //!   sessions, Host/Origin checks, body limits) and response rendering;
 //! - [`identity`]: API keys and JWTs, the agent behind each request;
-//! - [`admin`]: the operators' API (holds, quarantine release, health);
+//! - [`admin`]: the operators' API (agents, sessions, alerts, holds,
+//!   quarantine, reload, health, metrics);
+//! - [`alerts`]: alerts to standard output and webhooks, off the hot path;
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
@@ -15,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod behaviour;
 pub mod federation;
 pub mod gateway;
