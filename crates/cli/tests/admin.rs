@@ -607,3 +607,71 @@ async fn json_logs_are_one_parseable_object_per_line_with_the_decision_fields() 
     );
     assert_eq!(flagged["level"], "WARN");
 }
+
+#[tokio::test]
+async fn a_log_signed_by_the_gateway_verifies_with_only_the_public_key() {
+    let dir = support::scratch("signed-audit");
+    let key = dir.join("audit-key.pem");
+    let castellan = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let out = castellan(&["audit", "keygen", &key.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = castellan(&["audit", "keygen", &key.display().to_string()]);
+    assert!(!again.status.success(), "keygen never overwrites a key");
+    let db = dir.join("audit.db");
+    let gw = Gateway::start(&format!(
+        "audit:\n  path: {}\n  durability: strict\n  signing_key: {}\n  checkpoint_every: 2\n{}judge:\n  hold_timeout: 0s\n{DEMO}",
+        db.display(),
+        key.display(),
+        admin_section()
+    ));
+    let sid = open_session(&gw.url).await;
+    for n in 0..4 {
+        let _ = tool(&gw, &sid, n, "mail__list_inbox", json!({})).await;
+    }
+    drop(gw);
+    let public = format!("{}.pub", key.display());
+    let ok = castellan(&[
+        "audit",
+        "verify",
+        &db.display().to_string(),
+        "--public-key",
+        &public,
+    ]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("intact (4 records"), "{stdout}");
+    assert!(stdout.contains("2 signed checkpoints verified"), "{stdout}");
+    // Another key does not vouch for this log.
+    let other = dir.join("other.pem");
+    assert!(
+        castellan(&["audit", "keygen", &other.display().to_string()])
+            .status
+            .success()
+    );
+    let bad = castellan(&[
+        "audit",
+        "verify",
+        &db.display().to_string(),
+        "--public-key",
+        &format!("{}.pub", other.display()),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("signature"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
