@@ -122,8 +122,11 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match run(cli.command) {
+    // `serve` starts logging itself, once it knows whether spans are exported.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(cli.log_format, None);
+    }
+    match run(cli.command, cli.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("castellan: {e:#}");
@@ -261,19 +264,67 @@ fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (text or JSON lines) and, with a tracer, exports spans
+/// over OTLP.
+fn init_logging(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASTELLAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let text = matches!(format, LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = matches!(format, LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(otel)
+        .try_init();
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// The OTLP/HTTP span exporter `telemetry` asks for (inside the runtime):
+/// batches leave every second from a Tokio task, off the request path.
+fn tracer_provider(
+    t: &castellan_config::TelemetryConfig,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let Some(endpoint) = &t.otlp_endpoint else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .context("cannot build the OTLP exporter")?;
+    let batch =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .with_batch_config(
+            opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_scheduled_delay(std::time::Duration::from_secs(1))
+                .build(),
+        )
+        .build();
+    Ok(Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(batch)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(t.service_name.clone())
+                    .build(),
+            )
+            .build(),
+    ))
+}
+
+fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Replay { config, traces } => replay(config.as_deref(), &traces),
         Command::Tools { config, json } => {
@@ -416,7 +467,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(Arc::new(cfg), config.is_none(), config.clone()))
+            runtime.block_on(serve(
+                Arc::new(cfg),
+                config.is_none(),
+                config.clone(),
+                log_format,
+            ))
         }
     }
 }
@@ -522,7 +578,16 @@ async fn serve(
     cfg: Arc<castellan_config::Config>,
     demo: bool,
     config_path: Option<PathBuf>,
+    log_format: LogFormat,
 ) -> anyhow::Result<()> {
+    let provider = tracer_provider(&cfg.telemetry)?;
+    init_logging(
+        log_format,
+        provider.as_ref().map(|p| {
+            use opentelemetry::trace::TracerProvider as _;
+            p.tracer("castellan")
+        }),
+    );
     // Bind before anything else so a port conflict fails fast and clearly.
     let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
         .await
@@ -622,6 +687,11 @@ async fn serve(
     }
     castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
     gateway.flush_audit();
+    if let Some(p) = provider
+        && let Err(e) = p.shutdown()
+    {
+        tracing::warn!(error = %e, "spans not all exported at shutdown");
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

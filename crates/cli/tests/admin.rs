@@ -345,10 +345,11 @@ mod webhooks {
     use std::sync::{Arc, Mutex};
 
     /// One delivery the receiver saw: headers and body.
-    type Seen = Arc<Mutex<Vec<(http::HeaderMap, Value, bytes::Bytes)>>>;
+    pub(super) type Seen = Arc<Mutex<Vec<(http::HeaderMap, Value, bytes::Bytes)>>>;
 
-    /// A webhook receiver that fails its first `fail` deliveries with 503.
-    async fn receiver(fail: usize) -> (String, Seen) {
+    /// An HTTP receiver (webhooks, OTLP) that fails its first `fail`
+    /// requests with 503 and keeps what it was sent.
+    pub(super) async fn receiver(fail: usize) -> (String, Seen) {
         use http_body_util::{BodyExt, Full};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -674,4 +675,86 @@ async fn a_log_signed_by_the_gateway_verifies_with_only_the_public_key() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+mod telemetry {
+    use super::*;
+
+    fn hex_bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn a_span_per_call_reaches_the_otlp_collector_and_trace_context_reaches_the_upstream() {
+        let (collector, seen) = webhooks::receiver(0).await;
+        let otlp = collector.replace("/hook", "/v1/traces");
+        let up = support::python_upstream();
+        let gw = Gateway::start(&format!(
+            "{}judge:\n  hold_timeout: 0s\ntelemetry:\n  otlp_endpoint: {otlp}\n  service_name: castellan-e2e\nupstreams:\n  - name: remote\n    http:\n      url: http://127.0.0.1:{}/mcp\n      era: legacy\n  - name: mail\n    builtin: mail\n  - name: files\n    builtin: files\n  - name: web\n    builtin: web\n",
+            admin_section(),
+            up.1
+        ));
+        let sid = open_session(&gw.url).await;
+        let traced = tool(&gw, &sid, 1, "remote__traceparent", json!({})).await;
+        let header = text_of(&traced);
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4, "W3C traceparent sent upstream: {header}");
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1].len(), 32);
+        assert_ne!(parts[1], "0".repeat(32));
+        let send = exfiltration(&gw, &sid).await;
+        let id = decision_of(&send)["id"].as_str().expect("id").to_owned();
+        let decision = decision_of(&send)["decision"]
+            .as_str()
+            .expect("decision")
+            .to_owned();
+        // The exporter sends protobuf: the span's attribute keys and string
+        // values travel as plain bytes.
+        support::eventually(20, async || {
+            seen.lock()
+                .expect("lock")
+                .iter()
+                .any(|(_, _, body)| contains(body, id.as_bytes()))
+        })
+        .await;
+        let bodies: Vec<bytes::Bytes> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, _, b)| b.clone())
+            .collect();
+        let refused = bodies
+            .iter()
+            .find(|b| contains(b, id.as_bytes()))
+            .expect("span of the refused call");
+        for needle in [
+            "decision",
+            decision.as_str(),
+            "send_email",
+            "test-agent",
+            "rules",
+            "castellan-e2e",
+        ] {
+            assert!(
+                contains(refused, needle.as_bytes()),
+                "`{needle}` missing from the exported span"
+            );
+        }
+        // The upstream's trace id is the id of an exported span's trace.
+        let trace_id = hex_bytes(parts[1]);
+        support::eventually(20, async || {
+            seen.lock()
+                .expect("lock")
+                .iter()
+                .any(|(_, _, body)| contains(body, &trace_id))
+        })
+        .await;
+    }
 }

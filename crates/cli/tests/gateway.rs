@@ -487,37 +487,9 @@ mod stdio_upstreams {
 }
 
 mod http_upstreams {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Child, Command, Stdio};
-
     use super::*;
 
-    struct PyServer(Child, u16);
-    impl Drop for PyServer {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn start_upstream() -> PyServer {
-        let mut child = Command::new("python3")
-            .arg("-u")
-            .arg(fixture("http_upstream.py"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("port line");
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        PyServer(child, port)
-    }
+    use support::python_upstream as start_upstream;
 
     fn config(port: u16) -> String {
         format!(

@@ -9,6 +9,7 @@ mod alerts;
 mod duration;
 mod error;
 mod model;
+mod telemetry;
 
 pub use alerts::{AlertsConfig, Webhook};
 pub use duration::Duration;
@@ -18,6 +19,7 @@ pub use model::{
     JwksSource, Jwt, LabelRule, Limits, Listener, ModernHeaders, RestartPolicy, StdioUpstream,
     Transport, Upstream, UpstreamEra,
 };
+pub use telemetry::TelemetryConfig;
 
 /// The configuration used when `castellan serve` is given no file: the
 /// built-in demo upstream on loopback.

@@ -27,6 +27,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// Where alerts go.
     pub alerts: crate::alerts::AlertsConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// The admin API: a separate listener (loopback by default) with its own
@@ -292,6 +294,7 @@ struct RawConfig {
     audit: RawAudit,
     admin: Option<RawAdmin>,
     alerts: Option<crate::alerts::RawAlerts>,
+    telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Deserialize)]
@@ -667,6 +670,7 @@ pub(crate) fn compile(
     }
     let auth = compile_auth(raw.auth, text, &invalid)?;
     let alerts = crate::alerts::compile(raw.alerts, text, env, &invalid)?;
+    let telemetry = crate::telemetry::compile(raw.telemetry, text, &invalid)?;
     let j = raw.judge;
     let default_pack = match j.pack.as_deref() {
         None | Some("default") => true,
@@ -773,6 +777,7 @@ pub(crate) fn compile(
     Ok(Config {
         admin,
         alerts,
+        telemetry,
         judge,
         audit,
         auth,

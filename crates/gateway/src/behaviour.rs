@@ -386,6 +386,7 @@ impl Behaviour {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
             flagged = true;
         }
+        crate::telemetry::record_decision(&judged, &principal.agent, server, tool);
         self.note(&judged, session, now);
         let record = self.to_record(&judged, now, latency);
         if flagged {

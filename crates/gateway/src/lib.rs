@@ -13,6 +13,7 @@
 //! - [`federation`]: namespacing and the routing tables;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
 //! - [`session`]: legacy-era agent sessions and resumable streams;
+//! - [`telemetry`]: a span per request and `traceparent` to upstreams;
 //! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod listen;
 mod relay;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod upstream;
 
 pub use gateway::Gateway;

@@ -373,3 +373,33 @@ pub fn text_of(msg: &Value) -> String {
         .unwrap_or_else(|| panic!("no text in {msg}"))
         .to_string()
 }
+
+/// The Python HTTP upstream fixture (legacy era); killed on drop.
+pub struct PyServer(pub Child, pub u16);
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `fixtures/http_upstream.py` on a free loopback port.
+pub fn python_upstream() -> PyServer {
+    let mut child = Command::new("python3")
+        .arg("-u")
+        .arg(fixture("http_upstream.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    PyServer(child, port)
+}

@@ -433,6 +433,9 @@ impl HttpUpstream {
                 }
             }
         }
+        if let Some((k, v)) = crate::telemetry::traceparent() {
+            b = b.header(k, v);
+        }
         let req = b
             .body(Full::new(Bytes::from(out.to_bytes())))
             .map_err(|e| self.err_unavailable(e.to_string()))?;
