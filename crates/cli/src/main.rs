@@ -581,6 +581,9 @@ async fn serve(
     log_format: LogFormat,
 ) -> anyhow::Result<()> {
     let provider = tracer_provider(&cfg.telemetry)?;
+    if provider.is_some() {
+        castellan_gateway::telemetry::enable();
+    }
     init_logging(
         log_format,
         provider.as_ref().map(|p| {

@@ -5,10 +5,23 @@
 //! the OTLP layer (`telemetry.otlp_endpoint`); otherwise they only serve the
 //! logs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing::field::Empty;
 
-/// The span of one agent request.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns request spans on (the binary does when spans are exported); off,
+/// requests cost no span at all.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The span of one agent request (a disabled span unless [`enable`]d).
 pub fn request_span(method: &str) -> tracing::Span {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "mcp.request",
         otel.name = method,
