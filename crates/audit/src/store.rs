@@ -361,13 +361,21 @@ fn write_loop(
         }
         let written = batch.len() as u64;
         let oldest = oldest;
-        match commit(&mut conn, &mut prev, &batch) {
+        // A checkpoint that is due goes into the batch's own transaction, so
+        // an acknowledged record is never left unsigned by a crash.
+        let due = cfg
+            .checkpoint
+            .as_ref()
+            .filter(|c| uncovered + written >= c.every.max(1) || closed)
+            .map(|c| &c.key);
+        let signed = match commit(&mut conn, &mut prev, &batch, due) {
             Ok(()) => {
                 for (_, ack) in batch.drain(..) {
                     if let Some(ack) = ack {
                         let _ = ack.send(Ok(()));
                     }
                 }
+                due.is_some()
             }
             Err(e) => {
                 // One bad record must not lose the others: write them one by one.
@@ -377,7 +385,7 @@ fn write_loop(
                 );
                 for (record, ack) in batch.drain(..) {
                     let one = [(record, None)];
-                    let result = commit(&mut conn, &mut prev, &one);
+                    let result = commit(&mut conn, &mut prev, &one, None);
                     if let Err(e) = &result {
                         eprintln!("castellan-audit: record {} not written: {e}", one[0].0.id);
                     }
@@ -385,8 +393,9 @@ fn write_loop(
                         let _ = ack.send(result);
                     }
                 }
+                false
             }
-        }
+        };
         stats
             .queued
             .fetch_sub(written, std::sync::atomic::Ordering::Relaxed);
@@ -396,7 +405,10 @@ fn write_loop(
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
-        if let Some(c) = &cfg.checkpoint {
+        if signed {
+            uncovered = 0;
+            uncovered_since = None;
+        } else if let Some(c) = &cfg.checkpoint {
             uncovered += written;
             if written > 0 && uncovered_since.is_none() {
                 uncovered_since = Some(Instant::now());
@@ -414,7 +426,12 @@ fn write_loop(
     }
 }
 
-fn commit(conn: &mut Connection, prev: &mut [u8; 32], batch: &[Pending]) -> Result<(), String> {
+fn commit(
+    conn: &mut Connection,
+    prev: &mut [u8; 32],
+    batch: &[Pending],
+    checkpoint: Option<&sign::SigningKey>,
+) -> Result<(), String> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -442,6 +459,9 @@ fn commit(conn: &mut Connection, prev: &mut [u8; 32], batch: &[Pending]) -> Resu
             .map_err(|e| e.to_string())?;
             chain = hash;
         }
+    }
+    if let Some(key) = checkpoint {
+        sign::checkpoint(&tx, key, now_ms()).map_err(|e| e.to_string())?;
     }
     tx.commit().map_err(|e| e.to_string())?;
     *prev = chain;
