@@ -12,10 +12,12 @@
 #![deny(missing_docs)]
 
 mod record;
+mod sign;
 mod store;
 
 pub use record::{GENESIS, Record, chain_hash};
+pub use sign::{Checkpointing, PublicKey, Retention, SigningKey};
 pub use store::{
-    AuditError, AuditLog, Durability, Filter, Stored, Verification, Writer, WriterConfig, query,
-    verify,
+    AuditError, AuditLog, Durability, Filter, Report, Stored, Verification, Writer, WriterConfig,
+    query, verify, verify_with,
 };

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::record::{GENESIS, Record, chain_hash};
+use crate::sign::{self, Checkpointing, PublicKey, Retention};
 
 /// Why the audit log failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +16,14 @@ pub enum AuditError {
     #[error("audit database `{path}`: {message}")]
     Db {
         /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A signing or public key could not be used.
+    #[error("key `{path}`: {message}")]
+    Key {
+        /// The key file.
         path: String,
         /// What went wrong.
         message: String,
@@ -40,13 +49,19 @@ pub enum Durability {
     Batched,
 }
 
-/// How the writer batches.
+/// How the writer batches, signs and prunes.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Most records per transaction.
     pub max_batch: usize,
     /// Longest a record waits for its batch to fill.
     pub max_delay: Duration,
+    /// Signed checkpoints of the chain head, if a key is configured.
+    pub checkpoint: Option<std::sync::Arc<Checkpointing>>,
+    /// What to delete, oldest first.
+    pub retention: Retention,
+    /// How often retention runs (after a write, and at start).
+    pub prune_every: Duration,
 }
 
 impl Default for WriterConfig {
@@ -54,8 +69,18 @@ impl Default for WriterConfig {
         WriterConfig {
             max_batch: 512,
             max_delay: Duration::from_millis(20),
+            checkpoint: None,
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(60),
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Where a strict caller waits for its record to be durable.
@@ -64,7 +89,7 @@ type Ack = SyncSender<Result<(), String>>;
 type Pending = (Box<Record>, Option<Ack>);
 
 enum Msg {
-    Append(Box<Record>, Option<Ack>),
+    Append(Box<Record>, Option<Ack>, Instant),
     Flush(SyncSender<()>),
 }
 
@@ -98,6 +123,7 @@ fn open(path: &Path) -> Result<Connection, AuditError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db_err(path))?;
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
+    conn.execute_batch(sign::SCHEMA).map_err(db_err(path))?;
     Ok(conn)
 }
 
@@ -106,12 +132,24 @@ fn open(path: &Path) -> Result<Connection, AuditError> {
 pub struct Writer {
     tx: Sender<Msg>,
     durability: Durability,
+    path: PathBuf,
+    stats: std::sync::Arc<Stats>,
+}
+
+/// What the writer reports for monitoring.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Records appended and not yet committed.
+    queued: std::sync::atomic::AtomicU64,
+    /// Microseconds from the oldest record of the last batch being appended
+    /// to the batch being durable.
+    lag_us: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Msg::Append(r, _) => write!(f, "Append({})", r.id),
+            Msg::Append(r, _, _) => write!(f, "Append({})", r.id),
             Msg::Flush(_) => write!(f, "Flush"),
         }
     }
@@ -139,14 +177,25 @@ impl AuditLog {
         }
         let (tx, rx) = mpsc::channel();
         let path = path.to_path_buf();
+        let file = path.clone();
+        let stats = std::sync::Arc::new(Stats::default());
+        let counters = stats.clone();
         let handle = std::thread::Builder::new()
             .name("castellan-audit".into())
-            .spawn(move || write_loop(conn, path, prev, rx, cfg))
+            .spawn(move || write_loop(conn, path, prev, rx, cfg, &counters))
             .map_err(|e| AuditError::Db {
                 path: String::new(),
                 message: format!("cannot start the audit writer: {e}"),
             })?;
-        Ok((Writer { tx, durability }, handle))
+        Ok((
+            Writer {
+                tx,
+                durability,
+                path: file,
+                stats,
+            },
+            handle,
+        ))
     }
 }
 
@@ -156,19 +205,41 @@ impl Writer {
         self.durability
     }
 
+    /// Records appended but not yet committed.
+    pub fn queue_depth(&self) -> u64 {
+        self.stats.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long the last batch's oldest record waited to be durable.
+    pub fn write_lag(&self) -> Duration {
+        Duration::from_micros(self.stats.lag_us.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The database file (for [`query`] and [`verify`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Appends a record. In strict mode this blocks until it is durable, so
     /// call it off the async executor (e.g. `spawn_blocking`) or accept the
     /// wait; in batched mode it returns at once.
     pub fn append(&self, record: Record) -> Result<(), AuditError> {
         match self.durability {
-            Durability::Batched => self
-                .tx
-                .send(Msg::Append(Box::new(record), None))
-                .map_err(|_| AuditError::Closed),
+            Durability::Batched => {
+                self.stats
+                    .queued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.tx
+                    .send(Msg::Append(Box::new(record), None, Instant::now()))
+                    .map_err(|_| AuditError::Closed)
+            }
             Durability::Strict => {
                 let (ack, done) = mpsc::sync_channel(1);
+                self.stats
+                    .queued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.tx
-                    .send(Msg::Append(Box::new(record), Some(ack)))
+                    .send(Msg::Append(Box::new(record), Some(ack), Instant::now()))
                     .map_err(|_| AuditError::Closed)?;
                 match done.recv() {
                     Ok(Ok(())) => Ok(()),
@@ -198,20 +269,78 @@ fn write_loop(
     mut prev: [u8; 32],
     rx: Receiver<Msg>,
     cfg: WriterConfig,
+    stats: &Stats,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(cfg.max_batch);
     let mut flushes: Vec<SyncSender<()>> = Vec::new();
+    // Records written since the last signed checkpoint, and since when.
+    let mut uncovered = 0u64;
+    let mut uncovered_since: Option<Instant> = None;
+    let mut last_prune: Option<Instant> = None;
+    let sign_head = |conn: &Connection, uncovered: &mut u64, since: &mut Option<Instant>| {
+        if let Some(c) = &cfg.checkpoint {
+            if let Err(e) = sign::checkpoint(conn, &c.key, now_ms()) {
+                eprintln!(
+                    "castellan-audit: checkpoint not written to {}: {e}",
+                    path.display()
+                );
+            }
+            *uncovered = 0;
+            *since = None;
+        }
+    };
     loop {
-        // Wait for the first message, then gather more until the batch is
-        // full or its first record has waited long enough.
-        let first = match rx.recv() {
+        let retain = &cfg.retention;
+        if (retain.max_age.is_some() || retain.max_records.is_some())
+            && last_prune.is_none_or(|t| t.elapsed() >= cfg.prune_every)
+        {
+            last_prune = Some(Instant::now());
+            let key = cfg.checkpoint.as_ref().map(|c| &c.key);
+            match sign::prune(&mut conn, retain, key, now_ms()) {
+                Ok(0) => {}
+                Ok(n) => eprintln!(
+                    "castellan-audit: retention removed {n} records from {}",
+                    path.display()
+                ),
+                Err(e) => eprintln!(
+                    "castellan-audit: retention failed on {}: {e}",
+                    path.display()
+                ),
+            }
+        }
+        // Wait for the first message (or until the uncovered records are due
+        // a checkpoint), then gather more until the batch is full or its
+        // first record has waited long enough.
+        let due = cfg
+            .checkpoint
+            .as_ref()
+            .zip(uncovered_since)
+            .map(|(c, t)| (t + c.interval).saturating_duration_since(Instant::now()));
+        let first = match due {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => rx.recv_timeout(wait),
+        };
+        let first = match first {
             Ok(m) => m,
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                sign_head(&conn, &mut uncovered, &mut uncovered_since);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                if uncovered > 0 {
+                    sign_head(&conn, &mut uncovered, &mut uncovered_since);
+                }
+                return;
+            }
         };
         let started = Instant::now();
         let mut closed = false;
-        let push = |m: Msg, batch: &mut Vec<_>, flushes: &mut Vec<_>| match m {
-            Msg::Append(r, ack) => batch.push((r, ack)),
+        let mut oldest: Option<Instant> = None;
+        let mut push = |m: Msg, batch: &mut Vec<_>, flushes: &mut Vec<_>| match m {
+            Msg::Append(r, ack, at) => {
+                oldest = Some(oldest.map_or(at, |o: Instant| o.min(at)));
+                batch.push((r, ack))
+            }
             Msg::Flush(ack) => flushes.push(ack),
         };
         push(first, &mut batch, &mut flushes);
@@ -230,13 +359,23 @@ fn write_loop(
                 }
             }
         }
-        match commit(&mut conn, &mut prev, &batch) {
+        let written = batch.len() as u64;
+        let oldest = oldest;
+        // A checkpoint that is due goes into the batch's own transaction, so
+        // an acknowledged record is never left unsigned by a crash.
+        let due = cfg
+            .checkpoint
+            .as_ref()
+            .filter(|c| uncovered + written >= c.every.max(1) || closed)
+            .map(|c| &c.key);
+        let signed = match commit(&mut conn, &mut prev, &batch, due) {
             Ok(()) => {
                 for (_, ack) in batch.drain(..) {
                     if let Some(ack) = ack {
                         let _ = ack.send(Ok(()));
                     }
                 }
+                due.is_some()
             }
             Err(e) => {
                 // One bad record must not lose the others: write them one by one.
@@ -246,7 +385,7 @@ fn write_loop(
                 );
                 for (record, ack) in batch.drain(..) {
                     let one = [(record, None)];
-                    let result = commit(&mut conn, &mut prev, &one);
+                    let result = commit(&mut conn, &mut prev, &one, None);
                     if let Err(e) = &result {
                         eprintln!("castellan-audit: record {} not written: {e}", one[0].0.id);
                     }
@@ -254,6 +393,28 @@ fn write_loop(
                         let _ = ack.send(result);
                     }
                 }
+                false
+            }
+        };
+        stats
+            .queued
+            .fetch_sub(written, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = oldest {
+            stats.lag_us.store(
+                t.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        if signed {
+            uncovered = 0;
+            uncovered_since = None;
+        } else if let Some(c) = &cfg.checkpoint {
+            uncovered += written;
+            if written > 0 && uncovered_since.is_none() {
+                uncovered_since = Some(Instant::now());
+            }
+            if uncovered >= c.every.max(1) || (closed && uncovered > 0) {
+                sign_head(&conn, &mut uncovered, &mut uncovered_since);
             }
         }
         for f in flushes.drain(..) {
@@ -265,7 +426,12 @@ fn write_loop(
     }
 }
 
-fn commit(conn: &mut Connection, prev: &mut [u8; 32], batch: &[Pending]) -> Result<(), String> {
+fn commit(
+    conn: &mut Connection,
+    prev: &mut [u8; 32],
+    batch: &[Pending],
+    checkpoint: Option<&sign::SigningKey>,
+) -> Result<(), String> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -294,6 +460,9 @@ fn commit(conn: &mut Connection, prev: &mut [u8; 32], batch: &[Pending]) -> Resu
             chain = hash;
         }
     }
+    if let Some(key) = checkpoint {
+        sign::checkpoint(&tx, key, now_ms()).map_err(|e| e.to_string())?;
+    }
     tx.commit().map_err(|e| e.to_string())?;
     *prev = chain;
     Ok(())
@@ -318,53 +487,159 @@ pub enum Verification {
     },
 }
 
-/// Walks the whole chain from the start.
+/// What [`verify_with`] found besides the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Intact, or the first bad record.
+    pub verification: Verification,
+    /// The first sequence number kept after retention, if any was pruned.
+    pub anchor: Option<i64>,
+    /// Checkpoints checked (signatures too, when a public key was given).
+    pub checkpoints: u64,
+    /// The last checkpointed sequence number.
+    pub last_checkpoint: Option<i64>,
+    /// Records after the last checkpoint (not yet covered by a signature).
+    pub unsigned_tail: u64,
+}
+
+/// Walks the whole chain from the start (or from the retention anchor).
 pub fn verify(path: &Path) -> Result<Verification, AuditError> {
+    verify_with(path, None).map(|r| r.verification)
+}
+
+/// Walks the chain from the start, or from the anchor retention left, and
+/// checks every checkpoint against the chain; with `key`, also each
+/// checkpoint's and the anchor's signature, so a chain rewritten without
+/// the private key, or cut short, is found.
+pub fn verify_with(path: &Path, key: Option<&PublicKey>) -> Result<Report, AuditError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(db_err(path))?;
+    // Logs written before checkpoints existed have no such tables.
+    let has = |table: &str| -> Result<bool, AuditError> {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(db_err(path))
+    };
+    let anchor = if has("prunes")? {
+        sign::anchor(&conn).map_err(db_err(path))?
+    } else {
+        None
+    };
+    let checkpoints = if has("checkpoints")? {
+        sign::checkpoints(&conn).map_err(db_err(path))?
+    } else {
+        Default::default()
+    };
+    let mut report = Report {
+        verification: Verification::Intact { records: 0 },
+        anchor: anchor.as_ref().map(|a| a.seq),
+        checkpoints: 0,
+        last_checkpoint: None,
+        unsigned_tail: 0,
+    };
+    let mut prev = GENESIS;
+    let mut expected_seq: Option<i64> = None;
+    if let Some(a) = &anchor {
+        if let Some(k) = key
+            && !a.signed_by(k)
+        {
+            report.verification = Verification::Broken {
+                seq: a.seq,
+                id: String::new(),
+                reason: "the retention anchor is not signed by this key (records before it may have been removed by someone else)".into(),
+            };
+            return Ok(report);
+        }
+        prev = a.prev;
+        expected_seq = Some(a.seq);
+    }
     let mut stmt = conn
         .prepare("SELECT seq, id, record, prev_hash, hash FROM records ORDER BY seq")
         .map_err(db_err(path))?;
     let mut rows = stmt.query([]).map_err(db_err(path))?;
-    let mut prev = GENESIS;
-    let mut expected_seq: Option<i64> = None;
     let mut count = 0u64;
+    let mut last_seq: Option<i64> = None;
     while let Some(row) = rows.next().map_err(db_err(path))? {
         let seq: i64 = row.get(0).map_err(db_err(path))?;
         let id: String = row.get(1).map_err(db_err(path))?;
         let text: String = row.get(2).map_err(db_err(path))?;
         let stored_prev: Vec<u8> = row.get(3).map_err(db_err(path))?;
         let stored_hash: Vec<u8> = row.get(4).map_err(db_err(path))?;
-        let broken = |reason: &str| {
-            Ok(Verification::Broken {
-                seq,
-                id: id.clone(),
-                reason: reason.into(),
-            })
+        let broken = |reason: &str| Verification::Broken {
+            seq,
+            id: id.clone(),
+            reason: reason.into(),
         };
-        if let Some(e) = expected_seq
-            && seq != e
-        {
-            return broken(&format!("records {e}..{} are missing (deleted)", seq - 1));
-        }
-        if stored_prev[..] != prev[..] {
-            return broken(
+        let fail = match expected_seq {
+            Some(e) if seq != e => Some(broken(&format!(
+                "records {e}..{} are missing (deleted)",
+                seq - 1
+            ))),
+            _ if stored_prev[..] != prev[..] => Some(broken(
                 "does not follow the record before it (inserted, reordered or the one before was deleted)",
-            );
+            )),
+            _ if chain_hash(&prev, text.as_bytes())[..] != stored_hash[..] => {
+                Some(broken("its content does not match its hash (modified)"))
+            }
+            _ => match serde_json::from_str::<Record>(&text) {
+                Ok(r) if r.canonical() == text.as_bytes() && r.id == id => None,
+                _ => Some(broken(
+                    "its stored form is not a canonical record (modified)",
+                )),
+            },
+        };
+        let fail = fail.or_else(|| {
+            let c = checkpoints.get(&seq)?;
+            if c.head[..] != stored_hash[..] {
+                Some(broken(
+                    "its checkpoint does not match the chain (the record, one before it, or the checkpoint was altered)",
+                ))
+            } else if key.is_some_and(|k| !c.signed_by(k, seq)) {
+                Some(broken(
+                    "its checkpoint's signature is not valid for this key (forged or altered checkpoint)",
+                ))
+            } else {
+                None
+            }
+        });
+        if let Some(v) = fail {
+            report.verification = v;
+            return Ok(report);
         }
-        if chain_hash(&prev, text.as_bytes())[..] != stored_hash[..] {
-            return broken("its content does not match its hash (modified)");
-        }
-        // The stored text must be exactly the canonical form of a record.
-        match serde_json::from_str::<Record>(&text) {
-            Ok(r) if r.canonical() == text.as_bytes() && r.id == id => {}
-            _ => return broken("its stored form is not a canonical record (modified)"),
+        if checkpoints.contains_key(&seq) {
+            report.checkpoints += 1;
+            report.last_checkpoint = Some(seq);
+            report.unsigned_tail = 0;
+        } else {
+            report.unsigned_tail += 1;
         }
         prev.copy_from_slice(&stored_hash);
         expected_seq = Some(seq + 1);
+        last_seq = Some(seq);
         count += 1;
     }
-    Ok(Verification::Intact { records: count })
+    // A checkpoint past the last record: records were cut from the end.
+    if let Some((&seq, _)) = checkpoints
+        .range(last_seq.map_or(i64::MIN, |s| s + 1)..)
+        .next()
+        && anchor.as_ref().is_none_or(|a| seq >= a.seq)
+    {
+        report.verification = Verification::Broken {
+            seq,
+            id: String::new(),
+            reason: format!(
+                "a checkpoint signs record {seq} but the log ends at {} (records deleted from the end)",
+                last_seq.map_or("the start".to_string(), |s| s.to_string())
+            ),
+        };
+        return Ok(report);
+    }
+    report.verification = Verification::Intact { records: count };
+    Ok(report)
 }
 
 /// Which records [`query`] returns.

@@ -112,6 +112,16 @@ enum AuditCommand {
     Verify {
         /// The audit database.
         file: PathBuf,
+        /// Also check every signed checkpoint against this Ed25519 public
+        /// key (PEM); fails if nothing is signed.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signed checkpoints: the private key
+    /// (PKCS#8 PEM, for `audit.signing_key`) and FILE.pub (for auditors).
+    Keygen {
+        /// Where to write the private key (refuses to overwrite).
+        file: PathBuf,
     },
     /// Print records as JSON Lines, oldest first.
     Query {
@@ -143,8 +153,11 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match run(cli.command) {
+    // `serve` starts logging itself, once it knows whether spans are exported.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(cli.log_format, None);
+    }
+    match run(cli.command, cli.log_format) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("castellan: {e:#}");
@@ -266,6 +279,23 @@ fn replay(config: Option<&std::path::Path>, traces: &[PathBuf]) -> anyhow::Resul
     Ok(())
 }
 
+/// Writes a new file with `mode` (Unix); never overwrites.
+fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    o.open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("{}: cannot create", path.display()))
+}
+
 fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
     if !path.exists() {
         anyhow::bail!("{}: no such audit log", path.display());
@@ -273,19 +303,67 @@ fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (text or JSON lines) and, with a tracer, exports spans
+/// over OTLP.
+fn init_logging(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASTELLAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let text = matches!(format, LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = matches!(format, LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    let otel = tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(otel)
+        .try_init();
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+/// The OTLP/HTTP span exporter `telemetry` asks for (inside the runtime):
+/// batches leave every second from a Tokio task, off the request path.
+fn tracer_provider(
+    t: &castellan_config::TelemetryConfig,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let Some(endpoint) = &t.otlp_endpoint else {
+        return Ok(None);
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint.clone())
+        .build()
+        .context("cannot build the OTLP exporter")?;
+    let batch =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .with_batch_config(
+            opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_scheduled_delay(std::time::Duration::from_secs(1))
+                .build(),
+        )
+        .build();
+    Ok(Some(
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(batch)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(t.service_name.clone())
+                    .build(),
+            )
+            .build(),
+    ))
+}
+
+fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Replay { config, traces } => replay(config.as_deref(), &traces),
         Command::Tools { config, json, pins } => {
@@ -323,6 +401,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let cfg = castellan_config::load_file(&config)?;
             castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
+            audit_writer_config(&cfg.audit)?;
             println!(
                 "{}: ok ({} upstreams)",
                 config.display(),
@@ -331,12 +410,51 @@ fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { file },
+            command: AuditCommand::Keygen { file },
+        } => {
+            let (private, public) = castellan_audit::SigningKey::generate()?;
+            let pub_file = PathBuf::from(format!("{}.pub", file.display()));
+            write_new(&file, private.as_bytes(), 0o600)?;
+            write_new(&pub_file, public.as_bytes(), 0o644)?;
+            println!(
+                "private key: {} (set audit.signing_key)\npublic key:  {} (for castellan audit verify --public-key)",
+                file.display(),
+                pub_file.display()
+            );
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file, public_key },
         } => {
             ensure_exists(&file)?;
-            match castellan_audit::verify(&file)? {
+            let key = public_key
+                .as_deref()
+                .map(castellan_audit::PublicKey::from_file)
+                .transpose()?;
+            let report = castellan_audit::verify_with(&file, key.as_ref())?;
+            let anchor = report
+                .anchor
+                .map(|a| format!(", from retention anchor {a}"))
+                .unwrap_or_default();
+            match report.verification {
+                castellan_audit::Verification::Intact { records } if key.is_some() => {
+                    if records > 0 && report.checkpoints == 0 {
+                        anyhow::bail!(
+                            "{}: no signed checkpoint; nothing vouches for these {records} records",
+                            file.display()
+                        );
+                    }
+                    println!(
+                        "{}: intact ({records} records{anchor}; {} signed checkpoints verified, last at record {}; {} records after it not yet signed)",
+                        file.display(),
+                        report.checkpoints,
+                        report.last_checkpoint.unwrap_or(0),
+                        report.unsigned_tail
+                    );
+                    Ok(())
+                }
                 castellan_audit::Verification::Intact { records } => {
-                    println!("{}: intact ({records} records)", file.display());
+                    println!("{}: intact ({records} records{anchor})", file.display());
                     Ok(())
                 }
                 castellan_audit::Verification::Broken { seq, id, reason } => {
@@ -405,9 +523,36 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(Arc::new(cfg), config.is_none(), config.clone()))
+            runtime.block_on(serve(
+                Arc::new(cfg),
+                config.is_none(),
+                config.clone(),
+                log_format,
+            ))
         }
     }
+}
+
+/// The audit writer's signing and retention settings.
+fn audit_writer_config(
+    audit: &castellan_config::AuditConfig,
+) -> anyhow::Result<castellan_audit::WriterConfig> {
+    let checkpoint = match &audit.signing_key {
+        None => None,
+        Some(path) => Some(Arc::new(castellan_audit::Checkpointing {
+            key: castellan_audit::SigningKey::from_file(std::path::Path::new(path))?,
+            every: audit.checkpoint_every,
+            interval: audit.checkpoint_interval,
+        })),
+    };
+    Ok(castellan_audit::WriterConfig {
+        checkpoint,
+        retention: castellan_audit::Retention {
+            max_age: audit.max_age,
+            max_records: audit.max_records,
+        },
+        ..Default::default()
+    })
 }
 
 /// Prints a banner line; a closed stdout must not bring the gateway down.
@@ -464,10 +609,7 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
         if !changed {
             continue;
         }
-        match castellan_config::load_file(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| gateway.reload_judge(&cfg.judge).map(|()| cfg))
-        {
+        match castellan_gateway::admin::reload(&gateway, &path) {
             Ok(cfg) => {
                 tracing::info!(config = %path.display(), "configuration reloaded: judge rules, policy and labels");
                 seen = watched_files(&path, &cfg.judge);
@@ -493,7 +635,19 @@ async fn serve(
     cfg: Arc<castellan_config::Config>,
     demo: bool,
     config_path: Option<PathBuf>,
+    log_format: LogFormat,
 ) -> anyhow::Result<()> {
+    let provider = tracer_provider(&cfg.telemetry)?;
+    if provider.is_some() {
+        castellan_gateway::telemetry::enable();
+    }
+    init_logging(
+        log_format,
+        provider.as_ref().map(|p| {
+            use opentelemetry::trace::TracerProvider as _;
+            p.tracer("castellan")
+        }),
+    );
     // Bind before anything else so a port conflict fails fast and clearly.
     let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
         .await
@@ -530,10 +684,13 @@ async fn serve(
         } else {
             castellan_audit::Durability::Batched
         },
-        castellan_audit::WriterConfig::default(),
+        audit_writer_config(&cfg.audit)?,
     )?;
+    let alerts =
+        castellan_gateway::alerts::Alerts::start(&cfg.alerts).map_err(anyhow::Error::msg)?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, Some(audit))
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_alerts(alerts);
     let integrity = castellan_gateway::integrity::Integrity::open(&cfg.integrity)
         .map_err(anyhow::Error::msg)?;
     let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour, integrity)
@@ -583,15 +740,20 @@ async fn serve(
                 (castellan_gateway::identity::digest(&t), Some(t))
             }
         };
-        say!("  admin API:    http://{admin_addr} (held calls, quarantine release)");
+        say!(
+            "  admin API:    http://{admin_addr} (agents, sessions, alerts, holds, quarantine, reload)"
+        );
         if let Some(t) = generated {
             say!("  admin token:  {t}");
         }
         tokio::spawn(castellan_gateway::admin::serve(
             gateway.clone(),
             admin_listener,
-            token_sha256,
-            metrics,
+            castellan_gateway::admin::Options {
+                token_sha256,
+                metrics,
+                config: config_path.clone(),
+            },
             std::future::pending(),
         ));
     }
@@ -600,6 +762,11 @@ async fn serve(
     }
     castellan_gateway::serve(gateway.clone(), listener, tls, shutdown_signal()).await;
     gateway.flush_audit();
+    if let Some(p) = provider
+        && let Err(e) = p.shutdown()
+    {
+        tracing::warn!(error = %e, "spans not all exported at shutdown");
+    }
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -373,16 +373,7 @@ mod holds {
             )
             .await;
         }
-        let base = gw.admin.clone().expect("admin API");
-        let m = support::send(
-            "GET",
-            &format!("{base}/metrics"),
-            &[("authorization", "")],
-            Vec::new(),
-        )
-        .await;
-        assert_eq!(m.status, http::StatusCode::OK);
-        let text = String::from_utf8_lossy(&m.body);
+        let text = gw.metrics().await;
         let line = text
             .lines()
             .find(|l| {

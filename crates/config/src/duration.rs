@@ -4,7 +4,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-/// A duration written as `250ms`, `30s`, `10m` or `1h` (or a bare number of
+/// A duration written as `250ms`, `30s`, `10m`, `1h` or `30d` (or a bare number of
 /// seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
@@ -16,16 +16,17 @@ impl FromStr for Duration {
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: u64 = num.parse().map_err(|_| {
-            format!("invalid duration `{s}`: expected a number followed by ms, s, m or h")
+            format!("invalid duration `{s}`: expected a number followed by ms, s, m, h or d")
         })?;
         let ms = match unit.trim() {
             "ms" => Some(n),
             "" | "s" => n.checked_mul(1000),
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
             other => {
                 return Err(format!(
-                    "invalid duration unit `{other}` in `{s}`: use ms, s, m or h"
+                    "invalid duration unit `{other}` in `{s}`: use ms, s, m, h or d"
                 ));
             }
         };

@@ -5,10 +5,13 @@
 //! replaces a working one.
 #![deny(missing_docs)]
 
+mod alerts;
 mod duration;
 mod error;
 mod model;
+mod telemetry;
 
+pub use alerts::{AlertsConfig, Webhook};
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
@@ -17,6 +20,7 @@ pub use model::{
     ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream, Tls, Transport, Upstream,
     UpstreamEra,
 };
+pub use telemetry::TelemetryConfig;
 
 /// The configuration used when `castellan serve` is given no file: the
 /// built-in demo upstream on loopback.

@@ -29,6 +29,10 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The operators' listener, if enabled.
     pub admin: Option<AdminConfig>,
+    /// Where alerts go.
+    pub alerts: crate::alerts::AlertsConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// The admin API: a separate listener (loopback by default) with its own
@@ -79,6 +83,16 @@ pub struct AuditConfig {
     pub path: String,
     /// `strict`: a record is on disk before the agent gets the answer.
     pub strict: bool,
+    /// Ed25519 private key (PKCS#8 PEM) signing checkpoints, if any.
+    pub signing_key: Option<String>,
+    /// A checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or this long after the first record it does not cover yet.
+    pub checkpoint_interval: std::time::Duration,
+    /// Delete records older than this.
+    pub max_age: Option<std::time::Duration>,
+    /// Keep at most this many records.
+    pub max_records: Option<u64>,
 }
 
 /// Tool integrity: every upstream tool definition is pinned by the hash of
@@ -368,6 +382,8 @@ struct RawConfig {
     integrity: RawIntegrity,
     tls: Option<RawTls>,
     admin: Option<RawAdmin>,
+    alerts: Option<crate::alerts::RawAlerts>,
+    telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Deserialize)]
@@ -442,6 +458,18 @@ struct RawLabelRule {
 struct RawAudit {
     path: Option<String>,
     durability: Option<String>,
+    signing_key: Option<String>,
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<Duration>,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<Duration>,
+    max_records: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -823,6 +851,8 @@ pub(crate) fn compile(
         });
     }
     let auth = compile_auth(raw.auth, raw.tls.is_some(), text, &invalid)?;
+    let alerts = crate::alerts::compile(raw.alerts, text, env, &invalid)?;
+    let telemetry = crate::telemetry::compile(raw.telemetry, text, &invalid)?;
     let j = raw.judge;
     let default_pack = match j.pack.as_deref() {
         None | Some("default") => true,
@@ -891,12 +921,41 @@ pub(crate) fn compile(
             Some(AdminConfig { addr, token_sha256 })
         }
     };
+    let checkpoint_every = raw.audit.checkpoint_every.unwrap_or(1000);
+    let checkpoint_interval = raw
+        .audit
+        .checkpoint_interval
+        .map_or(std::time::Duration::from_secs(60), |d| d.0);
+    if checkpoint_every == 0 || checkpoint_interval.is_zero() {
+        return Err(invalid(
+            find_key_line(text, "checkpoint_every", None).max(find_key_line(
+                text,
+                "checkpoint_interval",
+                None,
+            )),
+            "`audit.checkpoint_every` and `audit.checkpoint_interval` must be greater than zero"
+                .into(),
+        ));
+    }
+    if raw.audit.retention.max_records == Some(0)
+        || raw.audit.retention.max_age.is_some_and(|d| d.0.is_zero())
+    {
+        return Err(invalid(
+            find_key_line(text, "retention", None),
+            "`audit.retention` limits must be greater than zero".into(),
+        ));
+    }
     let audit = AuditConfig {
         path: raw
             .audit
             .path
             .unwrap_or_else(|| "castellan-audit.db".into()),
         strict,
+        signing_key: raw.audit.signing_key,
+        checkpoint_every,
+        checkpoint_interval,
+        max_age: raw.audit.retention.max_age.map(|d| d.0),
+        max_records: raw.audit.retention.max_records,
     };
     let integrity = IntegrityConfig {
         store: raw
@@ -911,6 +970,8 @@ pub(crate) fn compile(
     });
     Ok(Config {
         admin,
+        alerts,
+        telemetry,
         judge,
         audit,
         integrity,
@@ -1085,7 +1146,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Expands `${VAR}` references; a missing variable is an error, never an
 /// empty credential.
-fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -1105,7 +1169,7 @@ fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 
 /// The 1-based line where `key:` (optionally with `value`) first appears;
 /// 0 if not found. Good enough to point an operator at the entry.
-fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize {
+pub(crate) fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize {
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start().trim_start_matches("- ").trim_start();
         if let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {

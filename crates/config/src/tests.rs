@@ -154,3 +154,78 @@ fn jwt_validation_refuses_symmetric_algorithms_and_missing_audiences() {
     .expect_err("none");
     assert!(err.to_string().contains("none"), "{err}");
 }
+
+#[test]
+fn alert_webhooks_expand_secrets_and_default_to_bounded_retries() {
+    let env = |k: &str| (k == "HOOK_SECRET").then(|| "s3cret".to_string());
+    let cfg = load(
+        "gw.yaml",
+        &anon("alerts:\n  stdout: false\n  queue: 8\n  webhooks:\n    - url: https://hooks.example/c\n      secret: ${HOOK_SECRET}\n      decisions: [deny, quarantine]\n      backoff: 250ms\n"),
+        &env,
+    )
+    .expect("loads");
+    assert!(!cfg.alerts.stdout);
+    assert_eq!(cfg.alerts.queue, 8);
+    let w = &cfg.alerts.webhooks[0];
+    assert_eq!(w.secret.as_deref(), Some("s3cret"));
+    assert_eq!(w.decisions, ["deny", "quarantine"]);
+    assert_eq!(w.max_attempts, 5);
+    assert_eq!(w.backoff, std::time::Duration::from_millis(250));
+    assert!(w.max_backoff >= w.backoff);
+    let defaults = load("gw.yaml", &anon(""), &no_env).expect("loads");
+    assert!(defaults.alerts.stdout && defaults.alerts.webhooks.is_empty());
+}
+
+#[test]
+fn alert_webhook_mistakes_name_their_line() {
+    let text = anon("alerts:\n  webhooks:\n    - url: ftp://hooks.example/c\n");
+    let err = load("gw.yaml", &text, &no_env).expect_err("scheme");
+    assert!(err.to_string().starts_with("gw.yaml:5:"), "{err}");
+    let text = anon("alerts:\n  webhooks:\n    - url: http://h/c\n      decisions: [denied]\n");
+    let err = load("gw.yaml", &text, &no_env).expect_err("decision");
+    assert!(
+        err.to_string().contains("unknown decision `denied`"),
+        "{err}"
+    );
+    let text = anon("alerts:\n  webhooks:\n    - url: http://h/c\n      secret: ${MISSING}\n");
+    let err = load("gw.yaml", &text, &no_env).expect_err("env");
+    assert!(err.to_string().contains("MISSING"), "{err}");
+    let text = anon("alerts:\n  webhook:\n    - url: http://h/c\n");
+    let err = load("gw.yaml", &text, &no_env).expect_err("typo");
+    assert!(err.to_string().starts_with("gw.yaml:4:"), "{err}");
+}
+
+#[test]
+fn audit_signing_and_retention_keys_are_read_and_checked() {
+    let cfg = load(
+        "gw.yaml",
+        &anon("audit:\n  signing_key: k.pem\n  checkpoint_every: 10\n  checkpoint_interval: 5s\n  retention:\n    max_age: 30d\n    max_records: 1000\n"),
+        &no_env,
+    )
+    .expect("loads");
+    assert_eq!(cfg.audit.signing_key.as_deref(), Some("k.pem"));
+    assert_eq!(cfg.audit.checkpoint_every, 10);
+    assert_eq!(
+        cfg.audit.checkpoint_interval,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(
+        cfg.audit.max_age,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(cfg.audit.max_records, Some(1000));
+    let err = load(
+        "gw.yaml",
+        &anon("audit:\n  retention:\n    max_records: 0\n"),
+        &no_env,
+    )
+    .expect_err("zero");
+    assert!(err.to_string().starts_with("gw.yaml:4:"), "{err}");
+    let err = load(
+        "gw.yaml",
+        &anon("audit:\n  retention:\n    max_days: 3\n"),
+        &no_env,
+    )
+    .expect_err("typo");
+    assert!(err.to_string().starts_with("gw.yaml:5:"), "{err}");
+}

@@ -1,22 +1,33 @@
 //! The operators' API, on its own listener (loopback by default) with its
-//! own bearer token: health and readiness, held calls (list, approve,
-//! refuse) and releasing quarantined agents.
+//! own bearer token. Every answer is JSON; `docs/admin-openapi.yaml`
+//! describes them.
 //!
 //! ```text
-//! GET  /health                    liveness
-//! GET  /ready                     readiness
-//! GET  /metrics                   Prometheus metrics (no token, like /health)
-//! GET  /holds                     calls waiting for a human
-//! POST /holds/{id}/approve        let a held call through
-//! POST /holds/{id}/refuse         refuse it
-//! POST /agents/{agent}/release    lift an agent's quarantine
-//! GET  /tools/pins                pinned tools and versions withheld
-//! GET  /tools/{up}/{tool}/diff    a withheld version against its pin
-//! POST /tools/{up}/{tool}/approve approve it (`?hash=` pins exactly that one)
+//! GET    /health                          liveness (no token)
+//! GET    /metrics                         Prometheus metrics (no token)
+//! GET    /ready                           readiness
+//! GET    /agents                          agents: risk, labels, quarantine, recent actions
+//! POST   /agents/{agent}/quarantine       refuse every call of an agent
+//! POST   /agents/{agent}/release          lift an agent's quarantine
+//! GET    /sessions[?agent=A]              live behavioural sessions
+//! GET    /sessions/{agent}/{session}      one session and its timeline (audit log)
+//! DELETE /sessions/{agent}/{session}      end a session (and its MCP session)
+//! GET    /alerts[?limit=N]                recent alerts, newest first
+//! GET    /holds                           calls waiting for a human
+//! POST   /holds/{id}/approve              let a held call through
+//! POST   /holds/{id}/refuse               refuse it
+//! POST   /reload                          reload the configuration file
+//! GET    /tools/pins                      pinned tools and versions withheld
+//! GET    /tools/{upstream}/{tool}/diff    a withheld version against its pin
+//! POST   /tools/{upstream}/{tool}/approve approve it (`?hash=` pins exactly that one)
 //! ```
+//!
+//! Path segments are percent-decoded, so an agent or session name holding
+//! `/` is written `%2F`.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,7 +47,16 @@ use crate::identity::digest;
 /// Installs the process-wide metrics recorder; call once at start, before
 /// the gateway serves, so no decision goes uncounted.
 pub fn install_metrics() -> Option<PrometheusHandle> {
-    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+    let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    // Histograms (not summaries), from 25 µs to 30 s.
+    let builder = match builder.set_buckets(&LATENCY_BUCKETS) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "latency buckets not set");
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+        }
+    };
+    match builder.install_recorder() {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::warn!(error = %e, "metrics recorder not installed");
@@ -45,31 +65,56 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
     }
 }
 
-/// Serves the admin API until `shutdown` resolves. `token_sha256` is the
-/// SHA-256 of the operators' bearer token.
+/// Bucket bounds (seconds) of every latency histogram.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// What the admin listener needs besides the gateway.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// SHA-256 of the operators' bearer token.
+    pub token_sha256: [u8; 32],
+    /// The metrics recorder's handle, if installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// The configuration file `POST /reload` reads (none for the demo).
+    pub config: Option<PathBuf>,
+}
+
+/// Reloads the configuration file: the judge's rules, policy and label
+/// overrides are replaced; a broken file is refused with its error and the
+/// running configuration stays in force. The file watcher and `POST
+/// /reload` both come here.
+pub fn reload(gw: &Gateway, path: &Path) -> Result<castellan_config::Config, String> {
+    let cfg = castellan_config::load_file(path).map_err(|e| e.to_string())?;
+    gw.reload_judge(&cfg.judge)?;
+    Ok(cfg)
+}
+
+/// Serves the admin API until `shutdown` resolves.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
-    token_sha256: [u8; 32],
-    metrics: Option<PrometheusHandle>,
+    options: Options,
     shutdown: impl Future<Output = ()>,
 ) {
-    let handle = metrics;
     gateway
         .behaviour
         .approvals
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let gw = gateway.clone();
-                let handle = handle.clone();
+                let options = options.clone();
                 let svc = service_fn(move |req| {
                     let gw = gw.clone();
-                    let handle = handle.clone();
-                    async move { Ok::<_, Infallible>(route(&gw, handle.as_ref(), token_sha256, req)) }
+                    let options = options.clone();
+                    async move { Ok::<_, Infallible>(route(gw, &options, req).await) }
                 });
                 tokio::spawn(async move {
                     let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
@@ -92,10 +137,55 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     r
 }
 
-fn route(
-    gw: &Gateway,
-    metrics: Option<&metrics_exporter_prometheus::PrometheusHandle>,
-    token_sha256: [u8; 32],
+fn error(status: StatusCode, code: &str, description: String) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        json!({"error": code, "error_description": description}),
+    )
+}
+
+/// Decodes `%XX` escapes in a path segment; `None` if malformed.
+fn percent_decode(seg: &str) -> Option<String> {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = seg.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of `key` in a query string.
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| percent_decode(v))
+}
+
+fn authorised(req: &Request<Incoming>, token_sha256: &[u8; 32]) -> bool {
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| digest(t.trim()));
+    presented.is_some_and(|d| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&d, token_sha256).is_ok()
+    })
+}
+
+async fn route(
+    gw: Arc<Gateway>,
+    options: &Options,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
@@ -103,9 +193,12 @@ fn route(
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
     if path == "/metrics" {
-        metrics::gauge!("castellan_sessions").set(gw.sessions.len() as f64);
-        metrics::gauge!("castellan_held_calls").set(gw.behaviour.holds().len() as f64);
-        let text = metrics.map(|h| h.render()).unwrap_or_default();
+        observe_gauges(&gw);
+        let text = options
+            .metrics
+            .as_ref()
+            .map(|h| h.render())
+            .unwrap_or_default();
         let mut r = Response::new(Full::new(Bytes::from(text)));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -113,19 +206,11 @@ fn route(
         );
         return r;
     }
-    let presented = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| digest(t.trim()));
-    let authorised = presented.is_some_and(|d| {
-        aws_lc_rs::constant_time::verify_slices_are_equal(&d, &token_sha256).is_ok()
-    });
-    if !authorised {
-        let mut r = reply(
+    if !authorised(&req, &options.token_sha256) {
+        let mut r = error(
             StatusCode::UNAUTHORIZED,
-            json!({"error": "invalid_token", "error_description": "send the admin token as `Authorization: Bearer <token>`"}),
+            "invalid_token",
+            "send the admin token as `Authorization: Bearer <token>`".into(),
         );
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
@@ -133,23 +218,44 @@ fn route(
         );
         return r;
     }
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let Some(parts) = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect::<Option<Vec<String>>>()
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "malformed percent-encoding in the path".into(),
+        );
+    };
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let query = req.uri().query();
+    let limit = |default: u64| {
+        query_param(query, "limit")
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(default)
+            .clamp(1, 10_000)
+    };
     match (req.method(), parts.as_slice()) {
         (&Method::GET, ["ready"]) => reply(
             StatusCode::OK,
             json!({"status": "ready", "sessions": gw.sessions.len()}),
         ),
-        (&Method::GET, ["holds"]) => reply(StatusCode::OK, json!({"holds": gw.behaviour.holds()})),
-        (&Method::POST, ["holds", id, verb @ ("approve" | "refuse")]) => {
-            let approve = *verb == "approve";
-            if gw.behaviour.answer_hold(id, approve) {
-                tracing::info!(decision_id = id, approve, "hold answered by an operator");
-                reply(StatusCode::OK, json!({"id": id, "approved": approve}))
-            } else {
-                reply(
-                    StatusCode::NOT_FOUND,
-                    json!({"error": "not_found", "error_description": format!("no held call `{id}` (answered or expired)")}),
-                )
+        (&Method::GET, ["agents"]) => {
+            reply(StatusCode::OK, json!({"agents": gw.behaviour.agents()}))
+        }
+        (&Method::POST, ["agents", agent, "quarantine"]) => {
+            match gw.behaviour.quarantine(agent, "operator") {
+                Ok(newly) => {
+                    tracing::warn!(agent, "agent quarantined by an operator");
+                    reply(
+                        StatusCode::OK,
+                        json!({"agent": agent, "quarantined": true, "changed": newly}),
+                    )
+                }
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
             }
         }
         (&Method::POST, ["agents", agent, "release"]) => {
@@ -177,7 +283,7 @@ fn route(
             }
         }
         (&Method::POST, ["tools", upstream, tool, "approve"]) => {
-            let hash = query_param(req.uri().query(), "hash");
+            let hash = query_param(query, "hash");
             match gw
                 .integrity
                 .approve(upstream, tool, hash.as_deref(), "admin-api")
@@ -197,6 +303,89 @@ fn route(
                 Err(e) => store_error(&e),
             }
         }
+        (&Method::GET, ["sessions"]) => {
+            let agent = query_param(query, "agent");
+            reply(
+                StatusCode::OK,
+                json!({"sessions": gw.behaviour.sessions(agent.as_deref())}),
+            )
+        }
+        (&Method::GET, ["sessions", agent, session]) => {
+            let live = gw.behaviour.session(agent, session);
+            let (a, s, n) = ((*agent).to_owned(), (*session).to_owned(), limit(1000));
+            let b = gw.clone();
+            let timeline =
+                match tokio::task::spawn_blocking(move || b.behaviour.timeline(&a, &s, n)).await {
+                    Ok(t) => t,
+                    Err(e) => Err(e.to_string()),
+                };
+            match timeline {
+                Ok(t) if t.is_empty() && live.is_none() => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no session `{session}` of agent `{agent}`"),
+                ),
+                Ok(t) => reply(
+                    StatusCode::OK,
+                    json!({"agent": agent, "session": session, "live": live.is_some(), "state": live, "timeline": t}),
+                ),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e),
+            }
+        }
+        (&Method::DELETE, ["sessions", agent, session]) => {
+            if end_session(&gw, agent, session).await {
+                tracing::warn!(agent, session, "session ended by an operator");
+                reply(
+                    StatusCode::OK,
+                    json!({"agent": agent, "session": session, "ended": true}),
+                )
+            } else {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no live session `{session}` of agent `{agent}`"),
+                )
+            }
+        }
+        (&Method::GET, ["alerts"]) => reply(
+            StatusCode::OK,
+            json!({"alerts": gw.behaviour.alerts.recent(limit(100) as usize)}),
+        ),
+        (&Method::GET, ["holds"]) => reply(StatusCode::OK, json!({"holds": gw.behaviour.holds()})),
+        (&Method::POST, ["holds", id, verb @ ("approve" | "refuse")]) => {
+            let approve = *verb == "approve";
+            if gw.behaviour.answer_hold(id, approve) {
+                tracing::info!(decision_id = id, approve, "hold answered by an operator");
+                reply(StatusCode::OK, json!({"id": id, "approved": approve}))
+            } else {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no held call `{id}` (answered or expired)"),
+                )
+            }
+        }
+        (&Method::POST, ["reload"]) => match &options.config {
+            None => error(
+                StatusCode::CONFLICT,
+                "no_config_file",
+                "the gateway runs the builtin demo configuration; there is no file to reload"
+                    .into(),
+            ),
+            Some(path) => match reload(&gw, path) {
+                Ok(_) => {
+                    tracing::info!(config = %path.display(), "configuration reloaded by an operator: judge rules, policy and labels");
+                    reply(
+                        StatusCode::OK,
+                        json!({"reloaded": true, "config": path.display().to_string()}),
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "configuration reload refused; the running configuration stays in force");
+                    error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e)
+                }
+            },
+        },
         _ => reply(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
     }
 }
@@ -209,12 +398,45 @@ fn store_error(e: &castellan_integrity::StoreError) -> Response<Full<Bytes>> {
     )
 }
 
-/// One `key=value` of a query string (values here are plain tokens: no
-/// percent-decoding needed beyond `%3A` for the hash's colon).
-fn query_param(query: Option<&str>, key: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.replace("%3A", ":").replace("%3a", ":"))
+/// Gauges read at scrape time.
+fn observe_gauges(gw: &Gateway) {
+    let (sessions, quarantined) = gw.behaviour.counts();
+    metrics::gauge!("castellan_sessions").set(gw.sessions.len() as f64);
+    metrics::gauge!("castellan_behaviour_sessions").set(sessions as f64);
+    metrics::gauge!("castellan_quarantined_agents").set(quarantined as f64);
+    metrics::gauge!("castellan_held_calls").set(gw.behaviour.holds().len() as f64);
+    if let Some((depth, lag)) = gw.behaviour.audit_stats() {
+        metrics::gauge!("castellan_audit_queue_depth").set(depth as f64);
+        metrics::gauge!("castellan_audit_write_lag_seconds").set(lag.as_secs_f64());
+    }
+}
+
+/// Ends a session for good: a legacy MCP session is closed (the agent's
+/// next request with its id gets 404, upstream sessions are closed) and
+/// the behavioural state is dropped either way.
+async fn end_session(gw: &Gateway, agent: &str, session: &str) -> bool {
+    if let Some(s) = gw.sessions.get(session)
+        && &*s.principal.agent == agent
+    {
+        return gw.end_session(session).await;
+    }
+    gw.behaviour.forget_session(agent, session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_and_query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(
+            query_param(Some("x=1&agent=a%20b"), "agent").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(query_param(Some("x=1"), "agent"), None);
+    }
 }

@@ -11,7 +11,7 @@
 //! poison each other's state. A trusted client may pass the user's own
 //! request as `_meta["io.castellan/intent"]`; values in it count as trusted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +38,48 @@ struct States {
     sessions: HashMap<SessionKey, SessionState>,
     agents: HashMap<AgentId, AggregateState>,
     users: HashMap<UserId, AggregateState>,
+    /// What operators see of each session (dropped with the session).
+    seen: HashMap<SessionKey, SessionSeen>,
+    /// The latest actions of each agent, newest last.
+    recent: HashMap<AgentId, AgentSeen>,
+}
+
+/// Recent actions kept per agent for the admin API.
+const RECENT_ACTIONS: usize = 20;
+
+/// A session as operators see it.
+#[derive(Debug)]
+struct SessionSeen {
+    agent: AgentId,
+    name: String,
+    risk: u32,
+    last_ms: u64,
+    started_ms: u64,
+    last_decision: &'static str,
+}
+
+/// One recent action of an agent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentAction {
+    /// The decision id.
+    pub id: String,
+    /// When.
+    pub at_ms: u64,
+    /// The session name.
+    pub session: String,
+    /// The upstream server.
+    pub upstream: String,
+    /// The tool, prompt or resource.
+    pub tool: String,
+    /// The decision.
+    pub decision: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct AgentSeen {
+    risk: u32,
+    last_ms: u64,
+    actions: VecDeque<RecentAction>,
 }
 
 /// What a call is about, owned, so its result can be judged later.
@@ -61,6 +103,10 @@ pub struct Judged {
     subject: Subject,
     /// The verdict.
     pub verdict: Verdict,
+    /// When the judge had decided (the call could go upstream).
+    decided: Instant,
+    /// When an operator released a held call.
+    released: std::sync::OnceLock<Instant>,
 }
 
 impl Subject {
@@ -114,7 +160,14 @@ pub struct Behaviour {
     held: Mutex<HashMap<String, Held>>,
     /// Whether an operator can answer holds (the admin API is on).
     pub approvals: std::sync::atomic::AtomicBool,
+    /// Recent alerts and their destinations.
+    pub alerts: crate::alerts::Alerts,
+    /// `server/tool` names that get their own metrics label.
+    metric_tools: RwLock<std::collections::HashSet<String>>,
 }
+
+/// Most tools with their own `tool` label in metrics; the rest are `other`.
+pub const METRIC_TOOLS: usize = 256;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -195,7 +248,15 @@ impl Behaviour {
             hold_timeout: cfg.hold_timeout,
             held: Mutex::new(HashMap::new()),
             approvals: std::sync::atomic::AtomicBool::new(false),
+            alerts: crate::alerts::Alerts::default(),
+            metric_tools: RwLock::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Sends alerts to these destinations instead of only keeping them.
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Behaviour {
+        self.alerts = alerts;
+        self
     }
 
     fn judge(&self) -> Judge {
@@ -244,6 +305,11 @@ impl Behaviour {
                 continue;
             };
             def.server = server.to_owned();
+            if let Ok(mut m) = self.metric_tools.write()
+                && m.len() < METRIC_TOOLS
+            {
+                m.insert(format!("{server}/{}", def.name));
+            }
             let key = (def.server.clone(), def.name.clone());
             if defs.get(&key) != Some(&def) {
                 defs.insert(key, def);
@@ -304,19 +370,33 @@ impl Behaviour {
             id: self.next_id(now),
             subject,
             verdict,
+            decided: Instant::now(),
+            released: std::sync::OnceLock::new(),
         };
         let elapsed = started.elapsed();
         let latency = elapsed.as_micros() as u64;
         metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
-        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.subject.server.clone()).increment(1);
+        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.subject.server.clone(), "tool" => self.tool_label(server, tool)).increment(1);
         for r in &judged.verdict.reasons {
             metrics::counter!("castellan_rule_firings_total", "rule" => r.rule.as_str().to_owned())
                 .increment(1);
         }
+        let mut flagged = false;
         if judged.verdict.alert || !judged.verdict.decision.forwards() {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
+            flagged = true;
         }
-        self.record(&judged, now, latency);
+        crate::telemetry::record_decision(&judged, &principal.agent, server, tool);
+        self.note(&judged, session, now);
+        let record = self.to_record(&judged, now, latency);
+        if flagged {
+            self.alerts.raise(crate::alerts::Alert::from(&record));
+        }
+        if let Some(audit) = &self.audit
+            && let Err(e) = audit.append(record)
+        {
+            tracing::error!(error = %e, decision_id = %judged.id, "audit record not written");
+        }
         Arc::new(judged)
     }
 
@@ -329,6 +409,7 @@ impl Behaviour {
             sessions,
             agents,
             users,
+            ..
         } = &mut *states;
         let session = sessions.entry(subject.session.clone()).or_default();
         let agent = agents.entry(subject.agent.clone()).or_default();
@@ -343,9 +424,32 @@ impl Behaviour {
         })
     }
 
+    /// The `tool` metrics label: the tool's name if the upstream listed it
+    /// and it is among the first [`METRIC_TOOLS`], else `other`.
+    fn tool_label(&self, server: &str, tool: &str) -> String {
+        let known = match self.metric_tools.read() {
+            Ok(m) => m.contains(&format!("{server}/{tool}")),
+            Err(_) => false,
+        };
+        if known {
+            tool.to_owned()
+        } else {
+            "other".into()
+        }
+    }
+
     /// Shows a result to the judge (taint, provenance, redactions) and
     /// returns the result the agent may see.
     pub fn inspect(&self, judged: &Judged, result: &mut Value) {
+        let started = Instant::now();
+        let sent = judged.released.get().copied().unwrap_or(judged.decided);
+        metrics::histogram!("castellan_upstream_seconds", "upstream" => judged.subject.server.clone())
+            .record(started.saturating_duration_since(sent).as_secs_f64());
+        self.inspect_result(judged, result);
+        metrics::histogram!("castellan_inspect_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    fn inspect_result(&self, judged: &Judged, result: &mut Value) {
         let judge = self.judge();
         let is_error = result
             .get("isError")
@@ -443,6 +547,7 @@ impl Behaviour {
 
     /// A held call approved by a human joins the baseline.
     pub fn approved(&self, judged: &Judged) {
+        let _ = judged.released.set(Instant::now());
         let judge = self.judge();
         self.with_state(&judged.subject, |state| {
             judge.record_approved(state, &judged.subject.call(), &judged.verdict)
@@ -454,12 +559,156 @@ impl Behaviour {
         self.judge().catalog().explain()
     }
 
+    /// Keeps what operators see of a decision: the session's and agent's
+    /// latest risk and activity, and the agent's recent actions.
+    fn note(&self, j: &Judged, session: &str, now: u64) {
+        let mut states = lock(&self.states);
+        let decision = j.verdict.decision.as_str();
+        let risk = j.verdict.risk_after.0;
+        let seen = states
+            .seen
+            .entry(j.subject.session.clone())
+            .or_insert_with(|| SessionSeen {
+                agent: j.subject.agent.clone(),
+                name: session.to_owned(),
+                risk: 0,
+                last_ms: now,
+                started_ms: now,
+                last_decision: decision,
+            });
+        seen.risk = risk;
+        seen.last_ms = now;
+        seen.last_decision = decision;
+        let agent = states.recent.entry(j.subject.agent.clone()).or_default();
+        agent.risk = risk;
+        agent.last_ms = now;
+        if agent.actions.len() >= RECENT_ACTIONS {
+            agent.actions.pop_front();
+        }
+        agent.actions.push_back(RecentAction {
+            id: j.id.clone(),
+            at_ms: now,
+            session: session.to_owned(),
+            upstream: j.subject.server.clone(),
+            tool: j.subject.tool.clone(),
+            decision,
+        });
+    }
+
+    /// Live behavioural sessions, most recently active first; only `agent`'s
+    /// when given.
+    pub fn sessions(&self, agent: Option<&str>) -> Vec<Value> {
+        let states = lock(&self.states);
+        let mut out: Vec<(u64, Value)> = states
+            .seen
+            .iter()
+            .filter(|(_, s)| agent.is_none_or(|a| s.agent.as_str() == a))
+            .map(|(key, s)| {
+                let state = states.sessions.get(key);
+                (
+                    s.last_ms,
+                    json!({
+                        "agent": s.agent.as_str(),
+                        "session": s.name,
+                        "risk": s.risk,
+                        "labels": state.map(|st| labels_of(st.labels())).unwrap_or_default(),
+                        "calls": state.map_or(0, SessionState::calls),
+                        "injection_seen": state.is_some_and(SessionState::injection_seen),
+                        "last_decision": s.last_decision,
+                        "started_ms": s.started_ms,
+                        "last_activity_ms": s.last_ms,
+                    }),
+                )
+            })
+            .collect();
+        out.sort_by_key(|s| std::cmp::Reverse(s.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// One session as [`Behaviour::sessions`] shows it, if it is live.
+    pub fn session(&self, agent: &str, session: &str) -> Option<Value> {
+        self.sessions(Some(agent))
+            .into_iter()
+            .find(|s| s["session"] == session)
+    }
+
+    /// Every agent seen or quarantined: latest risk, quarantine, the labels
+    /// of its live sessions, and its recent actions (newest first).
+    pub fn agents(&self) -> Vec<Value> {
+        let states = lock(&self.states);
+        let mut names: Vec<&AgentId> = states.agents.keys().chain(states.recent.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|a| {
+                let seen = states.recent.get(a);
+                let quarantine = states.agents.get(a).and_then(AggregateState::quarantine);
+                let mut labels = LabelSet::EMPTY;
+                let mut sessions = 0;
+                for (key, s) in &states.seen {
+                    if &s.agent == a {
+                        sessions += 1;
+                        if let Some(st) = states.sessions.get(key) {
+                            labels = labels.union(st.labels());
+                        }
+                    }
+                }
+                json!({
+                    "agent": a.as_str(),
+                    "risk": seen.map_or(0, |s| s.risk),
+                    "quarantined": quarantine.is_some(),
+                    "quarantine": quarantine.map(|q| json!({"since_ms": q.since.0, "rule": q.rule.as_str()})),
+                    "labels": labels_of(labels),
+                    "sessions": sessions,
+                    "last_activity_ms": seen.map(|s| s.last_ms),
+                    "recent": seen.map(|s| s.actions.iter().rev().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Live behavioural sessions and quarantined agents.
+    pub fn counts(&self) -> (usize, usize) {
+        let states = lock(&self.states);
+        (
+            states.sessions.len(),
+            states
+                .agents
+                .values()
+                .filter(|a| a.quarantine().is_some())
+                .count(),
+        )
+    }
+
+    /// Quarantines an agent at once (an operator action): every call it
+    /// makes is refused until it is released. False if it already was.
+    pub fn quarantine(&self, agent: &str, rule: &str) -> Result<bool, String> {
+        let mut states = lock(&self.states);
+        let aggregate = states.agents.entry(AgentId::new(agent)).or_default();
+        if aggregate.quarantine().is_some() {
+            return Ok(false);
+        }
+        // The judge's state has no setter for quarantine; it is serde, so set
+        // the field through its serialised form (the judge reads it back).
+        let q = castellan_judge::state::Quarantine {
+            since: Millis(now_ms()),
+            rule: castellan_judge::RuleId::new(rule),
+        };
+        let mut v = serde_json::to_value(&*aggregate).map_err(|e| e.to_string())?;
+        v["quarantine"] = serde_json::to_value(q).map_err(|e| e.to_string())?;
+        *aggregate = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     /// Drops a behavioural session's state (its MCP session ended). The
-    /// agent's and user's aggregates, which outlive sessions, stay.
-    pub fn forget_session(&self, agent: &str, session: &str) {
-        lock(&self.states)
-            .sessions
-            .remove(&SessionKey::new(format!("{agent}/{session}")));
+    /// agent's and user's aggregates, which outlive sessions, stay. False if
+    /// there was no such session.
+    pub fn forget_session(&self, agent: &str, session: &str) -> bool {
+        let key = SessionKey::new(format!("{agent}/{session}"));
+        let mut states = lock(&self.states);
+        let seen = states.seen.remove(&key).is_some();
+        states.sessions.remove(&key).is_some() || seen
     }
 
     /// Ends behavioural sessions idle for longer than `idle`: a 2026-07-28
@@ -481,10 +730,7 @@ impl Behaviour {
 
     /// Releases a quarantined agent.
     pub fn release(&self, agent: &str) -> bool {
-        let mut states = match self.states.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut states = lock(&self.states);
         match states.agents.get_mut(&AgentId::new(agent)) {
             Some(a) if a.quarantine().is_some() => {
                 a.release();
@@ -494,8 +740,8 @@ impl Behaviour {
         }
     }
 
-    fn record(&self, j: &Judged, now: u64, latency_us: u64) {
-        let record = Record {
+    fn to_record(&self, j: &Judged, now: u64, latency_us: u64) -> Record {
+        Record {
             id: j.id.clone(),
             at_ms: now,
             agent: j.subject.agent.as_str().to_owned(),
@@ -530,10 +776,6 @@ impl Behaviour {
             risk_before: j.verdict.risk_before.0,
             risk_after: j.verdict.risk_after.0,
             latency_us,
-        };
-        let Some(audit) = &self.audit else { return };
-        if let Err(e) = audit.append(record) {
-            tracing::error!(error = %e, decision_id = %j.id, "audit record not written");
         }
     }
 
@@ -542,6 +784,37 @@ impl Behaviour {
         if let Some(Err(e)) = self.audit.as_ref().map(Writer::flush) {
             tracing::error!(error = %e, "audit flush failed");
         }
+    }
+
+    /// A session's decisions in order, from the audit log (blocking: call
+    /// off the executor). At most the newest `limit`.
+    pub fn timeline(&self, agent: &str, session: &str, limit: u64) -> Result<Vec<Value>, String> {
+        let Some(audit) = &self.audit else {
+            return Err("no audit log".into());
+        };
+        // Batched records may still be on their way to the file.
+        audit.flush().map_err(|e| e.to_string())?;
+        let filter = castellan_audit::Filter {
+            session: Some(format!("{agent}/{session}")),
+            limit: Some(limit),
+            ..Default::default()
+        };
+        let records = castellan_audit::query(audit.path(), &filter).map_err(|e| e.to_string())?;
+        Ok(records
+            .into_iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(&s.record).unwrap_or_default();
+                v["seq"] = json!(s.seq);
+                v
+            })
+            .collect())
+    }
+
+    /// The audit writer's queue depth and the lag of its last batch.
+    pub fn audit_stats(&self) -> Option<(u64, std::time::Duration)> {
+        self.audit
+            .as_ref()
+            .map(|a| (a.queue_depth(), a.write_lag()))
     }
 
     /// Whether the audit log must hold a record before the agent's answer.
@@ -557,6 +830,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
+}
+
+fn labels_of(set: LabelSet) -> Vec<&'static str> {
+    set.iter().map(Label::as_str).collect()
 }
 
 /// The arguments with every string replaced by its length: the audit log

@@ -276,7 +276,13 @@ impl Gateway {
                 let Some(id) = env.id.clone() else {
                     return Outcome::Accepted;
                 };
-                match self.request(&caller, &id, env, wants_sse).await {
+                let span = crate::telemetry::request_span(env.method());
+                match tracing::Instrument::instrument(
+                    self.request(&caller, &id, env, wants_sse),
+                    span,
+                )
+                .await
+                {
                     Ok(o) => o,
                     Err(e) => {
                         // Modern agents learn "no such method" from the HTTP status too.

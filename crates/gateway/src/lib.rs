@@ -6,17 +6,21 @@
 //!   sessions, Host/Origin checks, body limits) and response rendering;
 //! - [`identity`]: API keys, JWTs and client certificates ([`tls`]), the
 //!   agent behind each request;
-//! - [`admin`]: the operators' API (holds, quarantine release, health);
+//! - [`admin`]: the operators' API (agents, sessions, alerts, holds,
+//!   quarantine, reload, tool pins, health, metrics);
+//! - [`alerts`]: alerts to standard output and webhooks, off the hot path;
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
 //! - [`federation`]: namespacing and the routing tables;
 //! - [`integrity`]: tool pins, rug-pull and shadowing findings;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
 //! - [`session`]: legacy-era agent sessions and resumable streams;
+//! - [`telemetry`]: a span per request and `traceparent` to upstreams;
 //! - [`upstream`]: builtin, Streamable HTTP and stdio upstreams.
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod behaviour;
 pub mod federation;
 pub mod gateway;
@@ -26,6 +30,7 @@ pub mod listen;
 mod relay;
 pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::sign::SigningKey;
 
 fn record(i: u64, decision: &str) -> Record {
     Record {
@@ -205,4 +206,213 @@ fn one_bad_record_does_not_lose_the_rest_of_its_batch() {
         verify(&path).expect("verify"),
         Verification::Intact { records: 4 }
     );
+}
+
+/// A fresh key pair on disk: (private key file, public key file).
+fn keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (private, public) = SigningKey::generate().expect("keygen");
+    let k = dir.join(format!("{name}.pem"));
+    let p = dir.join(format!("{name}.pub.pem"));
+    std::fs::write(&k, private).expect("write key");
+    std::fs::write(&p, public).expect("write pub");
+    (k, p)
+}
+
+fn signed_config(key: &Path, every: u64) -> WriterConfig {
+    WriterConfig {
+        checkpoint: Some(std::sync::Arc::new(Checkpointing {
+            key: SigningKey::from_file(key).expect("key"),
+            every,
+            interval: Duration::from_secs(3600),
+        })),
+        ..WriterConfig::default()
+    }
+}
+
+fn write_signed(path: &Path, key: &Path, start: u64, n: u64, every: u64) {
+    let (w, handle) =
+        AuditLog::open(path, Durability::Batched, signed_config(key, every)).expect("open");
+    for i in start..start + n {
+        // One record per batch, so checkpoints land every `every` records.
+        w.append(record(i, "allow")).expect("append");
+        w.flush().expect("flush");
+    }
+    drop(w);
+    handle.join().expect("writer");
+}
+
+fn report(path: &Path, public: &Path) -> Report {
+    verify_with(path, Some(&PublicKey::from_file(public).expect("pub"))).expect("verify")
+}
+
+#[test]
+fn signed_checkpoints_verify_with_only_the_public_key() {
+    let path = fresh("signed");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    write_signed(&path, &key, 0, 25, 10);
+    let r = report(&path, &public);
+    assert_eq!(r.verification, Verification::Intact { records: 25 });
+    // Every 10 records, and the rest when the writer stops.
+    assert_eq!(r.checkpoints, 3, "{r:?}");
+    assert_eq!(r.last_checkpoint, Some(25));
+    assert_eq!(r.unsigned_tail, 0);
+    // Another key does not vouch for this log.
+    let (_, other) = keys(&dir, "other");
+    let r = report(&path, &other);
+    match r.verification {
+        Verification::Broken { seq, reason, .. } => {
+            assert_eq!(seq, 10);
+            assert!(reason.contains("signature"), "{reason}");
+        }
+        v => panic!("a wrong key must not verify: {v:?}"),
+    }
+}
+
+#[test]
+fn a_rewritten_and_fully_rehashed_chain_is_caught_by_the_signed_checkpoint() {
+    let path = fresh("rewritten");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    write_signed(&path, &key, 0, 20, 10);
+    // The attacker changes record 3 and re-hashes every record after it:
+    // the plain chain check passes, the signed checkpoint at 10 does not.
+    let conn = Connection::open(&path).expect("open");
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, record FROM records ORDER BY seq")
+        .expect("prep")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut prev = GENESIS;
+    for (seq, text) in rows {
+        let text = if seq == 3 {
+            text.replace("\"allow\"", "\"deny\"")
+        } else {
+            text
+        };
+        let h = chain_hash(&prev, text.as_bytes());
+        conn.execute(
+            "UPDATE records SET record = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            params![text, &prev[..], &h[..], seq],
+        )
+        .expect("rewrite");
+        prev = h;
+    }
+    drop(conn);
+    let r = report(&path, &public);
+    match r.verification {
+        Verification::Broken { seq, reason, .. } => {
+            assert_eq!(seq, 10, "{reason}");
+            assert!(reason.contains("checkpoint"), "{reason}");
+        }
+        v => panic!("rewrite not found: {v:?}"),
+    }
+    // Forging the checkpoint to match needs the private key: a re-signed
+    // head with another key is refused as well.
+    let (other_key, _) = keys(&dir, "attacker");
+    let forged = SigningKey::from_file(&other_key).expect("key");
+    let conn = Connection::open(&path).expect("open");
+    conn.execute("DELETE FROM checkpoints", []).expect("drop");
+    drop(conn);
+    let conn = Connection::open(&path).expect("open");
+    crate::sign::checkpoint(&conn, &forged, 1).expect("forge");
+    drop(conn);
+    assert!(matches!(
+        report(&path, &public).verification,
+        Verification::Broken { .. }
+    ));
+}
+
+#[test]
+fn an_altered_checkpoint_and_a_cut_tail_are_named() {
+    let path = fresh("altered-checkpoint");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    write_signed(&path, &key, 0, 20, 10);
+    exec(
+        &path,
+        "UPDATE checkpoints SET signature = zeroblob(64) WHERE seq = 10",
+    );
+    let Verification::Broken { seq, reason, .. } = report(&path, &public).verification else {
+        panic!("altered checkpoint not found");
+    };
+    assert_eq!(seq, 10);
+    assert!(reason.contains("signature"), "{reason}");
+
+    let path = fresh("cut-tail");
+    write_signed(&path, &key, 0, 20, 10);
+    exec(&path, "DELETE FROM records WHERE seq > 15");
+    let Verification::Broken { seq, reason, .. } = report(&path, &public).verification else {
+        panic!("cut tail not found");
+    };
+    assert_eq!(seq, 20);
+    assert!(reason.contains("deleted from the end"), "{reason}");
+}
+
+#[test]
+fn retention_by_count_keeps_the_chain_verifiable_from_a_signed_anchor() {
+    let path = fresh("retention-count");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    write_signed(&path, &key, 0, 30, 10);
+    let signing = SigningKey::from_file(&key).expect("key");
+    let mut conn = Connection::open(&path).expect("open");
+    let removed = crate::sign::prune(
+        &mut conn,
+        &Retention {
+            max_age: None,
+            max_records: Some(12),
+        },
+        Some(&signing),
+        now_ms(),
+    )
+    .expect("prune");
+    drop(conn);
+    assert_eq!(removed, 18);
+    let r = report(&path, &public);
+    assert_eq!(r.verification, Verification::Intact { records: 12 });
+    assert_eq!(r.anchor, Some(19));
+    assert_eq!(
+        verify(&path).expect("verify"),
+        Verification::Intact { records: 12 }
+    );
+    // Deleting more from the start without a new anchor is still found.
+    exec(&path, "DELETE FROM records WHERE seq = 19");
+    assert_eq!(broken_at(&path).0, 20);
+}
+
+#[test]
+fn retention_by_age_runs_in_the_writer_and_an_unsigned_anchor_is_refused_with_the_key() {
+    let path = fresh("retention-age");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    // Records at_ms are in 2023: all older than a day, so only the newest
+    // stays as the anchor when the next writer starts.
+    write_signed(&path, &key, 0, 5, 100);
+    let cfg = WriterConfig {
+        retention: Retention {
+            max_age: Some(Duration::from_secs(86_400)),
+            max_records: None,
+        },
+        ..signed_config(&key, 100)
+    };
+    let (w, handle) = AuditLog::open(&path, Durability::Batched, cfg).expect("open");
+    w.flush().expect("flush");
+    drop(w);
+    handle.join().expect("writer");
+    let r = report(&path, &public);
+    assert_eq!(r.verification, Verification::Intact { records: 1 }, "{r:?}");
+    assert_eq!(r.anchor, Some(5));
+    // Someone without the key prunes further and forges an anchor.
+    exec(
+        &path,
+        "INSERT INTO prunes (at_ms, removed, anchor_seq, anchor_prev, signature) SELECT 0, 1, seq, prev_hash, NULL FROM records WHERE seq = 5",
+    );
+    assert!(verify(&path).is_ok());
+    let Verification::Broken { reason, .. } = report(&path, &public).verification else {
+        panic!("unsigned anchor accepted");
+    };
+    assert!(reason.contains("anchor"), "{reason}");
 }

@@ -79,6 +79,7 @@ pub struct Gateway {
     pub url: String,
     pub config: PathBuf,
     pub stderr_log: PathBuf,
+    pub stdout_log: PathBuf,
 }
 
 impl Gateway {
@@ -86,6 +87,11 @@ impl Gateway {
     /// loopback port). Without an `auth` section the test agent's API key
     /// ([`TEST_KEY`], agent `test-agent`) is configured.
     pub fn start(yaml: &str) -> Gateway {
+        Gateway::start_with_env(yaml, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = scratch("gw");
         let config = dir.join("castellan.yaml");
         let yaml = if yaml.contains("\nauth:") || yaml.starts_with("auth:") {
@@ -113,6 +119,7 @@ impl Gateway {
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("CASTELLAN_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).expect("log file"))
             .spawn()
@@ -120,8 +127,12 @@ impl Gateway {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let (admin_tx, admin_rx) = std::sync::mpsc::channel();
+        let stdout_log = dir.join("stdout.log");
+        let mut copy = std::fs::File::create(&stdout_log).expect("stdout log");
         std::thread::spawn(move || {
+            use std::io::Write as _;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(copy, "{line}");
                 if let Some(url) = line.trim().strip_prefix("admin API: ") {
                     let _ = admin_tx.send(
                         url.split_whitespace()
@@ -154,11 +165,43 @@ impl Gateway {
             admin,
             config,
             stderr_log,
+            stdout_log,
         }
     }
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Everything the gateway printed on standard output so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_log).unwrap_or_default()
+    }
+
+    /// Scrapes the admin listener's `/metrics` (no token needed).
+    pub async fn metrics(&self) -> String {
+        let base = self.admin.as_deref().expect("admin API");
+        let r = send(
+            "GET",
+            &format!("{base}/metrics"),
+            &[("authorization", "")],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    /// Calls the admin API with `token`.
+    pub async fn admin(&self, token: &str, method: &str, path: &str) -> Reply {
+        let base = self.admin.as_deref().expect("admin API");
+        send(
+            method,
+            &format!("{base}{path}"),
+            &[("authorization", &format!("Bearer {token}"))],
+            Vec::new(),
+        )
+        .await
     }
 }
 

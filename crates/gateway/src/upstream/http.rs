@@ -484,6 +484,9 @@ impl HttpUpstream {
                 }
             }
         }
+        if let Some((k, v)) = crate::telemetry::traceparent() {
+            b = b.header(k, v);
+        }
         let body = Bytes::from(out.to_bytes());
         let mut req = b
             .body(Full::new(body.clone()))
