@@ -493,3 +493,110 @@ fn detector_names_are_unique_and_classes_consistent() {
 fn short_text_is_not_scanned() {
     assert!(kinds("a@b.c").is_empty());
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::super::{Detectors, inspect_tool_definition};
+
+    /// Text made of the pieces detectors look at (digits, separators,
+    /// prefixes, keywords, markers, multi-byte and invisible characters),
+    /// so that the validators, not only the prefilters, run.
+    fn texty() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "0",
+            "1",
+            "4",
+            "9",
+            " ",
+            "-",
+            ".",
+            "/",
+            "+",
+            "(",
+            ")",
+            "@",
+            ":",
+            "=",
+            "\"",
+            "'",
+            "AKIA",
+            "ghp_",
+            "eyJ",
+            "sk-",
+            "-----BEGIN",
+            "PRIVATE KEY-----",
+            "password",
+            "ssn",
+            "passport",
+            " Street",
+            " St",
+            "://",
+            "www.",
+            "GB82",
+            "![",
+            "](",
+            "<img src=",
+            "?",
+            "{",
+            "assistant,",
+            "send",
+            "<system>",
+            "é",
+            "日本",
+            "👨\u{200D}👩",
+            "\u{200B}",
+            "\u{202E}",
+            "\u{E0041}",
+            "\u{FEFF}",
+            "x",
+            "Q",
+            "z",
+            "\n",
+        ]);
+        prop::collection::vec(piece, 0..80).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn scanning_never_panics_and_spans_are_char_boundaries(text in texty()) {
+            let d = Detectors::shared();
+            let mut out = Vec::new();
+            d.scan(&text, &mut out);
+            for f in &out {
+                prop_assert!(f.range.start < f.range.end && f.range.end <= text.len());
+                prop_assert!(text.is_char_boundary(f.range.start));
+                prop_assert!(text.is_char_boundary(f.range.end));
+            }
+            let mut sigs = Vec::new();
+            d.signals(&text, &mut sigs);
+            for s in &sigs {
+                prop_assert!(s.range.start < s.range.end && s.range.end <= text.len());
+                prop_assert!(text.is_char_boundary(s.range.start));
+                prop_assert!(text.is_char_boundary(s.range.end));
+            }
+        }
+
+        #[test]
+        fn scanning_arbitrary_unicode_never_panics(text in "\\PC{0,300}") {
+            let d = Detectors::shared();
+            let mut out = Vec::new();
+            d.scan(&text, &mut out);
+            for f in &out {
+                prop_assert!(text.is_char_boundary(f.range.start) && text.is_char_boundary(f.range.end));
+            }
+            let mut sigs = Vec::new();
+            d.signals(&text, &mut sigs);
+        }
+
+        #[test]
+        fn tool_definition_findings_point_inside_their_string(desc in texty()) {
+            for f in inspect_tool_definition("t", Some(&desc), &serde_json::json!({})) {
+                if f.location == "description" {
+                    prop_assert!(f.end <= desc.len());
+                    prop_assert!(desc.is_char_boundary(f.start) && desc.is_char_boundary(f.end));
+                }
+            }
+        }
+    }
+}
