@@ -15,6 +15,7 @@
 //! the detector, the class and the byte range, never the matched text.
 
 mod definition;
+mod keywords;
 mod numbers;
 mod secrets;
 mod signals;
@@ -464,11 +465,40 @@ pub struct Detectors {
     url: Regex,
     iban: Regex,
     hints: AhoCorasick,
-    words: AhoCorasick,
-    signals: AhoCorasick,
-    signal_src: Vec<(&'static str, signals::Src)>,
+    words: keywords::Keywords<secrets::Kw>,
+    signals: keywords::Keywords<(&'static str, signals::Src)>,
     custom: Option<CustomDetectors>,
 }
+
+const C_DIGIT: u8 = 1;
+const C_UPPER: u8 = 2;
+const C_LOWER: u8 = 4;
+const C_TOK: u8 = 8;
+const C_AT: u8 = 16;
+const C_COLON: u8 = 32;
+const C_DOT: u8 = 64;
+const C_MIXED: u8 = C_DIGIT | C_UPPER | C_LOWER;
+
+/// Byte classes for the anchor pass.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => C_DIGIT | C_TOK,
+            b'A'..=b'Z' => C_UPPER | C_TOK,
+            b'a'..=b'z' => C_LOWER | C_TOK,
+            b'_' | b'-' | b'+' | b'/' | b'=' => C_TOK,
+            b'@' => C_AT,
+            b':' => C_COLON,
+            b'.' => C_DOT,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
 
 // Patterns avoid large bounded repetitions (they blow up the automata) and
 // use ASCII word boundaries so the lazy DFA handles every haystack; lengths
@@ -490,17 +520,13 @@ impl Detectors {
             .match_kind(MatchKind::LeftmostFirst)
             .build(secrets::HINTS.iter().map(|h| h.0))
             .expect("secret hints compile");
-        let words = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(secrets::WORDS.iter().map(|w| w.0))
-            .expect("keywords compile");
-        let signal_src = signals::patterns();
-        let signals = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(signal_src.iter().map(|s| s.0))
-            .expect("signal phrases compile");
+        let words = keywords::Keywords::new(&secrets::WORDS);
+        let signals = keywords::Keywords::new(
+            &signals::patterns()
+                .into_iter()
+                .map(|(p, src)| (p, (p, src)))
+                .collect::<Vec<_>>(),
+        );
         Detectors {
             email: re(EMAIL),
             url: re(URL),
@@ -508,7 +534,6 @@ impl Detectors {
             hints,
             words,
             signals,
-            signal_src,
             custom: None,
         }
     }
@@ -581,37 +606,51 @@ impl Detectors {
         }
         let n0 = out.len();
         let b = text.as_bytes();
-        let mut has_at = false;
-        let mut has_colon_slash = false;
-        let mut upper_pair = false;
-        let mut has_digit = false;
-        // One pass over the bytes for the anchors of the regex detectors.
-        let (mut uppers, mut prev_digit) = (0u8, false);
+        // One pass over the bytes for the anchors of the regex detectors
+        // (`@`, `:` before `/`, two capitals before two digits) and the
+        // candidates of the high-entropy detector (token runs of 20 bytes
+        // or more mixing digits, upper and lower case).
+        let (mut seen, mut uppers, mut upper_pair) = (0u8, 0u8, false);
+        let (mut run_start, mut run_cls) = (0usize, 0u8);
+        let mut tokens = [(0usize, 0usize); 8];
+        let mut n_tokens = 0usize;
         for (i, c) in b.iter().enumerate() {
-            match c {
-                b'0'..=b'9' => {
-                    has_digit = true;
-                    if uppers >= 2 && !prev_digit && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                        upper_pair = true;
+            let k = CLASS[usize::from(*c)];
+            seen |= k;
+            if k & C_TOK == 0 {
+                if i - run_start >= 20 && run_cls & C_MIXED == C_MIXED {
+                    if n_tokens < tokens.len() {
+                        tokens[n_tokens] = (run_start, i);
                     }
-                    uppers = 0;
-                    prev_digit = true;
-                    continue;
+                    n_tokens += 1;
                 }
-                b'A'..=b'Z' => uppers = uppers.saturating_add(1),
-                b'@' => {
-                    has_at = true;
-                    uppers = 0;
-                }
-                b':' => {
-                    has_colon_slash |= b.get(i + 1) == Some(&b'/');
-                    uppers = 0;
-                }
-                _ => uppers = 0,
+                run_start = i + 1;
+                run_cls = 0;
+            } else {
+                run_cls |= k;
             }
-            prev_digit = false;
+            if k & C_DIGIT != 0 {
+                upper_pair |= uppers >= 2 && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+                uppers = 0;
+            } else if k & C_UPPER != 0 {
+                uppers = uppers.saturating_add(1);
+            } else {
+                uppers = 0;
+            }
         }
-        let has_www = !has_colon_slash && (text.contains("www.") || text.contains("WWW."));
+        if b.len() - run_start >= 20 && run_cls & C_MIXED == C_MIXED {
+            if n_tokens < tokens.len() {
+                tokens[n_tokens] = (run_start, b.len());
+            }
+            n_tokens += 1;
+        }
+        let has_at = seen & C_AT != 0;
+        let has_digit = seen & C_DIGIT != 0;
+        let has_colon_slash = seen & C_COLON != 0 && memchr::memmem::find(b, b"://").is_some();
+        let has_www = !has_colon_slash
+            && seen & C_DOT != 0
+            && (memchr::memmem::find(b, b"www.").is_some()
+                || memchr::memmem::find(b, b"WWW.").is_some());
         let push_re = |re: &Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
             for m in re.find_iter(text) {
                 if ok(m.as_str()) {
@@ -642,26 +681,24 @@ impl Detectors {
         }
         let mut ssn_kw: [usize; 4] = [usize::MAX; 4];
         let mut n_ssn = 0;
-        for m in self.words.find_iter(text) {
-            let (s, e) = (m.start(), m.end());
-            let kw = secrets::WORDS[m.pattern().as_usize()].1;
-            let alone = || {
-                (s == 0 || !b[s - 1].is_ascii_alphabetic())
-                    && !b.get(e).is_some_and(u8::is_ascii_alphabetic)
-            };
+        self.words.find(b, |s, e, kw| {
+            let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
+                && !b.get(e).is_some_and(u8::is_ascii_alphabetic);
             match kw {
                 secrets::Kw::Assign => secrets::assignment(text, e, out),
-                secrets::Kw::Passport if alone() || b.get(e) == Some(&b's') => {
+                secrets::Kw::Passport if alone || b.get(e) == Some(&b's') => {
                     secrets::passport(text, e, out);
                 }
-                secrets::Kw::Ssn if alone() => {
+                secrets::Kw::Ssn if alone => {
                     ssn_kw[n_ssn % 4] = e;
                     n_ssn += 1;
                 }
-                secrets::Kw::Street => secrets::street(text, s, e, out),
+                secrets::Kw::Street if s > 0 && b[s - 1] == b' ' => {
+                    secrets::street(text, s - 1, e, out);
+                }
                 _ => {}
             }
-        }
+        });
         if has_colon_slash && has_at {
             secrets::connection_strings(text, out);
         }
@@ -684,7 +721,11 @@ impl Detectors {
                     i += 1;
                 }
             }
-            secrets::high_entropy(text, out);
+            if n_tokens > tokens.len() {
+                secrets::high_entropy(text, None, out);
+            } else {
+                secrets::high_entropy(text, Some(&tokens[..n_tokens]), out);
+            }
         }
         if let Some(c) = &self.custom {
             c.scan(text, out);
@@ -694,24 +735,23 @@ impl Detectors {
     /// Every injection signal in `text`, in order of position (at most one
     /// invisible-character signal).
     pub fn signals(&self, text: &str, out: &mut Vec<Signal>) {
-        for m in self.signals.find_iter(text) {
-            let (p, src) = self.signal_src[m.pattern().as_usize()];
+        self.signals.find(text.as_bytes(), |s, e, (p, src)| {
             let sig = match src {
                 signals::Src::Phrase => Some(Signal {
                     kind: SignalKind::Phrase,
                     what: p,
-                    range: m.range(),
+                    range: s..e,
                 }),
                 signals::Src::Marker => Some(Signal {
                     kind: SignalKind::Marker,
                     what: p,
-                    range: m.range(),
+                    range: s..e,
                 }),
-                signals::Src::Address => signals::imperative(text, m.start(), m.end()),
-                signals::Src::Link => signals::exfil_link(text, m.start(), p),
+                signals::Src::Address => signals::imperative(text, s, e),
+                signals::Src::Link => signals::exfil_link(text, s, p),
             };
             out.extend(sig);
-        }
+        });
         out.extend(signals::invisible(text));
     }
 

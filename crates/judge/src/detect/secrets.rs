@@ -48,7 +48,8 @@ pub(super) enum Kw {
     Street,
 }
 
-/// Keywords for the case-insensitive prefilter.
+/// Keywords for the case-insensitive prefilter (street suffixes are
+/// checked for a leading space and a capital by [`street`]).
 pub(super) const WORDS: [(&str, Kw); 34] = [
     ("password", Kw::Assign),
     ("passwd", Kw::Assign),
@@ -61,29 +62,29 @@ pub(super) const WORDS: [(&str, Kw); 34] = [
     ("passport", Kw::Passport),
     ("ssn", Kw::Ssn),
     ("social security", Kw::Ssn),
-    (" Street", Kw::Street),
-    (" St", Kw::Street),
-    (" Avenue", Kw::Street),
-    (" Ave", Kw::Street),
-    (" Road", Kw::Street),
-    (" Rd", Kw::Street),
-    (" Boulevard", Kw::Street),
-    (" Blvd", Kw::Street),
-    (" Lane", Kw::Street),
-    (" Ln", Kw::Street),
-    (" Drive", Kw::Street),
-    (" Dr", Kw::Street),
-    (" Court", Kw::Street),
-    (" Ct", Kw::Street),
-    (" Way", Kw::Street),
-    (" Place", Kw::Street),
-    (" Pl", Kw::Street),
-    (" Terrace", Kw::Street),
-    (" Parkway", Kw::Street),
-    (" Pkwy", Kw::Street),
-    (" Circle", Kw::Street),
-    (" Highway", Kw::Street),
-    (" Square", Kw::Street),
+    ("street", Kw::Street),
+    ("st", Kw::Street),
+    ("avenue", Kw::Street),
+    ("ave", Kw::Street),
+    ("road", Kw::Street),
+    ("rd", Kw::Street),
+    ("boulevard", Kw::Street),
+    ("blvd", Kw::Street),
+    ("lane", Kw::Street),
+    ("ln", Kw::Street),
+    ("drive", Kw::Street),
+    ("dr", Kw::Street),
+    ("court", Kw::Street),
+    ("ct", Kw::Street),
+    ("way", Kw::Street),
+    ("place", Kw::Street),
+    ("pl", Kw::Street),
+    ("terrace", Kw::Street),
+    ("parkway", Kw::Street),
+    ("pkwy", Kw::Street),
+    ("circle", Kw::Street),
+    ("highway", Kw::Street),
+    ("square", Kw::Street),
 ];
 
 fn word(b: u8) -> bool {
@@ -343,11 +344,34 @@ pub(super) fn street(text: &str, at: usize, end: usize, out: &mut Vec<Finding>) 
 /// case and digits, switch character class often (unlike identifiers) and
 /// carry at least 3.5 bits of entropy per character. Skips spans already
 /// reported.
-pub(super) fn high_entropy(text: &str, out: &mut Vec<Finding>) {
+/// `runs` are the candidate runs found by the caller's byte pass (`None`:
+/// find them here).
+pub(super) fn high_entropy(text: &str, runs: Option<&[(usize, usize)]>, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/' | b'=');
-    let mut i = 0;
     let n0 = out.len();
+    let check = |s: usize, e: usize, out: &mut Vec<Finding>| {
+        let len = e - s;
+        if !(20..=256).contains(&len)
+            || (s > 0 && b[s - 1] >= 0x80)
+            || b.get(e).is_some_and(|c| *c >= 0x80)
+            || out[..n0]
+                .iter()
+                .any(|f| f.range.start < e && s < f.range.end)
+        {
+            return;
+        }
+        if looks_random(&b[s..e]) {
+            push(out, Det::HighEntropy, s, e);
+        }
+    };
+    if let Some(runs) = runs {
+        for (s, e) in runs {
+            check(*s, *e, out);
+        }
+        return;
+    }
+    let mut i = 0;
     while i < b.len() {
         if !tok(b[i]) {
             i += 1;
@@ -356,22 +380,7 @@ pub(super) fn high_entropy(text: &str, out: &mut Vec<Finding>) {
         let s = i;
         let e = run(b, s, tok);
         i = e;
-        let len = e - s;
-        if !(20..=256).contains(&len)
-            || (s > 0 && b[s - 1] >= 0x80)
-            || b.get(e).is_some_and(|c| *c >= 0x80)
-        {
-            continue;
-        }
-        if out[..n0]
-            .iter()
-            .any(|f| f.range.start < e && s < f.range.end)
-        {
-            continue;
-        }
-        if looks_random(&b[s..e]) {
-            push(out, Det::HighEntropy, s, e);
-        }
+        check(s, e, out);
     }
 }
 

@@ -294,7 +294,7 @@ pub(super) fn invisible(text: &str) -> Option<Signal> {
     let mut zw: Option<(usize, usize)> = None;
     let mut zw_count = 0;
     let mut i = 0;
-    while let Some(p) = b[i..].iter().position(|c| matches!(c, 0xE2 | 0xEF | 0xF3)) {
+    while let Some(p) = memchr::memchr3(0xE2, 0xEF, 0xF3, &b[i..]) {
         let at = i + p;
         let s = &b[at..];
         let hit = match s {
