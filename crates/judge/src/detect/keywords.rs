@@ -20,8 +20,21 @@ pub(super) struct Keywords<T: Copy> {
     /// For each (lower-cased) first byte, the set of (lower-cased) second
     /// bytes, as a 128-bit set in 16 bytes.
     pairs: [[u8; 16]; 128],
+    /// Pairs that are whole two-byte patterns (no third byte to check).
+    short: [[u8; 16]; 128],
+    /// A bit set over a hash of the first three (lower-cased) bytes of the
+    /// longer patterns.
+    tri: [u8; 512],
     /// Byte classes: [`ALPHA`], [`START`], [`SYM`].
     cls: [u8; 256],
+}
+
+fn tri_hash(a: u8, b: u8, c: u8) -> usize {
+    (usize::from(low(a)) * 961 + usize::from(low(b)) * 31 + usize::from(low(c))) & 4095
+}
+
+fn has(set: &[[u8; 16]; 128], a: u8, b: u8) -> bool {
+    set[usize::from(a & 0x7f)][usize::from((b & 0x7f) >> 3)] & (1 << (b & 7)) != 0
 }
 
 /// An ASCII letter.
@@ -47,6 +60,8 @@ impl<T: Copy> Keywords<T> {
         pats.sort_by_key(|(p, _)| (key(p[0], p[1]), std::cmp::Reverse(p.len())));
         let mut keys: Vec<(u16, u16)> = Vec::new();
         let mut pairs = [[0u8; 16]; 128];
+        let mut short = [[0u8; 16]; 128];
+        let mut tri = [0u8; 512];
         let mut cls = [0u8; 256];
         for c in 0..=255u8 {
             if c.is_ascii_alphabetic() {
@@ -60,6 +75,12 @@ impl<T: Copy> Keywords<T> {
             }
             let c2 = p[1] & 0x7f;
             pairs[usize::from(p[0] & 0x7f)][usize::from(c2 >> 3)] |= 1 << (c2 & 7);
+            if p.len() == 2 {
+                short[usize::from(p[0] & 0x7f)][usize::from(c2 >> 3)] |= 1 << (c2 & 7);
+            } else {
+                let h = tri_hash(p[0], p[1], p[2]);
+                tri[h >> 3] |= 1 << (h & 7);
+            }
             if p[0].is_ascii_alphabetic() {
                 cls[usize::from(p[0].to_ascii_lowercase())] |= START;
                 cls[usize::from(p[0].to_ascii_uppercase())] |= START;
@@ -71,6 +92,8 @@ impl<T: Copy> Keywords<T> {
             pats,
             keys,
             pairs,
+            short,
+            tri,
             cls,
         }
     }
@@ -90,12 +113,21 @@ impl<T: Copy> Keywords<T> {
             if !candidate {
                 continue;
             }
-            let c2 = low(text[i + 1]);
-            if c2 >= 128
-                || self.pairs[usize::from(low(*c) & 0x7f)][usize::from(c2 >> 3)] & (1 << (c2 & 7))
-                    == 0
-            {
+            let (c1, c2) = (low(*c), low(text[i + 1]));
+            if c2 >= 128 || !has(&self.pairs, c1, c2) {
                 continue;
+            }
+            // A two-letter pattern (a street abbreviation) must end its
+            // word; otherwise the third byte must fit a longer pattern.
+            let c3 = text.get(i + 2).copied();
+            let short_ok = has(&self.short, c1, c2)
+                && (!c1.is_ascii_alphabetic() || !c3.is_some_and(|c| c.is_ascii_alphanumeric()));
+            if !short_ok {
+                let Some(c3) = c3 else { continue };
+                let h = tri_hash(c1, c2, c3);
+                if self.tri[h >> 3] & (1 << (h & 7)) == 0 {
+                    continue;
+                }
             }
             if let Some(m) = self.at(text, i) {
                 f(i, i + self.pats[m].0.len(), self.pats[m].1);
