@@ -1,10 +1,24 @@
-//! Content detectors: e-mail addresses, URLs, IBANs (mod 97), card numbers
-//! (Luhn), secrets and tokens, long numbers, and prompt-injection phrasing.
+//! Content inspection: personal data, secrets, operator-defined patterns
+//! and injection signals.
 //!
-//! Owns: [`Detectors`] (compiled once) and [`Finding`]. Self-contained so a
-//! later content-inspection layer can replace or deepen it. One pass: an
-//! Aho-Corasick prefilter and a `RegexSet` decide which detectors can fire,
-//! then only those run to give positions and validate checksums.
+//! Owns: [`Detectors`] (compiled once, shared), [`Kind`] (the detector
+//! classes an operator assigns actions to), [`Det`] (the built-in
+//! detectors), [`Finding`], [`ContentAction`], [`CustomDetectors`] and the
+//! injection [`Signal`]s, plus [`inspect_tool_definition`].
+//!
+//! One pass per concern, never one scan per detector: `memchr`-style byte
+//! searches and two Aho-Corasick automata (case-sensitive token prefixes,
+//! case-insensitive keywords) find the few positions where a detector can
+//! fire; only there do validators run (Luhn, mod 97, SSN ranges, entropy).
+//! Only e-mail, URL and IBAN use a regex, and only when their anchor byte
+//! (`@`, `://`, two capitals before two digits) is present. Findings carry
+//! the detector, the class and the byte range, never the matched text.
+
+mod definition;
+mod keywords;
+mod numbers;
+mod secrets;
+mod signals;
 
 use std::ops::Range;
 
@@ -12,7 +26,12 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 
-/// What a detector found.
+use crate::label::Label;
+
+pub use definition::{DefinitionFinding, inspect_tool_definition};
+pub use signals::{Signal, SignalKind};
+
+/// A detector class: what the operator assigns an action to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -24,13 +43,42 @@ pub enum Kind {
     Iban,
     /// A payment card number with a valid Luhn checksum.
     Card,
-    /// A credential: cloud keys, API tokens, private keys, JWTs, `password=`.
+    /// A credential: cloud keys, platform API tokens, private keys, JWTs,
+    /// passwords in assignments and connection strings.
     Secret,
-    /// A run of eight or more digits (account numbers, phone numbers, ids).
+    /// A run of 8 to 19 digits (account numbers, ids).
     LongNumber,
+    /// A phone number (international or common national formats).
+    Phone,
+    /// A US social security number.
+    Ssn,
+    /// A passport number next to the word "passport".
+    Passport,
+    /// A US street address.
+    Address,
+    /// A generic high-entropy token (random-looking, 20 characters or more).
+    Token,
+    /// An operator-defined detector (regex or word list).
+    Custom,
 }
 
 impl Kind {
+    /// Every class.
+    pub const ALL: [Kind; 12] = [
+        Kind::Email,
+        Kind::Url,
+        Kind::Iban,
+        Kind::Card,
+        Kind::Secret,
+        Kind::LongNumber,
+        Kind::Phone,
+        Kind::Ssn,
+        Kind::Passport,
+        Kind::Address,
+        Kind::Token,
+        Kind::Custom,
+    ];
+
     /// Lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,145 +88,424 @@ impl Kind {
             Kind::Card => "card",
             Kind::Secret => "secret",
             Kind::LongNumber => "long_number",
+            Kind::Phone => "phone",
+            Kind::Ssn => "ssn",
+            Kind::Passport => "passport",
+            Kind::Address => "address",
+            Kind::Token => "token",
+            Kind::Custom => "custom",
         }
     }
 
     /// Parses a lower-case name.
     pub fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::Email,
-            Kind::Url,
-            Kind::Iban,
-            Kind::Card,
-            Kind::Secret,
-            Kind::LongNumber,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The session label a finding of this class gives when its action is
+    /// `label`, `redact` or `block` (custom detectors carry their own).
+    pub fn label(self) -> Option<Label> {
+        match self {
+            Kind::Email | Kind::Phone | Kind::Ssn | Kind::Passport | Kind::Address => {
+                Some(Label::Private)
+            }
+            Kind::Iban | Kind::Card => Some(Label::Financial),
+            Kind::Secret | Kind::Token => Some(Label::Secret),
+            Kind::Url | Kind::LongNumber => None,
+            Kind::Custom => Some(Label::Private),
+        }
     }
 }
 
-/// One detection: its kind and byte range in the scanned text.
+/// The built-in detectors. A [`Finding`]'s `detector` is one of these (as
+/// `u16`) or, from [`Det::COUNT`] on, an operator-defined detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Det {
+    /// E-mail address.
+    Email,
+    /// URL.
+    Url,
+    /// IBAN (mod 97).
+    Iban,
+    /// Payment card (Luhn).
+    Card,
+    /// Long digit run.
+    LongNumber,
+    /// Phone number.
+    Phone,
+    /// US SSN.
+    Ssn,
+    /// Passport number after the keyword.
+    Passport,
+    /// US street address.
+    UsAddress,
+    /// AWS access key id (`AKIA`, `ASIA`).
+    AwsKey,
+    /// GitHub token (`ghp_`, `github_pat_` ...).
+    GithubToken,
+    /// GitLab personal access token (`glpat-`).
+    GitlabToken,
+    /// Slack token (`xoxb-` ...).
+    SlackToken,
+    /// Slack incoming webhook URL.
+    SlackWebhook,
+    /// Stripe secret or restricted key.
+    StripeKey,
+    /// Google API key (`AIza`).
+    GoogleKey,
+    /// OpenAI-style key (`sk-`, `sk-proj-`).
+    OpenaiKey,
+    /// JSON Web Token.
+    Jwt,
+    /// PEM private key block.
+    PrivateKey,
+    /// `password=...`, `api_key: ...`.
+    PasswordAssign,
+    /// Password in a URL (`postgres://user:pw@host`).
+    ConnectionString,
+    /// Generic high-entropy token.
+    HighEntropy,
+}
+
+impl Det {
+    /// How many built-in detectors there are.
+    pub const COUNT: u16 = 22;
+
+    const ALL: [Det; 22] = [
+        Det::Email,
+        Det::Url,
+        Det::Iban,
+        Det::Card,
+        Det::LongNumber,
+        Det::Phone,
+        Det::Ssn,
+        Det::Passport,
+        Det::UsAddress,
+        Det::AwsKey,
+        Det::GithubToken,
+        Det::GitlabToken,
+        Det::SlackToken,
+        Det::SlackWebhook,
+        Det::StripeKey,
+        Det::GoogleKey,
+        Det::OpenaiKey,
+        Det::Jwt,
+        Det::PrivateKey,
+        Det::PasswordAssign,
+        Det::ConnectionString,
+        Det::HighEntropy,
+    ];
+
+    /// The detector's name, as in findings and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Det::Email => "email",
+            Det::Url => "url",
+            Det::Iban => "iban",
+            Det::Card => "card",
+            Det::LongNumber => "long_number",
+            Det::Phone => "phone",
+            Det::Ssn => "us_ssn",
+            Det::Passport => "passport",
+            Det::UsAddress => "us_street_address",
+            Det::AwsKey => "aws_access_key",
+            Det::GithubToken => "github_token",
+            Det::GitlabToken => "gitlab_token",
+            Det::SlackToken => "slack_token",
+            Det::SlackWebhook => "slack_webhook",
+            Det::StripeKey => "stripe_key",
+            Det::GoogleKey => "google_api_key",
+            Det::OpenaiKey => "openai_key",
+            Det::Jwt => "jwt",
+            Det::PrivateKey => "private_key",
+            Det::PasswordAssign => "password_assignment",
+            Det::ConnectionString => "connection_string_password",
+            Det::HighEntropy => "high_entropy_token",
+        }
+    }
+
+    /// The class the detector belongs to.
+    pub fn kind(self) -> Kind {
+        match self {
+            Det::Email => Kind::Email,
+            Det::Url => Kind::Url,
+            Det::Iban => Kind::Iban,
+            Det::Card => Kind::Card,
+            Det::LongNumber => Kind::LongNumber,
+            Det::Phone => Kind::Phone,
+            Det::Ssn => Kind::Ssn,
+            Det::Passport => Kind::Passport,
+            Det::UsAddress => Kind::Address,
+            Det::HighEntropy => Kind::Token,
+            _ => Kind::Secret,
+        }
+    }
+}
+
+/// One detection: its class, detector and byte range in the scanned text.
+/// It never holds the matched text, so logging or serialising it cannot
+/// leak the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The detector that fired.
+    /// The class of the detector that fired.
     pub kind: Kind,
-    /// Byte range in the text.
+    /// The detector: a [`Det`] as `u16`, or `Det::COUNT + i` for the
+    /// operator's `i`-th custom detector. [`Detectors::detector_name`] names
+    /// it.
+    pub detector: u16,
+    /// Byte range in the text (always on character boundaries).
     pub range: Range<usize>,
 }
 
-// Patterns avoid large bounded repetitions (they blow up the automata) and
-// use ASCII word boundaries so the lazy DFA handles every haystack; lengths
-// are checked after matching where it matters.
-const PATTERNS: [(Kind, &str); 6] = [
-    (
-        Kind::Email,
-        r"(?i)(?-u:\b)[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}(?-u:\b)",
-    ),
-    (
-        Kind::Url,
-        r#"(?i)(?-u:\b)(?:https?|ftp)://[^\s"'<>()\[\]{}]+|(?-u:\b)www\.[a-z0-9-]+\.[a-z0-9.-]+[^\s"'<>()\[\]{}]*"#,
-    ),
-    (
-        Kind::Iban,
-        r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)",
-    ),
-    (
-        Kind::Card,
-        r"(?-u:\b)[0-9]{4}(?:[ -]?[0-9]{4}){2}[ -]?[0-9]{1,7}(?-u:\b)",
-    ),
-    (
-        Kind::Secret,
-        r#"(?-u:\b)(?:AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|xox[abposr]-[A-Za-z0-9-]{10,}|sk-(?:proj-|live-)?[A-Za-z0-9_-]{20,}|sk_live_[A-Za-z0-9]{16,}|AIza[0-9A-Za-z_-]{35}|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})|-----BEGIN[A-Z ]*PRIVATE KEY-----|(?i)(?:password|passwd|secret|api[_-]?key|token)[ \t]*[:=][ \t]*["']?[^\s"',;]{6,}"#,
-    ),
-    (Kind::LongNumber, r"(?-u:\b)[0-9]{8,19}(?-u:\b)"),
-];
+/// What happens when a detector class fires in content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentAction {
+    /// Nothing beyond provenance fingerprints.
+    #[default]
+    Ignore,
+    /// Label the session (taint) with the class's label.
+    Label,
+    /// Label, and mask the value in results before the agent sees them.
+    Redact,
+    /// Label, and refuse the call (in arguments) or the result.
+    Block,
+}
 
-/// Literal prefixes of token-shaped secrets. Matched case-sensitively so
-/// the Aho-Corasick searcher can use its fast prefilter.
-const SECRET_HINTS: [&str; 12] = [
-    "AKIA",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "xox",
-    "sk-",
-    "sk_live_",
-    "AIza",
-    "-----BEGIN",
-];
+impl ContentAction {
+    /// Parses a lower-case name.
+    pub fn parse(s: &str) -> Option<ContentAction> {
+        Some(match s {
+            "ignore" => ContentAction::Ignore,
+            "label" => ContentAction::Label,
+            "redact" => ContentAction::Redact,
+            "block" => ContentAction::Block,
+            _ => return None,
+        })
+    }
 
-/// Keywords of `key = value` secrets, searched only when the text has a
-/// `:` or `=`.
-const SECRET_WORDS: [&str; 5] = ["password", "passwd", "secret", "token", "api"];
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentAction::Ignore => "ignore",
+            ContentAction::Label => "label",
+            ContentAction::Redact => "redact",
+            ContentAction::Block => "block",
+        }
+    }
+}
 
-/// Byte classes for the prefilter pass: 1 digit, 2 separator inside
-/// numbers, 3 upper-case letter.
+/// What an operator-defined detector matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomPattern {
+    /// A regular expression (Rust `regex` syntax).
+    Regex(String),
+    /// Whole words or phrases, matched without ASCII case.
+    Words(Vec<String>),
+}
+
+/// An operator-defined detector as declared in a rule file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomSpec {
+    /// Its name (a word), reported as the detector.
+    pub name: String,
+    /// What it matches.
+    pub pattern: CustomPattern,
+    /// What happens when it fires.
+    pub action: ContentAction,
+    /// The label it gives the session.
+    pub label: Label,
+}
+
+/// Operator-defined detectors, compiled: regexes in one `RegexSet` (one
+/// pass tells which can match), word lists in one Aho-Corasick automaton.
+#[derive(Debug, Clone)]
+pub struct CustomDetectors {
+    specs: Vec<CustomSpec>,
+    set: RegexSet,
+    regexes: Vec<(usize, Regex)>,
+    words: Option<(AhoCorasick, Vec<usize>)>,
+}
+
+impl PartialEq for CustomDetectors {
+    fn eq(&self, o: &Self) -> bool {
+        self.specs == o.specs
+    }
+}
+
+impl Eq for CustomDetectors {}
+
+impl CustomDetectors {
+    /// Compiles custom detectors. On error, the index of the detector at
+    /// fault and a message.
+    pub fn new(specs: Vec<CustomSpec>) -> Result<CustomDetectors, (usize, String)> {
+        let mut regexes = Vec::new();
+        let mut words = Vec::new();
+        let mut word_owner = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            match &s.pattern {
+                CustomPattern::Regex(p) => {
+                    let re = regex::RegexBuilder::new(p)
+                        .size_limit(1 << 20)
+                        .build()
+                        .map_err(|e| (i, format!("bad regex: {e}")))?;
+                    if re.is_match("") {
+                        return Err((i, "regex matches the empty string".to_owned()));
+                    }
+                    regexes.push((i, re));
+                }
+                CustomPattern::Words(ws) => {
+                    if ws.is_empty() {
+                        return Err((i, "word list is empty".to_owned()));
+                    }
+                    for w in ws {
+                        if w.trim().is_empty() {
+                            return Err((i, "empty word in word list".to_owned()));
+                        }
+                        words.push(w.trim().to_owned());
+                        word_owner.push(i);
+                    }
+                }
+            }
+        }
+        let set = RegexSet::new(regexes.iter().map(|(_, r)| r.as_str())).map_err(|e| {
+            (
+                regexes.first().map_or(0, |r| r.0),
+                format!("bad regex: {e}"),
+            )
+        })?;
+        let words = if words.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&words)
+                .map_err(|e| (word_owner[0], format!("word list: {e}")))?;
+            Some((ac, word_owner))
+        };
+        Ok(CustomDetectors {
+            specs,
+            set,
+            regexes,
+            words,
+        })
+    }
+
+    /// The declared detectors.
+    pub fn specs(&self) -> &[CustomSpec] {
+        &self.specs
+    }
+
+    fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        let id = |i: usize| Det::COUNT.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+        if !self.regexes.is_empty() {
+            let m = self.set.matches(text);
+            for (k, (i, re)) in self.regexes.iter().enumerate() {
+                if !m.matched(k) {
+                    continue;
+                }
+                for f in re.find_iter(text).filter(|f| !f.is_empty()) {
+                    out.push(Finding {
+                        kind: Kind::Custom,
+                        detector: id(*i),
+                        range: f.range(),
+                    });
+                }
+            }
+        }
+        if let Some((ac, owner)) = &self.words {
+            let b = text.as_bytes();
+            let w = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+            for m in ac.find_iter(text) {
+                let (s, e) = (m.start(), m.end());
+                let alone = (s == 0 || !w(b[s - 1])) && (e >= b.len() || !w(b[e]));
+                if alone {
+                    out.push(Finding {
+                        kind: Kind::Custom,
+                        detector: id(owner[m.pattern().as_usize()]),
+                        range: s..e,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Per-class actions (built-in classes; custom detectors carry their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentActions(pub [ContentAction; 12]);
+
+impl Default for ContentActions {
+    /// Secrets label the session; everything else is only fingerprinted.
+    fn default() -> Self {
+        let mut a = [ContentAction::Ignore; 12];
+        a[Kind::Secret as usize] = ContentAction::Label;
+        ContentActions(a)
+    }
+}
+
+impl ContentActions {
+    /// The action for a class.
+    pub fn get(&self, k: Kind) -> ContentAction {
+        self.0[k as usize]
+    }
+
+    /// Sets the action for a class.
+    pub fn set(&mut self, k: Kind, a: ContentAction) {
+        self.0[k as usize] = a;
+    }
+}
+
+/// The compiled detectors. Build once and share.
+#[derive(Debug, Clone)]
+pub struct Detectors {
+    email: Regex,
+    url: Regex,
+    iban: Regex,
+    hints: AhoCorasick,
+    words: keywords::Keywords<secrets::Kw>,
+    signals: keywords::Keywords<(&'static str, signals::Src)>,
+    custom: Option<CustomDetectors>,
+}
+
+const C_DIGIT: u8 = 1;
+const C_UPPER: u8 = 2;
+const C_LOWER: u8 = 4;
+const C_TOK: u8 = 8;
+const C_AT: u8 = 16;
+const C_COLON: u8 = 32;
+const C_DOT: u8 = 64;
+const C_MIXED: u8 = C_DIGIT | C_UPPER | C_LOWER;
+
+/// Byte classes for the anchor pass.
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if i >= b'0' as usize && i <= b'9' as usize {
-            1
-        } else if i == b' ' as usize || i == b'-' as usize {
-            2
-        } else if i >= b'A' as usize && i <= b'Z' as usize {
-            3
-        } else {
-            0
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => C_DIGIT | C_TOK,
+            b'A'..=b'Z' => C_UPPER | C_TOK,
+            b'a'..=b'z' => C_LOWER | C_TOK,
+            b'_' | b'-' | b'+' | b'/' | b'=' => C_TOK,
+            b'@' => C_AT,
+            b':' => C_COLON,
+            b'.' => C_DOT,
+            _ => 0,
         };
         i += 1;
     }
     t
 };
 
-/// Phrases typical of instructions injected into content aimed at an AI
-/// agent. Matched case-insensitively.
-const INJECTION_PHRASES: [&str; 30] = [
-    "ignore previous instructions",
-    "ignore all previous",
-    "ignore the previous",
-    "ignore your previous",
-    "ignore the above",
-    "disregard previous",
-    "disregard all prior",
-    "disregard your instructions",
-    "forget your instructions",
-    "new instructions:",
-    "<information>",
-    "this is an important message from me",
-    "before you can solve the task",
-    "please do the following first",
-    "do not tell the user",
-    "don't tell the user",
-    "without telling the user",
-    "do not mention this",
-    "don't mention this",
-    "note to the ai",
-    "message to the ai",
-    "attention ai",
-    "ai assistant:",
-    "ai agent:",
-    "dear ai",
-    "instructions for the assistant",
-    "system override",
-    "<|im_start|>",
-    "[system]",
-    "important!!!",
-];
-
-/// The compiled detectors. Build once and share.
-#[derive(Debug, Clone)]
-pub struct Detectors {
-    set: RegexSet,
-    each: Vec<(Kind, Regex)>,
-    secret_hints: AhoCorasick,
-    secret_words: Vec<aho_corasick::AhoCorasick>,
-    injection: AhoCorasick,
-}
+// Patterns avoid large bounded repetitions (they blow up the automata) and
+// use ASCII word boundaries so the lazy DFA handles every haystack; lengths
+// are checked after matching where it matters.
+const EMAIL: &str = r"(?i)(?-u:\b)[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}(?-u:\b)";
+const URL: &str = r#"(?i)(?-u:\b)(?:https?|ftp)://[^\s"'<>()\[\]{}]+|(?-u:\b)www\.[a-z0-9-]+\.[a-z0-9.-]+[^\s"'<>()\[\]{}]*"#;
+const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)";
 
 impl Detectors {
     /// Compiles the built-in detectors.
@@ -187,44 +514,35 @@ impl Detectors {
     /// Never in practice: the patterns are constants covered by tests.
     #[allow(clippy::expect_used)]
     pub fn new() -> Detectors {
-        let set = RegexSet::new(PATTERNS.iter().map(|(_, p)| *p))
-            .expect("built-in detector patterns compile");
-        let each = PATTERNS
-            .iter()
-            .map(|(k, p)| {
-                (
-                    *k,
-                    Regex::new(p).expect("built-in detector pattern compiles"),
-                )
-            })
-            .collect();
-        // Leftmost-first lets the searcher use its SIMD prefilter (about
-        // 20 times faster than standard semantics for `is_match`).
-        let secret_hints = AhoCorasickBuilder::new()
+        let re = |p: &str| Regex::new(p).expect("built-in detector pattern compiles");
+        // Leftmost-first lets the searcher use its SIMD prefilter.
+        let hints = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostFirst)
-            .build(SECRET_HINTS)
+            .build(secrets::HINTS.iter().map(|h| h.0))
             .expect("secret hints compile");
-        let secret_words = SECRET_WORDS
-            .iter()
-            .map(|w| {
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build([w])
-                    .expect("secret word compiles")
-            })
-            .collect();
-        let injection = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(INJECTION_PHRASES)
-            .expect("injection phrases compile");
+        let words = keywords::Keywords::new(&secrets::WORDS);
+        let signals = keywords::Keywords::new(
+            &signals::patterns()
+                .into_iter()
+                .map(|(p, src)| (p, (p, src)))
+                .collect::<Vec<_>>(),
+        );
         Detectors {
-            set,
-            each,
-            secret_hints,
-            secret_words,
-            injection,
+            email: re(EMAIL),
+            url: re(URL),
+            iban: re(IBAN),
+            hints,
+            words,
+            signals,
+            custom: None,
+        }
+    }
+
+    /// The same detectors plus operator-defined ones.
+    pub fn with_custom(&self, custom: CustomDetectors) -> Detectors {
+        Detectors {
+            custom: Some(custom),
+            ..self.clone()
         }
     }
 
@@ -237,105 +555,216 @@ impl Detectors {
             .clone()
     }
 
+    /// The name of a finding's detector.
+    pub fn detector_name(&self, id: u16) -> &str {
+        match Det::ALL.get(usize::from(id)) {
+            Some(d) => d.name(),
+            None => self
+                .custom
+                .as_ref()
+                .and_then(|c| c.specs.get(usize::from(id - Det::COUNT)))
+                .map_or("custom", |s| s.name.as_str()),
+        }
+    }
+
+    /// The action for a finding: the custom detector's own, or the class's.
+    pub fn action(&self, f: &Finding, actions: &ContentActions) -> ContentAction {
+        match self.custom_spec(f) {
+            Some(s) => s.action,
+            None => actions.get(f.kind),
+        }
+    }
+
+    /// The label a finding gives the session when its action is not
+    /// `ignore`.
+    pub fn label(&self, f: &Finding) -> Option<Label> {
+        match self.custom_spec(f) {
+            Some(s) => Some(s.label),
+            None => f.kind.label(),
+        }
+    }
+
+    fn custom_spec(&self, f: &Finding) -> Option<&CustomSpec> {
+        if f.kind != Kind::Custom {
+            return None;
+        }
+        self.custom.as_ref().and_then(|c| {
+            c.specs
+                .get(usize::from(f.detector.checked_sub(Det::COUNT)?))
+        })
+    }
+
     /// Scans `text` and appends every validated finding to `out`.
     ///
-    /// A single cheap pass over the bytes (plus the Aho-Corasick secret
-    /// hints) decides which detectors can possibly match; only those run
-    /// their regex. Typical prose with no `@`, no URL and no long digit run
-    /// costs well under a microsecond per KiB. The `RegexSet` is used when
-    /// three or more detectors are candidates, to find out in one pass which
-    /// of them really match.
+    /// Cheap byte searches and the two literal automata decide which
+    /// detectors can fire and where; only those validate. Prose with no
+    /// `@`, no URL, no digits and no keyword costs a few hundred
+    /// nanoseconds per KiB.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
         if text.len() < 6 {
             return;
         }
+        let n0 = out.len();
         let b = text.as_bytes();
-        let (mut digits, mut max_digits, mut upper_pair, mut uppers, mut lead) =
-            (0usize, 0usize, false, 0usize, 0usize);
-        for c in b {
-            match CLASS[usize::from(*c)] {
-                1 => {
-                    if digits == 0 {
-                        lead = uppers;
+        // One pass over the bytes for the anchors of the regex detectors
+        // (`@`, `:` before `/`, two capitals before two digits) and the
+        // candidates of the high-entropy detector (token runs of 20 bytes
+        // or more mixing digits, upper and lower case).
+        let (mut seen, mut uppers, mut upper_pair) = (0u8, 0u8, false);
+        let (mut run_start, mut run_cls) = (0usize, 0u8);
+        let mut tokens = [(0usize, 0usize); 8];
+        let mut n_tokens = 0usize;
+        for (i, c) in b.iter().enumerate() {
+            let k = CLASS[usize::from(*c)];
+            seen |= k;
+            if k & C_TOK == 0 {
+                if i - run_start >= 20 && run_cls & C_MIXED == C_MIXED {
+                    if n_tokens < tokens.len() {
+                        tokens[n_tokens] = (run_start, i);
                     }
-                    digits += 1;
-                    if digits == 2 && lead >= 2 {
-                        upper_pair = true;
-                    }
-                    uppers = 0;
-                    max_digits = max_digits.max(digits);
+                    n_tokens += 1;
                 }
-                2 => uppers = 0,
-                3 => {
-                    uppers += 1;
-                    digits = 0;
-                }
-                _ => {
-                    digits = 0;
-                    uppers = 0;
-                }
+                run_start = i + 1;
+                run_cls = 0;
+            } else {
+                run_cls |= k;
+            }
+            if k & C_DIGIT != 0 {
+                upper_pair |= uppers >= 2 && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+                uppers = 0;
+            } else if k & C_UPPER != 0 {
+                uppers = uppers.saturating_add(1);
+            } else {
+                uppers = 0;
             }
         }
-        let mut candidates = [false; 6];
-        candidates[0] = text.contains('@');
-        candidates[1] = text.contains("://") || text.contains("www.") || text.contains("WWW.");
-        candidates[2] = upper_pair;
-        candidates[3] = max_digits >= 13;
-        candidates[4] = self.secret_hints.is_match(text) || self.secret_words(text);
-        candidates[5] = max_digits >= 8;
-        let n = candidates.iter().filter(|c| **c).count();
-        if n == 0 {
-            return;
-        }
-        if n >= 3 {
-            let matched = self.set.matches(text);
-            for (i, c) in candidates.iter_mut().enumerate() {
-                *c &= matched.matched(i);
+        if b.len() - run_start >= 20 && run_cls & C_MIXED == C_MIXED {
+            if n_tokens < tokens.len() {
+                tokens[n_tokens] = (run_start, b.len());
             }
+            n_tokens += 1;
         }
-        for (i, (kind, re)) in self.each.iter().enumerate() {
-            if !candidates[i] {
-                continue;
-            }
+        let has_at = seen & C_AT != 0;
+        let has_digit = seen & C_DIGIT != 0;
+        let has_colon_slash = seen & C_COLON != 0 && memchr::memmem::find(b, b"://").is_some();
+        let has_www = !has_colon_slash
+            && seen & C_DOT != 0
+            && (memchr::memmem::find(b, b"www.").is_some()
+                || memchr::memmem::find(b, b"WWW.").is_some());
+        let push_re = |re: &Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
             for m in re.find_iter(text) {
-                let s = m.as_str();
-                let ok = match kind {
-                    Kind::Email => s.len() <= 254 && s.find('@').is_some_and(|at| at <= 64),
-                    Kind::Url => s.len() <= 4096,
-                    Kind::Iban => iban_valid(s),
-                    Kind::Card => luhn_valid(s),
-                    Kind::LongNumber => !overlaps(out, m.range()),
-                    _ => true,
-                };
-                if ok {
+                if ok(m.as_str()) {
                     out.push(Finding {
-                        kind: *kind,
+                        kind: det.kind(),
+                        detector: det as u16,
                         range: m.range(),
                     });
                 }
             }
+        };
+        if has_at {
+            push_re(
+                &self.email,
+                Det::Email,
+                &|s| s.len() <= 254 && s.find('@').is_some_and(|at| at <= 64),
+                out,
+            );
+        }
+        if has_colon_slash || has_www {
+            push_re(&self.url, Det::Url, &|s| s.len() <= 4096, out);
+        }
+        if upper_pair {
+            push_re(&self.iban, Det::Iban, &iban_valid, out);
+        }
+        for m in self.hints.find_iter(text) {
+            secrets::hint(text, m.start(), m.pattern().as_usize(), out);
+        }
+        let mut ssn_kw: [usize; 4] = [usize::MAX; 4];
+        let mut n_ssn = 0;
+        self.words.find(b, |s, e, kw| {
+            let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
+                && !b.get(e).is_some_and(u8::is_ascii_alphabetic);
+            match kw {
+                secrets::Kw::Assign => secrets::assignment(text, e, out),
+                secrets::Kw::Passport if alone || b.get(e) == Some(&b's') => {
+                    secrets::passport(text, e, out);
+                }
+                secrets::Kw::Ssn if alone => {
+                    ssn_kw[n_ssn % 4] = e;
+                    n_ssn += 1;
+                }
+                secrets::Kw::Street if s > 0 && b[s - 1] == b' ' => {
+                    secrets::street(text, s - 1, e, out);
+                }
+                _ => {}
+            }
+        });
+        if has_colon_slash && has_at {
+            secrets::connection_strings(text, out);
+        }
+        if has_digit {
+            let n1 = out.len();
+            let near = |p: usize| ssn_kw.iter().any(|k| *k <= p && p - *k <= 40);
+            numbers::scan(text, &near, out);
+            // A long number inside an earlier finding (a URL path, an
+            // IBAN) is not reported again.
+            let mut i = n1;
+            while i < out.len() {
+                let r = out[i].range.clone();
+                let dup = out[i].kind == Kind::LongNumber
+                    && out[n0..n1]
+                        .iter()
+                        .any(|f| f.range.start < r.end && r.start < f.range.end);
+                if dup {
+                    out.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            if n_tokens > tokens.len() {
+                secrets::high_entropy(text, None, out);
+            } else {
+                secrets::high_entropy(text, Some(&tokens[..n_tokens]), out);
+            }
+        }
+        if let Some(c) = &self.custom {
+            c.scan(text, out);
         }
     }
 
-    fn secret_words(&self, text: &str) -> bool {
-        if !text.contains('=') && !text.contains(':') {
-            return false;
-        }
-        self.secret_words
-            .iter()
-            .any(|f| f.find(text.as_bytes()).is_some())
+    /// Every injection signal in `text`, in order of position (at most one
+    /// invisible-character signal).
+    pub fn signals(&self, text: &str, out: &mut Vec<Signal>) {
+        self.signals.find(text.as_bytes(), |s, e, (p, src)| {
+            let sig = match src {
+                signals::Src::Phrase => Some(Signal {
+                    kind: SignalKind::Phrase,
+                    what: p,
+                    range: s..e,
+                }),
+                signals::Src::Marker => Some(Signal {
+                    kind: SignalKind::Marker,
+                    what: p,
+                    range: s..e,
+                }),
+                signals::Src::Address => signals::imperative(text, s, e),
+                signals::Src::Link => signals::exfil_link(text, s, p),
+            };
+            out.extend(sig);
+        });
+        out.extend(signals::invisible(text));
     }
 
-    /// True if the text contains phrasing typical of injected instructions.
+    /// The first injection signal's description, if any.
+    pub fn injection(&self, text: &str) -> Option<&'static str> {
+        let mut v = Vec::new();
+        self.signals(text, &mut v);
+        v.first().map(|s| s.what)
+    }
+
+    /// True if the text carries any injection signal.
     pub fn has_injection(&self, text: &str) -> bool {
-        self.injection.is_match(text)
-    }
-
-    /// The first injection phrase found, for reasons.
-    pub fn injection_phrase(&self, text: &str) -> Option<&'static str> {
-        self.injection
-            .find(text)
-            .map(|m| INJECTION_PHRASES[m.pattern().as_usize()])
+        self.injection(text).is_some()
     }
 }
 
@@ -345,41 +774,21 @@ impl Default for Detectors {
     }
 }
 
-fn overlaps(out: &[Finding], r: Range<usize>) -> bool {
-    out.iter()
-        .any(|f| f.range.start < r.end && r.start < f.range.end)
-}
-
 /// True if the digits of `s` (spaces and dashes ignored) pass the Luhn check
 /// and there are 13 to 19 of them.
 pub fn luhn_valid(s: &str) -> bool {
-    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
-    }
-    let mut sum = 0;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = *d;
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
-            }
-        }
-        sum += v;
-    }
-    sum % 10 == 0
+    numbers::luhn_digits(s)
 }
 
 /// True if `s` (spaces ignored) is an IBAN with a valid mod-97 checksum.
 pub fn iban_valid(s: &str) -> bool {
-    let compact: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !(15..=34).contains(&compact.len()) {
+    let compact = s.bytes().filter(|b| !b.is_ascii_whitespace());
+    let len = compact.clone().count();
+    if !(15..=34).contains(&len) {
         return false;
     }
-    let (head, tail) = compact.split_at(4);
     let mut rem: u32 = 0;
-    for b in tail.iter().chain(head.iter()) {
+    for b in compact.clone().skip(4).chain(compact.take(4)) {
         let v = match b {
             b'0'..=b'9' => u32::from(b - b'0'),
             b'A'..=b'Z' => u32::from(b - b'A') + 10,

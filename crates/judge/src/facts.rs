@@ -189,12 +189,12 @@ pub(crate) struct Facts<'c> {
     pub dests: Vec<Dest<'c>>,
     pub hits: Vec<Hit<'c>>,
     pub carries: Vec<Hit<'c>>,
-    pub detected: u8,
+    pub detected: u16,
     args_text: std::cell::OnceCell<String>,
 }
 
-fn kind_bit(k: Kind) -> u8 {
-    1 << (k as u8)
+fn kind_bit(k: Kind) -> u16 {
+    1 << (k as u16)
 }
 
 fn is_internal(settings: &Settings, host: &str) -> bool {
@@ -274,18 +274,7 @@ impl<'c> Facts<'c> {
             let is_dest = is_dest_key(&kl);
             have_dest_key |= is_dest && !v.is_null();
             fps.clear();
-            fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps);
-            for fp in &fps {
-                f.detected |= match fp.kind {
-                    FpKind::Email => kind_bit(Kind::Email),
-                    FpKind::Url => kind_bit(Kind::Url),
-                    FpKind::Iban => kind_bit(Kind::Iban),
-                    FpKind::Card => kind_bit(Kind::Card),
-                    FpKind::Secret => kind_bit(Kind::Secret),
-                    FpKind::Number => kind_bit(Kind::LongNumber),
-                    _ => 0,
-                };
-            }
+            fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps, &mut f.detected);
             let hits = lookup(inp, k, &fps);
             if is_dest {
                 for s in leaves(v) {

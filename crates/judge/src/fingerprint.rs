@@ -176,7 +176,13 @@ pub fn from_text(
             }
             Kind::Card => out.push(fp_of(FpKind::Card, &digits(s))),
             Kind::LongNumber => out.push(fp_of(FpKind::Number, s)),
-            Kind::Secret => out.push(fp_of(FpKind::Secret, s)),
+            // Phones and SSNs by their digits, so that `(415) 555-0100`
+            // and `415.555.0100` are the same value.
+            Kind::Phone | Kind::Ssn => out.push(fp_of(FpKind::Number, &digits(s))),
+            Kind::Secret | Kind::Token => out.push(fp_of(FpKind::Secret, s)),
+            Kind::Passport | Kind::Address | Kind::Custom => {
+                out.push(fp_of(FpKind::Value, &s.to_lowercase()));
+            }
         }
     }
     let t = text.trim();
@@ -384,16 +390,21 @@ fn word_hash(w: &[u8]) -> u64 {
 }
 
 /// Extracts fingerprints from every string and long number in a JSON value.
+/// Sets bit `1 << kind` in `detected` for every detector class that fired.
 pub fn from_json(
     det: &Detectors,
     v: &Value,
     opts: Extract,
     scratch: &mut Vec<Finding>,
     out: &mut Vec<Fp>,
+    detected: &mut u16,
 ) {
     walk(v, 0, &mut |s| {
         if out.len() < opts.cap {
             from_text(det, s, opts, scratch, out);
+            for f in scratch.iter() {
+                *detected |= 1 << (f.kind as u16);
+            }
         }
     });
 }
@@ -413,6 +424,52 @@ pub fn walk(v: &Value, depth: usize, f: &mut dyn FnMut(&str)) {
         }
         Value::Array(a) => a.iter().for_each(|x| walk(x, depth + 1, f)),
         Value::Object(o) => o.values().for_each(|x| walk(x, depth + 1, f)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// Depth-first over string leaves (and the decimal form of integers of six
+/// digits or more) with their JSON pointer, up to depth 32. With `keys`,
+/// object keys are visited too (the last argument is then true, and the
+/// pointer is that of the key's value).
+pub(crate) fn walk_ptr(
+    v: &Value,
+    ptr: &mut String,
+    depth: usize,
+    keys: bool,
+    f: &mut dyn FnMut(&str, &str, bool),
+) {
+    if depth > 32 {
+        return;
+    }
+    match v {
+        Value::String(s) => f(ptr, s, false),
+        Value::Number(n) => {
+            if let Some(i) = n.as_u64().filter(|i| *i >= 100_000) {
+                f(ptr, &i.to_string(), false);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let len = ptr.len();
+                ptr.push('/');
+                ptr.push_str(&i.to_string());
+                walk_ptr(x, ptr, depth + 1, keys, f);
+                ptr.truncate(len);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                let len = ptr.len();
+                ptr.push('/');
+                ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                if keys {
+                    f(ptr, k, true);
+                }
+                walk_ptr(x, ptr, depth + 1, keys, f);
+                ptr.truncate(len);
+            }
+        }
         Value::Bool(_) | Value::Null => {}
     }
 }

@@ -11,17 +11,18 @@ use serde_json::Value;
 
 use crate::call::{Call, ToolResult};
 use crate::catalog::Catalog;
-use crate::detect::{Detectors, Finding, Kind};
+use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
 use crate::facts::{Facts, Inputs, arg_at, as_number};
-use crate::fingerprint::{self, Extract, Fp, FpKind};
+use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
 use crate::pack;
 use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet};
 use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
 use crate::verdict::{
-    Action, Decision, Fact, Origin, ProvenanceFinding, Reason, Redaction, ResultVerdict, Verdict,
+    Action, ContentFinding, Decision, Fact, Origin, ProvenanceFinding, Reason, Redaction,
+    ResultVerdict, SignalFinding, Verdict,
 };
 
 #[cfg(feature = "cedar")]
@@ -48,10 +49,14 @@ pub struct Judge {
 impl Judge {
     /// A judge with a catalogue and rules, and no Cedar policy.
     pub fn new(catalog: Catalog, rules: RuleSet) -> Judge {
+        let detectors = match &rules.settings.custom {
+            Some(c) => Arc::new(Detectors::shared().with_custom(c.clone())),
+            None => Detectors::shared(),
+        };
         Judge {
             catalog: Arc::new(catalog),
             rules: Arc::new(rules),
-            detectors: Detectors::shared(),
+            detectors,
             #[cfg(feature = "cedar")]
             policy: None,
         }
@@ -209,6 +214,7 @@ impl Judge {
                 });
             }
         }
+        self.block_content(call, facts.detected, &mut reasons, &mut fired_risk);
         #[cfg(feature = "cedar")]
         if let Some(p) = &self.policy {
             let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
@@ -309,6 +315,74 @@ impl Judge {
         }
     }
 
+    /// Refuses a call whose arguments carry a detector class (or custom
+    /// detector) whose action is `block`. `detected` has one bit per class
+    /// that fired; the arguments are walked again only when a blocked class
+    /// is among them, to say where.
+    fn block_content(
+        &self,
+        call: &Call<'_>,
+        detected: u16,
+        reasons: &mut Vec<Reason>,
+        fired_risk: &mut Vec<u32>,
+    ) {
+        let content = &self.rules.settings.content;
+        let custom_block = self
+            .rules
+            .settings
+            .custom
+            .as_ref()
+            .is_some_and(|c| c.specs().iter().any(|s| s.action == ContentAction::Block));
+        let blocked_bits = Kind::ALL
+            .into_iter()
+            .filter(|k| {
+                content.get(*k) == ContentAction::Block || (*k == Kind::Custom && custom_block)
+            })
+            .fold(0u16, |a, k| a | 1 << (k as u16));
+        if detected & blocked_bits == 0 {
+            return;
+        }
+        let mut found: Vec<Finding> = Vec::new();
+        let mut hits: Vec<(String, Finding)> = Vec::new();
+        walk_ptr(call.args, &mut String::new(), 0, false, &mut |ptr, s, _| {
+            found.clear();
+            self.detectors.scan(s, &mut found);
+            for f in found.drain(..) {
+                if hits.len() < 8 && self.detectors.action(&f, content) == ContentAction::Block {
+                    hits.push((ptr.to_owned(), f));
+                }
+            }
+        });
+        for (ptr, f) in hits {
+            let name = self.detectors.detector_name(f.detector).to_owned();
+            fired_risk.push(30);
+            reasons.push(Reason {
+                rule: RuleId::new(format!("content-block-{name}")),
+                origin: Origin::Content,
+                action: Action::Deny,
+                message: format!(
+                    "argument {} carries {} (detector `{name}`), which the content policy blocks",
+                    if ptr.is_empty() { "/" } else { ptr.as_str() },
+                    f.kind.as_str()
+                ),
+                facts: vec![
+                    Fact {
+                        key: "detector",
+                        value: name,
+                    },
+                    Fact {
+                        key: "path",
+                        value: ptr,
+                    },
+                    Fact {
+                        key: "span",
+                        value: format!("{}..{}", f.range.start, f.range.end),
+                    },
+                ],
+            });
+        }
+    }
+
     /// Records that a held call was approved by a human and forwarded: its
     /// tool and destinations join the session's and agent's baseline, so the
     /// next call to the same destination is no longer "new". Call
@@ -352,61 +426,110 @@ impl Judge {
         call: &Call<'_>,
         verdict: &Verdict,
         result: &ToolResult<'_>,
-        _now: Millis,
+        now: Millis,
     ) -> ResultVerdict {
         let StateMut {
             session,
             agent,
-            user: _,
+            user,
         } = state;
         let mut labels = verdict.labels.read_labels();
-        let mut findings: Vec<(String, Finding)> = Vec::new();
-        let mut injection = None;
+        let mut redactions: Vec<Redaction> = Vec::new();
+        let mut findings: Vec<ContentFinding> = Vec::new();
+        let mut signals: Vec<SignalFinding> = Vec::new();
+        let mut blocked = false;
         let mut fps: Vec<Fp> = Vec::new();
         let mut scratch = Vec::new();
+        let mut sigs = Vec::new();
         let redact_all = verdict.decision == Decision::Redact;
+        let content = &self.rules.settings.content;
         let opts = Extract {
             shingles: true,
             values: true,
             cap: 160,
             sample: true,
         };
-        walk_ptr(result.value, &mut String::new(), 0, &mut |ptr, s| {
-            if injection.is_none() {
-                injection = self.detectors.injection_phrase(s);
-            }
-            fingerprint::from_text(&self.detectors, s, opts, &mut scratch, &mut fps);
-            let t = s.trim_start();
-            if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
-                // JSON carried as text (common in MCP results): fingerprint
-                // its values one by one too.
-                if let Ok(inner) = serde_json::from_str::<Value>(t) {
-                    let mut inner_scratch = Vec::new();
-                    fingerprint::from_json(
-                        &self.detectors,
-                        &inner,
-                        opts,
-                        &mut inner_scratch,
-                        &mut fps,
-                    );
+        walk_ptr(
+            result.value,
+            &mut String::new(),
+            0,
+            false,
+            &mut |ptr, s, _| {
+                sigs.clear();
+                self.detectors.signals(s, &mut sigs);
+                for g in sigs.drain(..) {
+                    if signals.len() < 16 {
+                        signals.push(SignalFinding {
+                            pointer: ptr.to_owned(),
+                            signal: g,
+                        });
+                    }
                 }
-            }
-            for f in scratch.drain(..) {
-                if f.kind == Kind::Secret {
-                    labels.insert(Label::Secret);
+                fingerprint::from_text(&self.detectors, s, opts, &mut scratch, &mut fps);
+                let t = s.trim_start();
+                if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
+                    // JSON carried as text (common in MCP results): fingerprint
+                    // its values one by one too.
+                    if let Ok(inner) = serde_json::from_str::<Value>(t) {
+                        let mut inner_scratch = Vec::new();
+                        let mut inner_kinds = 0;
+                        fingerprint::from_json(
+                            &self.detectors,
+                            &inner,
+                            opts,
+                            &mut inner_scratch,
+                            &mut fps,
+                            &mut inner_kinds,
+                        );
+                    }
                 }
-                if redact_all || self.rules.settings.redact.contains(&f.kind) {
-                    findings.push((ptr.to_owned(), f));
+                for f in scratch.drain(..) {
+                    let action = self.detectors.action(&f, content);
+                    if action >= ContentAction::Label
+                        && let Some(l) = self.detectors.label(&f)
+                    {
+                        labels.insert(l);
+                    }
+                    blocked |= action == ContentAction::Block;
+                    if redact_all || action >= ContentAction::Redact {
+                        redactions.push(Redaction {
+                            pointer: ptr.to_owned(),
+                            start: f.range.start,
+                            end: f.range.end,
+                            kind: f.kind,
+                        });
+                    }
+                    if action > ContentAction::Ignore && findings.len() < 64 {
+                        findings.push(ContentFinding {
+                            pointer: ptr.to_owned(),
+                            start: f.range.start,
+                            end: f.range.end,
+                            kind: f.kind,
+                            detector: self.detectors.detector_name(f.detector).to_owned(),
+                            action,
+                        });
+                    }
                 }
-            }
-        });
+            },
+        );
         if result.is_error {
             labels.remove(Label::Private);
         }
+        let injection = signals.first().map(|g| g.signal.what);
         let injected = injection.is_some();
+        let mut risk_added = 0;
         if injected {
             labels.insert(Label::Untrusted);
             session.injection_seen = true;
+            risk_added = self.rules.settings.injection_risk;
+            if risk_added > 0 {
+                let hl = self.half_life();
+                session.risk.add(now, hl, risk_added);
+                agent.risk.add(now, hl, risk_added);
+                if let Some(u) = user {
+                    u.risk.add(now, hl, risk_added);
+                }
+            }
         }
         let added = LabelSet::of(&[]).union(labels);
         let before = session.taint;
@@ -443,20 +566,36 @@ impl Judge {
             }
         }
         ResultVerdict {
-            redactions: findings
-                .into_iter()
-                .map(|(pointer, f)| Redaction {
-                    pointer,
-                    start: f.range.start,
-                    end: f.range.end,
-                    kind: f.kind,
-                })
-                .collect(),
+            redactions: merge_redactions(redactions),
             labels_added: gained,
             injection,
             recorded: pairs.len(),
+            findings,
+            signals,
+            blocked,
+            risk_added,
         }
     }
+}
+
+/// Sorts redactions by pointer and start and merges overlapping ranges of
+/// the same string (a URL holding an e-mail address, a JWT inside a
+/// `token=` assignment), so that masking them one by one from the end is
+/// safe.
+fn merge_redactions(mut rs: Vec<Redaction>) -> Vec<Redaction> {
+    rs.sort_by(|a, b| (a.pointer.as_str(), a.start).cmp(&(b.pointer.as_str(), b.start)));
+    let mut out: Vec<Redaction> = Vec::with_capacity(rs.len());
+    for r in rs {
+        if let Some(last) = out.last_mut()
+            && last.pointer == r.pointer
+            && r.start < last.end
+        {
+            last.end = last.end.max(r.end);
+            continue;
+        }
+        out.push(r);
+    }
+    out
 }
 
 /// Most risk points one call can add.
@@ -473,40 +612,6 @@ fn call_points(fired: &mut [u32]) -> u32 {
     };
     let rest: u32 = rest.iter().fold(0u32, |a, r| a.saturating_add(*r)) / 2;
     first.saturating_add(rest).min(MAX_POINTS_PER_CALL)
-}
-
-/// Depth-first over string leaves with their JSON pointer.
-fn walk_ptr(v: &Value, ptr: &mut String, depth: usize, f: &mut dyn FnMut(&str, &str)) {
-    if depth > 32 {
-        return;
-    }
-    match v {
-        Value::String(s) => f(ptr, s),
-        Value::Number(n) => {
-            if let Some(i) = n.as_u64().filter(|i| *i >= 100_000) {
-                f(ptr, &i.to_string());
-            }
-        }
-        Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                let len = ptr.len();
-                ptr.push('/');
-                ptr.push_str(&i.to_string());
-                walk_ptr(x, ptr, depth + 1, f);
-                ptr.truncate(len);
-            }
-        }
-        Value::Object(o) => {
-            for (k, x) in o {
-                let len = ptr.len();
-                ptr.push('/');
-                ptr.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                walk_ptr(x, ptr, depth + 1, f);
-                ptr.truncate(len);
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
 }
 
 fn call_facts(f: &Facts<'_>) -> Vec<Fact> {

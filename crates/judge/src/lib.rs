@@ -5,8 +5,8 @@
 //! - [`ids`]: newtypes for agents, sessions, tools, rules, time and risk.
 //! - [`label`]: tool and session labels.
 //! - [`catalog`]: tools and their labels with the source of each label.
-//! - [`detect`]: content detectors (e-mail, URL, IBAN, card, secrets,
-//!   injected instructions).
+//! - [`detect`]: content inspection (personal data, secrets, custom
+//!   detectors, injection signals) and [`inspect_tool_definition`].
 //! - [`fingerprint`]: normalised value fingerprints for provenance.
 //! - [`state`]: session, agent and user state the caller keeps.
 //! - [`call`]: the call and result views the judge is asked about.
@@ -65,6 +65,10 @@ pub mod verdict;
 
 pub use call::{Call, CallKind, ToolResult};
 pub use catalog::{Annotations, Catalog, LabelOverride, ToolDef, ToolLabels};
+pub use detect::{
+    ContentAction, DefinitionFinding, Kind as DetectorClass, Signal, SignalKind,
+    inspect_tool_definition,
+};
 pub use error::{Error, Location};
 pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId};
 pub use judge::Judge;
@@ -74,4 +78,7 @@ pub use policy::Policy;
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
 pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
 pub use state::{AggregateState, SessionState, StateMut};
-pub use verdict::{Action, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict, Verdict};
+pub use verdict::{
+    Action, ContentFinding, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict,
+    SignalFinding, Verdict,
+};

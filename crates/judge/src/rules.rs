@@ -10,7 +10,7 @@ mod parse;
 use regex::Regex;
 use serde_json::Value;
 
-use crate::detect::Kind;
+use crate::detect::{ContentAction, ContentActions, CustomDetectors, Kind};
 use crate::error::{Error, Location};
 use crate::glob::Glob;
 use crate::ids::RuleId;
@@ -235,14 +235,44 @@ impl Default for Ladder {
     }
 }
 
-/// Settings that tune facts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Settings that tune facts and content inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Domains (and their subdomains) that count as internal: destinations
     /// there are never new or external.
     pub internal_domains: Vec<String>,
-    /// Detector kinds to redact from every result.
-    pub redact: Vec<Kind>,
+    /// What each detector class does when it fires (`content:`; `redact:`
+    /// is a shorthand for `redact` on each listed class).
+    pub content: ContentActions,
+    /// Operator-defined detectors (`detectors:`).
+    pub custom: Option<CustomDetectors>,
+    /// Risk points a result with injection signals adds to the session and
+    /// agent (`injection_risk:`).
+    pub injection_risk: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            internal_domains: Vec::new(),
+            content: ContentActions::default(),
+            custom: None,
+            injection_risk: DEFAULT_INJECTION_RISK,
+        }
+    }
+}
+
+/// Risk points per result carrying injection signals, unless configured.
+pub const DEFAULT_INJECTION_RISK: u32 = 15;
+
+impl Settings {
+    /// The classes whose action is `redact` or `block`.
+    pub fn redacted(&self) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| self.content.get(*k) >= ContentAction::Redact)
+            .collect()
+    }
 }
 
 /// Rules, ladder and settings compiled from one or more files.

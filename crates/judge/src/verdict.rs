@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::Kind;
+use crate::detect::{ContentAction, Kind, Signal};
 use crate::fingerprint::FpKind;
 use crate::ids::{RiskPoints, RuleId, ToolName};
 use crate::label::LabelSet;
@@ -132,6 +132,8 @@ pub enum Origin {
     Policy,
     /// The agent is quarantined.
     Quarantine,
+    /// Content inspection: a detector class whose action is `block`.
+    Content,
 }
 
 /// One fact a reason rests on.
@@ -243,7 +245,7 @@ impl Verdict {
     }
 }
 
-/// A part of a result to redact.
+/// A part of a result to redact. Ranges of one pointer never overlap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Redaction {
     /// JSON pointer to the string holding the value (empty for plain text).
@@ -256,6 +258,35 @@ pub struct Redaction {
     pub kind: Kind,
 }
 
+/// A detector finding in a result or in arguments: the detector, its
+/// class, where (JSON pointer and byte span) and the action taken. Never
+/// the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContentFinding {
+    /// JSON pointer to the string holding the value (empty for plain text).
+    pub pointer: String,
+    /// Byte range inside that string.
+    pub start: usize,
+    /// End of the byte range (exclusive).
+    pub end: usize,
+    /// The detector class.
+    pub kind: Kind,
+    /// The detector's name (`us_ssn`, `aws_access_key`, a custom name).
+    pub detector: String,
+    /// The action configured for it.
+    pub action: ContentAction,
+}
+
+/// An injection signal in a result, with the JSON pointer of the string
+/// that carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignalFinding {
+    /// JSON pointer to the string (empty for plain text).
+    pub pointer: String,
+    /// The signal (kind, fixed description, byte range).
+    pub signal: Signal,
+}
+
 /// The judge's answer for one result.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,8 +295,19 @@ pub struct ResultVerdict {
     pub redactions: Vec<Redaction>,
     /// Labels the session gained from this result.
     pub labels_added: LabelSet,
-    /// The result carried instruction-like text aimed at the agent.
+    /// The result carried instruction-like text aimed at the agent: the
+    /// first signal's description.
     pub injection: Option<&'static str>,
     /// Fingerprints recorded.
     pub recorded: usize,
+    /// Detector findings whose class action is not `ignore` (at most 64).
+    pub findings: Vec<ContentFinding>,
+    /// Injection signals (at most 16).
+    pub signals: Vec<SignalFinding>,
+    /// A detector class with action `block` fired: the agent must not see
+    /// this result. (Its values are also listed in `redactions`, so a
+    /// caller that only redacts still hides them.)
+    pub blocked: bool,
+    /// Risk points the injection signals added.
+    pub risk_added: u32,
 }

@@ -55,3 +55,63 @@ fn the_replay_example_in_the_rules_doc_gives_the_documented_output() {
     let out = replay(&judge, &trace);
     assert_eq!(out[1], expected);
 }
+
+/// Judges a call in a fresh state, then shows the judge `text` as its
+/// result.
+fn judge_and_observe(
+    judge: &Judge,
+    tool: &str,
+    args: &serde_json::Value,
+    text: &str,
+) -> (castellan_judge::Verdict, castellan_judge::ResultVerdict) {
+    use castellan_judge::{
+        AgentId, AggregateState, Call, Millis, SessionKey, SessionState, StateMut, ToolResult,
+    };
+    let (a, k) = (AgentId::new("a"), SessionKey::new("s"));
+    let (mut s, mut ag) = (SessionState::new(), AggregateState::new());
+    let call = Call::tool(&a, &k, tool, args);
+    let v = judge.judge_call(
+        StateMut {
+            session: &mut s,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        Millis(1),
+    );
+    let result = serde_json::json!({"content": [{"type": "text", "text": text}]});
+    let r = judge.observe_result(
+        StateMut {
+            session: &mut s,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        &v,
+        &ToolResult {
+            value: &result,
+            is_error: false,
+        },
+        Millis(1),
+    );
+    (v, r)
+}
+
+#[test]
+fn the_content_inspection_example_in_the_rules_doc_does_what_it_says() {
+    let (line, src) = blocks("yaml")
+        .into_iter()
+        .find(|(_, b)| b.contains("project_codenames"))
+        .expect("content example present");
+    let rules = RuleSet::from_yaml(&format!("docs/rules.md:{line}"), &src).expect("loads");
+    let judge = Judge::new(Catalog::default(), rules);
+    let args = serde_json::json!({"body": "my SSN is 123-45-6789"});
+    let (v, _) = judge_and_observe(&judge, "send_note", &args, "sent");
+    assert_eq!(v.decision, castellan_judge::Decision::Deny);
+    let text = "Employee EMP-004211 works on Nightjar.";
+    let (v, r) = judge_and_observe(&judge, "lookup", &serde_json::json!({"q": "staff"}), text);
+    assert!(v.decision.forwards());
+    assert!(r.blocked);
+    let masked: Vec<&str> = r.redactions.iter().map(|x| &text[x.start..x.end]).collect();
+    assert_eq!(masked, vec!["EMP-004211", "Nightjar"]);
+}

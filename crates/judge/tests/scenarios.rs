@@ -198,5 +198,16 @@ fn render(
             let _ = writeln!(t, "- {g}");
         }
     }
+    let _ = writeln!(
+        t,
+        "\n## Content inspection\n\n\
+         The scenarios above run with the default pack's content actions (secrets, cards and SSNs redacted; passports, IBANs and \
+         random-looking tokens label the session) and injection signals (a result with one labels the session untrusted and adds \
+         15 risk points). False positives are measured apart: `crates/judge/tests/false_positives.rs` scans \
+         `tests/fixtures/ordinary.txt` (4 KiB of release notes, orders, invoices, versions, hashes, UUIDs, IPs, dates, times, \
+         tables and Rust, Python and JSON source) whole and line by line and requires zero personal-data, secret, token and \
+         injection findings; `src/detect/tests.rs` has valid values and near misses for every detector. Speed: \
+         `cargo bench -p castellan-judge --bench detect`."
+    );
     t
 }

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::{Extract, FpKind, from_json, from_text, normalise_url};
-use crate::detect::Detectors;
+use crate::detect::{Detectors, Kind};
 
 const OPTS: Extract = Extract {
     shingles: true,
@@ -41,13 +41,18 @@ fn copied_sentence_shares_a_shingle() {
 #[test]
 fn json_walk_sees_nested_strings_and_long_numbers() {
     let d = Detectors::new();
-    let (mut out, mut s) = (Vec::new(), Vec::new());
+    let (mut out, mut s, mut kinds) = (Vec::new(), Vec::new(), 0u16);
     from_json(
         &d,
         &json!({"a": [{"to": "x@y.example"}], "acct": 12345678}),
         OPTS,
         &mut s,
         &mut out,
+        &mut kinds,
+    );
+    assert_eq!(
+        kinds,
+        1 << (Kind::Email as u16) | 1 << (Kind::LongNumber as u16)
     );
     assert!(out.iter().any(|f| f.kind == FpKind::Email));
     assert!(out.iter().any(|f| f.kind == FpKind::Number));

@@ -12,7 +12,9 @@ use super::{
     ArgOp, ArgPred, Cond, DestPred, Group, KeyOf, Ladder, LadderStep, Measure, OriginSet, Rule,
     RuleKind, RuleSet, Sequence, Settings, Severity, Threshold,
 };
-use crate::detect::Kind;
+use crate::detect::{
+    ContentAction, ContentActions, CustomDetectors, CustomPattern, CustomSpec, Kind,
+};
 use crate::error::{Error, Location};
 use crate::glob::Glob;
 use crate::ids::RuleId;
@@ -53,6 +55,21 @@ struct RawSettings {
     internal_domains: Vec<String>,
     #[serde(default)]
     redact: Vec<String>,
+    #[serde(default)]
+    content: BTreeMap<String, String>,
+    #[serde(default)]
+    detectors: Vec<RawDetector>,
+    injection_risk: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetector {
+    name: String,
+    regex: Option<String>,
+    words: Option<Vec<String>>,
+    action: String,
+    label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,18 +207,152 @@ impl Ctx<'_> {
     }
 }
 
-/// The 1-based line of the `id: <id>` entry for a rule, or 0.
-fn rule_line(src: &str, id: &str) -> usize {
+fn settings(top: &Ctx<'_>, s: RawSettings) -> Result<Settings, Error> {
+    let mut content = ContentActions::default();
+    for k in &s.redact {
+        let kind = Kind::parse(k).ok_or_else(|| {
+            top.err(
+                Some("redact"),
+                format!("unknown detector class `{k}`; expected {}", kinds()),
+            )
+        })?;
+        content.set(kind, ContentAction::Redact);
+    }
+    for (k, a) in &s.content {
+        let kind = Kind::parse(k)
+            .filter(|k| *k != Kind::Custom)
+            .ok_or_else(|| {
+                top.err(
+                    Some(k),
+                    format!("unknown detector class `{k}`; expected {}", kinds()),
+                )
+            })?;
+        let action = ContentAction::parse(a).ok_or_else(|| {
+            top.err(
+                Some(k),
+                format!("unknown content action `{a}`; expected ignore, label, redact or block"),
+            )
+        })?;
+        content.set(kind, action);
+    }
+    let mut specs = Vec::new();
+    for d in &s.detectors {
+        let ctx = Ctx {
+            file: top.file,
+            src: top.src,
+            rule: d.name.clone(),
+            line: named_line(top.src, "name", &d.name),
+        };
+        let word_ok = !d.name.is_empty()
+            && d.name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !word_ok {
+            return Err(ctx.err(
+                Some("name"),
+                "detector name must be a word (letters, digits, `_`, `-`)",
+            ));
+        }
+        if Kind::parse(&d.name).is_some() || specs.iter().any(|x: &CustomSpec| x.name == d.name) {
+            return Err(ctx.err(
+                Some("name"),
+                format!("detector name `{}` is already taken", d.name),
+            ));
+        }
+        let pattern = match (&d.regex, &d.words) {
+            (Some(r), None) => CustomPattern::Regex(r.clone()),
+            (None, Some(w)) => CustomPattern::Words(w.clone()),
+            _ => return Err(ctx.err(None, "a detector needs exactly one of `regex` or `words`")),
+        };
+        let action = ContentAction::parse(&d.action).ok_or_else(|| {
+            ctx.err(
+                Some("action"),
+                format!(
+                    "unknown content action `{}`; expected ignore, label, redact or block",
+                    d.action
+                ),
+            )
+        })?;
+        let label = match &d.label {
+            None => Label::Private,
+            Some(l) => Label::parse(l).filter(|l| l.is_read()).ok_or_else(|| {
+                ctx.err(
+                    Some("label"),
+                    format!(
+                        "unknown label `{l}`; expected private, secret, financial or untrusted"
+                    ),
+                )
+            })?,
+        };
+        specs.push(CustomSpec {
+            name: d.name.clone(),
+            pattern,
+            action,
+            label,
+        });
+    }
+    let custom = if specs.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        Some(CustomDetectors::new(specs).map_err(|(i, m)| {
+            let name = names.get(i).cloned().unwrap_or_default();
+            let key = if s.detectors.get(i).is_some_and(|d| d.regex.is_some()) {
+                "regex"
+            } else {
+                "words"
+            };
+            Ctx {
+                file: top.file,
+                src: top.src,
+                line: named_line(top.src, "name", &name),
+                rule: name,
+            }
+            .err(Some(key), m)
+        })?)
+    };
+    Ok(Settings {
+        internal_domains: s
+            .internal_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+            .collect(),
+        content,
+        custom,
+        injection_risk: s
+            .injection_risk
+            .unwrap_or(crate::rules::DEFAULT_INJECTION_RISK),
+    })
+}
+
+fn kinds() -> String {
+    Kind::ALL
+        .iter()
+        .filter(|k| **k != Kind::Custom)
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The 1-based line of a `key: value` entry (a list item or a mapping
+/// key), or 0.
+fn named_line(src: &str, key: &str, value: &str) -> usize {
+    let needle = format!("{key}:");
     for (i, line) in src.lines().enumerate() {
         let t = line.trim_start().trim_start_matches('-').trim_start();
-        if let Some(rest) = t.strip_prefix("id:") {
+        if let Some(rest) = t.strip_prefix(needle.as_str()) {
             let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-            if v == id {
+            if v == value {
                 return i + 1;
             }
         }
     }
     0
+}
+
+/// The 1-based line of the `id: <id>` entry for a rule, or 0.
+fn rule_line(src: &str, id: &str) -> usize {
+    named_line(src, "id", id)
 }
 
 /// The first line at or after `from` (1-based) inside the same rule that
@@ -243,21 +394,7 @@ pub(super) fn parse(file: &str, src: &str) -> Result<RuleSet, Error> {
     };
     let mut set = RuleSet::default();
     if let Some(s) = raw.settings {
-        let mut redact = Vec::new();
-        for k in &s.redact {
-            redact.push(
-                Kind::parse(k)
-                    .ok_or_else(|| top.err(Some("redact"), format!("unknown detector `{k}`")))?,
-            );
-        }
-        set.settings = Settings {
-            internal_domains: s
-                .internal_domains
-                .iter()
-                .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
-                .collect(),
-            redact,
-        };
+        set.settings = settings(&top, s)?;
     }
     if let Some(l) = raw.ladder {
         let mut ladder = Ladder::default();
@@ -464,7 +601,10 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
     if let Some(d) = &r.detect {
         for k in d.items() {
             c.detect.push(Kind::parse(k).ok_or_else(|| {
-                ctx.err(Some("detect"), format!("unknown detector `{k}`; expected email, url, iban, card, secret or long_number"))
+                ctx.err(
+                    Some("detect"),
+                    format!("unknown detector class `{k}`; expected {}", kinds()),
+                )
             })?);
         }
     }

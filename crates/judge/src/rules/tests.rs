@@ -174,3 +174,63 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn content_actions_and_custom_detectors_parse() {
+    use crate::detect::{ContentAction, Kind};
+    let src = "settings:\n  redact: [secret]\n  content:\n    ssn: block\n    email: label\n  detectors:\n    - name: emp\n      regex: 'EMP-[0-9]+'\n      action: redact\n    - name: words\n      words: [a, b]\n      action: block\n      label: secret\n";
+    let set = RuleSet::from_yaml("f.yaml", src).expect("parses");
+    let s = set.settings();
+    assert_eq!(s.content.get(Kind::Secret), ContentAction::Redact);
+    assert_eq!(s.content.get(Kind::Ssn), ContentAction::Block);
+    assert_eq!(s.content.get(Kind::Email), ContentAction::Label);
+    assert_eq!(s.content.get(Kind::Phone), ContentAction::Ignore);
+    assert_eq!(s.custom.as_ref().map(|c| c.specs().len()), Some(2));
+}
+
+#[test]
+fn content_errors_name_the_file_and_line() {
+    let cases = [
+        (
+            "settings:\n  content:\n    ssn: shred\n",
+            3,
+            "unknown content action",
+        ),
+        (
+            "settings:\n  content:\n    dna: block\n",
+            3,
+            "unknown detector class",
+        ),
+        (
+            "settings:\n  detectors:\n    - name: emp\n      regex: 'EMP-[0-9'\n      action: redact\n",
+            4,
+            "bad regex",
+        ),
+        (
+            "settings:\n  detectors:\n    - name: emp\n      words: [x]\n      action: redact\n    - name: bad\n      regex: 'x*'\n      action: label\n",
+            7,
+            "empty string",
+        ),
+        (
+            "settings:\n  detectors:\n    - name: emp\n      action: redact\n",
+            3,
+            "exactly one of",
+        ),
+        (
+            "settings:\n  detectors:\n    - name: email\n      words: [x]\n      action: redact\n",
+            3,
+            "already taken",
+        ),
+        (
+            "settings:\n  detectors:\n    - name: emp\n      words: [x]\n      action: redact\n      label: egress\n",
+            6,
+            "unknown label",
+        ),
+    ];
+    for (src, line, msg) in cases {
+        let e = RuleSet::from_yaml("f.yaml", src).expect_err(src);
+        assert_eq!(e.location().file, "f.yaml");
+        assert_eq!(e.location().line, line, "{e}");
+        assert!(e.to_string().contains(msg), "{e}");
+    }
+}

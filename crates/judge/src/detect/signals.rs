@@ -1,0 +1,338 @@
+//! Injection signals: text in tool results and tool definitions that is
+//! aimed at the model rather than the user. Phrases typical of injected
+//! instructions, fake system or chat-template markers, imperative text
+//! addressed to the assistant, invisible and tag Unicode characters, and
+//! markdown or HTML that would carry data out through an image or link.
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+/// What kind of injection signal was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// Phrasing typical of injected instructions ("ignore previous
+    /// instructions", "do not tell the user").
+    Phrase,
+    /// A fake system, tool or chat-template marker (`<system>`, `[INST]`,
+    /// `<|im_start|>`, `### System:`).
+    Marker,
+    /// Imperative text addressed to the assistant or model.
+    Imperative,
+    /// Invisible characters: Unicode tags (U+E0000..U+E007F), zero-width
+    /// characters, bidirectional controls.
+    Invisible,
+    /// A markdown or HTML image or link whose URL would carry data out in
+    /// its query.
+    ExfilLink,
+}
+
+impl SignalKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::Phrase => "phrase",
+            SignalKind::Marker => "marker",
+            SignalKind::Imperative => "imperative",
+            SignalKind::Invisible => "invisible",
+            SignalKind::ExfilLink => "exfil_link",
+        }
+    }
+}
+
+/// One injection signal: its kind, a fixed description and the byte range.
+/// Never holds the text itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    /// The kind of signal.
+    pub kind: SignalKind,
+    /// A fixed description (the phrase or marker that matched, or what was
+    /// found), safe to log.
+    pub what: &'static str,
+    /// Byte range in the scanned text.
+    pub range: Range<usize>,
+}
+
+/// Phrases typical of instructions injected into content aimed at an AI
+/// agent. Matched case-insensitively.
+pub(super) const PHRASES: [&str; 38] = [
+    "ignore previous instructions",
+    "ignore all previous",
+    "ignore the previous",
+    "ignore your previous",
+    "ignore the above",
+    "ignore all prior",
+    "disregard previous",
+    "disregard all prior",
+    "disregard the above",
+    "disregard your instructions",
+    "forget your instructions",
+    "forget all previous",
+    "new instructions:",
+    "<information>",
+    "<important>",
+    "this is an important message from me",
+    "before you can solve the task",
+    "please do the following first",
+    "do not tell the user",
+    "don't tell the user",
+    "without telling the user",
+    "do not inform the user",
+    "do not mention this",
+    "don't mention this",
+    "the user must not know",
+    "note to the ai",
+    "message to the ai",
+    "attention ai",
+    "ai assistant:",
+    "ai agent:",
+    "dear ai",
+    "instructions for the assistant",
+    "instructions for the ai",
+    "system override",
+    "important!!!",
+    "you are now in developer mode",
+    "your new task is",
+    "if you are an ai",
+];
+
+/// Fake system, tool and chat-template markers. Matched
+/// case-insensitively.
+pub(super) const MARKERS: [&str; 22] = [
+    "<system>",
+    "</system>",
+    "<|system|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|assistant|>",
+    "<|user|>",
+    "<|endoftext|>",
+    "[inst]",
+    "[/inst]",
+    "<<sys>>",
+    "[system]",
+    "### system:",
+    "### instruction:",
+    "### instructions:",
+    "### assistant:",
+    "<tool_call>",
+    "<function_calls>",
+    "</tool_result>",
+    "\n\nhuman:",
+    "\n\nassistant:",
+    "system prompt:",
+];
+
+/// Ways of addressing the model. An imperative verb must follow within a
+/// short distance for a signal.
+pub(super) const ADDRESS: [&str; 16] = [
+    "assistant,",
+    "assistant:",
+    "ai,",
+    "ai:",
+    "hey ai",
+    "hey assistant",
+    "to the ai",
+    "to the assistant",
+    "to the model",
+    "attention assistant",
+    "ai model",
+    "language model",
+    "llm,",
+    "llm:",
+    "claude,",
+    "chatgpt,",
+];
+
+/// Verbs (and modal phrases) that make addressed text an instruction.
+const IMPERATIVES: [&str; 26] = [
+    "ignore",
+    "disregard",
+    "forget",
+    "send",
+    "forward",
+    "email",
+    "transfer",
+    "delete",
+    "remove",
+    "execute",
+    "run ",
+    "call ",
+    "invoke",
+    "fetch",
+    "visit",
+    "open ",
+    "post ",
+    "upload",
+    "share",
+    "reveal",
+    "print",
+    "you must",
+    "you should",
+    "please",
+    "immediately",
+    "do not",
+];
+
+/// Starts of markdown images, links and HTML images (validated by hand).
+pub(super) const LINKS: [&str; 3] = ["![", "<img", "]("];
+
+/// Which list an entry of the combined signal automaton comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Src {
+    Phrase,
+    Marker,
+    Address,
+    Link,
+}
+
+/// All literal patterns of the signal automaton, with their list.
+pub(super) fn patterns() -> Vec<(&'static str, Src)> {
+    PHRASES
+        .iter()
+        .map(|p| (*p, Src::Phrase))
+        .chain(MARKERS.iter().map(|p| (*p, Src::Marker)))
+        .chain(ADDRESS.iter().map(|p| (*p, Src::Address)))
+        .chain(LINKS.iter().map(|p| (*p, Src::Link)))
+        .collect()
+}
+
+fn word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Imperative text after an address at `end`.
+pub(super) fn imperative(text: &str, start: usize, end: usize) -> Option<Signal> {
+    let b = text.as_bytes();
+    if start > 0 && word(b[start - 1]) {
+        return None;
+    }
+    let mut limit = (end + 80).min(b.len());
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let window = text[end..limit].to_ascii_lowercase();
+    IMPERATIVES.iter().find_map(|v| {
+        window.find(v).and_then(|p| {
+            let at = end + p;
+            (p == 0 || !word(window.as_bytes()[p - 1])).then_some(Signal {
+                kind: SignalKind::Imperative,
+                what: "imperative text addressed to the assistant",
+                range: start..at + v.len(),
+            })
+        })
+    })
+}
+
+/// An image or link starting at `at` whose URL carries data in its query:
+/// a placeholder (`{...}`, `<...>`, `$VAR`, `%7B`) in the query, or, for
+/// images, a query value of 16 characters or more.
+pub(super) fn exfil_link(text: &str, at: usize, which: &str) -> Option<Signal> {
+    let b = text.as_bytes();
+    let (url_start, image) = match which {
+        "![" => {
+            let close = text[at..].find("](")?;
+            if close > 512 {
+                return None;
+            }
+            (at + close + 2, true)
+        }
+        "](" => {
+            // A link, unless it is the tail of an image (handled above).
+            let open = text[..at].rfind('[')?;
+            if open > 0 && b[open - 1] == b'!' {
+                return None;
+            }
+            (at + 2, false)
+        }
+        _ => {
+            let mut tag_end = at + text[at..].find('>').unwrap_or(text.len() - at).min(1024);
+            while !text.is_char_boundary(tag_end) {
+                tag_end -= 1;
+            }
+            let tag = &text[at..tag_end];
+            let src = tag.find("src=")? + 4;
+            let q = usize::from(matches!(tag.as_bytes().get(src), Some(b'"' | b'\'')));
+            (at + src + q, true)
+        }
+    };
+    let rest = &text[url_start..];
+    if !(rest.starts_with("http://") || rest.starts_with("https://") || rest.starts_with("//")) {
+        return None;
+    }
+    let url_end = url_start
+        + rest
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>'))
+            .unwrap_or(rest.len());
+    let url = &text[url_start..url_end];
+    let query = &url[url.find('?')? + 1..];
+    let lower = query.to_ascii_lowercase();
+    let placeholder =
+        query.contains(['{', '}', '<', '>', '$']) || lower.contains("%7b") || lower.contains("%3c");
+    let long_value = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+        .any(|v| v.len() >= 16);
+    (placeholder || (image && long_value)).then_some(Signal {
+        kind: SignalKind::ExfilLink,
+        what: if image {
+            "image URL whose query would carry data out"
+        } else {
+            "link whose query would carry data out"
+        },
+        range: at..url_end,
+    })
+}
+
+/// Invisible characters: every Unicode tag character, bidirectional
+/// embedding, override and isolate controls, and zero-width characters
+/// (three or more; a lone zero-width space is common in copied text). The
+/// zero-width joiner is left alone (emoji sequences use it).
+pub(super) fn invisible(text: &str) -> Option<Signal> {
+    let b = text.as_bytes();
+    let mut zw: Option<(usize, usize)> = None;
+    let mut zw_count = 0;
+    let mut i = 0;
+    while let Some(p) = memchr::memchr3(0xE2, 0xEF, 0xF3, &b[i..]) {
+        let at = i + p;
+        let s = &b[at..];
+        let hit = match s {
+            [0xF3, 0xA0, 0x80 | 0x81, ..] => {
+                Some(("Unicode tag characters (hidden text)", 4, true))
+            }
+            [0xE2, 0x80, 0xAA..=0xAE, ..] | [0xE2, 0x81, 0xA6..=0xA9, ..] => {
+                Some(("bidirectional control characters", 3, true))
+            }
+            [0xE2, 0x80, 0x8B | 0x8C, ..] | [0xE2, 0x81, 0xA0, ..] => {
+                Some(("zero-width characters", 3, false))
+            }
+            [0xEF, 0xBB, 0xBF, ..] if at > 0 => Some(("zero-width characters", 3, false)),
+            _ => None,
+        };
+        match hit {
+            Some((what, len, true)) => {
+                return Some(Signal {
+                    kind: SignalKind::Invisible,
+                    what,
+                    range: at..at + len,
+                });
+            }
+            Some((_, len, false)) => {
+                zw_count += 1;
+                let start = zw.map_or(at, |z| z.0);
+                zw = Some((start, at + len));
+                if zw_count >= 3 {
+                    return Some(Signal {
+                        kind: SignalKind::Invisible,
+                        what: "zero-width characters",
+                        range: start..at + len,
+                    });
+                }
+            }
+            None => {}
+        }
+        i = at + 1;
+    }
+    None
+}
