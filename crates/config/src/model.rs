@@ -56,6 +56,11 @@ pub struct JudgeConfig {
     pub labels: Vec<LabelRule>,
     /// How long a held call waits for a human; then it is refused.
     pub hold_timeout: std::time::Duration,
+    /// The agent attribute keys the configuration declares (API key and
+    /// mTLS agent `attributes`, JWT `attribute_claims`, and the certificate
+    /// facts `trust_domain`, `spiffe_id`, `dns` when mTLS is on), sorted:
+    /// the optional String attributes of the Cedar `Agent`.
+    pub attributes: Vec<String>,
 }
 
 /// One label override.
@@ -830,6 +835,24 @@ pub(crate) fn compile(
             ));
         }
     };
+    let mut attributes: Vec<String> = auth
+        .api_keys
+        .iter()
+        .flat_map(|k| k.attributes.iter().map(|(a, _)| a.clone()))
+        .chain(
+            auth.jwt
+                .iter()
+                .flat_map(|j| j.attribute_claims.iter().cloned()),
+        )
+        .chain(auth.mtls.iter().flat_map(|m| {
+            m.agents
+                .iter()
+                .flat_map(|a| a.attributes.iter().map(|(k, _)| k.clone()))
+                .chain(["trust_domain", "spiffe_id", "dns"].map(str::to_owned))
+        }))
+        .collect();
+    attributes.sort();
+    attributes.dedup();
     let judge = JudgeConfig {
         default_pack,
         rules: j.rules,
@@ -846,6 +869,7 @@ pub(crate) fn compile(
         hold_timeout: j
             .hold_timeout
             .map_or(std::time::Duration::from_secs(60), |d| d.0),
+        attributes,
     };
     let strict = match raw.audit.durability.as_deref() {
         None | Some("batched") => false,
