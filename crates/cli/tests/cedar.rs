@@ -158,7 +158,8 @@ fn policy_check_validates_argument_conditions_against_the_upstreams_tools() {
     std::fs::write(
         &config,
         format!(
-            "judge:\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n",
+            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\njudge:\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n",
+            sha256_hex(TEST_KEY),
             file.display()
         ),
     )
