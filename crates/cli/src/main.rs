@@ -166,7 +166,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result<()> {
+/// A gateway that lists the upstreams' tools without serving agents or
+/// pinning anything in the operator's store.
+async fn offline_gateway(
+    cfg: Arc<castellan_config::Config>,
+) -> anyhow::Result<Arc<castellan_gateway::Gateway>> {
     let auth = castellan_gateway::identity::Authenticator::new(
         &castellan_config::Auth {
             anonymous: true,
@@ -178,11 +182,22 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
     .map_err(anyhow::Error::msg)?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, None)
         .map_err(anyhow::Error::msg)?;
-    // Listing must not pin anything in the operator's store.
     let integrity =
         castellan_gateway::integrity::Integrity::ephemeral().map_err(anyhow::Error::msg)?;
-    let gateway = castellan_gateway::Gateway::start(cfg, auth, behaviour, integrity)
-        .map_err(anyhow::Error::msg)?;
+    castellan_gateway::Gateway::start(cfg, auth, behaviour, integrity).map_err(anyhow::Error::msg)
+}
+
+/// Lists the upstreams' tools and says why the policy does not validate
+/// against them, if it does not.
+async fn policy_problem(cfg: Arc<castellan_config::Config>) -> anyhow::Result<Option<String>> {
+    let gateway = offline_gateway(cfg).await?;
+    let _ = gateway.explain_tools().await;
+    Ok(gateway.policy_problem())
+}
+
+async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result<()> {
+    // Listing must not pin anything in the operator's store.
+    let gateway = offline_gateway(cfg).await?;
     let tools = gateway.explain_tools().await;
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
@@ -400,7 +415,19 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             command: PolicyCommand::Check { config },
         } => {
             let cfg = castellan_config::load_file(&config)?;
-            castellan_gateway::behaviour::compile_judge(&cfg.judge).map_err(anyhow::Error::msg)?;
+            let (judge, _) = castellan_gateway::behaviour::compile_judge(&cfg.judge)
+                .map_err(anyhow::Error::msg)?;
+            if judge.policy_pending().is_some() {
+                // The policy names call arguments: validate it against the
+                // tools the upstreams list, as the running gateway will.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the async runtime")?;
+                if let Some(problem) = runtime.block_on(policy_problem(Arc::new(cfg.clone())))? {
+                    anyhow::bail!("{problem}");
+                }
+            }
             audit_writer_config(&cfg.audit)?;
             println!(
                 "{}: ok ({} upstreams)",
@@ -598,6 +625,7 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
                 labels: Vec::new(),
                 hold_timeout: std::time::Duration::ZERO,
                 enabled: true,
+                attributes: Vec::new(),
             },
         ),
     };

@@ -212,3 +212,29 @@ async fn a_tool_no_upstream_lists_cannot_be_called() {
         r.last()
     );
 }
+
+#[tokio::test]
+async fn a_new_tool_with_hidden_instructions_is_never_pinned_automatically() {
+    // After the rug pull, revoke echo's pin: the poisoned version is then a
+    // tool seen for the first time, and first sight must not pin it.
+    let gw = Gateway::start(&config("", ""));
+    let sid = open_session(&gw.url).await;
+    let _ = tool_names(&gw, &sid, 1).await;
+    let _ = call(
+        &gw.url,
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "fx__rugpull", "arguments": {}}),
+    )
+    .await;
+    let cfg = gw.config.to_str().expect("path").to_owned();
+    let out = castellan(&["tools", "revoke", "fx", "echo", "--config", &cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = echo(&gw, &sid, 3).await;
+    assert_eq!(refused["error"]["data"]["finding"], "poisoned", "{refused}");
+}

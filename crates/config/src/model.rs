@@ -63,6 +63,11 @@ pub struct JudgeConfig {
     /// `false` turns judging off: calls pass unjudged and unrecorded. Only
     /// for measuring the gateway's own cost (the gateway warns at start).
     pub enabled: bool,
+    /// The agent attribute keys the configuration declares (API key and
+    /// mTLS agent `attributes`, JWT `attribute_claims`, and the certificate
+    /// facts `trust_domain`, `spiffe_id`, `dns` when mTLS is on), sorted:
+    /// the optional String attributes of the Cedar `Agent`.
+    pub attributes: Vec<String>,
 }
 
 /// One label override.
@@ -864,6 +869,24 @@ pub(crate) fn compile(
             ));
         }
     };
+    let mut attributes: Vec<String> = auth
+        .api_keys
+        .iter()
+        .flat_map(|k| k.attributes.iter().map(|(a, _)| a.clone()))
+        .chain(
+            auth.jwt
+                .iter()
+                .flat_map(|j| j.attribute_claims.iter().cloned()),
+        )
+        .chain(auth.mtls.iter().flat_map(|m| {
+            m.agents
+                .iter()
+                .flat_map(|a| a.attributes.iter().map(|(k, _)| k.clone()))
+                .chain(["trust_domain", "spiffe_id", "dns"].map(str::to_owned))
+        }))
+        .collect();
+    attributes.sort();
+    attributes.dedup();
     let judge = JudgeConfig {
         default_pack,
         rules: j.rules,
@@ -881,6 +904,7 @@ pub(crate) fn compile(
             .hold_timeout
             .map_or(std::time::Duration::from_secs(60), |d| d.0),
         enabled: j.enabled.unwrap_or(true),
+        attributes,
     };
     let strict = match raw.audit.durability.as_deref() {
         None | Some("batched") => false,

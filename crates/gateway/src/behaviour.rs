@@ -87,6 +87,7 @@ struct AgentSeen {
 struct Subject {
     agent: AgentId,
     user: Option<UserId>,
+    attributes: Arc<[(String, String)]>,
     session: SessionKey,
     server: String,
     tool: String,
@@ -114,6 +115,7 @@ impl Subject {
         Call {
             agent: &self.agent,
             user: self.user.as_ref(),
+            attributes: &self.attributes,
             session: &self.session,
             kind: self.kind,
             server: Some(&self.server),
@@ -158,6 +160,8 @@ pub struct Behaviour {
     /// How long a held call waits; zero refuses at once.
     pub hold_timeout: std::time::Duration,
     held: Mutex<HashMap<String, Held>>,
+    /// The last time the policy failed to validate against learnt tools.
+    policy_error: Mutex<Option<String>>,
     /// Whether an operator can answer holds (the admin API is on).
     pub approvals: std::sync::atomic::AtomicBool,
     /// Recent alerts and their destinations.
@@ -221,10 +225,12 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
         Some(file) => {
             let text =
                 std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
-            Policy::new(&catalog, file, &text).map_err(|e| e.to_string())?
+            Policy::with_attributes(&catalog, &cfg.attributes, file, &text)
+                .map_err(|e| e.to_string())?
         }
-        None => Policy::new(
+        None => Policy::with_attributes(
             &catalog,
+            &cfg.attributes,
             castellan_judge::pack::POLICY_FILE,
             castellan_judge::pack::POLICY,
         )
@@ -247,6 +253,7 @@ impl Behaviour {
             ids: std::sync::atomic::AtomicU64::new(0),
             hold_timeout: cfg.hold_timeout,
             held: Mutex::new(HashMap::new()),
+            policy_error: Mutex::new(None),
             approvals: std::sync::atomic::AtomicBool::new(false),
             alerts: crate::alerts::Alerts::default(),
             metric_tools: RwLock::new(std::collections::HashSet::new()),
@@ -275,7 +282,13 @@ impl Behaviour {
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }
-        let next = fresh.with_catalog(catalog);
+        let known = !catalog.defs().is_empty();
+        let (next, error) = fresh.with_catalog_checked(catalog);
+        // Against the tools learnt so far the new policy must validate; with
+        // none learnt yet it stays pending until they are.
+        if let Some(e) = error.filter(|_| known) {
+            return Err(e.to_string());
+        }
         match self.overrides.write() {
             Ok(mut o) => *o = overrides,
             Err(p) => *p.into_inner() = overrides,
@@ -325,11 +338,55 @@ impl Behaviour {
             for d in defs.values() {
                 catalog.insert(d.clone());
             }
-            let next = self.judge().with_catalog(catalog);
+            let (next, error) = self.judge().with_catalog_checked(catalog);
+            if let Some(e) = &error {
+                tracing::error!(error = %e, "the policy does not validate against the learnt tools; the running policy stays in force");
+            }
+            *lock(&self.policy_error) = error.map(|e| e.to_string());
+            if let Some(p) = next.policy_pending() {
+                tracing::error!(
+                    reason = p,
+                    "the policy refuses every call until it validates"
+                );
+            }
             if let Ok(mut j) = self.judge.write() {
                 *j = next;
             }
         }
+    }
+
+    /// Why the policy does not fully apply: it failed to validate against
+    /// the learnt tools, or it still refuses every call because its
+    /// `context.args` conditions never validated.
+    pub fn policy_problem(&self) -> Option<String> {
+        lock(&self.policy_error)
+            .clone()
+            .or_else(|| self.judge().policy_pending().map(str::to_owned))
+    }
+
+    /// Whether the agent may see a tool in `tools/list` (the policy's
+    /// `list_tools` action; see [`Judge::may_list`]).
+    pub fn may_list(&self, principal: &Principal, server: &str, tool: &str) -> bool {
+        let judge = match self.judge.read() {
+            Ok(j) => j,
+            Err(p) => p.into_inner(),
+        };
+        let agent = AgentId::new(&*principal.agent);
+        let user = principal.user.as_deref().map(UserId::new);
+        let session = SessionKey::new("");
+        let args = Value::Null;
+        let call = Call {
+            agent: &agent,
+            user: user.as_ref(),
+            attributes: &principal.attributes,
+            session: &session,
+            kind: CallKind::ListTools,
+            server: Some(server),
+            tool,
+            args: &args,
+            intent: None,
+        };
+        judge.may_list(&call)
     }
 
     fn next_id(&self, now: u64) -> String {
@@ -356,6 +413,7 @@ impl Behaviour {
         let subject = Subject {
             agent: AgentId::new(&*principal.agent),
             user: principal.user.as_deref().map(UserId::new),
+            attributes: principal.attributes.clone(),
             session: SessionKey::new(format!("{}/{session}", principal.agent)),
             server: server.to_owned(),
             tool: tool.to_owned(),

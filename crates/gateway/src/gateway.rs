@@ -631,6 +631,13 @@ impl Gateway {
                         tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
                         continue;
                     }
+                    if method == "tools/list"
+                        && !self
+                            .behaviour
+                            .may_list(caller.principal(), &self.names[i], &name)
+                    {
+                        continue;
+                    }
                     item[field] = Value::String(exposed);
                 } else if let Some(uri) = item.get("uri").and_then(Value::as_str) {
                     if !self.routes.claim_uri(i, uri) {
@@ -1136,6 +1143,12 @@ impl Gateway {
             });
         }
         Outcome::Sse(body)
+    }
+
+    /// Why the Cedar policy does not fully apply to the learnt tools, if it
+    /// does not (see [`crate::behaviour::Behaviour::policy_problem`]).
+    pub fn policy_problem(&self) -> Option<String> {
+        self.behaviour.policy_problem()
     }
 
     /// Lists every upstream's tools as the gateway itself (for `castellan

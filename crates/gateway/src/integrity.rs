@@ -109,7 +109,18 @@ impl Integrity {
             let poison = if pins.contains_key(&name) {
                 Vec::new()
             } else {
-                castellan_integrity::mentions_of_others(&tool, others)
+                // Text aimed at the model (hidden instructions, invisible
+                // characters, credential paths), then cross-server mentions.
+                let mut reasons: Vec<String> = castellan_judge::inspect_tool_definition(
+                    &name,
+                    tool.get("description").and_then(Value::as_str),
+                    tool.get("inputSchema").unwrap_or(&Value::Null),
+                )
+                .into_iter()
+                .map(|f| format!("{} in {}", f.reason, f.location))
+                .collect();
+                reasons.extend(castellan_integrity::mentions_of_others(&tool, others));
+                reasons
             };
             let verdict = match assess(pins.get(&name), &def, self.first_sight, poison) {
                 Assessment::PinNow => match self.store.pin(server, &name, &def, FIRST_SIGHT) {

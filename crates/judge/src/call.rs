@@ -41,6 +41,9 @@ pub struct Call<'a> {
     pub agent: &'a AgentId,
     /// The user the agent acts for, when known.
     pub user: Option<&'a UserId>,
+    /// The agent's attributes (team, environment, owner...) as the operator
+    /// declared them; the Cedar principal carries the declared keys.
+    pub attributes: &'a [(String, String)],
     /// The behavioural session.
     pub session: &'a SessionKey,
     /// The operation.
@@ -67,6 +70,7 @@ impl<'a> Call<'a> {
         Call {
             agent,
             user: None,
+            attributes: &[],
             session,
             kind: CallKind::CallTool,
             server: None,
@@ -85,6 +89,12 @@ impl<'a> Call<'a> {
     /// Sets the user.
     pub fn for_user(mut self, user: &'a UserId) -> Call<'a> {
         self.user = Some(user);
+        self
+    }
+
+    /// Sets the agent's attributes.
+    pub fn with_attributes(mut self, attributes: &'a [(String, String)]) -> Call<'a> {
+        self.attributes = attributes;
         self
     }
 

@@ -83,11 +83,57 @@ impl Judge {
     }
 
     /// The same rules and policy with a new catalogue (after `tools/list`).
+    /// A policy that names `context.args` is revalidated against the new
+    /// catalogue; see [`Judge::with_catalog_checked`].
     pub fn with_catalog(&self, catalog: Catalog) -> Judge {
-        Judge {
-            catalog: Arc::new(catalog),
-            ..self.clone()
+        self.with_catalog_checked(catalog).0
+    }
+
+    /// [`Judge::with_catalog`], with the policy's validation error against
+    /// the new catalogue, if any. On error the running policy stays in force
+    /// (a policy that never validated keeps refusing every call), so a
+    /// policy never silently stops matching; the caller reports the error.
+    pub fn with_catalog_checked(&self, catalog: Catalog) -> (Judge, Option<Error>) {
+        #[cfg(feature = "cedar")]
+        let (policy, error) = match &self.policy {
+            Some(p) if p.depends_on_catalog() => match p.for_catalog(&catalog) {
+                Ok(next) => (Some(Arc::new(next)), None),
+                Err(e) => (Some(p.clone()), Some(e)),
+            },
+            other => (other.clone(), None),
+        };
+        #[cfg(not(feature = "cedar"))]
+        let error = None;
+        (
+            Judge {
+                catalog: Arc::new(catalog),
+                #[cfg(feature = "cedar")]
+                policy,
+                ..self.clone()
+            },
+            error,
+        )
+    }
+
+    /// Whether the agent may see `call.tool` of `call.server` in a list:
+    /// the Cedar policy with action `list_tools` and no behavioural facts
+    /// (no policy, or an unconditional permit, answers yes without
+    /// evaluating). A tool the agent may see can still be refused when
+    /// called.
+    pub fn may_list(&self, call: &Call<'_>) -> bool {
+        #[cfg(feature = "cedar")]
+        if let Some(p) = &self.policy {
+            return p.may_list(call, self.catalog.labels(call.server, call.tool));
         }
+        let _ = call;
+        true
+    }
+
+    /// Why the policy refuses every call, while its `context.args`
+    /// conditions have not validated against the learnt tools yet.
+    #[cfg(feature = "cedar")]
+    pub fn policy_pending(&self) -> Option<&str> {
+        self.policy.as_deref().and_then(Policy::pending)
     }
 
     /// The catalogue.

@@ -74,7 +74,7 @@ pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolN
 pub use judge::Judge;
 pub use label::{Label, LabelSet, LabelSource};
 #[cfg(feature = "cedar")]
-pub use policy::Policy;
+pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
 pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
 pub use state::{AggregateState, SessionState, StateMut};

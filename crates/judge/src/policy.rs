@@ -1,17 +1,29 @@
 //! The Cedar policy evaluated on every call.
 //!
-//! Owns: [`Policy`] (a validated policy set, the generated schema and cached
-//! entity uids) and the translation of a call and its behavioural facts into
-//! a Cedar request. Principal `Agent::"<id>"` (attributes `name`, `user`);
+//! Owns: [`Policy`] (a validated policy set, the schema derived for it and
+//! cached entity uids) and the translation of a call and its behavioural
+//! facts into a Cedar request. Principal `Agent::"<id>"` (attributes `name`,
+//! `user`, and every attribute key the configuration declares, optional);
 //! action `Action::"call_tool" | "list_tools" | "read_resource" |
 //! "get_prompt"`; resource `Tool::"<server>/<tool>"` (attributes `name`,
-//! `server`, `labels`). The context carries the behavioural facts (see
-//! `docs/rules.md`). Contexts are built with typed constructors, never by
-//! round-tripping JSON. Forbid overrides permit; with no permit a call is
-//! denied. `@id` and `@reason` annotations become the verdict's reasons.
+//! `server`, `labels`). The context carries the behavioural facts and the
+//! call's typed arguments (`context.args`, derived from the catalogue's
+//! input schemas; see `docs/rules.md`). Contexts are built with typed
+//! constructors, never by round-tripping JSON. Forbid overrides permit; with
+//! no permit a call is denied. `@id` and `@reason` annotations become the
+//! verdict's reasons.
+//!
+//! The schema depends on the configuration (attribute keys) and on the tool
+//! catalogue (argument names and types), which grows at run time. A policy
+//! whose only validation errors are about `context.args` loads *pending*:
+//! it refuses every call until the catalogue it is revalidated against
+//! ([`Policy::for_catalog`]) makes it valid. A policy that validated once
+//! stays in force when a later catalogue does not validate it (the caller
+//! reports the error).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
@@ -19,6 +31,7 @@ use cedar_policy::{
     ResourceConstraint, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic;
+use serde_json::Value;
 
 use crate::call::Call;
 use crate::catalog::Catalog;
@@ -27,15 +40,15 @@ use crate::facts::Facts;
 use crate::ids::RuleId;
 use crate::label::{Label, LabelSet};
 use crate::verdict::{Action, Fact, Origin, Reason};
-
-/// The Cedar schema every policy is validated against (strict mode).
-pub const SCHEMA: &str = r#"
-entity Agent = { "name": String, "user": String };
+/// The fixed part of the Cedar schema; `Agent`'s declared attributes and
+/// the `Args` record are appended per configuration and catalogue.
+const SCHEMA_FIXED: &str = r#"
 entity Tool = { "name": String, "server": String, "labels": Set<String> };
 type Session = { "labels": Set<String>, "risk": Long, "calls": Long, "injection_seen": Bool };
 type Destination = { "any": Bool, "new": Bool, "in_intent": Bool, "external": Bool, "from": Set<String>, "values": Set<String> };
 type Ctx = {
   "session": Session,
+  "args": Args,
   "args_text": String,
   "arg_from": Set<String>,
   "carries": Set<String>,
@@ -45,6 +58,103 @@ type Ctx = {
 };
 action call_tool, list_tools, read_resource, get_prompt appliesTo { principal: [Agent], resource: [Tool], context: Ctx };
 "#;
+
+/// The Cedar schema for no declared attributes and an empty catalogue.
+pub fn schema() -> String {
+    schema_text(&[], &BTreeMap::new())
+}
+
+fn schema_text(attributes: &[String], args: &BTreeMap<String, ArgType>) -> String {
+    let mut out = String::from("entity Agent = { \"name\": String, \"user\": String");
+    for k in attributes {
+        out.push_str(&format!(", \"{k}\"?: String"));
+    }
+    out.push_str(" };\ntype Args = {");
+    for (i, (k, t)) in args.iter().enumerate() {
+        let sep = if i == 0 { " " } else { ", " };
+        out.push_str(&format!("{sep}\"{k}\"?: {}", t.cedar()));
+    }
+    out.push_str(" };");
+    out.push_str(SCHEMA_FIXED);
+    out
+}
+
+/// The Cedar type of a call argument, from the JSON Schema `type` the
+/// catalogue's tools declare for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    /// `integer`: a Cedar `Long`.
+    Long,
+    /// `number` (or `integer` in one tool and `number` in another): a Cedar
+    /// `decimal` (four fractional digits).
+    Decimal,
+    /// `string`.
+    String,
+    /// `boolean`.
+    Bool,
+}
+
+impl ArgType {
+    fn cedar(self) -> &'static str {
+        match self {
+            ArgType::Long => "Long",
+            ArgType::Decimal => "decimal",
+            ArgType::String => "String",
+            ArgType::Bool => "Bool",
+        }
+    }
+
+    fn of_schema(s: &Value) -> Option<ArgType> {
+        match s.get("type")?.as_str()? {
+            "integer" => Some(ArgType::Long),
+            "number" => Some(ArgType::Decimal),
+            "string" => Some(ArgType::String),
+            "boolean" => Some(ArgType::Bool),
+            _ => None,
+        }
+    }
+}
+
+/// A name usable as a quoted key of the generated schema.
+fn plain_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 128
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+}
+
+/// The typed arguments of a catalogue: every top-level property of a
+/// tool's input schema whose type is a scalar and the same in every tool
+/// that declares it (`integer` and `number` unify to `decimal`). Arguments
+/// with conflicting, missing or structured types are left out (they stay
+/// visible through `context.args_text`).
+pub fn arg_types(catalog: &Catalog) -> BTreeMap<String, ArgType> {
+    let mut seen: BTreeMap<String, Option<ArgType>> = BTreeMap::new();
+    for d in catalog.defs() {
+        let Some(props) = d.input_schema.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        for (name, s) in props {
+            if !plain_key(name) {
+                continue;
+            }
+            let t = ArgType::of_schema(s);
+            seen.entry(name.clone())
+                .and_modify(|e| {
+                    *e = match (*e, t) {
+                        (Some(a), Some(b)) if a == b => Some(a),
+                        (Some(ArgType::Long), Some(ArgType::Decimal))
+                        | (Some(ArgType::Decimal), Some(ArgType::Long)) => Some(ArgType::Decimal),
+                        _ => None,
+                    }
+                })
+                .or_insert(t);
+        }
+    }
+    seen.into_iter()
+        .filter_map(|(k, t)| t.map(|t| (k, t)))
+        .collect()
+}
 
 /// A validated Cedar policy set with its schema.
 #[derive(Debug)]
@@ -61,6 +171,15 @@ pub struct Policy {
     /// Context attributes that cost a copy are only built when a policy
     /// mentions them.
     needs: Needs,
+    file: String,
+    src: Arc<str>,
+    /// The principal attribute keys the configuration declares.
+    attributes: Arc<[String]>,
+    /// The typed arguments of the catalogue this policy was validated with.
+    args: BTreeMap<String, ArgType>,
+    /// Set while the policy's `context.args` conditions have not validated
+    /// against any catalogue yet: every call is refused with this message.
+    pending: Option<String>,
 }
 
 /// Which context keys the policy text mentions (a conservative, textual
@@ -68,6 +187,7 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy)]
 struct Needs {
     session: bool,
+    args: bool,
     args_text: bool,
     arg_from: bool,
     carries: bool,
@@ -77,10 +197,20 @@ struct Needs {
     rules: bool,
 }
 
+/// `word` appears in `src` as a whole identifier.
+fn mentions(src: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    src.match_indices(word).any(|(i, _)| {
+        !src[..i].chars().next_back().is_some_and(ident)
+            && !src[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}
+
 impl Needs {
     fn of(src: &str) -> Needs {
         Needs {
             session: src.contains("session"),
+            args: mentions(src, "args"),
             args_text: src.contains("args_text"),
             arg_from: src.contains("arg_from"),
             carries: src.contains("carries"),
@@ -92,8 +222,17 @@ impl Needs {
     }
 }
 
+fn label_span(d: &dyn Diagnostic) -> Option<(usize, usize)> {
+    d.labels()
+        .and_then(|mut l| l.next())
+        .map(|l| (l.offset(), l.len()))
+}
+
 fn loc_of(file: &str, src: &str, d: &dyn Diagnostic) -> Location {
-    let offset = d.labels().and_then(|mut l| l.next()).map(|l| l.offset());
+    loc_at(file, src, label_span(d).map(|(off, _)| off))
+}
+
+fn loc_at(file: &str, src: &str, offset: Option<usize>) -> Location {
     match offset {
         Some(off) => {
             let mut cut = off.min(src.len());
@@ -127,7 +266,7 @@ fn policy_err(file: &str, src: &str, d: &dyn Diagnostic, msg: String) -> Error {
 fn fixed(e: impl std::fmt::Display) -> Error {
     Error::Policy {
         at: Location {
-            file: "(built-in schema)".to_owned(),
+            file: "(generated schema)".to_owned(),
             line: 0,
             column: 0,
         },
@@ -135,23 +274,197 @@ fn fixed(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Where `has <attr>` (or `has "<attr>"`) first appears in the text.
+fn has_offset(src: &str, attr: &str) -> Option<usize> {
+    src.match_indices(attr).map(|(i, _)| i).find(|&i| {
+        let before = src[..i].trim_end_matches('"').trim_end();
+        before.ends_with("has")
+            && !src[i + attr.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// `has` tests on attributes the schema does not declare. Cedar's strict
+/// validator types such a test as `false` and accepts the policy, so a typo
+/// there would be a rule that silently never matches. Returns, for each,
+/// whether it is on `context.args`, the attribute and the policy id.
+fn undeclared_has(
+    set: &PolicySet,
+    attributes: &[String],
+    args: &BTreeMap<String, ArgType>,
+) -> Vec<(bool, String, String)> {
+    fn walk(v: &Value, out: &mut Vec<(Value, String)>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(h) = m.get("has")
+                    && let (Some(left), Some(attr)) =
+                        (h.get("left"), h.get("attr").and_then(Value::as_str))
+                {
+                    out.push((left.clone(), attr.to_owned()));
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let context_args = serde_json::json!({".": {"left": {"Var": "context"}, "attr": "args"}});
+    let principal = serde_json::json!({"Var": "principal"});
+    let mut found = Vec::new();
+    for p in set.policies() {
+        let Ok(est) = p.to_json() else { continue };
+        let mut tests = Vec::new();
+        walk(&est, &mut tests);
+        for (left, attr) in tests {
+            if left == context_args && !args.contains_key(&attr) {
+                found.push((true, attr, p.id().to_string()));
+            } else if left == principal
+                && attr != "name"
+                && attr != "user"
+                && !attributes.contains(&attr)
+            {
+                found.push((false, attr, p.id().to_string()));
+            }
+        }
+    }
+    found
+}
+
+/// The validation error is about `context.args` (its span names `args`).
+fn about_args(src: &str, d: &dyn Diagnostic) -> bool {
+    label_span(d)
+        .and_then(|(off, len)| src.get(off..off.saturating_add(len)))
+        .is_some_and(|t| mentions(t, "args"))
+}
+
 impl Policy {
     /// Parses `src` (named `file` in errors) and validates it strictly
-    /// against the schema for this catalogue.
-    pub fn new(_catalog: &Catalog, file: &str, src: &str) -> Result<Policy, Error> {
-        let set = PolicySet::from_str(src).map_err(|e| {
+    /// against the schema for this catalogue, with no declared principal
+    /// attributes.
+    pub fn new(catalog: &Catalog, file: &str, src: &str) -> Result<Policy, Error> {
+        Policy::with_attributes(catalog, &[], file, src)
+    }
+
+    /// Parses `src` and validates it strictly against the schema derived
+    /// from the declared principal attribute keys and the catalogue's
+    /// arguments. When the only errors concern `context.args` (the tools
+    /// that take those arguments are not known yet), the policy loads
+    /// pending: it refuses every call until [`Policy::for_catalog`]
+    /// validates it.
+    pub fn with_attributes(
+        catalog: &Catalog,
+        attributes: &[String],
+        file: &str,
+        src: &str,
+    ) -> Result<Policy, Error> {
+        for k in attributes {
+            if !plain_key(k) {
+                return Err(Error::Policy {
+                    at: Location {
+                        file: file.to_owned(),
+                        line: 0,
+                        column: 0,
+                    },
+                    message: format!(
+                        "principal attribute `{k}` cannot be used in Cedar: use letters, digits, `_`, `-`, `.`, `:` or `/`"
+                    ),
+                });
+            }
+            if k == "name" || k == "user" {
+                return Err(Error::Policy {
+                    at: Location {
+                        file: file.to_owned(),
+                        line: 0,
+                        column: 0,
+                    },
+                    message: format!(
+                        "principal attribute `{k}` is reserved (the agent's `{k}` is built in)"
+                    ),
+                });
+            }
+        }
+        let mut attrs: Vec<String> = attributes.to_vec();
+        attrs.sort();
+        attrs.dedup();
+        Policy::compile(catalog, attrs.into(), file, src.into(), true)
+    }
+
+    /// The same policy validated against another catalogue (after the
+    /// gateway learnt tools). An error means the policy does not validate
+    /// against it; keep the running policy.
+    pub fn for_catalog(&self, catalog: &Catalog) -> Result<Policy, Error> {
+        Policy::compile(
+            catalog,
+            self.attributes.clone(),
+            &self.file,
+            self.src.clone(),
+            false,
+        )
+    }
+
+    /// Whether validation depends on the catalogue (the policy names
+    /// `args`), so it must be revalidated when tools are learnt.
+    pub fn depends_on_catalog(&self) -> bool {
+        self.needs.args
+    }
+
+    /// Why the policy refuses every call: its `context.args` conditions have
+    /// not validated against a catalogue yet.
+    pub fn pending(&self) -> Option<&str> {
+        self.pending.as_deref()
+    }
+
+    fn compile(
+        catalog: &Catalog,
+        attributes: Arc<[String]>,
+        file: &str,
+        src: Arc<str>,
+        defer_args: bool,
+    ) -> Result<Policy, Error> {
+        let set = PolicySet::from_str(&src).map_err(|e| {
             let msg = e.to_string();
-            policy_err(file, src, &e, msg)
+            policy_err(file, &src, &e, msg)
         })?;
-        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA).map_err(fixed)?;
+        let needs = Needs::of(&src);
+        let args = if needs.args {
+            arg_types(catalog)
+        } else {
+            BTreeMap::new()
+        };
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&schema_text(&attributes, &args)).map_err(fixed)?;
         let result = Validator::new(schema).validate(&set, ValidationMode::Strict);
-        if let Some(e) = result.validation_errors().next() {
-            return Err(policy_err(
-                file,
-                src,
-                e,
-                format!("policy `{}`: {e}", e.policy_id()),
-            ));
+        let mut pending = None;
+        for (on_args, attr, id) in undeclared_has(&set, &attributes, &args) {
+            let err = Error::Policy {
+                at: loc_at(file, &src, has_offset(&src, &attr)),
+                message: if on_args {
+                    format!(
+                        "policy `{id}`: no known tool has an argument `{attr}` of a Cedar-typed kind (`context.args has {attr}` could never be true)"
+                    )
+                } else {
+                    format!(
+                        "policy `{id}`: the configuration declares no agent attribute `{attr}` (`principal has {attr}` could never be true)"
+                    )
+                },
+            };
+            if on_args && defer_args {
+                pending.get_or_insert_with(|| err.to_string());
+            } else {
+                return Err(err);
+            }
+        }
+        for e in result.validation_errors() {
+            let err = policy_err(file, &src, e, format!("policy `{}`: {e}", e.policy_id()));
+            if defer_args && about_args(&src, e) {
+                pending.get_or_insert_with(|| {
+                    format!("{err} (no known tool declares this argument yet)")
+                });
+            } else {
+                return Err(err);
+            }
         }
         let always_permit = set.templates().next().is_none()
             && set.policies().all(|p| p.effect() == Effect::Permit)
@@ -188,31 +501,88 @@ impl Policy {
             ],
             reasons,
             always_permit,
-            needs: Needs::of(src),
+            needs,
+            file: file.to_owned(),
+            src,
+            attributes,
+            args,
+            pending,
         })
     }
 
     /// Evaluates the policy for one call. Returns the reasons of a denial,
     /// or nothing when the call is permitted.
     pub(crate) fn decide(&self, call: &Call<'_>, f: &Facts<'_>, fired: &[&str]) -> Vec<Reason> {
-        match self.evaluate(call, f, fired) {
+        let r = self.evaluate(call, Some(f), f.labels, f.server, fired);
+        self.or_refusal(r, f.server, call.tool)
+    }
+
+    /// Whether the agent may see this tool in a list: the policy evaluated
+    /// with action `list_tools` and a context without behavioural facts
+    /// (empty labels, zero risk and calls, no arguments).
+    pub(crate) fn may_list(&self, call: &Call<'_>, labels: LabelSet) -> bool {
+        if self.always_permit && self.pending.is_none() {
+            return true;
+        }
+        let server = call.server.unwrap_or("");
+        let r = self.evaluate(call, None, labels, server, &[]);
+        self.or_refusal(r, server, call.tool).is_empty()
+    }
+
+    fn or_refusal(&self, r: Result<Vec<Reason>, String>, server: &str, tool: &str) -> Vec<Reason> {
+        match r {
             Ok(v) => v,
             Err(msg) => vec![Reason {
                 rule: RuleId::new("policy-error"),
                 origin: Origin::Policy,
                 action: Action::Deny,
                 message: format!("policy could not be evaluated: {msg}"),
-                facts: Vec::new(),
+                facts: vec![Fact {
+                    key: "resource",
+                    value: format!("{server}/{tool}"),
+                }],
             }],
         }
+    }
+
+    /// `context.args`: the call's arguments that the catalogue types, each
+    /// converted to its Cedar type. An argument whose value does not fit
+    /// its type is an error (the call is refused), never silently dropped:
+    /// dropping it would let `has` fail and a `forbid` not apply.
+    fn args_record(&self, args: &Value) -> Result<RestrictedExpression, String> {
+        let mut pairs = Vec::new();
+        if let Some(obj) = args.as_object() {
+            for (k, v) in obj {
+                let Some(t) = self.args.get(k) else { continue };
+                if v.is_null() {
+                    continue;
+                }
+                pairs.push((k.clone(), typed_arg(*t, k, v)?));
+            }
+        }
+        RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())
     }
 
     fn evaluate(
         &self,
         call: &Call<'_>,
-        f: &Facts<'_>,
+        f: Option<&Facts<'_>>,
+        tool_labels: LabelSet,
+        server: &str,
         fired: &[&str],
     ) -> Result<Vec<Reason>, String> {
+        if let Some(p) = &self.pending {
+            return Ok(vec![Reason {
+                rule: RuleId::new("policy-unvalidated"),
+                origin: Origin::Policy,
+                action: Action::Deny,
+                message: format!("the policy is not validated against the tools yet: {p}"),
+                facts: vec![Fact {
+                    key: "resource",
+                    value: format!("{server}/{}", call.tool),
+                }],
+            }]);
+        }
         if self.always_permit {
             return Ok(Vec::new());
         }
@@ -228,43 +598,48 @@ impl Policy {
             self.agent_type.clone(),
             EntityId::new(call.agent.as_str()),
         );
-        let resource_id = format!("{}/{}", f.server, call.tool);
+        let resource_id = format!("{server}/{}", call.tool);
         let resource =
             EntityUid::from_type_name_and_id(self.tool_type.clone(), EntityId::new(&resource_id));
-        let agent = Entity::new(
-            principal.clone(),
-            HashMap::from([
-                ("name".to_owned(), s(call.agent.as_str())),
-                ("user".to_owned(), s(call.user.map_or("", |u| u.as_str()))),
-            ]),
-            HashSet::new(),
-        )
-        .map_err(|e| e.to_string())?;
+        let mut agent_attrs = HashMap::with_capacity(2 + call.attributes.len());
+        agent_attrs.insert("name".to_owned(), s(call.agent.as_str()));
+        agent_attrs.insert("user".to_owned(), s(call.user.map_or("", |u| u.as_str())));
+        for (k, v) in call.attributes {
+            if self.attributes.iter().any(|a| a == k) {
+                agent_attrs.insert(k.clone(), s(v));
+            }
+        }
+        let agent = Entity::new(principal.clone(), agent_attrs, HashSet::new())
+            .map_err(|e| e.to_string())?;
         let tool = Entity::new(
             resource.clone(),
             HashMap::from([
                 ("name".to_owned(), s(call.tool)),
-                ("server".to_owned(), s(f.server)),
-                ("labels".to_owned(), labels(f.labels, false)),
+                ("server".to_owned(), s(server)),
+                ("labels".to_owned(), labels(tool_labels, false)),
             ]),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
         let entities = Entities::from_entities([agent, tool], None).map_err(|e| e.to_string())?;
+        let (hits, carried, dests) = match f {
+            Some(f) => (&f.hits[..], &f.carries[..], &f.dests[..]),
+            None => (&[][..], &[][..], &[][..]),
+        };
         let (mut arg_from, mut arg_inj) = (LabelSet::EMPTY, false);
-        for h in &f.hits {
+        for h in hits {
             if !h.in_intent {
                 arg_from = arg_from.union(h.labels);
                 arg_inj |= h.injected;
             }
         }
         let (mut carries, mut carry_inj) = (LabelSet::EMPTY, false);
-        for h in &f.carries {
+        for h in carried {
             carries = carries.union(h.labels);
             carry_inj |= h.injected;
         }
         let (mut dfrom, mut dinj) = (LabelSet::EMPTY, false);
-        for d in &f.dests {
+        for d in dests {
             if let Some(o) = d.origin.as_ref().filter(|o| !o.in_intent) {
                 let mut l = o.labels;
                 if o.trusted_seen {
@@ -280,37 +655,46 @@ impl Policy {
         };
         let session = || {
             rec(vec![
-                ("labels", labels(f.session_labels, false)),
-                ("risk", RestrictedExpression::new_long(i64::from(f.risk))),
-                ("calls", RestrictedExpression::new_long(i64::from(f.index))),
+                (
+                    "labels",
+                    labels(f.map_or(LabelSet::EMPTY, |f| f.session_labels), false),
+                ),
+                (
+                    "risk",
+                    RestrictedExpression::new_long(f.map_or(0, |f| i64::from(f.risk))),
+                ),
+                (
+                    "calls",
+                    RestrictedExpression::new_long(f.map_or(0, |f| i64::from(f.index))),
+                ),
                 (
                     "injection_seen",
-                    RestrictedExpression::new_bool(f.injection_seen),
+                    RestrictedExpression::new_bool(f.is_some_and(|f| f.injection_seen)),
                 ),
             ])
         };
         let destination = || {
             rec(vec![
-                ("any", RestrictedExpression::new_bool(!f.dests.is_empty())),
+                ("any", RestrictedExpression::new_bool(!dests.is_empty())),
                 (
                     "new",
-                    RestrictedExpression::new_bool(f.dests.iter().any(|d| d.new)),
+                    RestrictedExpression::new_bool(dests.iter().any(|d| d.new)),
                 ),
                 (
                     "in_intent",
                     RestrictedExpression::new_bool(
-                        !f.dests.is_empty() && f.dests.iter().all(|d| d.in_intent),
+                        !dests.is_empty() && dests.iter().all(|d| d.in_intent),
                     ),
                 ),
                 (
                     "external",
-                    RestrictedExpression::new_bool(f.dests.iter().any(|d| d.external)),
+                    RestrictedExpression::new_bool(dests.iter().any(|d| d.external)),
                 ),
                 ("from", labels(dfrom, dinj)),
                 (
                     "values",
                     RestrictedExpression::new_set(
-                        f.dests
+                        dests
                             .iter()
                             .filter(|_| self.needs.dest_values)
                             .map(|d| s(&d.value)),
@@ -321,12 +705,19 @@ impl Policy {
         // Only the context keys some policy mentions are built: a key no
         // policy names cannot change a decision, and building a Cedar
         // context costs more than evaluating it.
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(7);
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(8);
         if self.needs.session {
             pairs.push(("session".to_owned(), session()?));
         }
+        if self.needs.args {
+            let record = match f {
+                Some(_) => self.args_record(call.args)?,
+                None => RestrictedExpression::new_record(Vec::new()).map_err(|e| e.to_string())?,
+            };
+            pairs.push(("args".to_owned(), record));
+        }
         if self.needs.args_text {
-            pairs.push(("args_text".to_owned(), s(f.args_text())));
+            pairs.push(("args_text".to_owned(), s(f.map_or("", |f| f.args_text()))));
         }
         if self.needs.arg_from {
             pairs.push(("arg_from".to_owned(), labels(arg_from, arg_inj)));
@@ -340,7 +731,7 @@ impl Policy {
         if self.needs.first_use {
             pairs.push((
                 "first_use".to_owned(),
-                RestrictedExpression::new_bool(f.first_use),
+                RestrictedExpression::new_bool(f.is_some_and(|f| f.first_use)),
             ));
         }
         if self.needs.rules {
@@ -350,7 +741,12 @@ impl Policy {
             ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        let action = self.actions[call.kind as usize].clone();
+        let kind = if f.is_none() {
+            crate::call::CallKind::ListTools
+        } else {
+            call.kind
+        };
+        let action = self.actions[kind as usize].clone();
         let request =
             Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
         let response = self
@@ -390,6 +786,58 @@ impl Policy {
             });
         }
         Ok(out)
+    }
+}
+
+/// The largest magnitude a Cedar `decimal` holds (i64 with four fractional
+/// digits).
+const DECIMAL_MAX: f64 = 922_337_203_685_477.0;
+
+/// One argument converted to its Cedar type, or why it cannot be.
+fn typed_arg(t: ArgType, k: &str, v: &Value) -> Result<RestrictedExpression, String> {
+    let bad = |what: &str| format!("argument `{k}` is not {what}: {}", short(v));
+    match t {
+        ArgType::String => v
+            .as_str()
+            .map(|x| RestrictedExpression::new_string(x.to_owned()))
+            .ok_or_else(|| bad("a string")),
+        ArgType::Bool => v
+            .as_bool()
+            .map(RestrictedExpression::new_bool)
+            .ok_or_else(|| bad("a boolean")),
+        ArgType::Long => {
+            let n = v.as_number().ok_or_else(|| bad("an integer"))?;
+            if let Some(i) = n.as_i64() {
+                return Ok(RestrictedExpression::new_long(i));
+            }
+            match n.as_f64() {
+                // Exactly representable whole numbers inside i64.
+                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
+                    Ok(RestrictedExpression::new_long(x as i64))
+                }
+                _ => Err(bad("an integer in the 64-bit range")),
+            }
+        }
+        ArgType::Decimal => {
+            let n = v.as_number().ok_or_else(|| bad("a number"))?;
+            let text = if let Some(i) = n.as_i64() {
+                (i.unsigned_abs() as f64 <= DECIMAL_MAX).then(|| format!("{i}.0"))
+            } else {
+                n.as_f64()
+                    .filter(|x| x.is_finite() && x.abs() <= DECIMAL_MAX)
+                    .map(|x| format!("{x:.4}"))
+            };
+            text.map(RestrictedExpression::new_decimal)
+                .ok_or_else(|| bad("a number within ±922337203685477"))
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let t = v.to_string();
+    match t.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t,
     }
 }
 

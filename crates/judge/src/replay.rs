@@ -36,6 +36,10 @@ pub struct TraceSession {
     /// The user's request, as trusted intent.
     #[serde(default)]
     pub intent: Option<String>,
+    /// The agent's attributes (`{"team": "support"}`), as the gateway
+    /// would take them from the agent's credential.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// The calls in order.
     pub calls: Vec<TraceCall>,
     /// For scenario files: the expected outcome.
@@ -165,6 +169,11 @@ impl<'j> Replayer<'j> {
         let agent_id = AgentId::new(&agent_name);
         let user_id = trace.user.as_deref().map(UserId::new);
         let session_key = SessionKey::new(&trace.id);
+        let attributes: Vec<(String, String)> = trace
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut session = SessionState::new();
         let mut agent = self.agents.remove(&agent_name).unwrap_or_default();
         let mut user = trace
@@ -182,6 +191,7 @@ impl<'j> Replayer<'j> {
             let call = Call {
                 agent: &agent_id,
                 user: user_id.as_ref(),
+                attributes: &attributes,
                 session: &session_key,
                 kind: CallKind::CallTool,
                 server: c.server.as_deref(),

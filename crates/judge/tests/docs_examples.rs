@@ -39,9 +39,27 @@ fn every_yaml_example_in_the_rules_doc_loads() {
 fn every_cedar_example_in_the_rules_doc_validates() {
     let cedar = blocks("cedar");
     assert!(cedar.len() >= 2);
+    // The attributes and the payments tool the examples' configuration has.
+    let mut catalog = Catalog::default();
+    catalog.insert(
+        serde_json::from_value(serde_json::json!({"server": "payments", "name": "transfer_funds",
+            "inputSchema": {"type": "object", "properties": {"to_iban": {"type": "string"}, "amount": {"type": "number"}}}}))
+        .expect("tool def"),
+    );
+    let attributes = ["team".to_owned(), "environment".to_owned()];
     for (line, src) in cedar {
-        castellan_judge::Policy::new(&Catalog::default(), &format!("docs/rules.md:{line}"), &src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let p = castellan_judge::Policy::with_attributes(
+            &catalog,
+            &attributes,
+            &format!("docs/rules.md:{line}"),
+            &src,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            p.pending().is_none(),
+            "docs/rules.md:{line}: {:?}",
+            p.pending()
+        );
     }
 }
 

@@ -335,9 +335,15 @@ pub async fn post(url: &str, extra: &[(&str, &str)], msg: &Value) -> Reply {
 
 /// A legacy session: initialize + initialized; returns the session id.
 pub async fn open_session(url: &str) -> String {
+    open_session_as(url, TEST_KEY).await
+}
+
+/// [`open_session`] for the agent holding `key`.
+pub async fn open_session_as(url: &str, key: &str) -> String {
+    let auth = format!("Bearer {key}");
     let r = post(
         url,
-        &[],
+        &[("authorization", &auth)],
         &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}}),
     )
     .await;
@@ -350,7 +356,7 @@ pub async fn open_session(url: &str) -> String {
     let sid = r.header("mcp-session-id").expect("session id").to_string();
     let n = post(
         url,
-        &[("mcp-session-id", &sid)],
+        &[("mcp-session-id", &sid), ("authorization", &auth)],
         &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
     .await;

@@ -141,3 +141,405 @@ forbid(principal, action, resource) when { context.args_text like "*rm -rf*" || 
     assert_eq!(v.decision, Decision::Deny);
     assert_eq!(v.rule_ids(), vec!["no-big-args"]);
 }
+
+// --- principal attributes, typed arguments, list filtering ---
+
+use crate::catalog::{Annotations, ToolDef};
+use crate::verdict::Verdict;
+
+/// The demo's payments and mail tools, as their upstreams list them.
+fn demo_catalog() -> Catalog {
+    let mut c = Catalog::default();
+    let tool = |server: &str, name: &str, props: serde_json::Value| ToolDef {
+        server: server.to_owned(),
+        name: name.to_owned(),
+        description: String::new(),
+        input_schema: json!({"type": "object", "properties": props}),
+        annotations: Annotations::default(),
+    };
+    c.insert(tool(
+        "payments",
+        "transfer",
+        json!({"to_iban": {"type": "string"}, "amount": {"type": "number"}, "memo": {"type": "string"}}),
+    ));
+    c.insert(tool(
+        "mail",
+        "send_email",
+        json!({"to": {"type": "string"}, "body": {"type": "string"}, "urgent": {"type": "boolean"}}),
+    ));
+    c.insert(tool(
+        "files",
+        "delete_files",
+        json!({"count": {"type": "integer"}, "paths": {"type": "array"}}),
+    ));
+    // `to` is a string in mail but an object here: a conflict, left out.
+    c.insert(tool(
+        "crm",
+        "route",
+        json!({"to": {"type": "object"}, "memo": {"type": "string"}}),
+    ));
+    c
+}
+
+const ARGS_POLICY: &str = r#"permit(principal, action, resource);
+
+@id("transfer-limit")
+@reason("transfers above 1000 need a human")
+forbid (principal, action == Action::"call_tool", resource == Tool::"payments/transfer")
+when { context.args has amount && context.args.amount.greaterThan(decimal("1000.0")) };
+
+@id("bulk-delete")
+forbid (principal, action == Action::"call_tool", resource)
+when { context.args has count && context.args.count > 50 };
+
+@id("no-mail-to-evil")
+@reason("mail to evil.example is forbidden")
+forbid (principal, action == Action::"call_tool", resource == Tool::"mail/send_email")
+when { context.args has urgent && context.args.urgent && context.args has memo
+       || context.args has to_iban && context.args.to_iban like "*@evil.example" };
+"#;
+
+fn decide(
+    j: &Judge,
+    attrs: &[(String, String)],
+    server: &str,
+    tool: &str,
+    args: serde_json::Value,
+) -> Verdict {
+    let (a, k) = (AgentId::new("bot"), SessionKey::new("s"));
+    let (mut s, mut ag) = (SessionState::new(), AggregateState::new());
+    let call = Call::tool(&a, &k, tool, &args)
+        .on(server)
+        .with_attributes(attrs);
+    j.judge_call(
+        StateMut {
+            session: &mut s,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        Millis(1),
+    )
+}
+
+fn team(t: &str) -> Vec<(String, String)> {
+    vec![("team".to_owned(), t.to_owned())]
+}
+
+fn attrs_judge(policy: &str) -> Judge {
+    let p = Policy::with_attributes(
+        &Catalog::default(),
+        &["team".to_owned(), "environment".to_owned()],
+        "attrs.cedar",
+        policy,
+    )
+    .expect("policy loads");
+    Judge::new(Catalog::default(), RuleSet::default()).with_policy(p)
+}
+
+#[test]
+fn declared_principal_attributes_decide_calls() {
+    let j = attrs_judge(
+        r#"permit(principal, action, resource);
+@id("interns-no-mail")
+@reason("interns may not send mail")
+forbid(principal, action, resource == Tool::"mail/send_email")
+when { principal has team && principal.team == "interns" };"#,
+    );
+    let v = decide(&j, &team("interns"), "mail", "send_email", json!({}));
+    assert_eq!(v.decision, Decision::Deny);
+    assert_eq!(v.rule_ids(), vec!["interns-no-mail"]);
+    assert_eq!(v.reasons[0].message, "interns may not send mail");
+    let v = decide(&j, &team("support"), "mail", "send_email", json!({}));
+    assert_eq!(v.decision, Decision::Allow);
+    // An agent without the attribute: `has` is false, the forbid does not apply.
+    assert_eq!(
+        decide(&j, &[], "mail", "send_email", json!({})).decision,
+        Decision::Allow
+    );
+    // An attribute the configuration does not declare never reaches Cedar.
+    let undeclared = vec![("team2".to_owned(), "interns".to_owned())];
+    assert_eq!(
+        decide(&j, &undeclared, "mail", "send_email", json!({})).decision,
+        Decision::Allow
+    );
+}
+
+#[test]
+fn an_undeclared_principal_attribute_is_a_load_error_with_its_position() {
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource)\n  when { principal has team && principal.departement == \"x\" };\n";
+    let err = Policy::with_attributes(&Catalog::default(), &["team".to_owned()], "p.cedar", src)
+        .expect_err("departement is not declared");
+    assert_eq!(err.location().file, "p.cedar");
+    assert_eq!(err.location().line, 3, "{err}");
+    assert_eq!(err.location().column, 32, "{err}");
+    // Declared attributes are optional: strict validation wants `has`.
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource) when { principal.team == \"x\" };\n";
+    let err = Policy::with_attributes(&Catalog::default(), &["team".to_owned()], "p.cedar", src)
+        .expect_err("needs a has guard");
+    assert_eq!(err.location().line, 2, "{err}");
+}
+
+#[test]
+fn reserved_or_unusable_attribute_keys_are_refused() {
+    for k in ["user", "name", "te\"am", ""] {
+        assert!(
+            Policy::with_attributes(
+                &Catalog::default(),
+                &[k.to_owned()],
+                "p.cedar",
+                pack::POLICY
+            )
+            .is_err(),
+            "{k:?}"
+        );
+    }
+}
+
+#[test]
+fn argument_types_come_from_the_catalogue_and_conflicts_are_left_out() {
+    let t = super::arg_types(&demo_catalog());
+    assert_eq!(t.get("amount"), Some(&super::ArgType::Decimal));
+    assert_eq!(t.get("count"), Some(&super::ArgType::Long));
+    assert_eq!(t.get("urgent"), Some(&super::ArgType::Bool));
+    assert_eq!(t.get("memo"), Some(&super::ArgType::String));
+    assert_eq!(t.get("to"), None, "string in one tool, object in another");
+    assert_eq!(t.get("paths"), None, "arrays are not typed");
+}
+
+fn args_judge(policy: &str) -> Judge {
+    let p = Policy::new(&demo_catalog(), "args.cedar", policy).expect("policy loads");
+    assert!(p.pending().is_none());
+    Judge::new(demo_catalog(), RuleSet::default()).with_policy(p)
+}
+
+#[test]
+fn argument_conditions_on_amounts_and_counts() {
+    let j = args_judge(ARGS_POLICY);
+    let transfer = |amount: serde_json::Value| {
+        decide(
+            &j,
+            &[],
+            "payments",
+            "transfer",
+            json!({"to_iban": "DE89", "amount": amount}),
+        )
+    };
+    assert_eq!(transfer(json!(50)).decision, Decision::Allow);
+    assert_eq!(transfer(json!(999.99)).decision, Decision::Allow);
+    assert_eq!(transfer(json!(1000)).decision, Decision::Allow);
+    let v = transfer(json!(1000.01));
+    assert_eq!(v.decision, Decision::Deny);
+    assert_eq!(v.rule_ids(), vec!["transfer-limit"]);
+    assert_eq!(v.reasons[0].message, "transfers above 1000 need a human");
+    assert_eq!(transfer(json!(25000)).decision, Decision::Deny);
+    // Without the argument the condition does not apply.
+    assert_eq!(
+        decide(&j, &[], "payments", "transfer", json!({"to_iban": "DE89"})).decision,
+        Decision::Allow
+    );
+    // Integer arguments compare as Long.
+    let del = |n: serde_json::Value| {
+        decide(
+            &j,
+            &[],
+            "files",
+            "delete_files",
+            json!({"count": n, "paths": ["a"]}),
+        )
+    };
+    assert_eq!(del(json!(3)).decision, Decision::Allow);
+    assert_eq!(del(json!(51)).decision, Decision::Deny);
+    assert_eq!(
+        del(json!(51.0)).decision,
+        Decision::Deny,
+        "a whole float is a Long"
+    );
+}
+
+#[test]
+fn argument_values_that_do_not_fit_their_type_are_refused_not_dropped() {
+    let j = args_judge(ARGS_POLICY);
+    let transfer = |amount: serde_json::Value| {
+        decide(&j, &[], "payments", "transfer", json!({"amount": amount}))
+    };
+    for bad in [
+        json!("5000"),
+        json!(1e300),
+        json!(u64::MAX),
+        json!({"value": 5000}),
+        json!([5000]),
+    ] {
+        let v = transfer(bad.clone());
+        assert_eq!(v.decision, Decision::Deny, "{bad}");
+        assert_eq!(v.rule_ids(), vec!["policy-error"], "{bad}");
+    }
+    let del = |n: serde_json::Value| decide(&j, &[], "files", "delete_files", json!({"count": n}));
+    assert_eq!(del(json!(2.5)).rule_ids(), vec!["policy-error"]);
+    assert_eq!(del(json!(i64::MIN)).decision, Decision::Allow);
+    // null counts as absent; untyped arguments are ignored.
+    assert_eq!(transfer(json!(null)).decision, Decision::Allow);
+    assert_eq!(
+        decide(
+            &j,
+            &[],
+            "crm",
+            "route",
+            json!({"to": {"deep": [1, {"x": 2}]}})
+        )
+        .decision,
+        Decision::Allow
+    );
+}
+
+#[test]
+fn a_recipient_domain_condition_on_a_string_argument() {
+    let j = args_judge(
+        r#"permit(principal, action, resource);
+@id("iban-recipient-domain")
+@reason("payments to evil.example accounts are forbidden")
+forbid (principal, action == Action::"call_tool", resource)
+when { context.args has to_iban && context.args.to_iban like "*@evil.example" };"#,
+    );
+    let pay = |to: &str| {
+        decide(
+            &j,
+            &[],
+            "payments",
+            "transfer",
+            json!({"to_iban": to, "amount": 5}),
+        )
+    };
+    assert_eq!(pay("ops@good.example").decision, Decision::Allow);
+    let v = pay("mule@evil.example");
+    assert_eq!(v.decision, Decision::Deny);
+    assert_eq!(
+        v.reasons[0].message,
+        "payments to evil.example accounts are forbidden"
+    );
+}
+
+#[test]
+fn an_argument_no_known_tool_has_is_an_error_with_its_position() {
+    let src = "permit(principal, action, resource);\n\nforbid(principal, action, resource)\nwhen { context.args has amuont && context.args.amuont > 5 };\n";
+    // Against a catalogue whose tools are known, it is an error.
+    let loaded = Policy::new(&Catalog::default(), "args.cedar", src).expect("pending");
+    let err = loaded
+        .for_catalog(&demo_catalog())
+        .expect_err("no tool has amuont");
+    assert_eq!(err.location().file, "args.cedar");
+    assert_eq!(err.location().line, 4, "{err}");
+    assert!(err.location().column > 1, "{err}");
+    // A type error is caught too: `amount` is a decimal, not a Long.
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource)\nwhen { context.args has amount && context.args.amount > 5 };\n";
+    let loaded = Policy::new(&Catalog::default(), "args.cedar", src).expect("pending");
+    let err = loaded
+        .for_catalog(&demo_catalog())
+        .expect_err("decimal > Long");
+    assert_eq!(err.location().line, 3, "{err}");
+}
+
+#[test]
+fn an_args_policy_is_pending_until_the_tools_are_known_and_then_stays_valid() {
+    let p = Policy::new(&Catalog::default(), "args.cedar", ARGS_POLICY).expect("loads pending");
+    assert!(p.pending().is_some());
+    let j = Judge::new(Catalog::default(), RuleSet::default()).with_policy(p);
+    // Fail closed while no tool is known to take these arguments.
+    let v = decide(&j, &[], "payments", "transfer", json!({"amount": 5}));
+    assert_eq!(v.decision, Decision::Deny);
+    assert_eq!(v.rule_ids(), vec!["policy-unvalidated"]);
+    // The gateway learns the tools: the policy validates and applies.
+    let (j, err) = j.with_catalog_checked(demo_catalog());
+    assert!(err.is_none(), "{err:?}");
+    assert!(j.policy_pending().is_none());
+    assert_eq!(
+        decide(&j, &[], "payments", "transfer", json!({"amount": 5})).decision,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&j, &[], "payments", "transfer", json!({"amount": 5000})).decision,
+        Decision::Deny
+    );
+    // A later catalogue without those tools does not validate the policy:
+    // reported, and the running policy keeps applying.
+    let (j, err) = j.with_catalog_checked(Catalog::default());
+    assert!(err.is_some());
+    assert_eq!(
+        decide(&j, &[], "payments", "transfer", json!({"amount": 5000})).rule_ids(),
+        vec!["transfer-limit"]
+    );
+    // Other errors are never deferred.
+    assert!(Policy::new(&Catalog::default(), "p.cedar", "permit(principal, action, resource) when { context.sesion.risk > 1 && context.args has x };").is_err());
+}
+
+fn may_list(j: &Judge, attrs: &[(String, String)], server: &str, tool: &str) -> bool {
+    let (a, k) = (AgentId::new("bot"), SessionKey::new("s"));
+    let args = json!({});
+    j.may_list(
+        &Call::tool(&a, &k, tool, &args)
+            .on(server)
+            .with_attributes(attrs),
+    )
+}
+
+#[test]
+fn lists_show_only_the_tools_the_policy_lets_the_agent_use() {
+    let j = attrs_judge(
+        r#"permit(principal, action, resource);
+@id("interns-no-mail")
+forbid(principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"mail/send_email")
+when { principal has team && principal.team == "interns" };
+@id("staging-only-reads")
+forbid(principal, action == Action::"call_tool", resource)
+when { principal has environment && principal.environment == "staging" && resource.labels.contains("write") };"#,
+    );
+    assert!(!may_list(&j, &team("interns"), "mail", "send_email"));
+    assert!(may_list(&j, &team("interns"), "mail", "list_inbox"));
+    assert!(may_list(&j, &team("support"), "mail", "send_email"));
+    // A forbid on `call_tool` only refuses the call, the tool stays listed.
+    let staging = vec![("environment".to_owned(), "staging".to_owned())];
+    assert!(may_list(&j, &staging, "files", "write_file"));
+    // And a listed-then-hidden tool is still refused when called.
+    assert_eq!(
+        decide(&j, &team("interns"), "mail", "send_email", json!({})).decision,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn without_a_list_permit_nothing_is_listed_and_the_default_lists_everything() {
+    let j = judge_with(r#"permit(principal, action == Action::"call_tool", resource);"#);
+    assert!(!may_list(&j, &[], "mail", "send_email"));
+    let j = Judge::with_default_pack(Catalog::default()).expect("pack");
+    assert!(may_list(&j, &[], "mail", "send_email"));
+}
+
+#[test]
+fn a_has_test_on_an_undeclared_name_is_an_error_not_a_silent_false() {
+    // Cedar's validator types `has` on an unknown attribute as false and
+    // accepts the policy; Castellan refuses it.
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource)\n  when { principal has departement && principal.departement == \"x\" };\n";
+    let err = Policy::with_attributes(&Catalog::default(), &["team".to_owned()], "p.cedar", src)
+        .expect_err("departement is not declared");
+    assert_eq!(
+        (err.location().line, err.location().column),
+        (3, 24),
+        "{err}"
+    );
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource)\n  when { context.args has amuont || resource.name == \"x\" };\n";
+    let loaded = Policy::new(&Catalog::default(), "p.cedar", src).expect("pending");
+    assert!(loaded.pending().is_some());
+    let err = loaded
+        .for_catalog(&demo_catalog())
+        .expect_err("no tool has amuont");
+    assert_eq!(
+        (err.location().line, err.location().column),
+        (3, 27),
+        "{err}"
+    );
+    // A declared name passes.
+    let src = "permit(principal, action, resource);\nforbid(principal, action, resource)\n  when { context.args has amount || principal has team };\n";
+    let p = Policy::with_attributes(&demo_catalog(), &["team".to_owned()], "p.cedar", src)
+        .expect("valid");
+    assert!(p.pending().is_none());
+}

@@ -1,0 +1,191 @@
+//! Cedar on the live path: a policy file with argument conditions and
+//! principal attributes decides calls and filters `tools/list` per agent.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Gateway, OTHER_KEY, TEST_KEY, post, sha256_hex, text_of};
+
+const POLICY: &str = r#"@id("default-permit")
+permit (principal, action, resource);
+
+@id("transfer-limit")
+@reason("transfers above 1000 EUR need a human")
+forbid (principal, action == Action::"call_tool", resource == Tool::"payments/transfer_funds")
+when { context.args has amount && context.args.amount.greaterThan(decimal("1000.0")) };
+
+@id("interns-no-mail")
+@reason("interns may not send mail")
+forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"mail/send_email")
+when { principal has team && principal.team == "interns" };
+"#;
+
+fn start(policy: &str) -> Gateway {
+    let dir = support::scratch("cedar");
+    let file = dir.join("policy.cedar");
+    std::fs::write(&file, policy).expect("write policy");
+    Gateway::start(&format!(
+        "auth:\n  api_keys:\n    - agent: intern-bot\n      sha256: {}\n      attributes: {{team: interns}}\n    - agent: support-bot\n      sha256: {}\n      attributes: {{team: support}}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n",
+        sha256_hex(TEST_KEY),
+        sha256_hex(OTHER_KEY),
+        file.display()
+    ))
+}
+
+/// A legacy session for the agent holding `key`; returns a caller.
+async fn session(url: &str, key: &str) -> impl AsyncFn(u64, &str, Value) -> Value {
+    let auth = format!("Bearer {key}");
+    let sid = support::open_session_as(url, key).await;
+    let url = url.to_owned();
+    move |id: u64, method: &str, params: Value| {
+        let (url, sid, auth, method) = (url.clone(), sid.clone(), auth.clone(), method.to_owned());
+        async move {
+            let r = post(
+                &url,
+                &[
+                    ("mcp-session-id", &sid),
+                    ("mcp-protocol-version", "2025-06-18"),
+                    ("authorization", &auth),
+                ],
+                &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+            )
+            .await;
+            r.last().clone()
+        }
+    }
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["result"]["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_policy_hides_a_tool_from_one_team_and_limits_transfers_by_amount() {
+    let gw = start(POLICY);
+    let intern = session(&gw.url, TEST_KEY).await;
+    let support_bot = session(&gw.url, OTHER_KEY).await;
+
+    let listed = names(&intern(1, "tools/list", json!({})).await);
+    assert!(listed.iter().any(|n| n == "mail__list_inbox"), "{listed:?}");
+    assert!(
+        !listed.iter().any(|n| n == "mail__send_email"),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|n| n == "payments__transfer_funds"),
+        "{listed:?}"
+    );
+    let listed = names(&support_bot(1, "tools/list", json!({})).await);
+    assert!(listed.iter().any(|n| n == "mail__send_email"), "{listed:?}");
+
+    // Hidden from the list, and refused when called anyway.
+    let send = intern(2, "tools/call", json!({"name": "mail__send_email", "arguments": {"to": "bob@example.com", "subject": "hi", "body": "hello"}})).await;
+    assert_eq!(send["result"]["isError"], true, "{send}");
+    let decision = &send["result"]["_meta"]["io.castellan/decision"];
+    assert_eq!(decision["rules"], json!(["interns-no-mail"]), "{send}");
+
+    let transfer = |amount: f64| json!({"name": "payments__transfer_funds", "arguments": {"from_account": "operating", "to_iban": "DE89370400440532013000", "amount": amount, "memo": "invoice 42"}});
+    let small = support_bot(3, "tools/call", transfer(120.5)).await;
+    assert_ne!(small["result"]["isError"], true, "{small}");
+    assert!(text_of(&small).contains("120.50 EUR"), "{small}");
+
+    let large = support_bot(4, "tools/call", transfer(25_000.0)).await;
+    assert_eq!(large["result"]["isError"], true, "{large}");
+    let decision = &large["result"]["_meta"]["io.castellan/decision"];
+    assert_eq!(decision["decision"], "deny", "{large}");
+    assert!(
+        decision["rules"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("transfer-limit"))),
+        "{large}"
+    );
+    let text = text_of(&large);
+    assert!(text.contains("transfer-limit"), "{text}");
+    assert!(
+        text.contains("transfers above 1000 EUR need a human"),
+        "{text}"
+    );
+    // Nothing was transferred.
+    let tx = support_bot(
+        5,
+        "tools/call",
+        json!({"name": "payments__list_transactions", "arguments": {}}),
+    )
+    .await;
+    assert!(!text_of(&tx).contains("25000"), "{tx}");
+}
+
+#[test]
+fn policy_check_reports_an_undeclared_attribute_with_file_line_and_column() {
+    let dir = support::scratch("cedar-check");
+    let file = dir.join("policy.cedar");
+    std::fs::write(
+        &file,
+        "permit (principal, action, resource);\nforbid (principal, action, resource)\n  when { principal has team && principal.departement == \"x\" };\n",
+    )
+    .expect("write");
+    let config = dir.join("castellan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\n      attributes: {{team: interns}}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n",
+            sha256_hex(TEST_KEY),
+            file.display()
+        ),
+    )
+    .expect("write");
+    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:32", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_check_validates_argument_conditions_against_the_upstreams_tools() {
+    let dir = support::scratch("cedar-args-check");
+    let file = dir.join("policy.cedar");
+    let config = dir.join("castellan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\njudge:\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n",
+            sha256_hex(TEST_KEY),
+            file.display()
+        ),
+    )
+    .expect("write");
+    let check = |policy: &str| {
+        std::fs::write(&file, policy).expect("write");
+        support::castellan(&["policy", "check", config.to_str().expect("path")])
+    };
+    let out = check(
+        POLICY
+            .split("@id(\"interns-no-mail\")")
+            .next()
+            .unwrap_or(POLICY),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(
+        "permit (principal, action, resource);\nforbid (principal, action, resource)\n  when { context.args has amuont && context.args.amuont.greaterThan(decimal(\"1.0\")) };\n",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:", file.display())),
+        "{stderr}"
+    );
+}
