@@ -781,11 +781,6 @@ impl Behaviour {
         before - states.sessions.len()
     }
 
-    /// How many behavioural sessions are held.
-    pub fn session_count(&self) -> usize {
-        lock(&self.states).sessions.len()
-    }
-
     /// Releases a quarantined agent.
     pub fn release(&self, agent: &str) -> bool {
         let mut states = lock(&self.states);
@@ -943,14 +938,14 @@ mod tests {
         };
         call("rolling");
         call("named-7");
-        assert_eq!(b.session_count(), 2);
+        assert_eq!(b.counts().0, 2);
         assert_eq!(b.expire_idle(std::time::Duration::from_secs(3600)), 0);
         std::thread::sleep(std::time::Duration::from_millis(20));
         call("named-7");
         // The rolling session has been idle for 20 ms, named-7 for none.
         assert_eq!(b.expire_idle(std::time::Duration::from_millis(10)), 1);
-        assert_eq!(b.session_count(), 1);
+        assert_eq!(b.counts().0, 1);
         call("rolling");
-        assert_eq!(b.session_count(), 2, "a fresh rolling session starts");
+        assert_eq!(b.counts().0, 2, "a fresh rolling session starts");
     }
 }

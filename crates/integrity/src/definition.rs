@@ -17,22 +17,7 @@ impl Definition {
     pub fn of(tool: &Value) -> Definition {
         let mut canonical = String::with_capacity(256);
         match tool {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().filter(|k| *k != "_meta").collect();
-                keys.sort();
-                canonical.push('{');
-                for (n, k) in keys.into_iter().enumerate() {
-                    if n > 0 {
-                        canonical.push(',');
-                    }
-                    write_string(&mut canonical, k);
-                    canonical.push(':');
-                    if let Some(v) = map.get(k) {
-                        write(&mut canonical, v);
-                    }
-                }
-                canonical.push('}');
-            }
+            Value::Object(map) => write_object(&mut canonical, map, Some("_meta")),
             other => write(&mut canonical, other),
         }
         let hash = format!("blake3:{}", blake3::hash(canonical.as_bytes()).to_hex());
@@ -73,20 +58,7 @@ fn sorted(v: &Value) -> Value {
 
 fn write(out: &mut String, v: &Value) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (n, k) in keys.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(',');
-                }
-                write_string(out, k);
-                out.push(':');
-                write(out, &map[k]);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map, None),
         Value::Array(items) => {
             out.push('[');
             for (n, item) in items.iter().enumerate() {
@@ -100,6 +72,25 @@ fn write(out: &mut String, v: &Value) {
         // Scalars: serde_json's own encoding is already canonical.
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// An object with its keys sorted, leaving out the key `skip`.
+fn write_object(out: &mut String, map: &serde_json::Map<String, Value>, skip: Option<&str>) {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (n, (k, v)) in entries.into_iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write(out, v);
+    }
+    out.push('}');
 }
 
 fn write_string(out: &mut String, s: &str) {
