@@ -532,30 +532,17 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             listen,
             admin_listen,
         } => {
-            let mut cfg = match &config {
-                Some(path) => castellan_config::load_file(path)?,
-                None => {
-                    castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
-                        std::env::var(k).ok()
-                    })?
-                }
+            let source = castellan_gateway::reload::Source {
+                path: config,
+                listen,
+                admin_listen,
             };
-            if let Some(addr) = listen {
-                cfg.listener.addr = addr;
-            }
-            if let (Some(addr), Some(admin)) = (admin_listen, cfg.admin.as_mut()) {
-                admin.addr = addr;
-            }
+            let cfg = source.load()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(serve(
-                Arc::new(cfg),
-                config.is_none(),
-                config.clone(),
-                log_format,
-            ))
+            runtime.block_on(serve(Arc::new(cfg), source, log_format))
         }
     }
 }
@@ -593,14 +580,10 @@ macro_rules! say {
 /// The agent a generated key authenticates.
 const LOCAL_AGENT: &str = "local-agent";
 
-/// The files a configuration's judge reads, with their modification times.
-fn watched_files(
-    config: &std::path::Path,
-    judge: &castellan_config::JudgeConfig,
-) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
-    std::iter::once(config.to_path_buf())
-        .chain(judge.rules.iter().map(PathBuf::from))
-        .chain(judge.policy.iter().map(PathBuf::from))
+/// The files to watch, with their modification times.
+fn stamped(files: Vec<PathBuf>) -> Vec<(PathBuf, Option<std::time::SystemTime>)> {
+    files
+        .into_iter()
         .map(|p| {
             let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
             (p, t)
@@ -608,27 +591,19 @@ fn watched_files(
         .collect()
 }
 
-/// Reloads the judge's rules, policy and label overrides when the
-/// configuration or one of its rule or policy files changes. A broken new
-/// version is reported and the running one stays in force; connections and
-/// behavioural state are untouched. (Upstreams, listeners and credentials
-/// take effect at the next start.)
-async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
-    let mut seen = match castellan_config::load_file(&path) {
-        Ok(cfg) => watched_files(&path, &cfg.judge),
-        Err(_) => watched_files(
-            &path,
-            &castellan_config::JudgeConfig {
-                default_pack: true,
-                rules: Vec::new(),
-                policy: None,
-                labels: Vec::new(),
-                hold_timeout: std::time::Duration::ZERO,
-                enabled: true,
-                attributes: Vec::new(),
-            },
-        ),
-    };
+/// Reloads the configuration when it or a file it reads changes (see
+/// `castellan_gateway::reload`). A broken new version is reported and the
+/// running one stays in force; connections and behavioural state are
+/// untouched.
+async fn watch_config(
+    path: PathBuf,
+    source: castellan_gateway::reload::Source,
+    gateway: Arc<castellan_gateway::Gateway>,
+) {
+    let mut seen = stamped(match source.load() {
+        Ok(cfg) => castellan_gateway::reload::files_of(&path, &cfg),
+        Err(_) => vec![path.clone()],
+    });
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let changed = seen
@@ -637,23 +612,18 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
         if !changed {
             continue;
         }
-        match castellan_gateway::admin::reload(&gateway, &path) {
-            Ok(cfg) => {
-                tracing::info!(config = %path.display(), "configuration reloaded: judge rules, policy and labels");
-                seen = watched_files(&path, &cfg.judge);
+        match castellan_gateway::reload::reload(&gateway, &source).await {
+            Ok(done) => {
+                tracing::info!(config = %path.display(), applied = ?done.applied, "configuration reloaded");
+                if !done.restart_needed.is_empty() {
+                    tracing::warn!(sections = ?done.restart_needed, "these configuration changes take effect at the next start; the running values stay in force");
+                }
+                seen = stamped(done.files);
             }
             Err(e) => {
                 tracing::error!(error = %e, "configuration change refused; the running configuration stays in force");
                 // Remember the broken version so it is reported once.
-                seen = seen
-                    .iter()
-                    .map(|(p, _)| {
-                        (
-                            p.clone(),
-                            std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-                        )
-                    })
-                    .collect();
+                seen = stamped(seen.into_iter().map(|(p, _)| p).collect());
             }
         }
     }
@@ -661,10 +631,10 @@ async fn watch_config(path: PathBuf, gateway: Arc<castellan_gateway::Gateway>) {
 
 async fn serve(
     cfg: Arc<castellan_config::Config>,
-    demo: bool,
-    config_path: Option<PathBuf>,
+    source: castellan_gateway::reload::Source,
     log_format: LogFormat,
 ) -> anyhow::Result<()> {
+    let demo = source.path.is_none();
     let provider = tracer_provider(&cfg.telemetry)?;
     if provider.is_some() {
         castellan_gateway::telemetry::enable();
@@ -681,13 +651,6 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listener.addr))?;
     let addr = listener.local_addr().context("listener has no address")?;
-    let tls = match &cfg.tls {
-        Some(t) => Some(
-            castellan_gateway::tls::acceptor(t, cfg.auth.mtls.as_ref())
-                .map_err(anyhow::Error::msg)?,
-        ),
-        None => None,
-    };
     // The demo default: a key made now, printed below, valid for this run.
     let generated = match cfg.auth.generate_key {
         true => Some(
@@ -723,7 +686,7 @@ async fn serve(
         .map_err(anyhow::Error::msg)?;
     let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour, integrity)
         .map_err(anyhow::Error::msg)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{addr}{}", cfg.listener.path);
     say!("castellan {} listening", env!("CARGO_PKG_VERSION"));
     say!("  MCP endpoint: {url}");
@@ -780,15 +743,15 @@ async fn serve(
             castellan_gateway::admin::Options {
                 token_sha256,
                 metrics,
-                config: config_path.clone(),
+                source: source.clone(),
             },
             std::future::pending(),
         ));
     }
-    if let Some(path) = config_path {
-        tokio::spawn(watch_config(path, gateway.clone()));
+    if let Some(path) = source.path.clone() {
+        tokio::spawn(watch_config(path, source, gateway.clone()));
     }
-    castellan_gateway::serve(gateway.clone(), listener, tls, shutdown_signal()).await;
+    castellan_gateway::serve(gateway.clone(), listener, shutdown_signal()).await;
     gateway.flush_audit();
     if let Some(p) = provider
         && let Err(e) = p.shutdown()

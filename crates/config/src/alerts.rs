@@ -14,7 +14,7 @@ pub const DECISIONS: &[&str] = &["allow", "redact", "hold", "throttle", "deny", 
 
 /// Where alerts go. An alert is raised for every refused or held call and
 /// for every call a rule flags with `alert`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
     /// Print each alert as one JSON line on standard output.
     pub stdout: bool,
@@ -39,7 +39,7 @@ impl Default for AlertsConfig {
 }
 
 /// One webhook destination.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
     /// `http://` or `https://` URL receiving a JSON POST per alert.
     pub url: String,

@@ -7,7 +7,7 @@ use crate::duration::Duration;
 use crate::error::ConfigError;
 
 /// A compiled, validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where the configuration came from (a path or `<default>`).
     pub origin: String,
@@ -37,7 +37,7 @@ pub struct Config {
 
 /// The admin API: a separate listener (loopback by default) with its own
 /// bearer token, for approving held calls and releasing quarantined agents.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     /// Socket address.
     pub addr: SocketAddr,
@@ -48,7 +48,7 @@ pub struct AdminConfig {
 /// The behaviour judge's inputs: rule files, the Cedar policy, label
 /// overrides. Files are read and compiled by the gateway; errors name file
 /// and line.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JudgeConfig {
     /// Start from the builtin default pack.
     pub default_pack: bool,
@@ -71,7 +71,7 @@ pub struct JudgeConfig {
 }
 
 /// One label override.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabelRule {
     /// Glob over `server/tool`.
     pub matches: String,
@@ -82,7 +82,7 @@ pub struct LabelRule {
 }
 
 /// The decision log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
     /// SQLite file.
     pub path: String,
@@ -103,7 +103,7 @@ pub struct AuditConfig {
 /// Tool integrity: every upstream tool definition is pinned by the hash of
 /// its canonical form; a tool whose definition differs from its pin is
 /// withheld until an operator approves the new version.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntegrityConfig {
     /// SQLite file holding the pins.
     pub store: String,
@@ -123,7 +123,7 @@ pub enum FirstSight {
 
 /// How agents authenticate. At least one method must be configured unless
 /// `mode: none` says anonymous agents are acceptable (development only).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Auth {
     /// Anonymous access allowed (no credential checked).
     pub anonymous: bool,
@@ -141,7 +141,7 @@ pub struct Auth {
 }
 
 /// The listener's certificate (PEM files).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tls {
     /// Certificate chain.
     pub cert: String,
@@ -150,7 +150,7 @@ pub struct Tls {
 }
 
 /// Agents identified by TLS client certificates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mtls {
     /// PEM file of the CA(s) agent certificates must chain to.
     pub ca: String,
@@ -164,7 +164,7 @@ pub struct Mtls {
 }
 
 /// One certificate identity mapped to an agent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CertAgent {
     /// `spiffe://…` URI SAN or DNS SAN of the certificate.
     pub id: String,
@@ -177,7 +177,7 @@ pub struct CertAgent {
 }
 
 /// One agent's API key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
     /// The agent it identifies.
     pub agent: String,
@@ -192,7 +192,7 @@ pub struct ApiKey {
 }
 
 /// JWT bearer token validation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Jwt {
     /// Required `iss`.
     pub issuer: String,
@@ -215,7 +215,7 @@ pub struct Jwt {
 }
 
 /// Where JWT signing keys come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum JwksSource {
     /// Fetched from a URL, cached, refreshed on an unknown `kid`.
     Url(String),
@@ -224,7 +224,7 @@ pub enum JwksSource {
 }
 
 /// The agent-facing MCP listener.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     /// Socket address to bind.
     pub addr: SocketAddr,
@@ -250,7 +250,7 @@ pub enum ModernHeaders {
 }
 
 /// Size and time limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest request body accepted from an agent.
     pub max_body_bytes: usize,
@@ -270,7 +270,7 @@ pub struct Limits {
 }
 
 /// One upstream MCP server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Unique name, used in namespacing and in errors.
     pub name: String,
@@ -284,7 +284,7 @@ pub struct Upstream {
 }
 
 /// How an upstream is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     /// A demo server built into the binary.
     Builtin(String),
@@ -295,7 +295,7 @@ pub enum Transport {
 }
 
 /// A Streamable HTTP upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpUpstream {
     /// The MCP endpoint URL (`http://host:port/path`).
     pub url: String,
@@ -309,7 +309,7 @@ pub struct HttpUpstream {
 }
 
 /// OAuth 2.0 client credentials grant (RFC 6749 section 4.4).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuthClient {
     /// The authorization server's token endpoint.
     pub token_url: String,
@@ -338,7 +338,7 @@ pub enum UpstreamEra {
 }
 
 /// A stdio upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StdioUpstream {
     /// Program to run.
     pub command: String,
@@ -353,7 +353,7 @@ pub struct StdioUpstream {
 }
 
 /// Exponential back-off for restarting a dead child.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RestartPolicy {
     /// First delay.
     pub initial: std::time::Duration,

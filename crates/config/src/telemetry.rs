@@ -7,7 +7,7 @@ use crate::error::ConfigError;
 use crate::model::find_key_line;
 
 /// Where spans go.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TelemetryConfig {
     /// OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`);
     /// none turns tracing export off.

@@ -27,7 +27,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -78,18 +77,8 @@ pub struct Options {
     pub token_sha256: [u8; 32],
     /// The metrics recorder's handle, if installed.
     pub metrics: Option<PrometheusHandle>,
-    /// The configuration file `POST /reload` reads (none for the demo).
-    pub config: Option<PathBuf>,
-}
-
-/// Reloads the configuration file: the judge's rules, policy and label
-/// overrides are replaced; a broken file is refused with its error and the
-/// running configuration stays in force. The file watcher and `POST
-/// /reload` both come here.
-pub fn reload(gw: &Gateway, path: &Path) -> Result<castellan_config::Config, String> {
-    let cfg = castellan_config::load_file(path).map_err(|e| e.to_string())?;
-    gw.reload_judge(&cfg.judge)?;
-    Ok(cfg)
+    /// Where `POST /reload` reads the configuration (no file for the demo).
+    pub source: crate::reload::Source,
 }
 
 /// Serves the admin API until `shutdown` resolves.
@@ -365,19 +354,24 @@ async fn route(
                 )
             }
         }
-        (&Method::POST, ["reload"]) => match &options.config {
+        (&Method::POST, ["reload"]) => match &options.source.path {
             None => error(
                 StatusCode::CONFLICT,
                 "no_config_file",
                 "the gateway runs the builtin demo configuration; there is no file to reload"
                     .into(),
             ),
-            Some(path) => match reload(&gw, path) {
-                Ok(_) => {
-                    tracing::info!(config = %path.display(), "configuration reloaded by an operator: judge rules, policy and labels");
+            Some(path) => match crate::reload::reload(&gw, &options.source).await {
+                Ok(done) => {
+                    tracing::info!(config = %path.display(), applied = ?done.applied, restart_needed = ?done.restart_needed, "configuration reloaded by an operator");
                     reply(
                         StatusCode::OK,
-                        json!({"reloaded": true, "config": path.display().to_string()}),
+                        json!({
+                            "reloaded": true,
+                            "config": path.display().to_string(),
+                            "applied": done.applied,
+                            "restart_needed": done.restart_needed,
+                        }),
                     )
                 }
                 Err(e) => {

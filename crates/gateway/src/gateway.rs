@@ -24,9 +24,10 @@ use crate::identity::{Authenticator, Principal};
 use crate::integrity::{Check, Integrity};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
+use crate::reload::Live;
 use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
 use crate::upstream::builtin::BuiltinUpstream;
-use crate::upstream::http::{ClientProfile, HttpUpstream, UpSession, modern_meta};
+use crate::upstream::http::{ClientProfile, Credentials, HttpUpstream, UpSession, modern_meta};
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Outbound, Push, ReplyRx, UpMsg, UpstreamError};
 use castellan_judge::{CallKind, Decision};
@@ -115,7 +116,9 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
     pub(crate) integrity: Integrity,
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Live<Authenticator>,
+    /// The listener's TLS (certificate and client CA), when it serves HTTPS.
+    pub(crate) tls: Option<Live<rustls::ServerConfig>>,
     listeners: Listeners,
     pub(crate) parked: ParkedCalls,
     ids: Arc<AtomicU64>,
@@ -136,6 +139,13 @@ impl Gateway {
         behaviour: Behaviour,
         integrity: Integrity,
     ) -> Result<Arc<Gateway>, String> {
+        let tls = match &config.tls {
+            Some(t) => Some(Live::new(crate::tls::server_config(
+                t,
+                config.auth.mtls.as_ref(),
+            )?)),
+            None => None,
+        };
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
@@ -178,7 +188,8 @@ impl Gateway {
             sessions: Sessions::default(),
             behaviour,
             integrity,
-            auth,
+            auth: Live::new(auth),
+            tls,
             listeners: Listeners::default(),
             parked: ParkedCalls::default(),
             ids,
@@ -186,6 +197,26 @@ impl Gateway {
         tokio::spawn(broadcast(Arc::downgrade(&gw), push_rx));
         tokio::spawn(expire_sessions(Arc::downgrade(&gw)));
         Ok(gw)
+    }
+
+    /// The credentials each HTTP upstream would use under `next`, built
+    /// (and checked) without putting them in force. Upstreams are matched
+    /// by name; one that `next` no longer has keeps its credentials.
+    pub(crate) fn upstream_credentials(
+        &self,
+        next: &Config,
+    ) -> Result<Vec<(&HttpUpstream, Credentials)>, String> {
+        let mut out = Vec::new();
+        for (up, name) in self.upstreams.iter().zip(&self.names) {
+            let Upstream::Http(h) = up else { continue };
+            let Some(cfg) = next.upstreams.iter().find(|u| *u.name == **name) else {
+                continue;
+            };
+            if let Transport::Http(c) = &cfg.transport {
+                out.push((&**h, Credentials::new(name, c)?));
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn next_id(&self) -> RequestId {

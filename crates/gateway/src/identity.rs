@@ -78,6 +78,8 @@ pub struct Authenticator {
     keys: HashMap<[u8; 32], KeyEntry>,
     jwt: Option<JwtVerifier>,
     certs: Option<CertAgents>,
+    /// The key generated at start (agent, digest), kept across reloads.
+    generated: Option<(Arc<str>, [u8; 32])>,
     /// Scopes announced in the protected resource metadata.
     pub scopes: Vec<String>,
     /// Authorization servers announced in the protected resource metadata.
@@ -105,6 +107,21 @@ pub fn generate_key() -> Option<String> {
 impl Authenticator {
     /// Builds the checker; `generated` is the key made at start, if any.
     pub async fn new(auth: &Auth, generated: Option<(&str, &str)>) -> Result<Self, String> {
+        Self::build(
+            auth,
+            generated.map(|(agent, key)| (agent.into(), digest(key))),
+        )
+        .await
+    }
+
+    /// Builds the checker for a reloaded configuration; the key generated
+    /// at start stays valid while the configuration still asks for one.
+    pub async fn reloaded(&self, auth: &Auth) -> Result<Self, String> {
+        let generated = self.generated.clone().filter(|_| auth.generate_key);
+        Self::build(auth, generated).await
+    }
+
+    async fn build(auth: &Auth, generated: Option<(Arc<str>, [u8; 32])>) -> Result<Self, String> {
         // One crypto backend for JWTs, chosen explicitly (an error means one
         // is installed already).
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
@@ -118,8 +135,10 @@ impl Authenticator {
                 k.revoked,
             )
         });
-        let generated = generated.map(|(agent, key)| (digest(key), agent, None, Vec::new(), false));
-        for (d, agent, user, attributes, revoked) in entries.chain(generated) {
+        let made = generated
+            .as_ref()
+            .map(|(agent, d)| (*d, &**agent, None, Vec::new(), false));
+        for (d, agent, user, attributes, revoked) in entries.chain(made) {
             let principal = Principal {
                 agent: agent.into(),
                 user: user.map(Into::into),
@@ -143,6 +162,7 @@ impl Authenticator {
             anonymous: auth.anonymous,
             keys,
             certs: auth.mtls.as_ref().map(CertAgents::new),
+            generated,
             scopes: auth
                 .jwt
                 .as_ref()

@@ -8,6 +8,8 @@
 //!   agent behind each request;
 //! - [`admin`]: the operators' API (agents, sessions, alerts, holds,
 //!   quarantine, reload, tool pins, health, metrics);
+//! - [`reload`]: configuration changes put in force without dropping
+//!   connections;
 //! - [`alerts`]: alerts to standard output and webhooks, off the hot path;
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
 //! - [`gateway`]: routing, federation and relaying of one agent message;
@@ -28,6 +30,7 @@ pub mod identity;
 pub mod integrity;
 pub mod listen;
 mod relay;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod telemetry;

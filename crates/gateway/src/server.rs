@@ -33,13 +33,12 @@ type Body = BoxBody<Bytes, Infallible>;
 /// Serves agents on `listener` until `shutdown` resolves, then stops
 /// accepting and lets open connections finish.
 ///
-/// With `tls`, connections are HTTPS (and, with `auth.mtls`, carry the
+/// With `tls` configured, connections are HTTPS (and, with `auth.mtls`, carry the
 /// agent's verified client certificate); the handshake must finish within
 /// the header timeout.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -58,7 +57,9 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
-                let Some(tls) = tls.clone() else {
+                // The certificate in force now: a reload serves new
+                // handshakes with the new one.
+                let Some(tls) = gateway.tls.as_ref().map(|t| TlsAcceptor::from(t.get())) else {
                     serve_connection(gw, bound, None, stream, graceful.watcher());
                     continue;
                 };
@@ -155,7 +156,13 @@ async fn route(
         );
     }
     // Every request proves who is calling; nothing below runs without it.
-    let principal = match gw.auth.authenticate(req.headers(), peer.as_deref()).await {
+    // The credentials in force now; a reload applies from the next request.
+    let authenticated = gw
+        .auth
+        .get()
+        .authenticate(req.headers(), peer.as_deref())
+        .await;
+    let principal = match authenticated {
         Ok(p) => p,
         Err(e) => return unauthorized(&gw, req.headers(), &e),
     };
@@ -279,11 +286,12 @@ fn metadata_url(gw: &Gateway, headers: &HeaderMap) -> String {
 }
 
 fn protected_resource_metadata(gw: &Gateway, headers: &HeaderMap) -> Response<Body> {
+    let auth = gw.auth.get();
     let body = serde_json::json!({
         "resource": resource_url(gw, headers),
-        "authorization_servers": gw.auth.issuers,
+        "authorization_servers": auth.issuers,
         "bearer_methods_supported": ["header"],
-        "scopes_supported": gw.auth.scopes,
+        "scopes_supported": auth.scopes,
         "resource_name": "Castellan MCP gateway",
     });
     json_status(

@@ -9,14 +9,13 @@ use castellan_config::{Mtls, Tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio_rustls::TlsAcceptor;
 
 use crate::identity::{AuthError, Principal};
 
-/// Builds the TLS acceptor; with `mtls`, client certificates are requested
+/// Builds the listener's TLS configuration; with `mtls`, client certificates are requested
 /// and verified against its CA. A client without one still connects, so it
 /// can authenticate another way (or get a clear 401).
-pub fn acceptor(tls: &Tls, mtls: Option<&Mtls>) -> Result<TlsAcceptor, String> {
+pub fn server_config(tls: &Tls, mtls: Option<&Mtls>) -> Result<rustls::ServerConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
         .map_err(|e| format!("tls.cert `{}`: {e}", tls.cert))?
         .collect::<Result<_, _>>()
@@ -56,7 +55,7 @@ pub fn acceptor(tls: &Tls, mtls: Option<&Mtls>) -> Result<TlsAcceptor, String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("tls: certificate and key do not match: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// The identities a verified client certificate carries.

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::oauth::TokenSource;
 use super::{Outbound, Push, PushTx, ReplyRx, UpMsg, UpstreamError, classify};
+use crate::reload::Live;
 
 pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -97,8 +98,7 @@ pub struct HttpUpstream {
     index: usize,
     name: Arc<str>,
     uri: Uri,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    oauth: Option<TokenSource>,
+    credentials: Live<Credentials>,
     era: UpstreamEra,
     detected: OnceCell<Detected>,
     client: HttpsClient,
@@ -109,7 +109,50 @@ pub struct HttpUpstream {
     ids: Arc<AtomicU64>,
 }
 
+/// What the gateway presents to one upstream: its own headers and OAuth
+/// client, never the agent's token. Replaced as a whole on reload; an
+/// OAuth client keeps no token across a reload, so rotated secrets apply
+/// at once.
+#[derive(Debug)]
+pub struct Credentials {
+    headers: Vec<(HeaderName, HeaderValue)>,
+    oauth: Option<TokenSource>,
+}
+
+impl Credentials {
+    /// Checks and builds the credentials configured for upstream `name`.
+    pub fn new(name: &str, cfg: &castellan_config::HttpUpstream) -> Result<Self, String> {
+        let mut headers = Vec::with_capacity(cfg.headers.len());
+        for (k, v) in &cfg.headers {
+            let k = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("upstream `{name}`: invalid header name `{k}`"))?;
+            let v = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("upstream `{name}`: invalid value for header `{k}`"))?;
+            headers.push((k, v));
+        }
+        let oauth = cfg
+            .oauth
+            .as_ref()
+            .map(TokenSource::new)
+            .transpose()
+            .map_err(|e| format!("upstream `{name}`: {e}"))?;
+        Ok(Credentials { headers, oauth })
+    }
+
+    fn apply(&self, mut b: http::request::Builder) -> http::request::Builder {
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        b
+    }
+}
+
 impl HttpUpstream {
+    /// Puts new credentials in force for the next request.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.credentials.replace(credentials);
+    }
+
     /// Builds the upstream; nothing is sent until the first request.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -126,14 +169,6 @@ impl HttpUpstream {
             .url
             .parse()
             .map_err(|e| format!("upstream `{name}`: invalid url `{}`: {e}", cfg.url))?;
-        let mut headers = Vec::with_capacity(cfg.headers.len());
-        for (k, v) in &cfg.headers {
-            let k = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("upstream `{name}`: invalid header name `{k}`"))?;
-            let v = HeaderValue::try_from(v.as_str())
-                .map_err(|_| format!("upstream `{name}`: invalid value for header `{k}`"))?;
-            headers.push((k, v));
-        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
@@ -157,13 +192,7 @@ impl HttpUpstream {
             index,
             name: name.into(),
             uri,
-            headers,
-            oauth: cfg
-                .oauth
-                .as_ref()
-                .map(TokenSource::new)
-                .transpose()
-                .map_err(|e| format!("upstream `{name}`: {e}"))?,
+            credentials: Live::new(Credentials::new(name, cfg)?),
             era: cfg.era,
             detected: OnceCell::new(),
             client,
@@ -292,9 +321,10 @@ impl HttpUpstream {
             extra_headers: Vec::new(),
         };
         self.notify(Some(&session), &note).await;
-        let mut get = self.get_request(&session);
+        let creds = self.credentials.get();
+        let mut get = self.get_request(&creds, &session);
         if let Some(req) = get.as_mut()
-            && self.authorize(req).await.is_err()
+            && self.authorize(&creds, req).await.is_err()
         {
             get = None;
         }
@@ -350,14 +380,15 @@ impl HttpUpstream {
 
     /// Posts raw message bytes (a notification or a response to the upstream).
     pub async fn post_message(&self, session: Option<&UpSession>, bytes: Bytes) {
-        let mut req = self.post_builder();
+        let creds = self.credentials.get();
+        let mut req = self.post_builder(&creds);
         if let Some(s) = session {
             req = with_session(req, s);
         }
         let Ok(mut req) = req.body(Full::new(bytes)) else {
             return;
         };
-        if let Err(e) = self.authorize(&mut req).await {
+        if let Err(e) = self.authorize(&creds, &mut req).await {
             tracing::debug!(upstream = %self.name, error = %e, "no credential to post a message upstream");
             return;
         }
@@ -378,26 +409,30 @@ impl HttpUpstream {
     /// Ends a legacy session upstream (DELETE).
     pub async fn close_session(&self, session: &UpSession) {
         let Some(id) = &session.id else { return };
-        let mut b = Request::builder()
-            .method(Method::DELETE)
-            .uri(self.uri.clone())
-            .header(mcp::HEADER_SESSION_ID, id.clone());
+        let creds = self.credentials.get();
         // The upstream's own credentials, as on every other request.
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
+        let b = creds.apply(
+            Request::builder()
+                .method(Method::DELETE)
+                .uri(self.uri.clone())
+                .header(mcp::HEADER_SESSION_ID, id.clone()),
+        );
         let Ok(mut req) = b.body(Full::new(Bytes::new())) else {
             return;
         };
-        if self.authorize(&mut req).await.is_err() {
+        if self.authorize(&creds, &mut req).await.is_err() {
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await;
     }
 
     /// Adds this upstream's OAuth access token, when it has one.
-    async fn authorize(&self, req: &mut Request<Full<Bytes>>) -> Result<(), UpstreamError> {
-        if let Some(oauth) = &self.oauth {
+    async fn authorize(
+        &self,
+        creds: &Credentials,
+        req: &mut Request<Full<Bytes>>,
+    ) -> Result<(), UpstreamError> {
+        if let Some(oauth) = &creds.oauth {
             let bearer = oauth
                 .bearer(&self.client, self.timeout)
                 .await
@@ -422,26 +457,27 @@ impl HttpUpstream {
         }
     }
 
-    fn post_builder(&self) -> http::request::Builder {
-        let mut b = Request::builder()
-            .method(Method::POST)
-            .uri(self.uri.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream");
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
-        b
+    fn post_builder(&self, creds: &Credentials) -> http::request::Builder {
+        creds.apply(
+            Request::builder()
+                .method(Method::POST)
+                .uri(self.uri.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json, text/event-stream"),
+        )
     }
 
-    fn get_request(&self, session: &UpSession) -> Option<Request<Full<Bytes>>> {
-        let mut b = Request::builder()
-            .method(Method::GET)
-            .uri(self.uri.clone())
-            .header(ACCEPT, "text/event-stream");
-        for (k, v) in &self.headers {
-            b = b.header(k, v);
-        }
+    fn get_request(
+        &self,
+        creds: &Credentials,
+        session: &UpSession,
+    ) -> Option<Request<Full<Bytes>>> {
+        let b = creds.apply(
+            Request::builder()
+                .method(Method::GET)
+                .uri(self.uri.clone())
+                .header(ACCEPT, "text/event-stream"),
+        );
         with_session(b, session).body(Full::new(Bytes::new())).ok()
     }
 
@@ -454,7 +490,8 @@ impl HttpUpstream {
         out: &Outbound,
         mode: Mode<'_>,
     ) -> Result<(ReplyRx, Option<HeaderValue>), UpstreamError> {
-        let mut b = self.post_builder();
+        let creds = self.credentials.get();
+        let mut b = self.post_builder(&creds);
         match mode {
             Mode::Legacy(s) => b = with_session(b, s),
             Mode::Initialize => {}
@@ -491,12 +528,12 @@ impl HttpUpstream {
         let mut req = b
             .body(Full::new(body.clone()))
             .map_err(|e| self.err_unavailable(e.to_string()))?;
-        let headers = self.oauth.as_ref().map(|_| req.headers().clone());
-        self.authorize(&mut req).await?;
+        let headers = creds.oauth.as_ref().map(|_| req.headers().clone());
+        self.authorize(&creds, &mut req).await?;
         let mut resp = self.dispatch(req).await?;
         // An expired or revoked token: get a fresh one and try once more.
         if resp.status() == StatusCode::UNAUTHORIZED
-            && let (Some(oauth), Some(headers)) = (&self.oauth, headers)
+            && let (Some(oauth), Some(headers)) = (&creds.oauth, headers)
         {
             oauth.invalidate().await;
             let mut retry = Request::builder()
@@ -505,7 +542,7 @@ impl HttpUpstream {
                 .body(Full::new(body))
                 .map_err(|e| self.err_unavailable(e.to_string()))?;
             *retry.headers_mut() = headers;
-            self.authorize(&mut retry).await?;
+            self.authorize(&creds, &mut retry).await?;
             resp = self.dispatch(retry).await?;
         }
         let status = resp.status();
@@ -531,7 +568,9 @@ impl HttpUpstream {
         }
         if is_sse && status.is_success() {
             let cancel = match mode {
-                Mode::Legacy(s) => Some((self.post_builder(), s.id.clone(), s.version.clone())),
+                Mode::Legacy(s) => {
+                    Some((self.post_builder(&creds), s.id.clone(), s.version.clone()))
+                }
                 _ => None,
             };
             let client = self.client.clone();
