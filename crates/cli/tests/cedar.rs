@@ -189,3 +189,91 @@ fn policy_check_validates_argument_conditions_against_the_upstreams_tools() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn prompts_and_resources_an_agent_may_not_use_are_left_out_of_its_lists() {
+    let up = support::HttpFixture::start(&[]);
+    let dir = support::scratch("cedar-lists");
+    let file = dir.join("policy.cedar");
+    std::fs::write(
+        &file,
+        r#"permit (principal, action, resource);
+
+@id("interns-no-runbook")
+forbid (principal, action == Action::"get_prompt", resource == Tool::"remote/internal_runbook")
+when { principal has team && principal.team == "interns" };
+
+@id("interns-no-payroll")
+forbid (principal, action == Action::"read_resource", resource == Tool::"remote/file:///secret/payroll.txt")
+when { principal has team && principal.team == "interns" };
+"#,
+    )
+    .expect("write policy");
+    let gw = Gateway::start(&format!(
+        "auth:\n  api_keys:\n    - agent: intern-bot\n      sha256: {}\n      attributes: {{team: interns}}\n    - agent: support-bot\n      sha256: {}\n      attributes: {{team: support}}\njudge:\n  policy: {}\nupstreams:\n  - name: remote\n    http:\n      url: http://127.0.0.1:{}/mcp\n      era: legacy\n",
+        sha256_hex(TEST_KEY),
+        sha256_hex(OTHER_KEY),
+        file.display(),
+        up.port
+    ));
+    let listed = |v: &Value, key: &str, field: &str| -> Vec<String> {
+        v["result"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x[field].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let intern = session(&gw.url, TEST_KEY).await;
+    let prompts = listed(
+        &intern(1, "prompts/list", json!({})).await,
+        "prompts",
+        "name",
+    );
+    assert_eq!(prompts, ["remote__summarise"], "{prompts:?}");
+    let resources = listed(
+        &intern(2, "resources/list", json!({})).await,
+        "resources",
+        "uri",
+    );
+    assert_eq!(resources, ["file:///public/readme.txt"], "{resources:?}");
+    // Hidden, and refused when asked for anyway, with the policy's id.
+    let r = intern(
+        3,
+        "prompts/get",
+        json!({"name": "remote__internal_runbook"}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    assert!(r.to_string().contains("interns-no-runbook"), "{r}");
+    let r = intern(
+        4,
+        "resources/read",
+        json!({"uri": "file:///secret/payroll.txt"}),
+    )
+    .await;
+    assert!(r.to_string().contains("interns-no-payroll"), "{r}");
+
+    let support_bot = session(&gw.url, OTHER_KEY).await;
+    let prompts = listed(
+        &support_bot(1, "prompts/list", json!({})).await,
+        "prompts",
+        "name",
+    );
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    let resources = listed(
+        &support_bot(2, "resources/list", json!({})).await,
+        "resources",
+        "uri",
+    );
+    assert_eq!(resources.len(), 2, "{resources:?}");
+    let r = support_bot(
+        3,
+        "resources/read",
+        json!({"uri": "file:///secret/payroll.txt"}),
+    )
+    .await;
+    assert_eq!(r["result"]["contents"][0]["text"], "salaries", "{r}");
+}

@@ -364,9 +364,16 @@ impl Behaviour {
             .or_else(|| self.judge().policy_pending().map(str::to_owned))
     }
 
-    /// Whether the agent may see a tool in `tools/list` (the policy's
-    /// `list_tools` action; see [`Judge::may_list`]).
-    pub fn may_list(&self, principal: &Principal, server: &str, tool: &str) -> bool {
+    /// Whether the agent may see an item in a list: a tool (`list_tools`),
+    /// a prompt (`get_prompt`) or a resource (`read_resource`); see
+    /// [`Judge::may_list`].
+    pub fn may_list(
+        &self,
+        principal: &Principal,
+        kind: CallKind,
+        server: &str,
+        tool: &str,
+    ) -> bool {
         let judge = match self.judge.read() {
             Ok(j) => j,
             Err(p) => p.into_inner(),
@@ -380,7 +387,7 @@ impl Behaviour {
             user: user.as_ref(),
             attributes: &principal.attributes,
             session: &session,
-            kind: CallKind::ListTools,
+            kind,
             server: Some(server),
             tool,
             args: &args,

@@ -649,6 +649,20 @@ impl Gateway {
         } else {
             per_upstream
         };
+        // What an agent may see in a list: a tool it may list, a prompt it
+        // may get, a resource it may read (the policy without behavioural
+        // facts).
+        let visible_as = match method {
+            "tools/list" => Some(CallKind::ListTools),
+            "prompts/list" => Some(CallKind::GetPrompt),
+            "resources/list" => Some(CallKind::ReadResource),
+            _ => None,
+        }
+        .filter(|_| self.config.judge.enabled);
+        let may_see = |i: usize, kind: CallKind, name: &str| {
+            self.behaviour
+                .may_list(caller.principal(), kind, &self.names[i], name)
+        };
         let mut merged = Vec::new();
         for (i, items) in per_upstream {
             for mut item in items {
@@ -662,10 +676,8 @@ impl Gateway {
                         tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
                         continue;
                     }
-                    if method == "tools/list"
-                        && !self
-                            .behaviour
-                            .may_list(caller.principal(), &self.names[i], &name)
+                    if let Some(kind) = visible_as
+                        && !may_see(i, kind, &name)
                     {
                         continue;
                     }
@@ -673,6 +685,11 @@ impl Gateway {
                 } else if let Some(uri) = item.get("uri").and_then(Value::as_str) {
                     if !self.routes.claim_uri(i, uri) {
                         tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
+                        continue;
+                    }
+                    if let Some(kind) = visible_as
+                        && !may_see(i, kind, uri)
+                    {
                         continue;
                     }
                 } else if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {

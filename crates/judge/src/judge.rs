@@ -116,7 +116,9 @@ impl Judge {
     }
 
     /// Whether the agent may see `call.tool` of `call.server` in a list:
-    /// the Cedar policy with action `list_tools` and no behavioural facts
+    /// the Cedar policy with the call's action (`list_tools` for tools,
+    /// `get_prompt` and `read_resource` for prompts and resources) and no
+    /// behavioural facts
     /// (no policy, or an unconditional permit, answers yes without
     /// evaluating). A tool the agent may see can still be refused when
     /// called.

@@ -517,8 +517,9 @@ impl Policy {
         self.or_refusal(r, f.server, call.tool)
     }
 
-    /// Whether the agent may see this tool in a list: the policy evaluated
-    /// with action `list_tools` and a context without behavioural facts
+    /// Whether the agent may see this tool (or prompt, or resource) in a
+    /// list: the policy evaluated with action `list_tools` (`get_prompt`,
+    /// `read_resource`) and a context without behavioural facts
     /// (empty labels, zero risk and calls, no arguments).
     pub(crate) fn may_list(&self, call: &Call<'_>, labels: LabelSet) -> bool {
         if self.always_permit && self.pending.is_none() {
@@ -741,10 +742,11 @@ impl Policy {
             ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        let kind = if f.is_none() {
-            crate::call::CallKind::ListTools
-        } else {
-            call.kind
+        // Listing (no facts): a tool is listed under `list_tools`; a prompt
+        // or resource is listed when it may be got or read.
+        let kind = match (f, call.kind) {
+            (None, crate::call::CallKind::CallTool) => crate::call::CallKind::ListTools,
+            (_, kind) => kind,
         };
         let action = self.actions[kind as usize].clone();
         let request =
