@@ -5,11 +5,16 @@
 //! `alg: none` and HMAC-with-a-public-key confusion cannot happen), and
 //! TLS client certificates (see [`crate::tls`]).
 //!
+//! A verified JWT is remembered by its SHA-256 digest until it expires, and
+//! at most [`VERIFIED_FOR`], so an agent's every request costs a hash and a
+//! lookup rather than a signature check; a JWKS refresh and a reload forget
+//! them all.
+//!
 //! The agent's credential is never forwarded upstream: upstream requests are
 //! built fresh with only the headers configured for that upstream.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -238,10 +243,26 @@ struct JwtVerifier {
     cfg: castellan_config::Jwt,
     algorithms: Vec<Algorithm>,
     keys: RwLock<(JwkSet, Option<Instant>)>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
+/// A token that verified, and until when that answer stands.
+#[derive(Debug)]
+struct Verified {
+    principal: Principal,
+    until: Instant,
+}
+
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The longest a verified JWT is trusted without checking its signature
+/// again (a key withdrawn from the JWKS is honoured within this time).
+pub const VERIFIED_FOR: Duration = Duration::from_secs(30);
+
+/// Most verified tokens remembered; past it, expired ones are dropped and,
+/// if that is not enough, all of them.
+const MAX_VERIFIED: usize = 10_000;
 
 impl JwtVerifier {
     async fn new(cfg: &castellan_config::Jwt) -> Result<Self, String> {
@@ -263,6 +284,7 @@ impl JwtVerifier {
             cfg: cfg.clone(),
             algorithms,
             keys: RwLock::new((JwkSet { keys: Vec::new() }, None)),
+            verified: Mutex::new(HashMap::new()),
             client: Client::builder(TokioExecutor::new()).build(https),
         };
         match &cfg.jwks {
@@ -288,6 +310,38 @@ impl JwtVerifier {
         if let Ok(mut k) = self.keys.write() {
             *k = (set, Some(Instant::now()));
         }
+        // Answers given under the old key set do not carry over.
+        lock(&self.verified).clear();
+    }
+
+    /// Verifies a token, or answers from the tokens verified recently.
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let d = digest(token);
+        let now = Instant::now();
+        if let Some(v) = lock(&self.verified).get(&d)
+            && now < v.until
+        {
+            return Ok(v.principal.clone());
+        }
+        let (principal, exp) = self.verify_signed(token).await?;
+        let left = exp.saturating_sub(unix_now()).min(VERIFIED_FOR.as_secs());
+        if left > 0 {
+            let mut cache = lock(&self.verified);
+            if cache.len() >= MAX_VERIFIED {
+                cache.retain(|_, v| now < v.until);
+                if cache.len() >= MAX_VERIFIED {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                d,
+                Verified {
+                    principal: principal.clone(),
+                    until: now + Duration::from_secs(left),
+                },
+            );
+        }
+        Ok(principal)
     }
 
     async fn refresh(&self, url: &str) -> Result<(), String> {
@@ -341,7 +395,8 @@ impl JwtVerifier {
         DecodingKey::from_jwk(jwk).ok()
     }
 
-    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    /// Checks the signature and claims; returns the principal and `exp`.
+    async fn verify_signed(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::Invalid("malformed JWT".into()))?;
         if !self.algorithms.contains(&header.alg) {
@@ -416,13 +471,28 @@ impl JwtVerifier {
             .iter()
             .filter_map(|c| claim(&claims, c).map(|v| (c.clone(), v)))
             .collect();
-        Ok(Principal {
-            agent: agent.into(),
-            user: user.map(Into::into),
-            attributes: attributes.into(),
-            method: "jwt",
-        })
+        // `exp` is required above, so it is present and numeric here.
+        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        Ok((
+            Principal {
+                agent: agent.into(),
+                user: user.map(Into::into),
+                attributes: attributes.into(),
+                method: "jwt",
+            },
+            exp,
+        ))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A claim by dotted path, as a string.
