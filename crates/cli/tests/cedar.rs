@@ -277,3 +277,44 @@ when { principal has team && principal.team == "interns" };
     .await;
     assert_eq!(r["result"]["contents"][0]["text"], "salaries", "{r}");
 }
+
+#[test]
+fn policy_check_reports_a_tool_on_a_server_that_is_not_configured() {
+    let dir = support::scratch("cedar-servers");
+    let file = dir.join("policy.cedar");
+    std::fs::write(
+        &file,
+        "permit (principal, action, resource);\n\nforbid (principal, action, resource == Tool::\"mial/send_email\");\n",
+    )
+    .expect("write");
+    let config = dir.join("castellan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n",
+            sha256_hex(TEST_KEY),
+            file.display()
+        ),
+    )
+    .expect("write");
+    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:40", file.display())) && stderr.contains("`mial`"),
+        "{stderr}"
+    );
+    // The same literal in a `when` condition is caught too; the right
+    // server name passes.
+    std::fs::write(
+        &file,
+        "permit (principal, action, resource);\nforbid (principal, action, resource) when { resource == Tool::\"mail/send_email\" };\n",
+    )
+    .expect("write");
+    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

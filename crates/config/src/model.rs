@@ -68,6 +68,9 @@ pub struct JudgeConfig {
     /// facts `trust_domain`, `spiffe_id`, `dns` when mTLS is on), sorted:
     /// the optional String attributes of the Cedar `Agent`.
     pub attributes: Vec<String>,
+    /// Derived: the upstream names, the servers a policy's
+    /// `Tool::"<server>/<name>"` may name.
+    pub servers: Vec<String>,
 }
 
 /// One label override.
@@ -905,6 +908,7 @@ pub(crate) fn compile(
             .map_or(std::time::Duration::from_secs(60), |d| d.0),
         enabled: j.enabled.unwrap_or(true),
         attributes,
+        servers: upstreams.iter().map(|u| u.name.clone()).collect(),
     };
     let strict = match raw.audit.durability.as_deref() {
         None | Some("batched") => false,

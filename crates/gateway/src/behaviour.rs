@@ -225,6 +225,8 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
         Some(file) => {
             let text =
                 std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
+            castellan_judge::policy::check_servers(file, &text, &cfg.servers)
+                .map_err(|e| e.to_string())?;
             Policy::with_attributes(&catalog, &cfg.attributes, file, &text)
                 .map_err(|e| e.to_string())?
         }

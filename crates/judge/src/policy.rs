@@ -843,5 +843,49 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// Checks that every `Tool::"<server>/<name>"` the policy text names is on
+/// a configured upstream: a typo in a server name would otherwise be a
+/// rule that silently never matches. (Names within a server are checked
+/// against what the server lists as it is learnt: tools, prompts and
+/// resources share the `Tool` type, so an unknown name is not an error at
+/// load.) The error carries file, line and column.
+pub fn check_servers(file: &str, src: &str, servers: &[String]) -> Result<(), Error> {
+    let set = PolicySet::from_str(src).map_err(|e| {
+        let msg = e.to_string();
+        policy_err(file, src, &e, msg)
+    })?;
+    for p in set.policies() {
+        let scoped = match p.resource_constraint() {
+            ResourceConstraint::In(u)
+            | ResourceConstraint::Eq(u)
+            | ResourceConstraint::IsIn(_, u) => Some(u),
+            ResourceConstraint::Any | ResourceConstraint::Is(_) => None,
+        };
+        for uid in p.entity_literals().into_iter().chain(scoped) {
+            if uid.type_name().to_string() != "Tool" {
+                continue;
+            }
+            let id = uid.id().unescaped();
+            let server = id.split_once('/').map_or(id, |(s, _)| s);
+            if servers.iter().any(|s| s == server) {
+                continue;
+            }
+            let needle = format!("Tool::\"{}\"", id.escape_debug());
+            return Err(Error::Policy {
+                at: loc_at(file, src, src.find(&needle)),
+                message: format!(
+                    "`Tool::\"{id}\"` names server `{server}`, which is not a configured upstream (upstreams: {}); resources are named `Tool::\"<upstream>/<tool, prompt or resource URI>\"`",
+                    if servers.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        servers.join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
