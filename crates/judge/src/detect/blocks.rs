@@ -14,7 +14,7 @@ const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 #[inline(always)]
 fn in_range(v: u64, lo: u8, hi: u8) -> u64 {
     let ge = (v | HIGH).wrapping_sub(ONES * u64::from(lo));
-    let le = (ONES * u64::from(hi) | HIGH).wrapping_sub(v);
+    let le = ((ONES * u64::from(hi)) | HIGH).wrapping_sub(v);
     ge & le & HIGH
 }
 
