@@ -6,12 +6,12 @@
 //! detectors), [`Finding`], [`ContentAction`], [`CustomDetectors`] and the
 //! injection [`Signal`]s, plus [`inspect_tool_definition`].
 //!
-//! One pass per concern, never one scan per detector: `memchr`-style byte
-//! searches and two Aho-Corasick automata (case-sensitive token prefixes,
-//! case-insensitive keywords) find the few positions where a detector can
-//! fire; only there do validators run (Luhn, mod 97, SSN ranges, entropy).
-//! Only e-mail, URL and IBAN use a regex, and only when their anchor byte
-//! (`@`, `://`, two capitals before two digits) is present. Findings carry
+//! One fused pass over byte-class masks (`blocks`, eight bytes per step)
+//! visits word starts and digit-run starts in order of position: keywords,
+//! numbers, the IBAN anchor and high-entropy candidates are validated only
+//! there. A literal Aho-Corasick automaton finds token prefixes; e-mail,
+//! URL and IBAN use a regex only when their anchor (`@`, `://` or `www.`,
+//! two capitals before two digits) is present. Findings carry
 //! the detector, the class and the byte range, never the matched text.
 
 mod blocks;
