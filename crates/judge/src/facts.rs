@@ -229,8 +229,10 @@ pub(crate) struct Inputs<'s> {
 impl<'c> Facts<'c> {
     pub(crate) fn build(call: &'c Call<'c>, inp: &Inputs<'_>) -> Facts<'c> {
         let server = call.server.unwrap_or("");
-        let tool_hash =
-            fingerprint::hash(FpKind::Value, format!("{server}/{}", call.tool).as_bytes());
+        let tool_hash = fingerprint::hash_parts(
+            FpKind::Value,
+            &[server.as_bytes(), b"/", call.tool.as_bytes()],
+        );
         let first_use = !inp.session.baseline.knows_tool(tool_hash)
             && !inp.agent.baseline.knows_tool(tool_hash);
         let mut f = Facts {
@@ -274,13 +276,23 @@ impl<'c> Facts<'c> {
             let is_dest = is_dest_key(&kl);
             have_dest_key |= is_dest && !v.is_null();
             fps.clear();
-            fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps, &mut f.detected);
-            let hits = lookup(inp, k, &fps);
             if is_dest {
+                // Each leaf is scanned once, for the argument's fingerprints
+                // (as `from_json` would) and for the destination.
                 for s in leaves(v) {
+                    inp.det.scan_into(&s, &mut scratch);
+                    if fps.len() < opts.cap {
+                        fingerprint::from_findings(&s, &scratch, opts, &mut fps);
+                        for x in &scratch {
+                            f.detected |= kind_bit(x.kind);
+                        }
+                    }
                     f.add_dest(inp, k, &s, intent_lower.as_deref(), &mut scratch);
                 }
+            } else {
+                fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps, &mut f.detected);
             }
+            let hits = lookup(inp, k, &fps);
             // Data riding inside a URL (query string, path) is carried data,
             // not the destination itself.
             let in_url = is_dest && fingerprint_has_url(v);
@@ -309,6 +321,7 @@ impl<'c> Facts<'c> {
                         .map(|x| s[x.range.clone()].to_owned())
                         .collect();
                     for d in found {
+                        inp.det.scan_into(&d, &mut scratch);
                         f.add_dest(inp, k, &d, intent_lower.as_deref(), &mut scratch);
                     }
                 }
@@ -341,6 +354,8 @@ impl<'c> Facts<'c> {
         f
     }
 
+    /// Adds a destination value of argument `arg`; `scratch` holds the
+    /// detector findings of `s`.
     fn add_dest(
         &mut self,
         inp: &Inputs<'_>,
@@ -349,24 +364,25 @@ impl<'c> Facts<'c> {
         intent: Option<&str>,
         scratch: &mut Vec<Finding>,
     ) {
-        let s = s.trim();
-        if s.is_empty() || self.dests.len() >= 16 {
+        let trimmed = s.trim();
+        if trimmed.is_empty() || self.dests.len() >= 16 {
             return;
         }
-        // `from_text` scans and leaves the findings in `scratch`.
+        let opts = Extract {
+            shingles: false,
+            values: true,
+            cap: 8,
+            sample: false,
+        };
         let mut fps: Vec<Fp> = Vec::new();
-        fingerprint::from_text(
-            inp.det,
-            s,
-            Extract {
-                shingles: false,
-                values: true,
-                cap: 8,
-                sample: false,
-            },
-            scratch,
-            &mut fps,
-        );
+        if trimmed.len() == s.len() {
+            // `scratch` holds the findings of `s`, scanned by the caller.
+            fingerprint::from_findings(s, scratch, opts, &mut fps);
+        } else {
+            // `from_text` scans and leaves the findings in `scratch`.
+            fingerprint::from_text(inp.det, trimmed, opts, scratch, &mut fps);
+        }
+        let s = trimmed;
         let (value, key, host, party) = match scratch
             .iter()
             .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))

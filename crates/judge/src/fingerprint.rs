@@ -146,7 +146,13 @@ pub fn from_text(
 ) {
     scratch.clear();
     det.scan(text, scratch);
-    for f in scratch.iter() {
+    from_findings(text, scratch, opts, out);
+}
+
+/// [`from_text`] for a text already scanned: `found` are all the detector
+/// findings of `text`.
+pub fn from_findings(text: &str, found: &[Finding], opts: Extract, out: &mut Vec<Fp>) {
+    for f in found {
         if out.len() >= opts.cap {
             return;
         }
@@ -186,7 +192,7 @@ pub fn from_text(
         }
     }
     let t = text.trim();
-    if opts.values && (3..=96).contains(&t.len()) && scratch.is_empty() && out.len() < opts.cap {
+    if opts.values && (3..=96).contains(&t.len()) && found.is_empty() && out.len() < opts.cap {
         out.push(fp_of(FpKind::Value, &t.to_lowercase()));
     }
     if opts.values && t.len() > 3 {
@@ -318,21 +324,10 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
     let mut ring: [u64; N] = [0; N];
     let mut roll: u64 = 0;
     let mut n = 0usize;
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && !WORD[usize::from(b[i])] {
-            i += 1;
-        }
-        let start = i;
-        while i < b.len() && WORD[usize::from(b[i])] {
-            i += 1;
-        }
-        if start == i {
-            break;
-        }
+    crate::detect::words(b, |start, end| {
         // Polynomial rolling hash over the last N word hashes:
         // S = sum(w_k * P^(N-1-k)); update S = (S - w_out * P^(N-1)) * P + w_in.
-        let w = word_hash(&b[start..i]);
+        let w = word_hash(&b[start..end]);
         let out_w = ring[n % N];
         ring[n % N] = w;
         n += 1;
@@ -344,7 +339,7 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
             let s = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (roll >> 29);
             if !sample || s >> 62 == 0 {
                 if out.len() >= cap {
-                    return;
+                    return false;
                 }
                 out.push(Fp {
                     hash: s,
@@ -352,20 +347,9 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
                 });
             }
         }
-    }
+        true
+    });
 }
-
-/// Word bytes: ASCII letters and digits, and any non-ASCII byte.
-const WORD: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        t[i] = c.is_ascii_alphanumeric() || c >= 0x80;
-        i += 1;
-    }
-    t
-};
 
 /// Hashes a word eight bytes at a time, ignoring ASCII case (setting bit
 /// 0x20 lower-cases letters and leaves digits unchanged).

@@ -104,6 +104,11 @@ impl LabelSet {
         s
     }
 
+    /// The set as bits (for hashing).
+    pub(crate) fn bits(self) -> u16 {
+        self.0
+    }
+
     /// Adds a label.
     pub fn insert(&mut self, l: Label) {
         self.0 |= l.bit();

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity,
@@ -180,6 +180,44 @@ pub struct Policy {
     /// Set while the policy's `context.args` conditions have not validated
     /// against any catalogue yet: every call is refused with this message.
     pending: Option<String>,
+    /// Entities of recent (agent, tool) pairs, by a hash of what they are
+    /// built from; an entry is used only when all of it matches.
+    entity_cache: RwLock<HashMap<u64, Arc<CallEntities>>>,
+    /// Cedar decimals of recent argument values, by their text.
+    decimal_cache: RwLock<HashMap<String, RestrictedExpression>>,
+}
+
+/// Most decimal argument values kept; the cache starts over when full.
+const DECIMAL_CACHE_CAP: usize = 4096;
+
+/// Most (agent, tool) entity pairs kept; the cache starts over when full.
+const ENTITY_CACHE_CAP: usize = 4096;
+
+/// The Cedar entities of one (agent, tool) pair and what they were built
+/// from.
+#[derive(Debug)]
+struct CallEntities {
+    agent: String,
+    user: String,
+    attrs: Vec<(String, String)>,
+    server: String,
+    tool: String,
+    labels: LabelSet,
+    principal: EntityUid,
+    resource: EntityUid,
+    set: Entities,
+}
+
+/// A set of label names, plus `injected` when asked.
+fn label_set(l: LabelSet, injected: bool) -> RestrictedExpression {
+    let mut v: Vec<RestrictedExpression> = l
+        .iter()
+        .map(|x| RestrictedExpression::new_string(x.as_str().to_owned()))
+        .collect();
+    if injected {
+        v.push(RestrictedExpression::new_string("injected".to_owned()));
+    }
+    RestrictedExpression::new_set(v)
 }
 
 /// Which context keys the policy text mentions (a conservative, textual
@@ -507,6 +545,8 @@ impl Policy {
             attributes,
             args,
             pending,
+            entity_cache: RwLock::new(HashMap::new()),
+            decimal_cache: RwLock::new(HashMap::new()),
         })
     }
 
@@ -558,10 +598,130 @@ impl Policy {
                 if v.is_null() {
                     continue;
                 }
-                pairs.push((k.clone(), typed_arg(*t, k, v)?));
+                pairs.push((k.clone(), typed_arg(*t, k, v, &|d| self.decimal(d))?));
             }
         }
         RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())
+    }
+
+    /// A Cedar `decimal` for its text, from the cache when the same amount
+    /// was seen before: `RestrictedExpression::new_decimal` parses the name
+    /// `decimal` with the Cedar parser on every call (about 50k
+    /// instructions), far more than evaluating the policy.
+    fn decimal(&self, text: String) -> RestrictedExpression {
+        if let Ok(cache) = self.decimal_cache.read()
+            && let Some(d) = cache.get(&text)
+        {
+            return d.clone();
+        }
+        let d = RestrictedExpression::new_decimal(&text);
+        if let Ok(mut cache) = self.decimal_cache.write() {
+            if cache.len() >= DECIMAL_CACHE_CAP {
+                cache.clear();
+            }
+            cache.insert(text, d.clone());
+        }
+        d
+    }
+
+    /// The Cedar entities of a call (its agent and its tool), from the
+    /// cache when this agent, with the same user and attributes, called this
+    /// tool with the same labels before: building entities costs more than
+    /// evaluating a small policy.
+    fn entities(
+        &self,
+        call: &Call<'_>,
+        server: &str,
+        tool_labels: LabelSet,
+    ) -> Result<Arc<CallEntities>, String> {
+        let user = call.user.map_or("", |u| u.as_str());
+        let declared = || {
+            call.attributes
+                .iter()
+                .filter(|(k, _)| self.attributes.iter().any(|a| a == k))
+        };
+        let mut h = crate::fingerprint::hash_parts(
+            crate::fingerprint::FpKind::Value,
+            &[
+                call.agent.as_str().as_bytes(),
+                b"\0",
+                user.as_bytes(),
+                b"\0",
+                server.as_bytes(),
+                b"\0",
+                call.tool.as_bytes(),
+            ],
+        );
+        for (k, v) in declared() {
+            h = crate::fingerprint::hash_parts(
+                crate::fingerprint::FpKind::Value,
+                &[&h.to_le_bytes(), k.as_bytes(), b"\0", v.as_bytes()],
+            );
+        }
+        h ^= u64::from(tool_labels.bits());
+        let same = |c: &CallEntities| {
+            c.agent == call.agent.as_str()
+                && c.user == user
+                && c.server == server
+                && c.tool == call.tool
+                && c.labels == tool_labels
+                && c.attrs
+                    .iter()
+                    .map(|(k, v)| (k, v))
+                    .eq(declared().map(|(k, v)| (k, v)))
+        };
+        if let Ok(cache) = self.entity_cache.read()
+            && let Some(c) = cache.get(&h)
+            && same(c)
+        {
+            return Ok(c.clone());
+        }
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let principal = EntityUid::from_type_name_and_id(
+            self.agent_type.clone(),
+            EntityId::new(call.agent.as_str()),
+        );
+        let resource = EntityUid::from_type_name_and_id(
+            self.tool_type.clone(),
+            EntityId::new(format!("{server}/{}", call.tool)),
+        );
+        let mut agent_attrs = HashMap::with_capacity(2 + call.attributes.len());
+        agent_attrs.insert("name".to_owned(), s(call.agent.as_str()));
+        agent_attrs.insert("user".to_owned(), s(user));
+        for (k, v) in declared() {
+            agent_attrs.insert(k.clone(), s(v));
+        }
+        let agent = Entity::new(principal.clone(), agent_attrs, HashSet::new())
+            .map_err(|e| e.to_string())?;
+        let tool = Entity::new(
+            resource.clone(),
+            HashMap::from([
+                ("name".to_owned(), s(call.tool)),
+                ("server".to_owned(), s(server)),
+                ("labels".to_owned(), label_set(tool_labels, false)),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let set = Entities::from_entities([agent, tool], None).map_err(|e| e.to_string())?;
+        let built = Arc::new(CallEntities {
+            agent: call.agent.as_str().to_owned(),
+            user: user.to_owned(),
+            attrs: declared().cloned().collect(),
+            server: server.to_owned(),
+            tool: call.tool.to_owned(),
+            labels: tool_labels,
+            principal,
+            resource,
+            set,
+        });
+        if let Ok(mut cache) = self.entity_cache.write() {
+            if cache.len() >= ENTITY_CACHE_CAP {
+                cache.clear();
+            }
+            cache.insert(h, built.clone());
+        }
+        Ok(built)
     }
 
     fn evaluate(
@@ -588,41 +748,9 @@ impl Policy {
             return Ok(Vec::new());
         }
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let labels = |l: LabelSet, injected: bool| {
-            let mut v: Vec<RestrictedExpression> = l.iter().map(|x| s(x.as_str())).collect();
-            if injected {
-                v.push(s("injected"));
-            }
-            RestrictedExpression::new_set(v)
-        };
-        let principal = EntityUid::from_type_name_and_id(
-            self.agent_type.clone(),
-            EntityId::new(call.agent.as_str()),
-        );
-        let resource_id = format!("{server}/{}", call.tool);
-        let resource =
-            EntityUid::from_type_name_and_id(self.tool_type.clone(), EntityId::new(&resource_id));
-        let mut agent_attrs = HashMap::with_capacity(2 + call.attributes.len());
-        agent_attrs.insert("name".to_owned(), s(call.agent.as_str()));
-        agent_attrs.insert("user".to_owned(), s(call.user.map_or("", |u| u.as_str())));
-        for (k, v) in call.attributes {
-            if self.attributes.iter().any(|a| a == k) {
-                agent_attrs.insert(k.clone(), s(v));
-            }
-        }
-        let agent = Entity::new(principal.clone(), agent_attrs, HashSet::new())
-            .map_err(|e| e.to_string())?;
-        let tool = Entity::new(
-            resource.clone(),
-            HashMap::from([
-                ("name".to_owned(), s(call.tool)),
-                ("server".to_owned(), s(server)),
-                ("labels".to_owned(), labels(tool_labels, false)),
-            ]),
-            HashSet::new(),
-        )
-        .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities([agent, tool], None).map_err(|e| e.to_string())?;
+        let labels = label_set;
+        let cached = self.entities(call, server, tool_labels)?;
+        let (principal, resource, entities) = (&cached.principal, &cached.resource, &cached.set);
         let (hits, carried, dests) = match f {
             Some(f) => (&f.hits[..], &f.carries[..], &f.dests[..]),
             None => (&[][..], &[][..], &[][..]),
@@ -749,14 +877,13 @@ impl Policy {
             (_, kind) => kind,
         };
         let action = self.actions[kind as usize].clone();
-        let request =
-            Request::new(principal, action, resource, context, None).map_err(|e| e.to_string())?;
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.set, &entities);
+        let request = Request::new(principal.clone(), action, resource.clone(), context, None)
+            .map_err(|e| e.to_string())?;
+        let response = self.authorizer.is_authorized(&request, &self.set, entities);
         if response.decision() == CedarDecision::Allow {
             return Ok(Vec::new());
         }
+        let resource_id = format!("{server}/{}", call.tool);
         let mut out = Vec::new();
         for pid in response.diagnostics().reason() {
             let (id, reason) = self
@@ -796,7 +923,13 @@ impl Policy {
 const DECIMAL_MAX: f64 = 922_337_203_685_477.0;
 
 /// One argument converted to its Cedar type, or why it cannot be.
-fn typed_arg(t: ArgType, k: &str, v: &Value) -> Result<RestrictedExpression, String> {
+/// `decimal` builds a Cedar decimal from its text.
+fn typed_arg(
+    t: ArgType,
+    k: &str,
+    v: &Value,
+    decimal: &dyn Fn(String) -> RestrictedExpression,
+) -> Result<RestrictedExpression, String> {
     let bad = |what: &str| format!("argument `{k}` is not {what}: {}", short(v));
     match t {
         ArgType::String => v
@@ -829,7 +962,7 @@ fn typed_arg(t: ArgType, k: &str, v: &Value) -> Result<RestrictedExpression, Str
                     .filter(|x| x.is_finite() && x.abs() <= DECIMAL_MAX)
                     .map(|x| format!("{x:.4}"))
             };
-            text.map(RestrictedExpression::new_decimal)
+            text.map(decimal)
                 .ok_or_else(|| bad("a number within ±922337203685477"))
         }
     }

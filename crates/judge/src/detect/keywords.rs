@@ -5,7 +5,10 @@
 //! is several times faster than a case-insensitive Aho-Corasick automaton,
 //! which gets no SIMD prefilter with dozens of patterns.
 
+use super::blocks;
+
 /// Lower-cases an ASCII byte.
+#[inline(always)]
 fn low(c: u8) -> u8 {
     c.to_ascii_lowercase()
 }
@@ -27,12 +30,17 @@ pub(super) struct Keywords<T: Copy> {
     tri: [u8; 512],
     /// Byte classes: [`ALPHA`], [`START`], [`SYM`].
     cls: [u8; 256],
+    /// Some pattern starts with a digit or a space, which the block masks
+    /// do not offer as candidates.
+    sym_outside_other: bool,
 }
 
+#[inline(always)]
 fn tri_hash(a: u8, b: u8, c: u8) -> usize {
     (usize::from(low(a)) * 961 + usize::from(low(b)) * 31 + usize::from(low(c))) & 4095
 }
 
+#[inline(always)]
 fn has(set: &[[u8; 16]; 128], a: u8, b: u8) -> bool {
     set[usize::from(a & 0x7f)][usize::from((b & 0x7f) >> 3)] & (1 << (b & 7)) != 0
 }
@@ -44,6 +52,7 @@ const START: u8 = 2;
 /// A non-letter that starts some pattern (anywhere).
 const SYM: u8 = 4;
 
+#[inline(always)]
 fn key(a: u8, b: u8) -> u16 {
     (u16::from(low(a)) << 8) | u16::from(low(b))
 }
@@ -88,7 +97,11 @@ impl<T: Copy> Keywords<T> {
                 cls[usize::from(p[0])] |= SYM;
             }
         }
+        let sym_outside_other = pats
+            .iter()
+            .any(|(p, _)| p[0].is_ascii_digit() || p[0] == b' ');
         Keywords {
+            sym_outside_other,
             pats,
             keys,
             pairs,
@@ -99,8 +112,64 @@ impl<T: Copy> Keywords<T> {
     }
 
     /// Calls `f(start, end, payload)` for the first pattern that matches at
-    /// each candidate position, in order.
+    /// each candidate position, in order. Candidates come from the block
+    /// masks: word starts (letters after a non-letter) and punctuation;
+    /// only those are looked up in the byte-class table.
     pub(super) fn find(&self, text: &[u8], mut f: impl FnMut(usize, usize, T)) {
+        if text.len() < 2 {
+            return;
+        }
+        if self.sym_outside_other {
+            return self.find_bytewise(text, f);
+        }
+        let mut carry = false;
+        for (bi, chunk) in text.chunks(64).enumerate() {
+            let cls = blocks::classify(chunk);
+            let mut m = blocks::starts(cls.alpha, carry) | cls.other;
+            carry = cls.alpha >> 63 == 1;
+            let base = bi * 64;
+            while m != 0 {
+                let i = base + m.trailing_zeros() as usize;
+                m &= m - 1;
+                if let Some((e, t)) = self.at_candidate(text, i) {
+                    f(i, e, t);
+                }
+            }
+        }
+    }
+
+    /// The first pattern matching at `i`, a word start or a punctuation
+    /// byte (see [`Keywords::find`]), as its end and payload.
+    #[inline(always)]
+    pub(super) fn at_candidate(&self, text: &[u8], i: usize) -> Option<(usize, T)> {
+        let c = *text.get(i)?;
+        let next = *text.get(i + 1)?;
+        if self.cls[usize::from(c)] & (START | SYM) == 0 {
+            return None;
+        }
+        let (c1, c2) = (low(c), low(next));
+        if c2 >= 128 || !has(&self.pairs, c1, c2) {
+            return None;
+        }
+        // A two-letter pattern (a street abbreviation) must end its word;
+        // otherwise the third byte must fit a longer pattern.
+        let c3 = text.get(i + 2).copied();
+        let short_ok = has(&self.short, c1, c2)
+            && (!c1.is_ascii_alphabetic() || !c3.is_some_and(|c| c.is_ascii_alphanumeric()));
+        if !short_ok {
+            let h = tri_hash(c1, c2, c3?);
+            if self.tri[h >> 3] & (1 << (h & 7)) == 0 {
+                return None;
+            }
+        }
+        let m = self.at(text, i)?;
+        Some((i + self.pats[m].0.len(), self.pats[m].1))
+    }
+
+    /// The straightforward byte-by-byte candidate loop: used when a pattern
+    /// starts with a digit or a space (no block mask covers those), and as
+    /// the reference the block version is tested against.
+    pub(super) fn find_bytewise(&self, text: &[u8], mut f: impl FnMut(usize, usize, T)) {
         let n = text.len();
         if n < 2 {
             return;
@@ -113,24 +182,8 @@ impl<T: Copy> Keywords<T> {
             if !candidate {
                 continue;
             }
-            let (c1, c2) = (low(*c), low(text[i + 1]));
-            if c2 >= 128 || !has(&self.pairs, c1, c2) {
-                continue;
-            }
-            // A two-letter pattern (a street abbreviation) must end its
-            // word; otherwise the third byte must fit a longer pattern.
-            let c3 = text.get(i + 2).copied();
-            let short_ok = has(&self.short, c1, c2)
-                && (!c1.is_ascii_alphabetic() || !c3.is_some_and(|c| c.is_ascii_alphanumeric()));
-            if !short_ok {
-                let Some(c3) = c3 else { continue };
-                let h = tri_hash(c1, c2, c3);
-                if self.tri[h >> 3] & (1 << (h & 7)) == 0 {
-                    continue;
-                }
-            }
-            if let Some(m) = self.at(text, i) {
-                f(i, i + self.pats[m].0.len(), self.pats[m].1);
+            if let Some((e, t)) = self.at_candidate(text, i) {
+                f(i, e, t);
             }
         }
     }

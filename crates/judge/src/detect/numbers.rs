@@ -41,9 +41,10 @@ fn glued(b: &[u8], start: usize, end: usize) -> bool {
         || (after.is_some_and(glue) && after2.is_some_and(|c| c.is_ascii_alphanumeric()))
 }
 
-/// Scans `text` for numeric findings and appends them to `out`. `ssn_near`
-/// tells whether an SSN keyword sits shortly before a byte offset (for
-/// bare nine-digit runs).
+/// Scans `text` for numeric findings and appends them to `out`, visiting
+/// every digit byte by byte. The detectors' fused pass calls [`at`] on
+/// digit-run starts instead; this is the reference it is tested against.
+#[cfg(test)]
 pub(super) fn scan(text: &str, ssn_near: &dyn Fn(usize) -> bool, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let mut i = 0;
@@ -53,68 +54,87 @@ pub(super) fn scan(text: &str, ssn_near: &dyn Fn(usize) -> bool, out: &mut Vec<F
             Some(p) => i += p,
             None => return,
         }
-        let mut sp = Span {
-            start: i,
-            ..Span::default()
+        i = at(text, i, ssn_near, out);
+    }
+}
+
+/// Reads the numeric span whose first digit is at `i`, appends what it is
+/// (if anything) to `out` and returns where scanning resumes: past the
+/// span, never inside a digit run. `ssn_near` tells whether an SSN keyword
+/// sits shortly before a byte offset (for bare nine-digit runs).
+pub(super) fn at(
+    text: &str,
+    i: usize,
+    ssn_near: &dyn Fn(usize) -> bool,
+    out: &mut Vec<Finding>,
+) -> usize {
+    let b = text.as_bytes();
+    let mut sp = Span {
+        start: i,
+        ..Span::default()
+    };
+    if i > 0 && b[i - 1] == b'+' {
+        sp.plus = true;
+        sp.start = i - 1;
+    } else if i > 0 && b[i - 1] == b'(' {
+        sp.paren = true;
+        sp.start = i - 1;
+    }
+    if sp.start > 0 && b[sp.start - 1] == b'+' && sp.paren {
+        sp.plus = true;
+        sp.start -= 1;
+    }
+    let mut k = i;
+    let mut open = sp.paren;
+    loop {
+        let g = k;
+        while k < b.len() && b[k].is_ascii_digit() {
+            k += 1;
+        }
+        sp.groups[sp.n] = (g as u32, k as u32);
+        sp.digits += (k - g) as u32;
+        sp.n += 1;
+        if sp.n == MAX_GROUPS {
+            break;
+        }
+        let at = |j: usize| b.get(j).copied().unwrap_or(0);
+        let digit = |j: usize| at(j).is_ascii_digit();
+        // A separator followed by a digit continues the span, and so do
+        // `) ` after an area code and ` (` before one.
+        let (sep, skip) = match (at(k), at(k + 1)) {
+            (b')', c @ (b' ' | b'-' | b'.')) if open && digit(k + 2) => {
+                open = false;
+                (c, 2)
+            }
+            (b')', _) if open && digit(k + 1) => {
+                open = false;
+                (b' ', 1)
+            }
+            (c @ (b' ' | b'-' | b'.' | b'/'), _) if !open && digit(k + 1) => (c, 1),
+            (b' ', b'(') if !sp.paren && digit(k + 2) => {
+                open = true;
+                sp.paren = true;
+                (b' ', 2)
+            }
+            _ => (0, 0),
         };
-        if i > 0 && b[i - 1] == b'+' {
-            sp.plus = true;
-            sp.start = i - 1;
-        } else if i > 0 && b[i - 1] == b'(' {
-            sp.paren = true;
-            sp.start = i - 1;
-        }
-        if sp.start > 0 && b[sp.start - 1] == b'+' && sp.paren {
-            sp.plus = true;
-            sp.start -= 1;
-        }
-        let mut k = i;
-        let mut open = sp.paren;
-        loop {
-            let g = k;
-            while k < b.len() && b[k].is_ascii_digit() {
+        if sep == 0 {
+            if open && at(k) == b')' {
                 k += 1;
             }
-            sp.groups[sp.n] = (g as u32, k as u32);
-            sp.digits += (k - g) as u32;
-            sp.n += 1;
-            if sp.n == MAX_GROUPS {
-                break;
-            }
-            let at = |j: usize| b.get(j).copied().unwrap_or(0);
-            let digit = |j: usize| at(j).is_ascii_digit();
-            // A separator followed by a digit continues the span, and so do
-            // `) ` after an area code and ` (` before one.
-            let (sep, skip) = match (at(k), at(k + 1)) {
-                (b')', c @ (b' ' | b'-' | b'.')) if open && digit(k + 2) => {
-                    open = false;
-                    (c, 2)
-                }
-                (b')', _) if open && digit(k + 1) => {
-                    open = false;
-                    (b' ', 1)
-                }
-                (c @ (b' ' | b'-' | b'.' | b'/'), _) if !open && digit(k + 1) => (c, 1),
-                (b' ', b'(') if !sp.paren && digit(k + 2) => {
-                    open = true;
-                    sp.paren = true;
-                    (b' ', 2)
-                }
-                _ => (0, 0),
-            };
-            if sep == 0 {
-                if open && at(k) == b')' {
-                    k += 1;
-                }
-                break;
-            }
-            sp.seps[sp.n - 1] = sep;
-            k += skip;
+            break;
         }
-        sp.end = k;
-        i = k.max(i + 1);
+        sp.seps[sp.n - 1] = sep;
+        k += skip;
+    }
+    sp.end = k;
+    // Every numeric detector needs eight digits or more (the shortest is a
+    // long number or an E.164 phone), so most numbers in prose (dates,
+    // amounts, counts) stop here.
+    if sp.digits >= 8 {
         classify(text, &sp, ssn_near, out);
     }
+    k.max(i + 1)
 }
 
 fn group<'t>(text: &'t str, sp: &Span, g: usize) -> &'t str {

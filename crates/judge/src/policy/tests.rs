@@ -543,3 +543,36 @@ fn a_has_test_on_an_undeclared_name_is_an_error_not_a_silent_false() {
         .expect("valid");
     assert!(p.pending().is_none());
 }
+
+#[test]
+fn cached_entities_and_decimals_never_leak_between_agents_or_amounts() {
+    // Entities are cached per agent, attributes and tool, and decimals per
+    // amount: repeating and alternating calls must decide as the first time.
+    let j = attrs_judge(
+        r#"permit(principal, action, resource);
+@id("interns-no-mail")
+forbid(principal, action, resource == Tool::"mail/send_email")
+when { principal has team && principal.team == "interns" };"#,
+    );
+    for _ in 0..3 {
+        let interns = decide(&j, &team("interns"), "mail", "send_email", json!({}));
+        assert_eq!(interns.decision, Decision::Deny);
+        let support = decide(&j, &team("support"), "mail", "send_email", json!({}));
+        assert_eq!(support.decision, Decision::Allow);
+        let other_tool = decide(&j, &team("interns"), "mail", "read_inbox", json!({}));
+        assert_eq!(other_tool.decision, Decision::Allow);
+    }
+    let j = args_judge(ARGS_POLICY);
+    for _ in 0..3 {
+        for (amount, want) in [(1000.01, Decision::Deny), (999.99, Decision::Allow)] {
+            let v = decide(
+                &j,
+                &[],
+                "payments",
+                "transfer",
+                json!({"to_iban": "DE89", "amount": amount}),
+            );
+            assert_eq!(v.decision, want, "{amount}");
+        }
+    }
+}
