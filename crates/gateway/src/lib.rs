@@ -10,7 +10,8 @@
 //!   quarantine, reload, tool pins, health, metrics);
 //! - [`alerts`]: alerts to standard output and webhooks, off the hot path;
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
-//! - [`gateway`]: routing, federation and relaying of one agent message;
+//! - [`gateway`]: routing, federation and relaying of one agent message
+//!   (`relay`: the answer, JSON or SSE; `screen`: content in streamed events);
 //! - [`federation`]: namespacing and the routing tables;
 //! - [`integrity`]: tool pins, rug-pull and shadowing findings;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod integrity;
 pub mod listen;
 mod relay;
+mod screen;
 pub mod server;
 pub mod session;
 pub mod telemetry;

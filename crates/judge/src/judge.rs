@@ -889,5 +889,7 @@ fn step_threshold(
     })
 }
 
+mod screen;
+
 #[cfg(test)]
 mod tests;
