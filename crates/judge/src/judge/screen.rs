@@ -7,7 +7,7 @@
 //! no tree and, usually, no allocation; only the others are parsed and
 //! observed.
 
-use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::detect::{ContentAction, Finding, Signal};
 
