@@ -8,7 +8,9 @@ Connects over Streamable HTTP with `mcp.Client(transport, mode=MODE)`, lists the
 tools, optionally calls one, and prints ONE JSON object on stdout:
 
     {"tools": [names...], "call": <CallToolResult as JSON, or null>,
-     "protocol": "<negotiated protocol version>", "server": {"name":..,"version":..} | null}
+     "protocol": "<negotiated protocol version>", "server": {"name":..,"version":..} | null,
+     "logs": [log message params received during the call, as JSON],
+     "progress": [{"progress":.., "total":.., "message":..} received for the call]}
 
 Modes: `legacy` forces the initialize handshake (2025-era, sessions);
 `2026-07-28` adopts the stateless revision without a probe; `auto` probes
@@ -110,6 +112,15 @@ def dump(model: Any) -> Any:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    logs: list[Any] = []
+    progress: list[Any] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(dump(params))
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append({"progress": value, "total": total, "message": message})
+
     headers = dict(args.header or [])
     http_client = create_mcp_http_client(headers=headers or None)
     async with http_client:
@@ -121,6 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sampling_callback=on_sampling,
             elicitation_callback=on_elicitation,
             list_roots_callback=on_list_roots,
+            logging_callback=on_log,
             client_info=types.Implementation(name="castellan-py-client", version="1.0.0"),
             cache=None,
         )
@@ -134,7 +146,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cursor = page.next_cursor
             call = None
             if args.call:
-                result = await client.call_tool(args.call, args.args)
+                result = await client.call_tool(args.call, args.args, progress_callback=on_progress)
                 call = dump(result)
             server = client.server_info
             return {
@@ -142,6 +154,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "call": call,
                 "protocol": client.protocol_version,
                 "server": dump(server),
+                "logs": logs,
+                "progress": progress,
             }
 
 

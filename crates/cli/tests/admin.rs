@@ -141,13 +141,31 @@ async fn agents_and_sessions_show_risk_labels_and_recent_actions_and_a_session_t
         .iter()
         .filter_map(|r| r["target"].as_str())
         .collect();
+    // Each result that carried something (the page's injected instructions,
+    // the file's IBANs) has its record right after its call's decision.
     assert_eq!(
         tools,
-        ["fetch_url", "read_file", "send_email"],
+        [
+            "fetch_url",
+            "fetch_url",
+            "read_file",
+            "read_file",
+            "send_email"
+        ],
         "in order: {one}"
     );
-    assert_eq!(timeline[2]["id"], refused_id.as_str());
-    assert_ne!(timeline[2]["decision"], "allow");
+    assert_eq!(
+        timeline[1]["id"],
+        format!("{}.result", timeline[0]["id"].as_str().unwrap_or_default())
+    );
+    assert_eq!(timeline[1]["decision"], "result_label");
+    assert_eq!(timeline[1]["facts"]["signals"][0]["in"], "result", "{one}");
+    assert_eq!(
+        timeline[3]["facts"]["findings"][0]["detector"], "iban",
+        "{one}"
+    );
+    assert_eq!(timeline[4]["id"], refused_id.as_str());
+    assert_ne!(timeline[4]["decision"], "allow");
     assert!(timeline[0]["seq"].as_i64() < timeline[1]["seq"].as_i64());
 
     let (status, _) = admin(&gw, "GET", "/sessions/test-agent/no-such-session").await;

@@ -232,7 +232,7 @@ when { principal has team && principal.team == "interns" };
         "prompts",
         "name",
     );
-    assert_eq!(prompts, ["remote__summarise"], "{prompts:?}");
+    assert_eq!(prompts, ["remote__summarise", "remote__leaky"], "{prompts:?}");
     let resources = listed(
         &intern(2, "resources/list", json!({})).await,
         "resources",
@@ -262,7 +262,7 @@ when { principal has team && principal.team == "interns" };
         "prompts",
         "name",
     );
-    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert_eq!(prompts.len(), 3, "{prompts:?}");
     let resources = listed(
         &support_bot(2, "resources/list", json!({})).await,
         "resources",

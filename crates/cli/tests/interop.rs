@@ -351,3 +351,42 @@ fn a_modern_agent_answers_a_legacy_upstreams_sampling_request_through_input_requ
     let text = serde_json::to_string(&r["call"]).unwrap_or_default();
     assert!(text.contains("canned sampling response"), "{r}");
 }
+
+#[test]
+#[ignore = "needs tests/peers/setup.sh; run by scripts/test"]
+fn python_sdk_server_streaming_a_secret_in_log_progress_and_result_reaches_the_python_client_masked()
+ {
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let port = free_port();
+    let mut server = Command::new(python())
+        .arg(peers().join("py_server.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("py_server.py");
+    wait_port(port);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  - name: py\n    http:\n      url: http://127.0.0.1:{port}/mcp\n      era: legacy\n"
+    ));
+    // The default pack redacts secrets.
+    let r = py_client(&gw.url, "legacy", Some(("py__deploy", "{}")));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!r.to_string().contains(KEY), "{r}");
+    assert_eq!(call_text(&r), "deployed with [redacted secret]", "{r}");
+    assert_eq!(r["call"]["isError"], false, "{r}");
+    // The client parsed every event: both log messages and the progress.
+    assert_eq!(
+        r["logs"],
+        serde_json::json!([
+            {"level": "info", "data": "loaded key [redacted secret] from the vault"},
+            {"level": "info", "data": {"step": "upload", "files": 3}}
+        ]),
+        "{r}"
+    );
+    assert_eq!(
+        r["progress"][0]["message"], "using [redacted secret]",
+        "{r}"
+    );
+}

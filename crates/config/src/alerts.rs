@@ -9,8 +9,20 @@ use crate::duration::Duration;
 use crate::error::ConfigError;
 use crate::model::{expand_env, find_key_line};
 
-/// Decisions an alert can carry.
-pub const DECISIONS: &[&str] = &["allow", "redact", "hold", "throttle", "deny", "quarantine"];
+/// Decisions an alert can carry: a call's, or what inspecting its result
+/// did (`result_block`: content kept from the agent; `result_redact`,
+/// `result_label`: raised when the content carried injection signals).
+pub const DECISIONS: &[&str] = &[
+    "allow",
+    "redact",
+    "hold",
+    "throttle",
+    "deny",
+    "quarantine",
+    "result_block",
+    "result_redact",
+    "result_label",
+];
 
 /// Where alerts go. An alert is raised for every refused or held call and
 /// for every call a rule flags with `alert`.

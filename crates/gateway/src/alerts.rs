@@ -33,6 +33,8 @@ impl From<&castellan_audit::Record> for Alert {
             rules: r.rules.clone(),
             reason: r.reason.clone(),
             risk: r.risk_after,
+            findings: r.facts["findings"].as_array().cloned().unwrap_or_default(),
+            signals: r.facts["signals"].as_array().cloned().unwrap_or_default(),
         }
     }
 }
@@ -63,6 +65,13 @@ pub struct Alert {
     pub reason: String,
     /// Risk after the call.
     pub risk: u32,
+    /// For a result: detector findings (detector, class, JSON path, span,
+    /// action; never the value).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<serde_json::Value>,
+    /// For a result: injection signals (kind, path, span).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -330,6 +339,8 @@ mod tests {
             rules: vec![],
             reason: String::new(),
             risk: 0,
+            findings: vec![],
+            signals: vec![],
         };
         for id in ["1", "2", "3"] {
             alerts.raise(a(id));

@@ -108,6 +108,39 @@ pub struct Judged {
     decided: Instant,
     /// When an operator released a held call.
     released: std::sync::OnceLock<Instant>,
+    /// What inspecting its answer found so far.
+    report: Mutex<ResultReport>,
+}
+
+/// What content inspection found in one call's answer: the result and every
+/// event streamed to the agent before it. Written once, when the answer is
+/// complete, as an audit record linked to the decision.
+#[derive(Debug, Default)]
+struct ResultReport {
+    /// Detector findings (`in`, detector, class, path, span, action).
+    findings: Vec<Value>,
+    /// Injection signals (`in`, kind, what, path, span).
+    signals: Vec<Value>,
+    labels: LabelSet,
+    redacted: usize,
+    /// Where content was kept from the agent: `result` or an event's method.
+    blocked: Vec<String>,
+    risk_added: u32,
+    written: bool,
+}
+
+/// Most findings and signals one result record lists.
+const REPORT_FINDINGS: usize = 64;
+
+/// What inspecting one message on its way to the agent decided.
+#[derive(Debug)]
+pub enum Screened {
+    /// Nothing to change: relay it as it came.
+    Clean,
+    /// Values were masked: relay these params instead.
+    Redacted(Box<serde_json::value::RawValue>),
+    /// The agent must not see it; says which classes, never the values.
+    Blocked(String),
 }
 
 impl Subject {
@@ -127,6 +160,16 @@ impl Subject {
 }
 
 impl Judged {
+    /// The MCP method of the call.
+    pub fn method(&self) -> &'static str {
+        match self.subject.kind {
+            CallKind::CallTool => "tools/call",
+            CallKind::ListTools => "tools/list",
+            CallKind::ReadResource => "resources/read",
+            CallKind::GetPrompt => "prompts/get",
+        }
+    }
+
     /// The structured explanation agents and operators see.
     pub fn explanation(&self) -> Value {
         json!({
@@ -439,6 +482,7 @@ impl Behaviour {
             verdict,
             decided: Instant::now(),
             released: std::sync::OnceLock::new(),
+            report: Mutex::new(ResultReport::default()),
         };
         let elapsed = started.elapsed();
         let latency = elapsed.as_micros() as u64;
@@ -506,56 +550,192 @@ impl Behaviour {
     }
 
     /// Shows a result to the judge (taint, provenance, redactions) and
-    /// returns the result the agent may see.
-    pub fn inspect(&self, judged: &Judged, result: &mut Value) {
+    /// masks what the agent may not see. `Some` says which classes block
+    /// the whole result: the agent must not get it.
+    pub fn inspect(&self, judged: &Judged, result: &mut Value) -> Option<String> {
         let started = Instant::now();
         let sent = judged.released.get().copied().unwrap_or(judged.decided);
         metrics::histogram!("castellan_upstream_seconds", "upstream" => judged.subject.server.clone())
             .record(started.saturating_duration_since(sent).as_secs_f64());
-        self.inspect_result(judged, result);
-        metrics::histogram!("castellan_inspect_seconds").record(started.elapsed().as_secs_f64());
-    }
-
-    fn inspect_result(&self, judged: &Judged, result: &mut Value) {
-        let judge = self.judge();
         let is_error = result
             .get("isError")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let blocked = self.observe(judged, result, is_error, "result").blocked;
+        metrics::histogram!("castellan_inspect_seconds").record(started.elapsed().as_secs_f64());
+        blocked
+    }
+
+    /// Inspects one message streamed to the agent before the result (a log
+    /// or progress notification, a server request) like the result itself.
+    /// Messages with nothing to act on are only scanned, never parsed.
+    pub fn inspect_event(
+        &self,
+        judged: &Judged,
+        method: &str,
+        params: &serde_json::value::RawValue,
+    ) -> Screened {
+        let redact_all = judged.verdict.decision == castellan_judge::Decision::Redact;
+        let clean = match self.judge.read() {
+            Ok(j) => !j.needs_inspection(params.get(), redact_all),
+            Err(p) => !p.into_inner().needs_inspection(params.get(), redact_all),
+        };
+        if clean {
+            return Screened::Clean;
+        }
+        let Ok(mut value) = serde_json::from_str::<Value>(params.get()) else {
+            return Screened::Blocked("content that cannot be inspected".into());
+        };
+        let seen = self.observe(judged, &mut value, false, method);
+        match (seen.blocked, seen.redacted) {
+            (Some(why), _) => Screened::Blocked(why),
+            (None, true) => Screened::Redacted(castellan_protocol::jsonrpc::to_raw(&value)),
+            (None, false) => Screened::Clean,
+        }
+    }
+
+    /// Shows content on its way to the agent to the judge, masks what must
+    /// be masked and notes the findings for the call's result record.
+    fn observe(&self, judged: &Judged, value: &mut Value, is_error: bool, origin: &str) -> Seen {
+        let judge = self.judge();
         let rv = self.with_state(&judged.subject, |state| {
             judge.observe_result(
                 state,
                 &judged.subject.call(),
                 &judged.verdict,
-                &ToolResult {
-                    value: result,
-                    is_error,
-                },
+                &ToolResult { value, is_error },
                 Millis(now_ms()),
             )
         });
         if let Some(phrase) = rv.injection {
-            tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, phrase, "result carries instructions aimed at the agent");
+            tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, phrase, "content carries instructions aimed at the agent");
         }
-        // Redact from the end of each string so earlier ranges stay valid.
-        let mut redactions = rv.redactions;
-        redactions
-            .sort_by(|a, b| (a.pointer.as_str(), b.start).cmp(&(b.pointer.as_str(), a.start)));
-        for r in redactions {
-            let target = if r.pointer.is_empty() {
-                Some(&mut *result)
-            } else {
-                result.pointer_mut(&r.pointer)
-            };
-            if let Some(Value::String(s)) = target
-                && r.start <= r.end
-                && r.end <= s.len()
-                && s.is_char_boundary(r.start)
-                && s.is_char_boundary(r.end)
+        let blocked = rv.blocked.then(|| blocked_classes(&rv.findings));
+        if let Some(why) = &blocked {
+            tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, classes = %why, "content kept from the agent");
+        }
+        let redacted = !rv.redactions.is_empty();
+        if redacted || blocked.is_some() || !rv.findings.is_empty() || !rv.signals.is_empty() {
+            lock(&judged.report).note(origin, &rv);
+        }
+        redact(value, rv.redactions);
+        Seen { blocked, redacted }
+    }
+
+    /// Writes what inspecting a call's answer found as an audit record
+    /// linked to the decision (id `<decision>.result`), once, and raises an
+    /// alert when content was blocked or carried injected instructions. A
+    /// clean answer writes nothing.
+    pub fn report_result(&self, judged: &Judged) {
+        let report = {
+            let mut r = lock(&judged.report);
+            if r.written || (r.findings.is_empty() && r.signals.is_empty() && r.blocked.is_empty())
             {
-                s.replace_range(r.start..r.end, &format!("[redacted {}]", r.kind.as_str()));
+                return;
             }
+            let taken = std::mem::take(&mut *r);
+            r.written = true;
+            taken
+        };
+        let record = self.result_record(judged, report, now_ms());
+        let alert = record.decision == "result_block"
+            || record.facts["signals"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+        if alert {
+            self.alerts.raise(crate::alerts::Alert::from(&record));
         }
+        let Some(audit) = &self.audit else { return };
+        // A strict log holds the record before the agent's answer; that wait
+        // must not stall the executor thread.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let written = if self.audit_strict() && multi_thread {
+            tokio::task::block_in_place(|| audit.append(record))
+        } else {
+            audit.append(record)
+        };
+        if let Err(e) = written {
+            tracing::error!(error = %e, decision_id = %judged.id, "result audit record not written");
+        }
+    }
+
+    fn result_record(&self, j: &Judged, report: ResultReport, now: u64) -> Record {
+        let mut rules: Vec<String> = report
+            .findings
+            .iter()
+            .filter_map(|f| {
+                Some(format!(
+                    "content-{}-{}",
+                    f["action"].as_str()?,
+                    f["detector"].as_str()?
+                ))
+            })
+            .collect();
+        if !report.signals.is_empty() {
+            rules.push("injection-signal".into());
+        }
+        rules.sort();
+        rules.dedup();
+        let classes = {
+            let mut c: Vec<&str> = report
+                .findings
+                .iter()
+                .filter_map(|f| f["class"].as_str())
+                .collect();
+            c.sort_unstable();
+            c.dedup();
+            c.join(", ")
+        };
+        let (decision, reason) = if !report.blocked.is_empty() {
+            (
+                "result_block",
+                format!(
+                    "kept from the agent ({}): it carries {classes}, which the content policy blocks",
+                    report.blocked.join(", ")
+                ),
+            )
+        } else if report.redacted > 0 {
+            (
+                "result_redact",
+                format!(
+                    "{} value(s) masked before the agent saw them: {classes}",
+                    report.redacted
+                ),
+            )
+        } else if !classes.is_empty() {
+            (
+                "result_label",
+                format!("the session was labelled for {classes}"),
+            )
+        } else {
+            (
+                "result_label",
+                "the content carries injection signals".to_owned(),
+            )
+        };
+        let mut r = self.to_record(j, now, 0);
+        r.id = format!("{}.result", j.id);
+        r.args_redacted = Value::Null;
+        r.decision = decision.into();
+        r.rules = rules;
+        r.reason = if report.signals.is_empty() || decision == "result_label" && classes.is_empty()
+        {
+            reason
+        } else {
+            format!("{reason}; it carries injection signals")
+        };
+        r.facts = json!({
+            "decision": j.id,
+            "findings": report.findings,
+            "signals": report.signals,
+            "labels_added": report.labels.to_string(),
+            "redacted": report.redacted,
+            "blocked": report.blocked,
+        });
+        r.risk_before = j.verdict.risk_after.0;
+        r.risk_after = j.verdict.risk_after.0.saturating_add(report.risk_added);
+        r
     }
 
     /// Waits for an operator to approve a held call, at most
@@ -810,13 +990,7 @@ impl Behaviour {
             user: j.subject.user.as_ref().map(|u| u.as_str().to_owned()),
             session: j.subject.session.as_str().to_owned(),
             upstream: j.subject.server.clone(),
-            method: match j.subject.kind {
-                CallKind::CallTool => "tools/call",
-                CallKind::ListTools => "tools/list",
-                CallKind::ReadResource => "resources/read",
-                CallKind::GetPrompt => "prompts/get",
-            }
-            .into(),
+            method: j.method().into(),
             target: j.subject.tool.clone(),
             args_digest: blake3::hash(&serde_json::to_vec(&j.subject.args).unwrap_or_default())
                 .to_hex()
@@ -891,6 +1065,84 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
+    }
+}
+
+/// What [`Behaviour::observe`] did to one message.
+struct Seen {
+    blocked: Option<String>,
+    redacted: bool,
+}
+
+impl ResultReport {
+    fn note(&mut self, origin: &str, rv: &castellan_judge::ResultVerdict) {
+        for f in &rv.findings {
+            if self.findings.len() < REPORT_FINDINGS {
+                self.findings.push(json!({
+                    "in": origin,
+                    "detector": f.detector,
+                    "class": f.kind.as_str(),
+                    "path": f.pointer,
+                    "span": [f.start, f.end],
+                    "action": f.action.as_str(),
+                }));
+            }
+        }
+        for g in &rv.signals {
+            if self.signals.len() < REPORT_FINDINGS {
+                self.signals.push(json!({
+                    "in": origin,
+                    "kind": g.signal.kind.as_str(),
+                    "what": g.signal.what,
+                    "path": g.pointer,
+                    "span": [g.signal.range.start, g.signal.range.end],
+                }));
+            }
+        }
+        self.labels = self.labels.union(rv.labels_added);
+        self.redacted += rv.redactions.len();
+        self.risk_added = self.risk_added.saturating_add(rv.risk_added);
+        if rv.blocked {
+            self.blocked.push(origin.to_owned());
+        }
+    }
+}
+
+/// The classes (and detectors) whose action is `block`, in words: what the
+/// agent and the operator are told, never the values.
+fn blocked_classes(findings: &[castellan_judge::ContentFinding]) -> String {
+    let mut named: Vec<String> = findings
+        .iter()
+        .filter(|f| f.action == castellan_judge::ContentAction::Block)
+        .map(|f| format!("{} (detector `{}`)", f.kind.as_str(), f.detector))
+        .collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        "content the policy blocks".into()
+    } else {
+        named.join(", ")
+    }
+}
+
+/// Masks each redaction's byte range in its string, from the end of each
+/// string so earlier ranges stay valid; the JSON stays valid.
+fn redact(value: &mut Value, mut redactions: Vec<castellan_judge::Redaction>) {
+    redactions.sort_by(|a, b| (a.pointer.as_str(), b.start).cmp(&(b.pointer.as_str(), a.start)));
+    for r in redactions {
+        let target = if r.pointer.is_empty() {
+            Some(&mut *value)
+        } else {
+            value.pointer_mut(&r.pointer)
+        };
+        if let Some(Value::String(s)) = target
+            && r.start <= r.end
+            && r.end <= s.len()
+            && s.is_char_boundary(r.start)
+            && s.is_char_boundary(r.end)
+        {
+            s.replace_range(r.start..r.end, &format!("[redacted {}]", r.kind.as_str()));
+        }
     }
 }
 

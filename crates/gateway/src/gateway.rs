@@ -546,25 +546,62 @@ impl Gateway {
                 judged.verdict.rule_ids().join(", ")
             )
         };
-        let explanation = judged.explanation();
+        Outcome::Json(
+            200,
+            self.refusal(caller, id, method, text, judged.explanation()),
+        )
+    }
+
+    /// A result whose content the policy blocks: the agent gets a refusal
+    /// in the same shape as a refused call, naming the classes (never the
+    /// values) and the decision id.
+    fn blocked_result(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        judged: &Judged,
+        why: &str,
+    ) -> Vec<u8> {
+        let text = format!(
+            "Castellan blocked this result: it carries {why}, which the content policy does not let reach the agent. Decision {}.",
+            judged.id
+        );
+        let mut data = judged.explanation();
+        data["result"] = json!("blocked");
+        self.refusal(caller, id, judged.method(), text, data)
+    }
+
+    /// One refusal format: tool calls get a result with `isError` so the
+    /// model itself reads why (MCP's rule for tool execution errors);
+    /// prompts and resources, which have no such field, get a JSON-RPC
+    /// error. Both carry the decision.
+    fn refusal(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        method: &str,
+        text: String,
+        decision: Value,
+    ) -> Vec<u8> {
         if method == "tools/call" {
             let result = json!({
                 "content": [{"type": "text", "text": text}],
                 "isError": true,
-                "_meta": { META_DECISION: explanation },
+                "_meta": { META_DECISION: decision },
             });
-            return self.local_result(caller, id, result);
+            return self.local_result_bytes(caller, id, result);
         }
-        Outcome::Json(
-            200,
-            ErrorObject::new(REFUSED, text)
-                .with_data(explanation)
-                .to_response(Some(id)),
-        )
+        ErrorObject::new(REFUSED, text)
+            .with_data(decision)
+            .to_response(Some(id))
     }
 
     /// A result the gateway answers itself.
-    fn local_result(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Outcome {
+    fn local_result(&self, caller: &Caller, id: &RequestId, result: Value) -> Outcome {
+        Outcome::Json(200, self.local_result_bytes(caller, id, result))
+    }
+
+    fn local_result_bytes(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Vec<u8> {
         if caller.is_modern()
             && let Some(o) = result.as_object_mut()
         {
@@ -574,7 +611,7 @@ impl Gateway {
                 m.insert(mcp::META_SERVER_INFO.into(), server_info());
             }
         }
-        Outcome::Json(200, Envelope::result_bytes(id, &to_raw(&result)))
+        Envelope::result_bytes(id, &to_raw(&result))
     }
 
     async fn resolve_name(
@@ -965,7 +1002,12 @@ impl Gateway {
                         .to_response(Some(client_id));
                     }
                 };
-                self.behaviour.inspect(&judged, &mut value);
+                let blocked = self.behaviour.inspect(&judged, &mut value);
+                // The record is written before the agent's answer.
+                self.behaviour.report_result(&judged);
+                if let Some(why) = blocked {
+                    return self.blocked_result(caller, client_id, &judged, &why);
+                }
                 if caller.is_modern()
                     && let Some(o) = value.as_object_mut()
                 {

@@ -12,7 +12,8 @@
 //!   connections;
 //! - [`alerts`]: alerts to standard output and webhooks, off the hot path;
 //! - [`behaviour`]: the judge on the live path, behavioural state, audit;
-//! - [`gateway`]: routing, federation and relaying of one agent message;
+//! - [`gateway`]: routing, federation and relaying of one agent message
+//!   (`relay`: the answer, JSON or SSE; `screen`: content in streamed events);
 //! - [`federation`]: namespacing and the routing tables;
 //! - [`integrity`]: tool pins, rug-pull and shadowing findings;
 //! - [`listen`]: `subscriptions/listen` streams of modern agents;
@@ -31,6 +32,7 @@ pub mod integrity;
 pub mod listen;
 mod relay;
 pub mod reload;
+mod screen;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -190,6 +190,19 @@ impl Gateway {
                 return self.answer_now(&call, 200, e.to_response(Some(&call.client_id)));
             }
         };
+        let first = match first {
+            // Content on its way to the agent is inspected first.
+            UpMsg::Message(mut env, bytes)
+                if wants_sse || (env.kind == Kind::Request && call.caller.is_modern()) =>
+            {
+                match self.screen_event(&call, &mut env, bytes).await {
+                    Some(bytes) => UpMsg::Message(env, bytes),
+                    None if wants_sse => return self.relay_stream(call, None),
+                    None => return self.json_only(call).await,
+                }
+            }
+            m => m,
+        };
         if let UpMsg::Message(env, _) = &first
             && env.kind == Kind::Request
             && call.caller.is_modern()
@@ -228,6 +241,10 @@ impl Gateway {
                 .await;
             return self.answer_now(&call, 200, e.to_response(Some(&call.client_id)));
         }
+        self.relay_stream(call, Some(first))
+    }
+
+    fn relay_stream(self: &Arc<Self>, call: Call, first: Option<UpMsg>) -> Outcome {
         let (tx, body) = mpsc::channel(64);
         let gw = self.clone();
         tokio::spawn(async move { gw.stream(call, first, tx).await });
@@ -278,7 +295,12 @@ impl Gateway {
     }
 
     /// The streaming relay task.
-    async fn stream(self: Arc<Self>, mut call: Call, first: UpMsg, tx: mpsc::Sender<Bytes>) {
+    async fn stream(
+        self: Arc<Self>,
+        mut call: Call,
+        first: Option<UpMsg>,
+        tx: mpsc::Sender<Bytes>,
+    ) {
         let timeout = self.config.limits.upstream_timeout;
         let stream_id = match &call.caller {
             Caller::Legacy(s) => {
@@ -301,12 +323,19 @@ impl Gateway {
                 _ => tx.try_send(sse::encode(None, None, bytes)).is_ok() || !tx.is_closed(),
             }
         };
-        let mut next = Some(first);
+        let mut next = first;
         let mut rounds = 0;
         loop {
             let msg = match next.take() {
                 Some(m) => m,
                 None => match tokio::time::timeout(timeout, call.rx.recv()).await {
+                    // Content on its way to the agent is inspected first.
+                    Ok(Some(Ok(UpMsg::Message(mut env, bytes)))) => {
+                        match self.screen_event(&call, &mut env, bytes).await {
+                            Some(bytes) => UpMsg::Message(env, bytes),
+                            None => continue,
+                        }
+                    }
                     Ok(Some(Ok(m))) => m,
                     Ok(Some(Err(e))) => {
                         emit(
@@ -383,6 +412,10 @@ impl Gateway {
             }
         }
         self.done(&call.caller, &call.client_id);
+        if let Post::Judged(judged) = &call.post {
+            // A stream that ended without a result still reports its events.
+            self.behaviour.report_result(judged);
+        }
         if let (Caller::Legacy(s), Some(sid)) = (&call.caller, stream_id) {
             s.finish_stream(sid);
         }
@@ -439,6 +472,9 @@ impl Gateway {
                     )
                     .with_data(json!({"requiredCapabilities": {needed: {}}})));
                 }
+                // What the agent is asked may carry the upstream's content.
+                let params =
+                    self.screen_input(&call.post, method, req.get("params").map(to_raw))?;
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let gid = session.register_server_request(ServerRequestRoute {
                     upstream: call.upstream,
@@ -446,7 +482,6 @@ impl Gateway {
                     up_session: None,
                     reply: Some(reply_tx),
                 });
-                let params = req.get("params").map(to_raw);
                 emit(&Envelope::request_bytes(
                     Some(&gid),
                     method,

@@ -891,5 +891,7 @@ fn step_threshold(
     })
 }
 
+mod screen;
+
 #[cfg(test)]
 mod tests;
