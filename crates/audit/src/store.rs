@@ -344,13 +344,23 @@ fn write_loop(
             Msg::Flush(ack) => flushes.push(ack),
         };
         push(first, &mut batch, &mut flushes);
+        let mut strict = batch.iter().any(|(_, ack)| ack.is_some());
         while batch.len() < cfg.max_batch && flushes.is_empty() {
-            let left = cfg.max_delay.saturating_sub(started.elapsed());
             // A strict caller is waiting: do not hold its record for company.
-            if batch.iter().any(|(_, ack)| ack.is_some()) && left.is_zero() {
-                break;
+            // Group commit: take what is already queued and write it; records
+            // that arrive during this commit's fsync form the next group.
+            let next = if strict {
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                rx.recv_timeout(cfg.max_delay.saturating_sub(started.elapsed()))
+            };
+            if let Ok(Msg::Append(_, Some(_), _)) = &next {
+                strict = true;
             }
-            match rx.recv_timeout(left) {
+            match next {
                 Ok(m) => push(m, &mut batch, &mut flushes),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {

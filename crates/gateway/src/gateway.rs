@@ -122,6 +122,8 @@ pub struct Gateway {
     listeners: Listeners,
     pub(crate) parked: ParkedCalls,
     ids: Arc<AtomicU64>,
+    /// Itself, for the tasks it starts on behalf of one session.
+    me: std::sync::Weak<Gateway>,
 }
 
 /// Implementation-defined JSON-RPC code: the gateway refused the request.
@@ -176,7 +178,8 @@ impl Gateway {
                 )),
             });
         }
-        let gw = Arc::new(Gateway {
+        let gw = Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
             names: config
                 .upstreams
                 .iter()
@@ -231,27 +234,24 @@ impl Gateway {
         principal: Principal,
     ) -> Result<(Arc<ClientSession>, Vec<u8>), Vec<u8>> {
         let id = env.id.as_ref();
-        let params: Value = env
+        let params: RawObject = env
             .params
             .as_ref()
             .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or(Value::Null);
-        let requested = params
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(mcp::LATEST_LEGACY);
-        let version = if mcp::LEGACY_VERSIONS.contains(&requested) {
-            requested
-        } else {
-            mcp::LATEST_LEGACY
+            .unwrap_or_default();
+        let requested = params.get_str("protocolVersion");
+        let version = match requested.as_deref() {
+            Some(v) if mcp::LEGACY_VERSIONS.contains(&v) => v,
+            _ => mcp::LATEST_LEGACY,
         };
         let profile = ClientProfile {
             version: version.to_owned(),
-            capabilities: params.get("capabilities").cloned().unwrap_or(json!({})),
+            capabilities: params
+                .get("capabilities")
+                .map_or_else(jsonrpc::empty_object, ToOwned::to_owned),
             client_info: params
                 .get("clientInfo")
-                .cloned()
-                .unwrap_or(json!({"name": "unknown", "version": "0"})),
+                .map_or_else(unknown_client, ToOwned::to_owned),
         };
         let Some(sid) = crate::session::new_session_id() else {
             return Err(ErrorObject::new(
@@ -260,7 +260,7 @@ impl Gateway {
             )
             .to_response(id));
         };
-        let (session, push_rx) = ClientSession::new(sid, profile, principal);
+        let session = ClientSession::new(sid, profile, principal);
         if !self
             .sessions
             .insert(session.clone(), self.config.limits.max_sessions)
@@ -271,11 +271,6 @@ impl Gateway {
             )
             .to_response(id));
         }
-        tokio::spawn(session_pushes(
-            Arc::downgrade(self),
-            Arc::downgrade(&session),
-            push_rx,
-        ));
         let result = json!({
             "protocolVersion": version,
             "capabilities": server_capabilities(),
@@ -912,7 +907,12 @@ impl Gateway {
     ) -> Result<Arc<UpSession>, UpstreamError> {
         let cell = session.upstream_cell(i);
         let s = cell
-            .get_or_try_init(|| h.open_session(&session.profile, session.push_tx.clone()))
+            .get_or_try_init(|| {
+                let push = session.push_tx(|rx| {
+                    tokio::spawn(session_pushes(self.me.clone(), Arc::downgrade(session), rx));
+                });
+                h.open_session(&session.profile, push)
+            })
             .await?;
         Ok(s.clone())
     }
@@ -1370,6 +1370,11 @@ fn with_cache_hints(caller: &Caller, mut result: Value) -> Value {
     result
 }
 
+/// The self-description of an agent that gave none.
+pub(crate) fn unknown_client() -> Box<RawValue> {
+    jsonrpc::raw_json(r#"{"name":"unknown","version":"0"}"#)
+}
+
 /// The capabilities the gateway offers agents.
 fn server_capabilities() -> Value {
     json!({
@@ -1422,7 +1427,9 @@ async fn session_pushes(
         let (Some(gw), Some(session)) = (gw.upgrade(), session.upgrade()) else {
             return;
         };
-        gw.deliver_push(&session, push).await;
+        // Boxed: the waiting task stays small; only a push in progress
+        // holds the (large) delivery future.
+        Box::pin(gw.deliver_push(&session, push)).await;
     }
 }
 

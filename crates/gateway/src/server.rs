@@ -340,7 +340,8 @@ fn unauthorized(
 }
 
 async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) -> Response<Body> {
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     let ct_ok = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -369,7 +370,7 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         );
     }
     let max = gw.config.limits.max_body_bytes;
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let body = match Limited::new(body, max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -568,12 +569,10 @@ fn modern_caller(
     }
     let caps = meta
         .get(mcp::META_CLIENT_CAPABILITIES)
-        .and_then(|c| serde_json::from_str(c.get()).ok())
-        .unwrap_or(serde_json::json!({}));
+        .map_or_else(jsonrpc::empty_object, ToOwned::to_owned);
     let info = meta
         .get(mcp::META_CLIENT_INFO)
-        .and_then(|c| serde_json::from_str(c.get()).ok())
-        .unwrap_or(serde_json::json!({"name": "unknown", "version": "0"}));
+        .map_or_else(crate::gateway::unknown_client, ToOwned::to_owned);
     let param_headers = headers
         .iter()
         .filter(|(k, _)| k.as_str().starts_with("mcp-param-"))

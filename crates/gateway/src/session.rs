@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -73,8 +73,9 @@ pub struct ClientSession {
     pub profile: ClientProfile,
     /// The agent that opened it; nobody else may use it.
     pub principal: Principal,
-    /// Pushes from upstream sessions opened for this agent.
-    pub push_tx: PushTx,
+    /// Pushes from upstream sessions opened for this agent; made on first
+    /// use, so a session that never reaches an upstream holds no channel.
+    pushes: OnceLock<PushTx>,
     inner: Mutex<Inner>,
     next_stream: AtomicU64,
     next_server_request: AtomicU64,
@@ -84,26 +85,32 @@ pub struct ClientSession {
 pub const STANDALONE: u64 = 0;
 
 impl ClientSession {
-    /// A new session; pushes are consumed by the caller through `push_rx`.
-    pub fn new(
-        id: String,
-        profile: ClientProfile,
-        principal: Principal,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Push>) {
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let s = Arc::new(ClientSession {
+    /// A new session.
+    pub fn new(id: String, profile: ClientProfile, principal: Principal) -> Arc<Self> {
+        Arc::new(ClientSession {
             id,
             profile,
             principal,
-            push_tx,
+            pushes: OnceLock::new(),
             inner: Mutex::new(Inner {
                 last_seen: Some(Instant::now()),
                 ..Inner::default()
             }),
             next_stream: AtomicU64::new(1),
             next_server_request: AtomicU64::new(1),
-        });
-        (s, push_rx)
+        })
+    }
+
+    /// Where pushes from this agent's upstream sessions go. The first call
+    /// makes the channel and hands its receiving end to `consume`.
+    pub fn push_tx(&self, consume: impl FnOnce(mpsc::UnboundedReceiver<Push>)) -> PushTx {
+        self.pushes
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                consume(rx);
+                tx
+            })
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -125,7 +132,7 @@ impl ClientSession {
 
     /// Whether the agent declared a client capability (`sampling`, `elicitation`, `roots`).
     pub fn has_capability(&self, name: &str) -> bool {
-        self.profile.capabilities.get(name).is_some()
+        self.profile.declares(name)
     }
 
     /// The cell holding this agent's session with upstream `i`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use castellan_config::UpstreamEra;
-use castellan_protocol::jsonrpc::{Envelope, RequestId, to_raw};
+use castellan_protocol::jsonrpc::{Envelope, RawObject, RequestId, raw_json, to_raw};
 use castellan_protocol::mcp;
 use castellan_protocol::sse;
 use futures_util::StreamExt;
@@ -23,6 +23,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio::sync::{Mutex, OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
@@ -38,10 +39,11 @@ pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>
 pub struct ClientProfile {
     /// Protocol version the agent negotiated.
     pub version: String,
-    /// The agent's declared capabilities.
-    pub capabilities: serde_json::Value,
-    /// The agent's self-description.
-    pub client_info: serde_json::Value,
+    /// The agent's declared capabilities (kept as sent: a session holds
+    /// them for its whole life, and raw text is far smaller than a map).
+    pub capabilities: Box<RawValue>,
+    /// The agent's self-description, as sent.
+    pub client_info: Box<RawValue>,
 }
 
 impl ClientProfile {
@@ -51,9 +53,20 @@ impl ClientProfile {
     pub fn gateway() -> Self {
         ClientProfile {
             version: mcp::LATEST_LEGACY.into(),
-            capabilities: json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}),
-            client_info: json!({"name": "castellan", "version": env!("CARGO_PKG_VERSION")}),
+            capabilities: raw_json(
+                r#"{"roots":{"listChanged":true},"sampling":{},"elicitation":{}}"#,
+            ),
+            client_info: to_raw(
+                &json!({"name": "castellan", "version": env!("CARGO_PKG_VERSION")}),
+            ),
         }
+    }
+
+    /// Whether the agent declared a client capability (`sampling`,
+    /// `elicitation`, `roots`).
+    pub fn declares(&self, capability: &str) -> bool {
+        serde_json::from_str::<RawObject>(self.capabilities.get())
+            .is_ok_and(|c| c.get(capability).is_some())
     }
 }
 
