@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
         ));
     }
     yaml.push_str(&format!(
-        "  jwt:\n    issuer: {ISSUER}\n    audiences: [castellan]\n    jwks_file: {}\n    algorithms: [ES256]\n    attribute_claims: [team]\n    required_scopes: [mcp]\njudge:\n  pack: none\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n",
+        "  jwt:\n    issuer: {ISSUER}\n    audiences: [castellan]\n    jwks_file: {}\n    algorithms: [ES256]\n    attribute_claims: [team]\n    required_scopes: [mcp]\njudge:\n  pack: none\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n  - name: mail\n    builtin: mail\n",
         jwks_path.display(),
         policy_path.display()
     ));
