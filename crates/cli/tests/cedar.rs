@@ -232,7 +232,11 @@ when { principal has team && principal.team == "interns" };
         "prompts",
         "name",
     );
-    assert_eq!(prompts, ["remote__summarise", "remote__leaky"], "{prompts:?}");
+    assert_eq!(
+        prompts,
+        ["remote__summarise", "remote__leaky"],
+        "{prompts:?}"
+    );
     let resources = listed(
         &intern(2, "resources/list", json!({})).await,
         "resources",
