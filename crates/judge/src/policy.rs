@@ -168,6 +168,9 @@ pub struct Policy {
     /// No forbid and an unconditional permit: every request is allowed, so
     /// evaluation is skipped (an exact shortcut, not an approximation).
     always_permit: bool,
+    /// Each policy's scope, to answer exactly without evaluation when no
+    /// `forbid` can apply to a request (empty when templates are linked).
+    scopes: Vec<Scope>,
     /// Context attributes that cost a copy are only built when a policy
     /// mentions them.
     needs: Needs,
@@ -185,6 +188,103 @@ pub struct Policy {
     entity_cache: RwLock<HashMap<u64, Arc<CallEntities>>>,
     /// Cedar decimals of recent argument values, by their text.
     decimal_cache: RwLock<HashMap<String, RestrictedExpression>>,
+}
+
+/// What one policy's scope admits, read once at load. Agents and tools
+/// have no parents, so `in` on them means equality; anything less plain
+/// (`is ... in`) is kept as "may apply".
+#[derive(Debug)]
+struct Scope {
+    forbid: bool,
+    /// No `when`/`unless`: the scope alone decides.
+    unconditional: bool,
+    principal: Admits,
+    /// Action ids (`call_tool`, ...); `None` admits every action.
+    actions: Option<Vec<String>>,
+    resource: Admits,
+}
+
+#[derive(Debug)]
+enum Admits {
+    All,
+    Only(String),
+    Never,
+    Maybe,
+}
+
+impl Admits {
+    fn of(uid: Option<&EntityUid>, type_name: &str, exact: bool) -> Admits {
+        match uid {
+            None => Admits::All,
+            Some(u) if exact && u.type_name().to_string() == type_name => {
+                Admits::Only(u.id().unescaped().to_owned())
+            }
+            Some(_) => Admits::Maybe,
+        }
+    }
+
+    /// `Some(true)`: admits it; `Some(false)`: cannot; `None`: may.
+    fn admits(&self, id: impl FnOnce(&str) -> bool) -> Option<bool> {
+        match self {
+            Admits::All => Some(true),
+            Admits::Only(s) => Some(id(s)),
+            Admits::Never => Some(false),
+            Admits::Maybe => None,
+        }
+    }
+}
+
+impl Scope {
+    fn of(p: &cedar_policy::Policy) -> Scope {
+        let principal = match p.principal_constraint() {
+            PrincipalConstraint::Any => Admits::All,
+            PrincipalConstraint::Eq(u) | PrincipalConstraint::In(u) => {
+                Admits::of(Some(&u), "Agent", true)
+            }
+            PrincipalConstraint::Is(t) if t.to_string() == "Agent" => Admits::All,
+            PrincipalConstraint::Is(_) => Admits::Never,
+            PrincipalConstraint::IsIn(..) => Admits::Maybe,
+        };
+        let resource = match p.resource_constraint() {
+            ResourceConstraint::Any => Admits::All,
+            ResourceConstraint::Eq(u) | ResourceConstraint::In(u) => {
+                Admits::of(Some(&u), "Tool", true)
+            }
+            ResourceConstraint::Is(t) if t.to_string() == "Tool" => Admits::All,
+            ResourceConstraint::Is(_) => Admits::Never,
+            ResourceConstraint::IsIn(..) => Admits::Maybe,
+        };
+        let action_id = |u: &EntityUid| u.id().unescaped().to_owned();
+        let actions = match p.action_constraint() {
+            ActionConstraint::Any => None,
+            ActionConstraint::Eq(u) => Some(vec![action_id(&u)]),
+            ActionConstraint::In(us) => Some(us.iter().map(action_id).collect()),
+        };
+        Scope {
+            forbid: p.effect() == Effect::Forbid,
+            unconditional: !p.has_non_scope_constraint(),
+            principal,
+            actions,
+            resource,
+        }
+    }
+
+    /// Whether the scope admits the request: `Some(true)` certainly,
+    /// `Some(false)` certainly not, `None` when only Cedar can tell.
+    fn admits(&self, agent: &str, action: &str, server: &str, tool: &str) -> Option<bool> {
+        if let Some(a) = &self.actions
+            && !a.iter().any(|x| x == action)
+        {
+            return Some(false);
+        }
+        let p = self.principal.admits(|id| id == agent)?;
+        let r = self.resource.admits(|id| {
+            id.strip_prefix(server)
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(tool)
+        })?;
+        Some(p && r)
+    }
 }
 
 /// Most decimal argument values kept; the cache starts over when full.
@@ -512,6 +612,11 @@ impl Policy {
                     && p.resource_constraint() == ResourceConstraint::Any
                     && !p.has_non_scope_constraint()
             });
+        let scopes = if set.templates().next().is_none() {
+            set.policies().map(Scope::of).collect()
+        } else {
+            Vec::new()
+        };
         let mut reasons = HashMap::new();
         for p in set.policies() {
             let id = p
@@ -539,6 +644,7 @@ impl Policy {
             ],
             reasons,
             always_permit,
+            scopes,
             needs,
             file: file.to_owned(),
             src,
@@ -568,6 +674,33 @@ impl Policy {
         let server = call.server.unwrap_or("");
         let r = self.evaluate(call, None, labels, server, &[]);
         self.or_refusal(r, server, call.tool).is_empty()
+    }
+
+    /// Cedar's answer read from the scopes alone, when they settle it: no
+    /// `forbid` can apply, and either an unconditional `permit` certainly
+    /// applies (allowed) or no `permit` can apply (denied by default).
+    /// Exact, not an approximation: a policy whose scope does not admit the
+    /// request is not satisfied, and scopes cannot fail to evaluate.
+    fn by_scope(&self, agent: &str, action: &str, server: &str, tool: &str) -> Option<Vec<Reason>> {
+        if self.scopes.is_empty() {
+            return None;
+        }
+        let (mut permitted, mut maybe_permit) = (false, false);
+        for s in &self.scopes {
+            match (s.admits(agent, action, server, tool), s.forbid) {
+                (Some(false), _) => {}
+                (_, true) => return None,
+                (Some(true), false) if s.unconditional => permitted = true,
+                (_, false) => maybe_permit = true,
+            }
+        }
+        if permitted {
+            Some(Vec::new())
+        } else if maybe_permit {
+            None
+        } else {
+            Some(vec![default_deny(format!("{server}/{tool}"))])
+        }
     }
 
     fn or_refusal(&self, r: Result<Vec<Reason>, String>, server: &str, tool: &str) -> Vec<Reason> {
@@ -747,6 +880,15 @@ impl Policy {
         if self.always_permit {
             return Ok(Vec::new());
         }
+        // Listing (no facts): a tool is listed under `list_tools`; a prompt
+        // or resource is listed when it may be got or read.
+        let kind = match (f, call.kind) {
+            (None, crate::call::CallKind::CallTool) => crate::call::CallKind::ListTools,
+            (_, kind) => kind,
+        };
+        if let Some(answer) = self.by_scope(call.agent.as_str(), kind.as_str(), server, call.tool) {
+            return Ok(answer);
+        }
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
         let labels = label_set;
         let cached = self.entities(call, server, tool_labels)?;
@@ -870,12 +1012,6 @@ impl Policy {
             ));
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        // Listing (no facts): a tool is listed under `list_tools`; a prompt
-        // or resource is listed when it may be got or read.
-        let kind = match (f, call.kind) {
-            (None, crate::call::CallKind::CallTool) => crate::call::CallKind::ListTools,
-            (_, kind) => kind,
-        };
         let action = self.actions[kind as usize].clone();
         let request = Request::new(principal.clone(), action, resource.clone(), context, None)
             .map_err(|e| e.to_string())?;
@@ -903,16 +1039,7 @@ impl Policy {
             });
         }
         if out.is_empty() {
-            out.push(Reason {
-                rule: RuleId::new("policy-default-deny"),
-                origin: Origin::Policy,
-                action: Action::Deny,
-                message: "no policy permits this call".to_owned(),
-                facts: vec![Fact {
-                    key: "resource",
-                    value: resource_id,
-                }],
-            });
+            out.push(default_deny(resource_id));
         }
         Ok(out)
     }
@@ -973,6 +1100,20 @@ fn short(v: &Value) -> String {
     match t.char_indices().nth(40) {
         Some((i, _)) => format!("{}…", &t[..i]),
         None => t,
+    }
+}
+
+/// The refusal when no policy permits a request.
+fn default_deny(resource_id: String) -> Reason {
+    Reason {
+        rule: RuleId::new("policy-default-deny"),
+        origin: Origin::Policy,
+        action: Action::Deny,
+        message: "no policy permits this call".to_owned(),
+        facts: vec![Fact {
+            key: "resource",
+            value: resource_id,
+        }],
     }
 }
 

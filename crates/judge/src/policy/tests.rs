@@ -576,3 +576,80 @@ when { principal has team && principal.team == "interns" };"#,
         }
     }
 }
+
+/// The scope shortcut answers exactly what Cedar answers: every request of
+/// a grid of agents, actions and resources gets the same reasons with and
+/// without it.
+#[test]
+fn answering_from_scopes_agrees_with_cedar_on_every_request() {
+    use crate::call::CallKind;
+    use crate::label::LabelSet;
+    let src = r#"
+permit (principal, action in [Action::"list_tools", Action::"get_prompt"], resource);
+permit (principal == Agent::"ops-bot", action, resource);
+permit (principal, action == Action::"read_resource", resource == Tool::"docs/file:///public/a.txt");
+permit (principal, action == Action::"call_tool", resource) when { principal has team && principal.team == "support" };
+@id("no-intern-mail")
+forbid (principal, action, resource == Tool::"mail/send_email") when { principal has team && principal.team == "interns" };
+forbid (principal, action == Action::"get_prompt", resource == Tool::"docs/secret_prompt");
+forbid (principal is Agent, action, resource in Tool::"payments/transfer_funds") unless { principal has environment };
+"#;
+    let attrs = ["team".to_owned(), "environment".to_owned()];
+    let fast = Policy::with_attributes(&Catalog::default(), &attrs, "t.cedar", src).expect("loads");
+    let mut slow =
+        Policy::with_attributes(&Catalog::default(), &attrs, "t.cedar", src).expect("loads");
+    slow.scopes.clear();
+    let args = json!({});
+    let key = SessionKey::new("s");
+    let mut shortcut = 0;
+    for agent in ["ops-bot", "helper"] {
+        for who in [team("interns"), team("support"), vec![]] {
+            for kind in [
+                CallKind::CallTool,
+                CallKind::GetPrompt,
+                CallKind::ReadResource,
+            ] {
+                for (server, tool) in [
+                    ("mail", "send_email"),
+                    ("mail", "list_inbox"),
+                    ("payments", "transfer_funds"),
+                    ("docs", "file:///public/a.txt"),
+                    ("docs", "secret_prompt"),
+                ] {
+                    let a = AgentId::new(agent);
+                    let mut call = Call::tool(&a, &key, tool, &args)
+                        .on(server)
+                        .with_attributes(&who);
+                    call.kind = kind;
+                    let ids = |p: &Policy| -> Vec<String> {
+                        p.evaluate(&call, None, LabelSet::EMPTY, server, &[])
+                            .expect("evaluates")
+                            .iter()
+                            .map(|r| r.rule.as_str().to_owned())
+                            .collect()
+                    };
+                    let list_kind = if kind == CallKind::CallTool {
+                        CallKind::ListTools
+                    } else {
+                        kind
+                    };
+                    if fast
+                        .by_scope(agent, list_kind.as_str(), server, tool)
+                        .is_some()
+                    {
+                        shortcut += 1;
+                    }
+                    assert_eq!(
+                        ids(&fast),
+                        ids(&slow),
+                        "{agent} {who:?} {kind:?} {server}/{tool}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        shortcut > 20,
+        "the shortcut answers most of the grid: {shortcut}"
+    );
+}
