@@ -20,16 +20,42 @@ forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resour
 when { principal has team && principal.team == "interns" };
 "#;
 
-fn start(policy: &str) -> Gateway {
+const DEMO_UPSTREAMS: &str =
+    "upstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n";
+
+/// A gateway with `policy`, an intern (TEST_KEY) and a support agent
+/// (OTHER_KEY), in front of `upstreams` (a YAML `upstreams:` section).
+fn start(policy: &str, upstreams: &str) -> Gateway {
     let dir = support::scratch("cedar");
     let file = dir.join("policy.cedar");
     std::fs::write(&file, policy).expect("write policy");
     Gateway::start(&format!(
-        "auth:\n  api_keys:\n    - agent: intern-bot\n      sha256: {}\n      attributes: {{team: interns}}\n    - agent: support-bot\n      sha256: {}\n      attributes: {{team: support}}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n  - name: payments\n    builtin: payments\n",
+        "auth:\n  api_keys:\n    - agent: intern-bot\n      sha256: {}\n      attributes: {{team: interns}}\n    - agent: support-bot\n      sha256: {}\n      attributes: {{team: support}}\njudge:\n  policy: {}\n{upstreams}",
         sha256_hex(TEST_KEY),
         sha256_hex(OTHER_KEY),
         file.display()
     ))
+}
+
+/// `castellan policy check` on `policy` in a configuration with one agent
+/// (a `team` attribute) and `builtin` as the only upstream; returns the
+/// policy file and the run.
+fn policy_check(policy: &str, builtin: &str) -> (std::path::PathBuf, std::process::Output) {
+    let dir = support::scratch("cedar-check");
+    let file = dir.join("policy.cedar");
+    std::fs::write(&file, policy).expect("write policy");
+    let config = dir.join("castellan.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\n      attributes: {{team: interns}}\njudge:\n  policy: {}\nupstreams:\n  - name: {builtin}\n    builtin: {builtin}\n",
+            sha256_hex(TEST_KEY),
+            file.display()
+        ),
+    )
+    .expect("write config");
+    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+    (file, out)
 }
 
 /// A legacy session for the agent holding `key`; returns a caller.
@@ -55,12 +81,13 @@ async fn session(url: &str, key: &str) -> impl AsyncFn(u64, &str, Value) -> Valu
     }
 }
 
-fn names(list: &Value) -> Vec<String> {
-    list["result"]["tools"]
+/// The `field` of each item of a list result's `key` array.
+fn listed(list: &Value, key: &str, field: &str) -> Vec<String> {
+    list["result"][key]
         .as_array()
         .map(|t| {
             t.iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .filter_map(|t| t[field].as_str().map(str::to_owned))
                 .collect()
         })
         .unwrap_or_default()
@@ -68,22 +95,23 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn a_policy_hides_a_tool_from_one_team_and_limits_transfers_by_amount() {
-    let gw = start(POLICY);
+    let gw = start(POLICY, DEMO_UPSTREAMS);
     let intern = session(&gw.url, TEST_KEY).await;
     let support_bot = session(&gw.url, OTHER_KEY).await;
 
-    let listed = names(&intern(1, "tools/list", json!({})).await);
-    assert!(listed.iter().any(|n| n == "mail__list_inbox"), "{listed:?}");
+    let tools = listed(&intern(1, "tools/list", json!({})).await, "tools", "name");
+    assert!(tools.iter().any(|n| n == "mail__list_inbox"), "{tools:?}");
+    assert!(!tools.iter().any(|n| n == "mail__send_email"), "{tools:?}");
     assert!(
-        !listed.iter().any(|n| n == "mail__send_email"),
-        "{listed:?}"
+        tools.iter().any(|n| n == "payments__transfer_funds"),
+        "{tools:?}"
     );
-    assert!(
-        listed.iter().any(|n| n == "payments__transfer_funds"),
-        "{listed:?}"
+    let tools = listed(
+        &support_bot(1, "tools/list", json!({})).await,
+        "tools",
+        "name",
     );
-    let listed = names(&support_bot(1, "tools/list", json!({})).await);
-    assert!(listed.iter().any(|n| n == "mail__send_email"), "{listed:?}");
+    assert!(tools.iter().any(|n| n == "mail__send_email"), "{tools:?}");
 
     // Hidden from the list, and refused when called anyway.
     let send = intern(2, "tools/call", json!({"name": "mail__send_email", "arguments": {"to": "bob@example.com", "subject": "hi", "body": "hello"}})).await;
@@ -124,24 +152,10 @@ async fn a_policy_hides_a_tool_from_one_team_and_limits_transfers_by_amount() {
 
 #[test]
 fn policy_check_reports_an_undeclared_attribute_with_file_line_and_column() {
-    let dir = support::scratch("cedar-check");
-    let file = dir.join("policy.cedar");
-    std::fs::write(
-        &file,
+    let (file, out) = policy_check(
         "permit (principal, action, resource);\nforbid (principal, action, resource)\n  when { principal has team && principal.departement == \"x\" };\n",
-    )
-    .expect("write");
-    let config = dir.join("castellan.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\n      attributes: {{team: interns}}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n",
-            sha256_hex(TEST_KEY),
-            file.display()
-        ),
-    )
-    .expect("write");
-    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+        "mail",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -152,35 +166,21 @@ fn policy_check_reports_an_undeclared_attribute_with_file_line_and_column() {
 
 #[test]
 fn policy_check_validates_argument_conditions_against_the_upstreams_tools() {
-    let dir = support::scratch("cedar-args-check");
-    let file = dir.join("policy.cedar");
-    let config = dir.join("castellan.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\njudge:\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n",
-            sha256_hex(TEST_KEY),
-            file.display()
-        ),
-    )
-    .expect("write");
-    let check = |policy: &str| {
-        std::fs::write(&file, policy).expect("write");
-        support::castellan(&["policy", "check", config.to_str().expect("path")])
-    };
-    let out = check(
+    let (_, out) = policy_check(
         POLICY
             .split("@id(\"interns-no-mail\")")
             .next()
             .unwrap_or(POLICY),
+        "payments",
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = check(
+    let (file, out) = policy_check(
         "permit (principal, action, resource);\nforbid (principal, action, resource)\n  when { context.args has amuont && context.args.amuont.greaterThan(decimal(\"1.0\")) };\n",
+        "payments",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -193,10 +193,7 @@ fn policy_check_validates_argument_conditions_against_the_upstreams_tools() {
 #[tokio::test]
 async fn prompts_and_resources_an_agent_may_not_use_are_left_out_of_its_lists() {
     let up = support::HttpFixture::start(&[]);
-    let dir = support::scratch("cedar-lists");
-    let file = dir.join("policy.cedar");
-    std::fs::write(
-        &file,
+    let gw = start(
         r#"permit (principal, action, resource);
 
 @id("interns-no-runbook")
@@ -207,25 +204,11 @@ when { principal has team && principal.team == "interns" };
 forbid (principal, action == Action::"read_resource", resource == Tool::"remote/file:///secret/payroll.txt")
 when { principal has team && principal.team == "interns" };
 "#,
-    )
-    .expect("write policy");
-    let gw = Gateway::start(&format!(
-        "auth:\n  api_keys:\n    - agent: intern-bot\n      sha256: {}\n      attributes: {{team: interns}}\n    - agent: support-bot\n      sha256: {}\n      attributes: {{team: support}}\njudge:\n  policy: {}\nupstreams:\n  - name: remote\n    http:\n      url: http://127.0.0.1:{}/mcp\n      era: legacy\n",
-        sha256_hex(TEST_KEY),
-        sha256_hex(OTHER_KEY),
-        file.display(),
-        up.port
-    ));
-    let listed = |v: &Value, key: &str, field: &str| -> Vec<String> {
-        v["result"][key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x[field].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+        &format!(
+            "upstreams:\n  - name: remote\n    http:\n      url: http://127.0.0.1:{}/mcp\n      era: legacy\n",
+            up.port
+        ),
+    );
     let intern = session(&gw.url, TEST_KEY).await;
     let prompts = listed(
         &intern(1, "prompts/list", json!({})).await,
@@ -284,24 +267,10 @@ when { principal has team && principal.team == "interns" };
 
 #[test]
 fn policy_check_reports_a_tool_on_a_server_that_is_not_configured() {
-    let dir = support::scratch("cedar-servers");
-    let file = dir.join("policy.cedar");
-    std::fs::write(
-        &file,
+    let (file, out) = policy_check(
         "permit (principal, action, resource);\n\nforbid (principal, action, resource == Tool::\"mial/send_email\");\n",
-    )
-    .expect("write");
-    let config = dir.join("castellan.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "auth:\n  api_keys:\n    - agent: a\n      sha256: {}\njudge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n",
-            sha256_hex(TEST_KEY),
-            file.display()
-        ),
-    )
-    .expect("write");
-    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+        "mail",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -310,12 +279,10 @@ fn policy_check_reports_a_tool_on_a_server_that_is_not_configured() {
     );
     // The same literal in a `when` condition is caught too; the right
     // server name passes.
-    std::fs::write(
-        &file,
+    let (_, out) = policy_check(
         "permit (principal, action, resource);\nforbid (principal, action, resource) when { resource == Tool::\"mail/send_email\" };\n",
-    )
-    .expect("write");
-    let out = support::castellan(&["policy", "check", config.to_str().expect("path")]);
+        "mail",
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -18,23 +18,11 @@ use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-const POLICY: &str = r#"
-@id("default-permit")
-permit (principal, action, resource);
-
-@id("transfer-limit")
-@reason("transfers above 1000 EUR need a human")
-forbid (principal, action == Action::"call_tool", resource == Tool::"payments/transfer_funds")
-when { context.args has amount && context.args.amount.greaterThan(decimal("1000.0")) };
-
-@id("no-payments-to-evil")
-forbid (principal, action == Action::"call_tool", resource)
-when { context.args has to_iban && context.args.to_iban like "*@evil.example" };
-
-@id("interns-no-mail")
-forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"mail/send_email")
-when { principal has team && principal.team == "interns" };
-"#;
+/// The same policy as the judge's Cedar bench.
+const POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../judge/benches/typical.cedar"
+);
 
 const ISSUER: &str = "https://idp.example.test";
 
@@ -75,8 +63,6 @@ fn bench(c: &mut Criterion) {
     let jwt = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_der(pkcs8.as_ref()))
         .expect("sign");
 
-    let policy_path = dir.join("policy.cedar");
-    std::fs::write(&policy_path, POLICY).expect("policy");
     let mut yaml = String::from("auth:\n  api_keys:\n");
     for i in 0..100 {
         yaml.push_str(&format!(
@@ -87,7 +73,7 @@ fn bench(c: &mut Criterion) {
     yaml.push_str(&format!(
         "  jwt:\n    issuer: {ISSUER}\n    audiences: [castellan]\n    jwks_file: {}\n    algorithms: [ES256]\n    attribute_claims: [team]\n    required_scopes: [mcp]\njudge:\n  pack: none\n  policy: {}\nupstreams:\n  - name: payments\n    builtin: payments\n  - name: mail\n    builtin: mail\n",
         jwks_path.display(),
-        policy_path.display()
+        POLICY
     ));
     let cfg = castellan_config::load("bench.yaml", &yaml, &|_| None).expect("config loads");
     let rt = tokio::runtime::Builder::new_current_thread()

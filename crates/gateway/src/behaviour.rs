@@ -117,10 +117,11 @@ pub struct Judged {
 /// complete, as an audit record linked to the decision.
 #[derive(Debug, Default)]
 struct ResultReport {
-    /// Detector findings (`in`, detector, class, path, span, action).
-    findings: Vec<Value>,
-    /// Injection signals (`in`, kind, what, path, span).
-    signals: Vec<Value>,
+    /// Detector findings, with where they were (`result` or the event's
+    /// method).
+    findings: Vec<(String, castellan_judge::ContentFinding)>,
+    /// Injection signals, with where they were.
+    signals: Vec<(String, castellan_judge::SignalFinding)>,
     labels: LabelSet,
     redacted: usize,
     /// Where content was kept from the agent: `result` or an event's method.
@@ -503,11 +504,7 @@ impl Behaviour {
         if flagged {
             self.alerts.raise(crate::alerts::Alert::from(&record));
         }
-        if let Some(audit) = &self.audit
-            && let Err(e) = audit.append(record)
-        {
-            tracing::error!(error = %e, decision_id = %judged.id, "audit record not written");
-        }
+        self.append(record);
         Arc::new(judged)
     }
 
@@ -637,17 +634,20 @@ impl Behaviour {
             r.written = true;
             taken
         };
+        let signalled = !report.signals.is_empty();
         let record = self.result_record(judged, report, now_ms());
-        let alert = record.decision == "result_block"
-            || record.facts["signals"]
-                .as_array()
-                .is_some_and(|s| !s.is_empty());
-        if alert {
+        if record.decision == "result_block" || signalled {
             self.alerts.raise(crate::alerts::Alert::from(&record));
         }
+        self.append(record);
+    }
+
+    /// Appends a record to the audit log. A strict log holds the caller
+    /// until the record is durable; on the gateway's runtime that wait
+    /// moves off the executor thread so other agents' calls go on.
+    fn append(&self, record: Record) {
         let Some(audit) = &self.audit else { return };
-        // A strict log holds the record before the agent's answer; that wait
-        // must not stall the executor thread.
+        let id = record.id.clone();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let written = if self.audit_strict() && multi_thread {
@@ -656,7 +656,7 @@ impl Behaviour {
             audit.append(record)
         };
         if let Err(e) = written {
-            tracing::error!(error = %e, decision_id = %judged.id, "result audit record not written");
+            tracing::error!(error = %e, record_id = %id, "audit record not written");
         }
     }
 
@@ -664,13 +664,7 @@ impl Behaviour {
         let mut rules: Vec<String> = report
             .findings
             .iter()
-            .filter_map(|f| {
-                Some(format!(
-                    "content-{}-{}",
-                    f["action"].as_str()?,
-                    f["detector"].as_str()?
-                ))
-            })
+            .map(|(_, f)| format!("content-{}-{}", f.action.as_str(), f.detector))
             .collect();
         if !report.signals.is_empty() {
             rules.push("injection-signal".into());
@@ -681,7 +675,7 @@ impl Behaviour {
             let mut c: Vec<&str> = report
                 .findings
                 .iter()
-                .filter_map(|f| f["class"].as_str())
+                .map(|(_, f)| f.kind.as_str())
                 .collect();
             c.sort_unstable();
             c.dedup();
@@ -727,8 +721,21 @@ impl Behaviour {
         };
         r.facts = json!({
             "decision": j.id,
-            "findings": report.findings,
-            "signals": report.signals,
+            "findings": report.findings.iter().map(|(origin, f)| json!({
+                "in": origin,
+                "detector": f.detector,
+                "class": f.kind.as_str(),
+                "path": f.pointer,
+                "span": [f.start, f.end],
+                "action": f.action.as_str(),
+            })).collect::<Vec<_>>(),
+            "signals": report.signals.iter().map(|(origin, g)| json!({
+                "in": origin,
+                "kind": g.signal.kind.as_str(),
+                "what": g.signal.what,
+                "path": g.pointer,
+                "span": [g.signal.range.start, g.signal.range.end],
+            })).collect::<Vec<_>>(),
             "labels_added": report.labels.to_string(),
             "redacted": report.redacted,
             "blocked": report.blocked,
@@ -1076,29 +1083,20 @@ struct Seen {
 
 impl ResultReport {
     fn note(&mut self, origin: &str, rv: &castellan_judge::ResultVerdict) {
-        for f in &rv.findings {
-            if self.findings.len() < REPORT_FINDINGS {
-                self.findings.push(json!({
-                    "in": origin,
-                    "detector": f.detector,
-                    "class": f.kind.as_str(),
-                    "path": f.pointer,
-                    "span": [f.start, f.end],
-                    "action": f.action.as_str(),
-                }));
-            }
-        }
-        for g in &rv.signals {
-            if self.signals.len() < REPORT_FINDINGS {
-                self.signals.push(json!({
-                    "in": origin,
-                    "kind": g.signal.kind.as_str(),
-                    "what": g.signal.what,
-                    "path": g.pointer,
-                    "span": [g.signal.range.start, g.signal.range.end],
-                }));
-            }
-        }
+        let room = REPORT_FINDINGS.saturating_sub(self.findings.len());
+        self.findings.extend(
+            rv.findings
+                .iter()
+                .take(room)
+                .map(|f| (origin.to_owned(), f.clone())),
+        );
+        let room = REPORT_FINDINGS.saturating_sub(self.signals.len());
+        self.signals.extend(
+            rv.signals
+                .iter()
+                .take(room)
+                .map(|g| (origin.to_owned(), g.clone())),
+        );
         self.labels = self.labels.union(rv.labels_added);
         self.redacted += rv.redactions.len();
         self.risk_added = self.risk_added.saturating_add(rv.risk_added);

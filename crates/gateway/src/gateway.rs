@@ -492,24 +492,15 @@ impl Gateway {
                 .or_else(|| m.session.clone())
                 .unwrap_or_else(|| "rolling".into()),
         };
-        let decide = || {
-            self.behaviour.decide(
-                caller.principal(),
-                &session,
-                &self.names[i],
-                target,
-                kind,
-                args,
-                intent,
-            )
-        };
-        // In strict audit mode the record is written before the answer; that
-        // wait must not stall the executor thread.
-        let judged = if self.behaviour.audit_strict() {
-            tokio::task::block_in_place(decide)
-        } else {
-            decide()
-        };
+        let judged = self.behaviour.decide(
+            caller.principal(),
+            &session,
+            &self.names[i],
+            target,
+            kind,
+            args,
+            intent,
+        );
         match judged.verdict.decision {
             d if d.forwards() => Ok(judged),
             // A held call waits for an operator, bounded; then fails closed.

@@ -13,23 +13,9 @@ use castellan_judge::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
-const POLICY: &str = r#"
-@id("default-permit")
-permit (principal, action, resource);
-
-@id("transfer-limit")
-@reason("transfers above 1000 EUR need a human")
-forbid (principal, action == Action::"call_tool", resource == Tool::"payments/transfer_funds")
-when { context.args has amount && context.args.amount.greaterThan(decimal("1000.0")) };
-
-@id("no-payments-to-evil")
-forbid (principal, action == Action::"call_tool", resource)
-when { context.args has to_iban && context.args.to_iban like "*@evil.example" };
-
-@id("interns-no-mail")
-forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"mail/send_email")
-when { principal has team && principal.team == "interns" };
-"#;
+/// The policy of a typical deployment (also used by the gateway's
+/// authentication bench).
+const POLICY: &str = include_str!("typical.cedar");
 
 fn judge() -> Judge {
     let mut catalog = Catalog::default();

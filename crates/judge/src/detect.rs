@@ -660,15 +660,7 @@ impl Detectors {
         let has_www = !has_colon_slash
             && (self.www_lower.find(b).is_some() || self.www_upper.find(b).is_some());
         let push_re = |re: &Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
-            for m in re.find_iter(text) {
-                if ok(m.as_str()) {
-                    out.push(Finding {
-                        kind: det.kind(),
-                        detector: det as u16,
-                        range: m.range(),
-                    });
-                }
-            }
+            push_matches(re, text, det, ok, out)
         };
         if has_at {
             push_re(
@@ -828,6 +820,25 @@ fn token_run(b: &[u8], i: usize, runs: &mut [(usize, usize); 8], n: &mut usize) 
 /// and there are 13 to 19 of them.
 pub fn luhn_valid(s: &str) -> bool {
     numbers::luhn_digits(s)
+}
+
+/// Every match of `re` in `text` that `ok` accepts, as `det` findings.
+pub(crate) fn push_matches(
+    re: &Regex,
+    text: &str,
+    det: Det,
+    ok: &dyn Fn(&str) -> bool,
+    out: &mut Vec<Finding>,
+) {
+    for m in re.find_iter(text) {
+        if ok(m.as_str()) {
+            out.push(Finding {
+                kind: det.kind(),
+                detector: det as u16,
+                range: m.range(),
+            });
+        }
+    }
 }
 
 /// True if `s` (spaces ignored) is an IBAN with a valid mod-97 checksum.

@@ -213,13 +213,21 @@ enum Admits {
 }
 
 impl Admits {
-    fn of(uid: Option<&EntityUid>, type_name: &str, exact: bool) -> Admits {
-        match uid {
-            None => Admits::All,
-            Some(u) if exact && u.type_name().to_string() == type_name => {
-                Admits::Only(u.id().unescaped().to_owned())
-            }
-            Some(_) => Admits::Maybe,
+    /// `== uid` or `in uid`, on an entity type without parents.
+    fn uid(u: &EntityUid, type_name: &str) -> Admits {
+        if u.type_name().to_string() == type_name {
+            Admits::Only(u.id().unescaped().to_owned())
+        } else {
+            Admits::Never
+        }
+    }
+
+    /// `is type`.
+    fn is(t: &EntityTypeName, type_name: &str) -> Admits {
+        if t.to_string() == type_name {
+            Admits::All
+        } else {
+            Admits::Never
         }
     }
 
@@ -238,20 +246,14 @@ impl Scope {
     fn of(p: &cedar_policy::Policy) -> Scope {
         let principal = match p.principal_constraint() {
             PrincipalConstraint::Any => Admits::All,
-            PrincipalConstraint::Eq(u) | PrincipalConstraint::In(u) => {
-                Admits::of(Some(&u), "Agent", true)
-            }
-            PrincipalConstraint::Is(t) if t.to_string() == "Agent" => Admits::All,
-            PrincipalConstraint::Is(_) => Admits::Never,
+            PrincipalConstraint::Eq(u) | PrincipalConstraint::In(u) => Admits::uid(&u, "Agent"),
+            PrincipalConstraint::Is(t) => Admits::is(&t, "Agent"),
             PrincipalConstraint::IsIn(..) => Admits::Maybe,
         };
         let resource = match p.resource_constraint() {
             ResourceConstraint::Any => Admits::All,
-            ResourceConstraint::Eq(u) | ResourceConstraint::In(u) => {
-                Admits::of(Some(&u), "Tool", true)
-            }
-            ResourceConstraint::Is(t) if t.to_string() == "Tool" => Admits::All,
-            ResourceConstraint::Is(_) => Admits::Never,
+            ResourceConstraint::Eq(u) | ResourceConstraint::In(u) => Admits::uid(&u, "Tool"),
+            ResourceConstraint::Is(t) => Admits::is(&t, "Tool"),
             ResourceConstraint::IsIn(..) => Admits::Maybe,
         };
         let action_id = |u: &EntityUid| u.id().unescaped().to_owned();

@@ -539,15 +539,7 @@ fn reference_scan(d: &Detectors, text: &str, out: &mut Vec<Finding>) {
     let has_www = !has_colon_slash && (has(b"www.") || has(b"WWW."));
     let push_re =
         |re: &regex::Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
-            for m in re.find_iter(text) {
-                if ok(m.as_str()) {
-                    out.push(Finding {
-                        kind: det.kind(),
-                        detector: det as u16,
-                        range: m.range(),
-                    });
-                }
-            }
+            super::push_matches(re, text, det, ok, out)
         };
     if has_at {
         push_re(
