@@ -40,6 +40,8 @@ use crate::facts::Facts;
 use crate::ids::RuleId;
 use crate::label::{Label, LabelSet};
 use crate::verdict::{Action, Fact, Origin, Reason};
+
+mod compiled;
 /// The fixed part of the Cedar schema; `Agent`'s declared attributes and
 /// the `Args` record are appended per configuration and catalogue.
 const SCHEMA_FIXED: &str = r#"
@@ -171,6 +173,12 @@ pub struct Policy {
     /// Each policy's scope, to answer exactly without evaluation when no
     /// `forbid` can apply to a request (empty when templates are linked).
     scopes: Vec<Scope>,
+    /// Each policy's Cedar id, beside its scope.
+    ids: Vec<String>,
+    /// Each policy's conditions compiled for the hot path, beside its
+    /// scope; `None` when some policy uses a construct only Cedar
+    /// evaluates (see `compiled`).
+    compiled: Option<Vec<compiled::Conditions>>,
     /// Context attributes that cost a copy are only built when a policy
     /// mentions them.
     needs: Needs,
@@ -614,10 +622,18 @@ impl Policy {
                     && p.resource_constraint() == ResourceConstraint::Any
                     && !p.has_non_scope_constraint()
             });
-        let scopes = if set.templates().next().is_none() {
+        let scopes: Vec<Scope> = if set.templates().next().is_none() {
             set.policies().map(Scope::of).collect()
         } else {
             Vec::new()
+        };
+        let ids: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
+        let compiled = if scopes.is_empty() {
+            None
+        } else {
+            set.policies()
+                .map(|p| p.to_json().ok().and_then(|j| compiled::compile(&j)))
+                .collect::<Option<Vec<_>>>()
         };
         let mut reasons = HashMap::new();
         for p in set.policies() {
@@ -647,6 +663,8 @@ impl Policy {
             reasons,
             always_permit,
             scopes,
+            ids,
+            compiled,
             needs,
             file: file.to_owned(),
             src,
@@ -891,10 +909,6 @@ impl Policy {
         if let Some(answer) = self.by_scope(call.agent.as_str(), kind.as_str(), server, call.tool) {
             return Ok(answer);
         }
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let labels = label_set;
-        let cached = self.entities(call, server, tool_labels)?;
-        let (principal, resource, entities) = (&cached.principal, &cached.resource, &cached.set);
         let (hits, carried, dests) = match f {
             Some(f) => (&f.hits[..], &f.carries[..], &f.dests[..]),
             None => (&[][..], &[][..], &[][..]),
@@ -922,6 +936,23 @@ impl Policy {
                 dinj |= o.injected;
             }
         }
+        if let Some(answer) = self.compiled_answer(
+            call,
+            f,
+            kind,
+            server,
+            tool_labels,
+            fired,
+            (arg_from, arg_inj),
+            (carries, carry_inj),
+            (dfrom, dinj),
+        ) {
+            return answer;
+        }
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let labels = label_set;
+        let cached = self.entities(call, server, tool_labels)?;
+        let (principal, resource, entities) = (&cached.principal, &cached.resource, &cached.set);
         let rec = |pairs: Vec<(&str, RestrictedExpression)>| {
             RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
                 .map_err(|e| e.to_string())
@@ -1021,29 +1052,144 @@ impl Policy {
         if response.decision() == CedarDecision::Allow {
             return Ok(Vec::new());
         }
-        let resource_id = format!("{server}/{}", call.tool);
-        let mut out = Vec::new();
-        for pid in response.diagnostics().reason() {
-            let (id, reason) = self
-                .reasons
-                .get(pid.as_ref() as &str)
-                .cloned()
-                .unwrap_or_else(|| (pid.to_string(), None));
-            out.push(Reason {
-                message: reason.unwrap_or_else(|| format!("forbidden by policy `{id}`")),
-                rule: RuleId::new(id),
-                origin: Origin::Policy,
-                action: Action::Deny,
-                facts: vec![Fact {
-                    key: "resource",
-                    value: resource_id.clone(),
-                }],
-            });
+        let pids: Vec<&str> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.as_ref() as &str)
+            .collect();
+        Ok(self.denial(pids, server, call.tool))
+    }
+
+    /// The reasons of a denial by the policies `pids` (in source order), or
+    /// the default deny when none forbids.
+    fn denial(&self, mut pids: Vec<&str>, server: &str, tool: &str) -> Vec<Reason> {
+        let resource_id = format!("{server}/{tool}");
+        if pids.is_empty() {
+            return vec![default_deny(resource_id)];
         }
-        if out.is_empty() {
-            out.push(default_deny(resource_id));
+        // Cedar names policies `policy0`, `policy1`, ... in source order.
+        pids.sort_by(|a, b| (a.len(), a).cmp(&(b.len(), b)));
+        pids.into_iter()
+            .map(|pid| {
+                let (id, reason) = self
+                    .reasons
+                    .get(pid)
+                    .cloned()
+                    .unwrap_or_else(|| (pid.to_owned(), None));
+                Reason {
+                    message: reason.unwrap_or_else(|| format!("forbidden by policy `{id}`")),
+                    rule: RuleId::new(id),
+                    origin: Origin::Policy,
+                    action: Action::Deny,
+                    facts: vec![Fact {
+                        key: "resource",
+                        value: resource_id.clone(),
+                    }],
+                }
+            })
+            .collect()
+    }
+
+    /// The decision from the compiled policies, reading the facts in place;
+    /// `None` when Cedar must answer (a policy or value outside what the
+    /// compiled form implements). Same answer as Cedar's: forbid overrides
+    /// permit, a policy whose evaluation errors is skipped, no permit is a
+    /// denial.
+    #[allow(clippy::too_many_arguments)]
+    fn compiled_answer(
+        &self,
+        call: &Call<'_>,
+        f: Option<&Facts<'_>>,
+        kind: crate::call::CallKind,
+        server: &str,
+        tool_labels: LabelSet,
+        fired: &[&str],
+        arg_from: (LabelSet, bool),
+        carries: (LabelSet, bool),
+        dest_from: (LabelSet, bool),
+    ) -> Option<Result<Vec<Reason>, String>> {
+        let conds = self.compiled.as_ref()?;
+        if conds.len() != self.scopes.len() {
+            return None;
         }
-        Ok(out)
+        let n = &self.needs;
+        let values = f.and_then(|_| call.args.as_object());
+        if n.args
+            && let Some(obj) = values
+        {
+            // As when the Cedar context is built: an argument that does not
+            // fit its type refuses the call.
+            for (k, v) in obj {
+                if let Some(t) = self.args.get(k)
+                    && !v.is_null()
+                    && let Err(e) = scalar(*t, k, v)
+                {
+                    return Some(Err(e));
+                }
+            }
+        }
+        let dests = f.map_or(&[][..], |f| &f.dests[..]);
+        let req = compiled::Request {
+            agent: call.agent.as_str(),
+            user: call.user.map_or("", |u| u.as_str()),
+            attributes: call.attributes,
+            declared: &self.attributes,
+            action: kind.as_str(),
+            server,
+            tool: call.tool,
+            tool_labels,
+            context: compiled::Context {
+                session: n.session.then(|| compiled::Session {
+                    labels: f.map_or(LabelSet::EMPTY, |f| f.session_labels),
+                    risk: f.map_or(0, |f| i64::from(f.risk)),
+                    calls: f.map_or(0, |f| i64::from(f.index)),
+                    injection_seen: f.is_some_and(|f| f.injection_seen),
+                }),
+                args: n.args.then_some(compiled::Args {
+                    values,
+                    types: &self.args,
+                }),
+                args_text: n.args_text.then(|| f.map_or("", |f| f.args_text())),
+                arg_from: n.arg_from.then_some(arg_from),
+                carries: n.carries.then_some(carries),
+                destination: n.destination.then(|| compiled::Destination {
+                    any: !dests.is_empty(),
+                    new: dests.iter().any(|d| d.new),
+                    in_intent: !dests.is_empty() && dests.iter().all(|d| d.in_intent),
+                    external: dests.iter().any(|d| d.external),
+                    from: dest_from,
+                    values: if n.dest_values {
+                        dests.iter().map(|d| d.value.as_ref()).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }),
+                first_use: n.first_use.then(|| f.is_some_and(|f| f.first_use)),
+                rules: n.rules.then_some(fired),
+            },
+        };
+        let (mut permitted, mut forbids) = (false, Vec::new());
+        for ((scope, c), id) in self.scopes.iter().zip(conds).zip(&self.ids) {
+            match scope.admits(call.agent.as_str(), kind.as_str(), server, call.tool) {
+                Some(false) => continue,
+                Some(true) => {}
+                None => return None,
+            }
+            if !scope.forbid && permitted {
+                continue;
+            }
+            match req.holds(c) {
+                Ok(true) if scope.forbid => forbids.push(id.as_str()),
+                Ok(true) => permitted = true,
+                Ok(false) | Err(compiled::Fail::Error) => {}
+                Err(compiled::Fail::Unsupported) => return None,
+            }
+        }
+        Some(Ok(if forbids.is_empty() && permitted {
+            Vec::new()
+        } else {
+            self.denial(forbids, server, call.tool)
+        }))
     }
 }
 
@@ -1059,26 +1205,40 @@ fn typed_arg(
     v: &Value,
     decimal: &dyn Fn(String) -> RestrictedExpression,
 ) -> Result<RestrictedExpression, String> {
+    Ok(match scalar(t, k, v)? {
+        Scalar::Str(x) => RestrictedExpression::new_string(x.to_owned()),
+        Scalar::Bool(b) => RestrictedExpression::new_bool(b),
+        Scalar::Long(n) => RestrictedExpression::new_long(n),
+        Scalar::Decimal(text) => decimal(text),
+    })
+}
+
+/// An argument's value in its Cedar type (a decimal as its text).
+enum Scalar<'v> {
+    Str(&'v str),
+    Bool(bool),
+    Long(i64),
+    Decimal(String),
+}
+
+/// Converts one argument to its Cedar type, or says why it cannot be: the
+/// one conversion both evaluators use.
+fn scalar<'v>(t: ArgType, k: &str, v: &'v Value) -> Result<Scalar<'v>, String> {
     let bad = |what: &str| format!("argument `{k}` is not {what}: {}", short(v));
     match t {
-        ArgType::String => v
-            .as_str()
-            .map(|x| RestrictedExpression::new_string(x.to_owned()))
-            .ok_or_else(|| bad("a string")),
+        ArgType::String => v.as_str().map(Scalar::Str).ok_or_else(|| bad("a string")),
         ArgType::Bool => v
             .as_bool()
-            .map(RestrictedExpression::new_bool)
+            .map(Scalar::Bool)
             .ok_or_else(|| bad("a boolean")),
         ArgType::Long => {
             let n = v.as_number().ok_or_else(|| bad("an integer"))?;
             if let Some(i) = n.as_i64() {
-                return Ok(RestrictedExpression::new_long(i));
+                return Ok(Scalar::Long(i));
             }
             match n.as_f64() {
                 // Exactly representable whole numbers inside i64.
-                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
-                    Ok(RestrictedExpression::new_long(x as i64))
-                }
+                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Ok(Scalar::Long(x as i64)),
                 _ => Err(bad("an integer in the 64-bit range")),
             }
         }
@@ -1091,7 +1251,7 @@ fn typed_arg(
                     .filter(|x| x.is_finite() && x.abs() <= DECIMAL_MAX)
                     .map(|x| format!("{x:.4}"))
             };
-            text.map(decimal)
+            text.map(Scalar::Decimal)
                 .ok_or_else(|| bad("a number within ±922337203685477"))
         }
     }
