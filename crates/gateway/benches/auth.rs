@@ -1,10 +1,13 @@
 //! Authentication plus the Cedar decision for a typical call, as the
 //! gateway runs them on every request: an API key among 100 (SHA-256 and a
 //! constant-time compare), a JWT bearer token (verified once, then answered
-//! from the verified-token cache), and the key followed by
-//! `Behaviour::decide` for a transfer under a Cedar policy with an amount
-//! limit, a recipient condition and a team condition (no behaviour rules,
-//! no audit log).
+//! from the verified-token cache), and the key followed by the judge's
+//! decision for a transfer under a Cedar policy with an amount limit, a
+//! recipient condition and a team condition (no behaviour rules): once
+//! through the judge alone (the policy with its behavioural context: the
+//! issue 3 target), once through `Behaviour::decide` with the gateway's
+//! bookkeeping around it (session state, decision record, metrics; no audit
+//! log).
 
 use std::hint::black_box;
 
@@ -12,7 +15,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use castellan_gateway::behaviour::Behaviour;
 use castellan_gateway::identity::{Authenticator, digest};
-use castellan_judge::CallKind;
+use castellan_judge::{
+    AgentId, AggregateState, CallKind, Catalog, Judge, Millis, Policy, RuleSet, SessionKey,
+    SessionState, StateMut, ToolDef,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -98,7 +104,42 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(rt.block_on(auth.authenticate(black_box(&token), None))))
     });
     let args = json!({"from_account": "ACC-1", "to_iban": "DE89370400440532013000", "amount": 120.5, "memo": "invoice 4411"});
+    // The judge the gateway builds from the same configuration and tools.
+    let mut catalog = Catalog::default();
+    catalog.insert(ToolDef {
+        server: "payments".into(),
+        name: "transfer_funds".into(),
+        description: "Transfer money".into(),
+        input_schema: json!({"type": "object", "properties": {"from_account": {"type": "string"}, "to_iban": {"type": "string"}, "amount": {"type": "number"}, "memo": {"type": "string"}}}),
+        annotations: Default::default(),
+    });
+    let policy_src = std::fs::read_to_string(POLICY).expect("policy file");
+    let policy = Policy::with_attributes(&catalog, &["team".to_owned()], POLICY, &policy_src)
+        .expect("policy loads");
+    let judge = Judge::new(catalog, RuleSet::default()).with_policy(policy);
+    let (mut session, mut agent_state) = (SessionState::new(), AggregateState::new());
+    let key_s = SessionKey::new("agent-42/s1");
     c.bench_function("auth_api_key_then_cedar_decision", |b| {
+        b.iter(|| {
+            let principal = rt
+                .block_on(auth.authenticate(black_box(&key), None))
+                .expect("authenticated");
+            let agent = AgentId::new(&*principal.agent);
+            let call = castellan_judge::Call::tool(&agent, &key_s, "transfer_funds", &args)
+                .on("payments")
+                .with_attributes(&principal.attributes);
+            black_box(judge.judge_call(
+                StateMut {
+                    session: &mut session,
+                    agent: &mut agent_state,
+                    user: None,
+                },
+                black_box(&call),
+                Millis(1_767_225_600_000),
+            ))
+        })
+    });
+    c.bench_function("auth_api_key_then_gateway_decision", |b| {
         b.iter(|| {
             let principal = rt
                 .block_on(auth.authenticate(black_box(&key), None))
