@@ -417,9 +417,10 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             let cfg = castellan_config::load_file(&config)?;
             let (judge, _) = castellan_gateway::behaviour::compile_judge(&cfg.judge)
                 .map_err(anyhow::Error::msg)?;
-            if judge.policy_pending().is_some() {
-                // The policy names call arguments: validate it against the
-                // tools the upstreams list, as the running gateway will.
+            if judge.policy_needs_tools() {
+                // The policy names call arguments or tools: validate it
+                // against the tools the upstreams list, as the running
+                // gateway will.
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .build()

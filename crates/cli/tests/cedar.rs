@@ -289,3 +289,27 @@ fn policy_check_reports_a_tool_on_a_server_that_is_not_configured() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn policy_check_reports_a_tool_its_server_does_not_list() {
+    let (file, out) = policy_check(
+        "permit (principal, action, resource);\n\nforbid (principal, action == Action::\"call_tool\", resource == Tool::\"mail/send_mail\");\n",
+        "mail",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:3:63", file.display()))
+            && stderr.contains("lists no tool `send_mail`"),
+        "{stderr}"
+    );
+    let (_, out) = policy_check(
+        "permit (principal, action, resource);\n\nforbid (principal, action == Action::\"call_tool\", resource == Tool::\"mail/send_email\");\n",
+        "mail",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -138,6 +138,15 @@ impl Judge {
         self.policy.as_deref().and_then(Policy::pending)
     }
 
+    /// Whether the policy must be checked against the upstreams' tools
+    /// (it names call arguments or tools).
+    #[cfg(feature = "cedar")]
+    pub fn policy_needs_tools(&self) -> bool {
+        self.policy
+            .as_deref()
+            .is_some_and(Policy::depends_on_catalog)
+    }
+
     /// The catalogue.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

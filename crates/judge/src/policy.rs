@@ -175,6 +175,10 @@ pub struct Policy {
     scopes: Vec<Scope>,
     /// Each policy's Cedar id, beside its scope.
     ids: Vec<String>,
+    /// Tools named in the scope of policies about tools only
+    /// (`call_tool`/`list_tools`): checked against each server's listed
+    /// tools once the server has listed them.
+    tool_refs: Vec<ToolRef>,
     /// Each policy's conditions compiled for the hot path, beside its
     /// scope; `None` when some policy uses a construct only Cedar
     /// evaluates (see `compiled`).
@@ -196,6 +200,14 @@ pub struct Policy {
     entity_cache: RwLock<HashMap<u64, Arc<CallEntities>>>,
     /// Cedar decimals of recent argument values, by their text.
     decimal_cache: RwLock<HashMap<String, RestrictedExpression>>,
+}
+
+/// A tool a policy's scope names: `(policy @id, server, tool)`.
+#[derive(Debug, Clone)]
+struct ToolRef {
+    policy: String,
+    server: String,
+    tool: String,
 }
 
 /// What one policy's scope admits, read once at load. Agents and tools
@@ -543,19 +555,49 @@ impl Policy {
     /// gateway learnt tools). An error means the policy does not validate
     /// against it; keep the running policy.
     pub fn for_catalog(&self, catalog: &Catalog) -> Result<Policy, Error> {
-        Policy::compile(
+        let next = Policy::compile(
             catalog,
             self.attributes.clone(),
             &self.file,
             self.src.clone(),
             false,
-        )
+        )?;
+        next.check_tools(catalog)?;
+        Ok(next)
+    }
+
+    /// A policy about calling or listing `Tool::"<server>/<tool>"` whose
+    /// server has listed its tools without that one would silently never
+    /// match: an error at the policy's position. Servers that have not
+    /// listed yet are not judged.
+    fn check_tools(&self, catalog: &Catalog) -> Result<(), Error> {
+        for r in &self.tool_refs {
+            let mut listed = catalog.defs().iter().filter(|d| d.server == r.server);
+            if listed.clone().next().is_none() || listed.any(|d| d.name == r.tool) {
+                continue;
+            }
+            let (id, _) = self
+                .reasons
+                .get(&r.policy)
+                .cloned()
+                .unwrap_or_else(|| (r.policy.clone(), None));
+            let literal = format!("Tool::\"{}/{}\"", r.server, r.tool);
+            return Err(Error::Policy {
+                at: loc_at(&self.file, &self.src, self.src.find(&literal)),
+                message: format!(
+                    "policy `{id}`: upstream `{}` lists no tool `{}` (the policy would never match)",
+                    r.server, r.tool
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Whether validation depends on the catalogue (the policy names
-    /// `args`), so it must be revalidated when tools are learnt.
+    /// `args`, or tools in its scopes), so it must be revalidated when
+    /// tools are learnt.
     pub fn depends_on_catalog(&self) -> bool {
-        self.needs.args
+        self.needs.args || !self.tool_refs.is_empty()
     }
 
     /// Why the policy refuses every call: its `context.args` conditions have
@@ -628,6 +670,25 @@ impl Policy {
             Vec::new()
         };
         let ids: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
+        let tool_refs = scopes
+            .iter()
+            .zip(&ids)
+            .filter_map(|(sc, id)| {
+                let tools_only = sc
+                    .actions
+                    .as_ref()
+                    .is_some_and(|a| a.iter().all(|x| x == "call_tool" || x == "list_tools"));
+                let Admits::Only(r) = &sc.resource else {
+                    return None;
+                };
+                let (server, tool) = r.split_once('/')?;
+                tools_only.then(|| ToolRef {
+                    policy: id.clone(),
+                    server: server.to_owned(),
+                    tool: tool.to_owned(),
+                })
+            })
+            .collect::<Vec<_>>();
         let compiled = if scopes.is_empty() {
             None
         } else {
@@ -664,6 +725,7 @@ impl Policy {
             always_permit,
             scopes,
             ids,
+            tool_refs,
             compiled,
             needs,
             file: file.to_owned(),

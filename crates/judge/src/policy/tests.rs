@@ -861,3 +861,39 @@ forbid(principal, action, resource) when { {"a": 1} == {"a": 1} && ip("10.0.0.1"
     let v = decide(&j, &[], "mail", "send_email", json!({}));
     assert_eq!(v.rule_ids(), vec!["odd"]);
 }
+
+/// A policy about a tool its server does not list would never match: once
+/// the server has listed its tools, that is an error at the policy's
+/// position. Servers not listed yet, and prompts or resources, are not
+/// judged.
+#[test]
+fn a_policy_naming_a_tool_its_server_does_not_list_is_an_error() {
+    let src = r#"permit(principal, action, resource);
+
+@id("typo")
+forbid (principal, action == Action::"call_tool", resource == Tool::"payments/transfer_fund");
+"#;
+    let p =
+        Policy::new(&Catalog::default(), "tools.cedar", src).expect("loads before tools are known");
+    assert!(p.depends_on_catalog());
+    let err = p
+        .for_catalog(&demo_catalog())
+        .expect_err("transfer_fund is not listed");
+    assert_eq!(
+        err.to_string(),
+        "tools.cedar:4:63: policy: policy `typo`: upstream `payments` lists no tool `transfer_fund` (the policy would never match)"
+    );
+    let fixed = src.replace("transfer_fund\"", "transfer\"");
+    let p = Policy::new(&Catalog::default(), "tools.cedar", &fixed).expect("loads");
+    assert!(p.for_catalog(&demo_catalog()).is_ok());
+    // A server that has not listed its tools yet, and a prompt: not judged.
+    for other in [
+        r#"permit(principal, action, resource);
+forbid (principal, action == Action::"call_tool", resource == Tool::"billing/anything");"#,
+        r#"permit(principal, action, resource);
+forbid (principal, action == Action::"get_prompt", resource == Tool::"mail/summarise");"#,
+    ] {
+        let p = Policy::new(&Catalog::default(), "tools.cedar", other).expect("loads");
+        assert!(p.for_catalog(&demo_catalog()).is_ok(), "{other}");
+    }
+}
