@@ -470,9 +470,6 @@ pub struct Detectors {
     words: keywords::Keywords<secrets::Kw>,
     signals: keywords::Keywords<(&'static str, signals::Src)>,
     custom: Option<CustomDetectors>,
-    colon_slash: memchr::memmem::Finder<'static>,
-    www_lower: memchr::memmem::Finder<'static>,
-    www_upper: memchr::memmem::Finder<'static>,
 }
 
 const C_DIGIT: u8 = 1;
@@ -534,9 +531,6 @@ impl Detectors {
             words,
             signals,
             custom: None,
-            colon_slash: memchr::memmem::Finder::new(b"://"),
-            www_lower: memchr::memmem::Finder::new(b"www."),
-            www_upper: memchr::memmem::Finder::new(b"WWW."),
         }
     }
 
@@ -615,8 +609,11 @@ impl Detectors {
         // one: regex and token detectors, keywords, connection strings,
         // numbers, high-entropy tokens, custom detectors.
         let mut words: Vec<Finding> = Vec::new();
-        let mut ssn_kw: [usize; 4] = [usize::MAX; 4];
-        let mut n_ssn = 0;
+        let mut kw = KwState {
+            ssn: [usize::MAX; 4],
+            n_ssn: 0,
+            www: false,
+        };
         let mut tokens = [(0usize, 0usize); 8];
         let mut n_tokens = 0usize;
         let (mut num_next, mut tok_next) = (0usize, 0usize);
@@ -635,8 +632,8 @@ impl Detectors {
                 m ^= bit;
                 let i = base + bit.trailing_zeros() as usize;
                 if bit & digit_starts == 0 {
-                    if let Some((e, kw)) = self.words.at_candidate(b, i) {
-                        keyword(text, i, e, kw, &mut words, &mut ssn_kw, &mut n_ssn);
+                    if let Some((e, w)) = self.words.at_candidate(b, i) {
+                        keyword(text, i, e, w, &mut words, &mut kw);
                     }
                     continue;
                 }
@@ -645,20 +642,41 @@ impl Detectors {
                     && b[i - 1].is_ascii_uppercase()
                     && b[i - 2].is_ascii_uppercase()
                     && b.get(i + 1).is_some_and(u8::is_ascii_digit);
-                if i >= tok_next {
+                let mut k = i + 1;
+                while k < b.len() && b[k].is_ascii_digit() {
+                    k += 1;
+                }
+                // A run of digits alone is never a high-entropy candidate
+                // (it needs letters of both cases): look for the token
+                // run around it only when a token byte touches it.
+                let tok = |c: u8| CLASS[usize::from(c)] & C_TOK != 0;
+                if i >= tok_next && ((i > 0 && tok(b[i - 1])) || b.get(k).is_some_and(|c| tok(*c)))
+                {
                     tok_next = token_run(b, i, &mut tokens, &mut n_tokens);
                 }
                 if i >= num_next {
-                    let near = |p: usize| ssn_kw.iter().any(|k| *k <= p && p - *k <= 40);
-                    num_next = numbers::at(text, i, &near, out);
+                    let near = |p: usize| kw.ssn.iter().any(|k| *k <= p && p - *k <= 40);
+                    num_next = numbers::at_run(text, i, k, &near, out);
                 }
             }
         }
         let n_numbers = out.len() - n0;
-        let has_at = memchr::memchr(b'@', b).is_some();
-        let has_colon_slash = self.colon_slash.find(b).is_some();
-        let has_www = !has_colon_slash
-            && (self.www_lower.find(b).is_some() || self.www_upper.find(b).is_some());
+        // The anchors of the regex detectors. `www.` comes from the word
+        // starts (the URL regex needs a word boundary before it, and
+        // without `://` only that alternative can match); `@` and `://`
+        // from one SIMD search that stops once both are seen.
+        let (mut has_at, mut has_colon_slash) = (false, false);
+        for p in memchr::memchr2_iter(b'@', b':', b) {
+            if b[p] == b'@' {
+                has_at = true;
+            } else {
+                has_colon_slash |= b[p + 1..].starts_with(b"//");
+            }
+            if has_at && has_colon_slash {
+                break;
+            }
+        }
+        let has_www = !has_colon_slash && kw.www;
         let push_re = |re: &Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
             push_matches(re, text, det, ok, out)
         };
@@ -758,17 +776,26 @@ impl Default for Detectors {
     }
 }
 
+/// What keywords leave for later in a scan.
+struct KwState {
+    /// Ends of the last four SSN keywords (a ring).
+    ssn: [usize; 4],
+    /// How many SSN keywords were seen.
+    n_ssn: usize,
+    /// `www.` or `WWW.` starts a word.
+    www: bool,
+}
+
 /// Handles a keyword of the secrets list found at `s..e`: validates what
-/// it anchors (assignment, passport, street address) into `out`, or notes
-/// an SSN keyword's end in the ring `ssn_kw`.
+/// it anchors (assignment, passport, street address) into `out`, notes an
+/// SSN keyword's end or a `www.`.
 fn keyword(
     text: &str,
     s: usize,
     e: usize,
     kw: secrets::Kw,
     out: &mut Vec<Finding>,
-    ssn_kw: &mut [usize; 4],
-    n_ssn: &mut usize,
+    st: &mut KwState,
 ) {
     let b = text.as_bytes();
     let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
@@ -779,12 +806,15 @@ fn keyword(
             secrets::passport(text, e, out);
         }
         secrets::Kw::Ssn if alone => {
-            ssn_kw[*n_ssn % 4] = e;
-            *n_ssn += 1;
+            st.ssn[st.n_ssn % 4] = e;
+            st.n_ssn += 1;
         }
         secrets::Kw::Street if s > 0 && b[s - 1] == b' ' => {
             secrets::street(text, s - 1, e, out);
         }
+        // Only these two spellings, as the URL detector has always
+        // required.
+        secrets::Kw::Www => st.www |= matches!(&b[s..e], b"www." | b"WWW."),
         _ => {}
     }
 }

@@ -1,8 +1,8 @@
 //! A small case-insensitive keyword matcher tuned for prose: candidates are
 //! only word starts (a letter after a non-letter) and a few marker bytes
-//! (`<`, `[`, `#`, `!`, `]`, newline). One bit test on the first two bytes
-//! (both ASCII cases are in the table, so nothing is lower-cased) rejects
-//! almost every candidate; the few left compare their first eight bytes
+//! (`<`, `[`, `#`, `!`, `]`, newline). Two table loads on the first two
+//! bytes (both ASCII cases are in the tables, so nothing is lower-cased)
+//! reject almost every candidate; the few left compare their first eight bytes
 //! with each pattern of their group as one `u64` (case folded by OR-ing
 //! 0x20 into the pattern's letter positions only). On ordinary text it is
 //! several times faster than a case-insensitive Aho-Corasick automaton,
@@ -33,14 +33,18 @@ pub(super) struct Keywords<T: Copy> {
     /// Patterns grouped by their first two (lower-cased) bytes, longest
     /// first within a group.
     pats: Vec<Pat<T>>,
-    /// Bit set over (first byte, second byte), both ASCII cases: row = first
-    /// byte, 256 bits for the second.
-    pairs: Box<[[u64; 4]; 256]>,
-    /// Set bits of `pairs` before each row word (rank base).
-    rank: Box<[[u16; 4]; 256]>,
-    /// The group of patterns (start, end in `pats`) of each set bit of
-    /// `pairs`, by rank.
+    /// Row of each first byte in `cells` (both ASCII cases share one), or
+    /// 0 if no pattern starts with it.
+    rows: [u8; 256],
+    /// Per row, 256 cells by second byte (both ASCII cases): the group of
+    /// patterns starting with those two bytes plus one, or 0.
+    cells: Vec<u8>,
+    /// The groups (start, end in `pats`); group 0 is empty.
     groups: Vec<(u16, u16)>,
+    /// Per group, a 64-bit filter on the third byte: bit `(c | 0x20) & 63`
+    /// for each pattern's third byte `c` (OR-ing 0x20 maps both cases of a
+    /// letter to one bit), every bit for a pattern of two bytes.
+    thirds: Vec<u64>,
     /// Some pattern starts with a digit or a space, which the block masks
     /// do not offer as candidates.
     sym_outside_other: bool,
@@ -93,41 +97,42 @@ impl<T: Copy> Keywords<T> {
             })
             .collect();
         // Longest first within a group, so `avenue` wins over `ave`.
-        pats.sort_by_key(|p| (key(p.bytes[0], p.bytes[1]), std::cmp::Reverse(p.bytes.len())));
-        let mut pairs = Box::new([[0u64; 4]; 256]);
-        let mut spans: Vec<(u16, u16, u16)> = Vec::new();
+        pats.sort_by_key(|p| {
+            (
+                key(p.bytes[0], p.bytes[1]),
+                std::cmp::Reverse(p.bytes.len()),
+            )
+        });
+        let mut rows = [0u8; 256];
+        let mut cells = vec![0u8; 256];
+        let mut groups: Vec<(u16, u16)> = vec![(0, 0)];
         for (i, p) in pats.iter().enumerate() {
-            let k = key(p.bytes[0], p.bytes[1]);
             let i = u16::try_from(i).unwrap_or(u16::MAX);
-            match spans.last_mut() {
-                Some(l) if l.0 == k => l.2 = i + 1,
-                _ => spans.push((k, i, i + 1)),
-            }
             let (a, b) = (p.bytes[0], p.bytes[1]);
-            for x in [a, a.to_ascii_uppercase()] {
-                for y in [b, b.to_ascii_uppercase()] {
-                    pairs[usize::from(x)][usize::from(y >> 6)] |= 1 << (y & 63);
-                }
+            if rows[usize::from(a)] == 0 {
+                let r = u8::try_from(cells.len() / 256).unwrap_or(u8::MAX);
+                cells.extend([0u8; 256]);
+                rows[usize::from(a)] = r;
+                rows[usize::from(a.to_ascii_uppercase())] = r;
             }
+            let row = usize::from(rows[usize::from(a)]) * 256;
+            let cell = usize::from(b);
+            if cells[row + cell] == 0 {
+                groups.push((i, i));
+                let g = u8::try_from(groups.len() - 1).unwrap_or(u8::MAX);
+                cells[row + cell] = g;
+                cells[row + usize::from(b.to_ascii_uppercase())] = g;
+            }
+            let g = usize::from(cells[row + cell]);
+            groups[g].1 = i + 1;
         }
-        let mut rank = Box::new([[0u16; 4]; 256]);
-        let mut groups = Vec::new();
-        let mut n = 0u16;
-        for x in 0..256usize {
-            for w in 0..4usize {
-                rank[x][w] = n;
-                let mut bits = pairs[x][w];
-                while bits != 0 {
-                    let y = (w * 64 + bits.trailing_zeros() as usize) as u8;
-                    bits &= bits - 1;
-                    let k = key(x as u8, y);
-                    let g = spans
-                        .iter()
-                        .find(|s| s.0 == k)
-                        .map_or((0, 0), |s| (s.1, s.2));
-                    groups.push(g);
-                    n += 1;
-                }
+        let mut thirds = vec![0u64; groups.len()];
+        for (g, (s, e)) in groups.iter().enumerate() {
+            for p in &pats[usize::from(*s)..usize::from(*e)] {
+                thirds[g] |= match p.bytes.get(2) {
+                    Some(c) => 1 << ((c | 0x20) & 63),
+                    None => u64::MAX,
+                };
             }
         }
         let sym_outside_other = pats
@@ -135,9 +140,10 @@ impl<T: Copy> Keywords<T> {
             .any(|p| p.bytes[0].is_ascii_digit() || p.bytes[0] == b' ');
         Keywords {
             pats,
-            pairs,
-            rank,
+            rows,
+            cells,
             groups,
+            thirds,
             sym_outside_other,
         }
     }
@@ -176,35 +182,43 @@ impl<T: Copy> Keywords<T> {
     pub(super) fn at_candidate(&self, text: &[u8], i: usize) -> Option<(usize, T)> {
         let c = *text.get(i)?;
         let next = *text.get(i + 1)?;
-        let row = &self.pairs[usize::from(c)];
-        let w = usize::from(next >> 6);
-        let bit = 1u64 << (next & 63);
-        if row[w] & bit == 0 {
+        let row = usize::from(self.rows[usize::from(c)]);
+        if row == 0 {
             return None;
         }
-        self.verify(text, i, c, w, bit)
+        let g = *self.cells.get(row * 256 + usize::from(next))?;
+        if g == 0 {
+            return None;
+        }
+        let c3 = text.get(i + 2).map_or(0, |c| (c | 0x20) & 63);
+        if self.thirds[usize::from(g)] >> c3 & 1 == 0 {
+            return None;
+        }
+        self.verify(text, i, g)
     }
 
-    /// The group lookup and comparison behind a pair hit (kept out of line:
-    /// most candidates never get here).
+    /// The comparison behind a two-byte hit (out of line: most candidates
+    /// never get here).
     #[inline(never)]
-    fn verify(&self, text: &[u8], i: usize, c: u8, w: usize, bit: u64) -> Option<(usize, T)> {
-        let row = &self.pairs[usize::from(c)];
-        let r = usize::from(self.rank[usize::from(c)][w]) + (row[w] & (bit - 1)).count_ones() as usize;
-        let (s, e) = *self.groups.get(r)?;
+    fn verify(&self, text: &[u8], i: usize, g: u8) -> Option<(usize, T)> {
+        let (s, e) = self.groups[usize::from(g)];
         let x = load8(text, i);
-        self.pats[usize::from(s)..usize::from(e)]
-            .iter()
-            .find(|p| {
-                (x | p.fold) & p.mask == p.prefix
-                    && (p.bytes.len() <= 8
-                        || text
-                            .get(i + 8..i + p.bytes.len())
-                            .is_some_and(|t| t.eq_ignore_ascii_case(&p.bytes[8..])))
-                    && !(p.short_alpha
-                        && text.get(i + 2).is_some_and(u8::is_ascii_alphanumeric))
-            })
-            .map(|p| (i + p.bytes.len(), p.payload))
+        for p in &self.pats[usize::from(s)..usize::from(e)] {
+            if (x | p.fold) & p.mask != p.prefix {
+                continue;
+            }
+            let len = p.bytes.len();
+            let tail_ok = len <= 8
+                || text
+                    .get(i + 8..i + len)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(&p.bytes[8..]));
+            let short_ok =
+                !p.short_alpha || !text.get(i + 2).is_some_and(u8::is_ascii_alphanumeric);
+            if tail_ok && short_ok {
+                return Some((i + len, p.payload));
+            }
+        }
+        None
     }
 
     /// The straightforward byte-by-byte loop: used when a pattern starts
@@ -260,8 +274,8 @@ mod tests {
     fn naive<T: Copy>(k: &Keywords<T>, text: &[u8]) -> Vec<(usize, usize, T)> {
         let mut out = Vec::new();
         for i in 0..text.len().saturating_sub(1) {
-            let word_start = text[i].is_ascii_alphabetic()
-                && (i == 0 || !text[i - 1].is_ascii_alphabetic());
+            let word_start =
+                text[i].is_ascii_alphabetic() && (i == 0 || !text[i - 1].is_ascii_alphabetic());
             if word_start || !text[i].is_ascii_alphabetic() {
                 if let Some((e, t)) = k.at_naive(text, i) {
                     out.push((i, e, t));

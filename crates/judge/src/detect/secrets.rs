@@ -46,11 +46,14 @@ pub(super) enum Kw {
     Ssn,
     /// A street suffix ends an address.
     Street,
+    /// `www.` at a word start: the URL regex may match (see
+    /// `Detectors::scan`).
+    Www,
 }
 
 /// Keywords for the case-insensitive prefilter (street suffixes are
 /// checked for a leading space and a capital by [`street`]).
-pub(super) const WORDS: [(&str, Kw); 34] = [
+pub(super) const WORDS: [(&str, Kw); 35] = [
     ("password", Kw::Assign),
     ("passwd", Kw::Assign),
     ("pwd", Kw::Assign),
@@ -85,6 +88,7 @@ pub(super) const WORDS: [(&str, Kw); 34] = [
     ("circle", Kw::Street),
     ("highway", Kw::Street),
     ("square", Kw::Street),
+    ("www.", Kw::Www),
 ];
 
 fn word(b: u8) -> bool {
