@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::label::Label;
 
-pub(crate) use blocks::words;
+pub(crate) use blocks::{Block, Words, classify_all, digits_and_punct};
 pub use definition::{DefinitionFinding, inspect_tool_definition};
 pub use signals::{Signal, SignalKind};
 
@@ -599,6 +599,45 @@ impl Detectors {
     /// order of position; SIMD byte searches decide whether the e-mail and
     /// URL regexes run at all. Validators run only at those positions.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        self.scan_classified(text, None, out);
+    }
+
+    /// [`Detectors::scan`] and [`Detectors::signals`] in one pass, for
+    /// content that needs both (tool results): the text is classified once
+    /// and each word start is offered to both keyword tables. Appends
+    /// exactly what the two calls would.
+    pub fn scan_and_signals(&self, text: &str, out: &mut Vec<Finding>, sigs: &mut Vec<Signal>) {
+        // Signal patterns starting with a digit or a space would need
+        // candidates the fused pass does not visit.
+        if text.len() < 6 || !self.signals.block_candidates() {
+            self.scan(text, out);
+            self.signals(text, sigs);
+            return;
+        }
+        self.scan_impl::<true>(text, None, out, sigs);
+    }
+
+    /// [`Detectors::scan`] with the text's blocks already classified
+    /// (`pre` from [`classify_all`] on this text), for callers that walk
+    /// the same text again (fingerprints).
+    pub(crate) fn scan_classified(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+    ) {
+        self.scan_impl::<false>(text, pre, out, &mut Vec::new());
+    }
+
+    /// The fused pass; with `SIGNALS`, the injection signals go to `sigs`
+    /// (a separate instance, so the scan alone pays nothing for them).
+    fn scan_impl<const SIGNALS: bool>(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+        sigs: &mut Vec<Signal>,
+    ) {
         if text.len() < 6 {
             return;
         }
@@ -621,19 +660,31 @@ impl Detectors {
         let (mut carry_alpha, mut carry_digit) = (false, false);
         for (bi, chunk) in b.chunks(64).enumerate() {
             let base = bi * 64;
-            let cls = blocks::classify(chunk);
+            let cls = match pre.and_then(|p| p.get(bi)) {
+                Some(c) => *c,
+                None => blocks::classify(chunk),
+            };
             let word_starts = blocks::starts(cls.alpha, carry_alpha);
             let digit_starts = blocks::starts(cls.digit, carry_digit);
             carry_alpha = cls.alpha >> 63 == 1;
             carry_digit = cls.digit >> 63 == 1;
-            let mut m = word_starts | digit_starts;
+            // Signal candidates: word starts and punctuation.
+            let sig_m = if SIGNALS { cls.other } else { 0 };
+            let mut m = word_starts | digit_starts | sig_m;
             while m != 0 {
                 let bit = m & m.wrapping_neg();
                 m ^= bit;
                 let i = base + bit.trailing_zeros() as usize;
                 if bit & digit_starts == 0 {
-                    if let Some((e, w)) = self.words.at_candidate(b, i) {
-                        keyword(text, i, e, w, &mut words, &mut kw);
+                    if bit & word_starts != 0 {
+                        if let Some((e, w)) = self.words.at_candidate(b, i) {
+                            keyword(text, i, e, w, &mut words, &mut kw);
+                        }
+                    }
+                    if SIGNALS {
+                        if let Some((e, t)) = self.signals.at_candidate(b, i) {
+                            sigs.extend(signal(text, i, e, t));
+                        }
                     }
                     continue;
                 }
@@ -726,6 +777,9 @@ impl Detectors {
         if let Some(c) = &self.custom {
             c.scan(text, out);
         }
+        if SIGNALS {
+            sigs.extend(signals::invisible(text));
+        }
     }
 
     /// Clears `out` and scans `text` into it.
@@ -737,22 +791,8 @@ impl Detectors {
     /// Every injection signal in `text`, in order of position (at most one
     /// invisible-character signal).
     pub fn signals(&self, text: &str, out: &mut Vec<Signal>) {
-        self.signals.find(text.as_bytes(), |s, e, (p, src)| {
-            let sig = match src {
-                signals::Src::Phrase => Some(Signal {
-                    kind: SignalKind::Phrase,
-                    what: p,
-                    range: s..e,
-                }),
-                signals::Src::Marker => Some(Signal {
-                    kind: SignalKind::Marker,
-                    what: p,
-                    range: s..e,
-                }),
-                signals::Src::Address => signals::imperative(text, s, e),
-                signals::Src::Link => signals::exfil_link(text, s, p),
-            };
-            out.extend(sig);
+        self.signals.find(text.as_bytes(), |s, e, t| {
+            out.extend(signal(text, s, e, t));
         });
         out.extend(signals::invisible(text));
     }
@@ -773,6 +813,29 @@ impl Detectors {
 impl Default for Detectors {
     fn default() -> Self {
         Detectors::new()
+    }
+}
+
+/// The signal (if any) of a signal pattern matched at `s..e`.
+fn signal(
+    text: &str,
+    s: usize,
+    e: usize,
+    (p, src): (&'static str, signals::Src),
+) -> Option<Signal> {
+    match src {
+        signals::Src::Phrase => Some(Signal {
+            kind: SignalKind::Phrase,
+            what: p,
+            range: s..e,
+        }),
+        signals::Src::Marker => Some(Signal {
+            kind: SignalKind::Marker,
+            what: p,
+            range: s..e,
+        }),
+        signals::Src::Address => signals::imperative(text, s, e),
+        signals::Src::Link => signals::exfil_link(text, s, p),
     }
 }
 

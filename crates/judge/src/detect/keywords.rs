@@ -37,14 +37,15 @@ pub(super) struct Keywords<T: Copy> {
     /// 0 if no pattern starts with it.
     rows: [u8; 256],
     /// Per row, 256 cells by second byte (both ASCII cases): the group of
-    /// patterns starting with those two bytes plus one, or 0.
-    cells: Vec<u8>,
+    /// patterns starting with those two bytes, or 0. (Fixed-size tables
+    /// indexed by a byte need no bounds checks.)
+    cells: Vec<[u8; 256]>,
     /// The groups (start, end in `pats`); group 0 is empty.
-    groups: Vec<(u16, u16)>,
+    groups: Box<[(u16, u16); 256]>,
     /// Per group, a 64-bit filter on the third byte: bit `(c | 0x20) & 63`
     /// for each pattern's third byte `c` (OR-ing 0x20 maps both cases of a
     /// letter to one bit), every bit for a pattern of two bytes.
-    thirds: Vec<u64>,
+    thirds: Box<[u64; 256]>,
     /// Some pattern starts with a digit or a space, which the block masks
     /// do not offer as candidates.
     sym_outside_other: bool,
@@ -103,30 +104,36 @@ impl<T: Copy> Keywords<T> {
                 std::cmp::Reverse(p.bytes.len()),
             )
         });
+        // At most 255 rows and groups (0 means none): far more than the
+        // built-in lists need; patterns beyond are dropped.
         let mut rows = [0u8; 256];
-        let mut cells = vec![0u8; 256];
-        let mut groups: Vec<(u16, u16)> = vec![(0, 0)];
+        let mut cells = vec![[0u8; 256]];
+        let mut groups = Box::new([(0u16, 0u16); 256]);
+        let mut n_groups = 1usize;
         for (i, p) in pats.iter().enumerate() {
             let i = u16::try_from(i).unwrap_or(u16::MAX);
             let (a, b) = (p.bytes[0], p.bytes[1]);
             if rows[usize::from(a)] == 0 {
-                let r = u8::try_from(cells.len() / 256).unwrap_or(u8::MAX);
-                cells.extend([0u8; 256]);
+                let Ok(r) = u8::try_from(cells.len()) else {
+                    continue;
+                };
+                cells.push([0u8; 256]);
                 rows[usize::from(a)] = r;
                 rows[usize::from(a.to_ascii_uppercase())] = r;
             }
-            let row = usize::from(rows[usize::from(a)]) * 256;
-            let cell = usize::from(b);
-            if cells[row + cell] == 0 {
-                groups.push((i, i));
-                let g = u8::try_from(groups.len() - 1).unwrap_or(u8::MAX);
-                cells[row + cell] = g;
-                cells[row + usize::from(b.to_ascii_uppercase())] = g;
+            let row = &mut cells[usize::from(rows[usize::from(a)])];
+            if row[usize::from(b)] == 0 {
+                let Ok(g) = u8::try_from(n_groups) else {
+                    continue;
+                };
+                n_groups += 1;
+                groups[usize::from(g)] = (i, i);
+                row[usize::from(b)] = g;
+                row[usize::from(b.to_ascii_uppercase())] = g;
             }
-            let g = usize::from(cells[row + cell]);
-            groups[g].1 = i + 1;
+            groups[usize::from(row[usize::from(b)])].1 = i + 1;
         }
-        let mut thirds = vec![0u64; groups.len()];
+        let mut thirds = Box::new([0u64; 256]);
         for (g, (s, e)) in groups.iter().enumerate() {
             for p in &pats[usize::from(*s)..usize::from(*e)] {
                 thirds[g] |= match p.bytes.get(2) {
@@ -146,6 +153,12 @@ impl<T: Copy> Keywords<T> {
             thirds,
             sym_outside_other,
         }
+    }
+
+    /// True when every candidate is a word start or punctuation (what the
+    /// block masks offer), so a fused pass may drive the matcher.
+    pub(super) fn block_candidates(&self) -> bool {
+        !self.sym_outside_other
     }
 
     /// Calls `f(start, end, payload)` for the first pattern that matches at
@@ -180,13 +193,12 @@ impl<T: Copy> Keywords<T> {
     /// digit.
     #[inline(always)]
     pub(super) fn at_candidate(&self, text: &[u8], i: usize) -> Option<(usize, T)> {
-        let c = *text.get(i)?;
-        let next = *text.get(i + 1)?;
-        let row = usize::from(self.rows[usize::from(c)]);
+        let &[c, next] = text.get(i..)?.first_chunk::<2>()?;
+        let row = self.rows[usize::from(c)];
         if row == 0 {
             return None;
         }
-        let g = *self.cells.get(row * 256 + usize::from(next))?;
+        let g = self.cells.get(usize::from(row))?[usize::from(next)];
         if g == 0 {
             return None;
         }

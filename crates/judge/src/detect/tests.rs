@@ -647,6 +647,9 @@ fn fused_scan_matches_the_reference_on_the_fixtures() {
         let mut sigs = Vec::new();
         d.signals(t, &mut sigs);
         assert_eq!(sigs, reference_signals(&d, t), "{t}");
+        let (mut both, mut both_sigs) = (Vec::new(), Vec::new());
+        d.scan_and_signals(t, &mut both, &mut both_sigs);
+        assert_eq!((both, both_sigs), (fast, sigs), "{t}");
     }
 }
 
@@ -672,10 +675,15 @@ mod props {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
         d.scan(text, &mut fast);
         reference_scan(&d, text, &mut slow);
-        prop_assert_eq!(fast, slow);
+        prop_assert_eq!(&fast, &slow);
         let mut sigs = Vec::new();
         d.signals(text, &mut sigs);
-        prop_assert_eq!(sigs, reference_signals(&d, text));
+        prop_assert_eq!(&sigs, &reference_signals(&d, text));
+        // The fused pass appends exactly what the two calls do.
+        let (mut both, mut both_sigs) = (Vec::new(), Vec::new());
+        d.scan_and_signals(text, &mut both, &mut both_sigs);
+        prop_assert_eq!(both, fast);
+        prop_assert_eq!(both_sigs, sigs);
         Ok(())
     }
 
