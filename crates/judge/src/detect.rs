@@ -607,14 +607,26 @@ impl Detectors {
     /// and each word start is offered to both keyword tables. Appends
     /// exactly what the two calls would.
     pub fn scan_and_signals(&self, text: &str, out: &mut Vec<Finding>, sigs: &mut Vec<Signal>) {
+        self.scan_classified_signals(text, None, out, sigs);
+    }
+
+    /// [`Detectors::scan_and_signals`] with the text's blocks already
+    /// classified (see [`Detectors::scan_classified`]).
+    pub(crate) fn scan_classified_signals(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+        sigs: &mut Vec<Signal>,
+    ) {
         // Signal patterns starting with a digit or a space would need
         // candidates the fused pass does not visit.
         if text.len() < 6 || !self.signals.block_candidates() {
-            self.scan(text, out);
+            self.scan_classified(text, pre, out);
             self.signals(text, sigs);
             return;
         }
-        self.scan_impl::<true>(text, None, out, sigs);
+        self.scan_impl::<true>(text, pre, out, sigs);
     }
 
     /// [`Detectors::scan`] with the text's blocks already classified
@@ -676,15 +688,13 @@ impl Detectors {
                 m ^= bit;
                 let i = base + bit.trailing_zeros() as usize;
                 if bit & digit_starts == 0 {
-                    if bit & word_starts != 0 {
-                        if let Some((e, w)) = self.words.at_candidate(b, i) {
-                            keyword(text, i, e, w, &mut words, &mut kw);
-                        }
+                    if bit & word_starts != 0
+                        && let Some((e, w)) = self.words.at_candidate(b, i)
+                    {
+                        keyword(text, i, e, w, &mut words, &mut kw);
                     }
-                    if SIGNALS {
-                        if let Some((e, t)) = self.signals.at_candidate(b, i) {
-                            sigs.extend(signal(text, i, e, t));
-                        }
+                    if SIGNALS && let Some((e, t)) = self.signals.at_candidate(b, i) {
+                        sigs.extend(signal(text, i, e, t));
                     }
                     continue;
                 }
@@ -693,9 +703,15 @@ impl Detectors {
                     && b[i - 1].is_ascii_uppercase()
                     && b[i - 2].is_ascii_uppercase()
                     && b.get(i + 1).is_some_and(u8::is_ascii_digit);
-                let mut k = i + 1;
-                while k < b.len() && b[k].is_ascii_digit() {
-                    k += 1;
+                // The digit run's end, from the mask while it stays in
+                // this block.
+                let j = i - base;
+                let run = (cls.digit >> j).trailing_ones() as usize;
+                let mut k = i + run;
+                if j + run == 64 {
+                    while k < b.len() && b[k].is_ascii_digit() {
+                        k += 1;
+                    }
                 }
                 // A run of digits alone is never a high-entropy candidate
                 // (it needs letters of both cases): look for the token

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::detect::{Detectors, Finding, Kind};
+use crate::detect::{Detectors, Finding, Kind, Signal};
 
 /// What kind of value a fingerprint was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,17 +144,39 @@ pub fn from_text(
     scratch: &mut Vec<Finding>,
     out: &mut Vec<Fp>,
 ) {
+    from_text_impl(det, text, opts, scratch, out, None);
+}
+
+/// [`from_text`] and the text's injection signals (appended to `sigs`, as
+/// [`Detectors::signals`] would) from one pass of the detectors.
+pub fn from_text_and_signals(
+    det: &Detectors,
+    text: &str,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+    sigs: &mut Vec<Signal>,
+) {
+    from_text_impl(det, text, opts, scratch, out, Some(sigs));
+}
+
+fn from_text_impl(
+    det: &Detectors,
+    text: &str,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+    sigs: Option<&mut Vec<Signal>>,
+) {
     scratch.clear();
     // Longer texts are classified once for the scan, the tokens and the
     // shingles (each walks the same byte-class blocks).
-    if text.len() >= 128 {
-        let pre = crate::detect::classify_all(text.as_bytes());
-        det.scan_classified(text, Some(&pre), scratch);
-        from_findings_classified(text, Some(&pre), scratch, opts, out);
-    } else {
-        det.scan(text, scratch);
-        from_findings(text, scratch, opts, out);
+    let pre = (text.len() >= 128).then(|| crate::detect::classify_all(text.as_bytes()));
+    match sigs {
+        Some(v) => det.scan_classified_signals(text, pre.as_deref(), scratch, v),
+        None => det.scan_classified(text, pre.as_deref(), scratch),
     }
+    from_findings_classified(text, pre.as_deref(), scratch, opts, out);
 }
 
 /// [`from_text`] for a text already scanned: `found` are all the detector

