@@ -283,6 +283,9 @@ const TOKEN_CLASS: [u8; 256] = {
 /// Identifier-like tokens inside longer text: paths, file names and ids
 /// such as `msg-7712` or `C-2201`. One pass over the bytes with a class
 /// table (no per-byte branches on the byte value).
+// Out of line (as `shingles`): inlined into `from_findings_classified`
+// the two loops compiled to more instructions per call.
+#[inline(never)]
 fn tokens(t: &str, pre: Option<&[crate::detect::Block]>, cap: usize, out: &mut Vec<Fp>) {
     let b = t.as_bytes();
     // Only a digit, `/`, `.`, `-` or `_` can make a token interesting;
@@ -392,6 +395,7 @@ fn tokens_bytewise(t: &str, cap: usize, out: &mut Vec<Fp>) {
 /// sample. Words are
 /// runs of ASCII letters and digits (and any non-ASCII bytes), compared
 /// without ASCII case.
+#[inline(never)]
 fn shingles(
     text: &str,
     pre: Option<&[crate::detect::Block]>,
