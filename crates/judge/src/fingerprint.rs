@@ -354,12 +354,18 @@ fn token_hash(t: &str, start: usize, k: usize, acc: u8) -> Option<u64> {
     if !(pathish || idish) {
         return None;
     }
-    let tok = &t[start..end];
-    Some(if tok.bytes().any(|c| c.is_ascii_uppercase()) {
-        hash(FpKind::Value, tok.to_ascii_lowercase().as_bytes())
-    } else {
-        hash(FpKind::Value, tok.as_bytes())
-    })
+    Some(hash_ascii_lower(FpKind::Value, &b[start..end]))
+}
+
+/// [`hash`] of the ASCII-lower-cased bytes, without making the lower-cased
+/// copy.
+fn hash_ascii_lower(kind: FpKind, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(kind as u8).chain(bytes.iter().map(u8::to_ascii_lowercase)) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// The token walk as it was, byte by byte: the reference [`tokens`] is

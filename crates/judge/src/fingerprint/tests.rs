@@ -88,7 +88,9 @@ fn a_short_private_text_copied_whole_shares_shingles() {
 mod props {
     use proptest::prelude::*;
 
-    use super::super::{tokens, tokens_bytewise, word_hash, word_hash_at};
+    use super::super::{
+        FpKind, hash, hash_ascii_lower, tokens, tokens_bytewise, word_hash, word_hash_at,
+    };
 
     proptest! {
         #[test]
@@ -96,6 +98,14 @@ mod props {
             let t = text.as_bytes();
             let (s, e) = (a.min(b).min(t.len()), a.max(b).min(t.len()));
             prop_assert_eq!(word_hash_at(t, s, e), word_hash(&t[s..e]));
+        }
+
+        #[test]
+        fn hash_ascii_lower_equals_hash_of_the_lowered_copy(text in "[a-zA-Z0-9 é_./-]{0,40}") {
+            prop_assert_eq!(
+                hash_ascii_lower(FpKind::Value, text.as_bytes()),
+                hash(FpKind::Value, text.to_ascii_lowercase().as_bytes())
+            );
         }
 
         #[test]
