@@ -451,6 +451,47 @@ fn shingles(
     }
 }
 
+/// The shingles as they were (a closure per word, each word hashed from a
+/// copy, the ring indexed by `n % N`): the reference [`shingles`] is tested
+/// against.
+#[cfg(test)]
+fn shingles_reference(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
+    const N: usize = 6;
+    const P: u64 = 0x0000_0100_0000_01b3;
+    const P_N1: u64 = P
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P);
+    let b = text.as_bytes();
+    let sample = sample && b.iter().filter(|c| **c == b' ').count() >= 64;
+    let mut ring: [u64; N] = [0; N];
+    let mut roll: u64 = 0;
+    let mut n = 0usize;
+    for (start, end) in crate::detect::Words::new(b, None) {
+        let w = word_hash(&b[start..end]);
+        let out_w = ring[n % N];
+        ring[n % N] = w;
+        n += 1;
+        roll = roll
+            .wrapping_sub(out_w.wrapping_mul(P_N1))
+            .wrapping_mul(P)
+            .wrapping_add(w);
+        if n >= N {
+            let s = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (roll >> 29);
+            if !sample || s >> 62 == 0 {
+                if out.len() >= cap {
+                    return;
+                }
+                out.push(Fp {
+                    hash: s,
+                    kind: FpKind::Shingle,
+                });
+            }
+        }
+    }
+}
+
 /// Hashes a word eight bytes at a time, ignoring ASCII case (setting bit
 /// 0x20 lower-cases letters and leaves digits unchanged).
 #[cfg(test)]

@@ -89,7 +89,8 @@ mod props {
     use proptest::prelude::*;
 
     use super::super::{
-        FpKind, hash, hash_ascii_lower, tokens, tokens_bytewise, word_hash, word_hash_at,
+        FpKind, hash, hash_ascii_lower, shingles, shingles_reference, tokens, tokens_bytewise,
+        word_hash, word_hash_at,
     };
 
     proptest! {
@@ -98,6 +99,27 @@ mod props {
             let t = text.as_bytes();
             let (s, e) = (a.min(b).min(t.len()), a.max(b).min(t.len()));
             prop_assert_eq!(word_hash_at(t, s, e), word_hash(&t[s..e]));
+        }
+
+        #[test]
+        fn shingles_equal_the_reference(
+            words in prop::collection::vec("[a-zA-Z0-9é]{1,12}", 0..300),
+            seps in prop::collection::vec("[ ,.\\n-]{1,2}", 300),
+            cap in prop::sample::select(vec![0usize, 5, 64, 128, 256, 1000]),
+            sample in any::<bool>(),
+        ) {
+            let text: String = words.iter().zip(&seps).map(|(w, s)| format!("{w}{s}")).collect();
+            let mut slow = Vec::new();
+            shingles_reference(&text, cap, sample, &mut slow);
+            let mut fast = Vec::new();
+            shingles(&text, None, cap, sample, &mut fast);
+            prop_assert_eq!(&fast, &slow);
+            // With the blocks of a longer text that starts with this one.
+            let longer = format!("{text}  x9");
+            let pre = crate::detect::classify_all(longer.as_bytes());
+            let mut shared = Vec::new();
+            shingles(&text, Some(&pre), cap, sample, &mut shared);
+            prop_assert_eq!(shared, slow);
         }
 
         #[test]
