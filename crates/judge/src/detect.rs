@@ -772,19 +772,7 @@ impl Detectors {
         // finding (a URL path, an IBAN) is not reported again.
         out[n0..].rotate_left(n_numbers);
         let n1 = out.len() - n_numbers;
-        let mut keep = n1;
-        for i in n1..out.len() {
-            let r = out[i].range.clone();
-            let dup = out[i].kind == Kind::LongNumber
-                && out[n0..n1]
-                    .iter()
-                    .any(|f| f.range.start < r.end && r.start < f.range.end);
-            if !dup {
-                out.swap(keep, i);
-                keep += 1;
-            }
-        }
-        out.truncate(keep);
+        drop_covered_numbers(out, n0, n1);
         if n_tokens > tokens.len() {
             secrets::high_entropy(text, None, out);
         } else {
@@ -830,6 +818,51 @@ impl Default for Detectors {
     fn default() -> Self {
         Detectors::new()
     }
+}
+
+/// Drops the long numbers among `out[n1..]` that overlap a finding of
+/// `out[n0..n1]` (a number inside a URL path or an IBAN), keeping order.
+/// Out of line: inlined, it made the scan's block loop compile worse.
+#[inline(never)]
+fn drop_covered_numbers(out: &mut Vec<Finding>, n0: usize, n1: usize) {
+    // Many earlier findings (a large result full of addresses and URLs):
+    // spans sorted by start with the running maximum of their ends, so
+    // each number is checked in O(log n), not against all of them.
+    let spans: Vec<(usize, usize)> = if n1 - n0 > 16 && out.len() > n1 {
+        let mut v: Vec<(usize, usize)> = out[n0..n1]
+            .iter()
+            .map(|f| (f.range.start, f.range.end))
+            .collect();
+        v.sort_unstable();
+        let mut max_end = 0;
+        for x in &mut v {
+            max_end = max_end.max(x.1);
+            x.1 = max_end;
+        }
+        v
+    } else {
+        Vec::new()
+    };
+    let mut keep = n1;
+    for i in n1..out.len() {
+        let r = out[i].range.clone();
+        let dup = out[i].kind == Kind::LongNumber
+            && if spans.is_empty() {
+                out[n0..n1]
+                    .iter()
+                    .any(|f| f.range.start < r.end && r.start < f.range.end)
+            } else {
+                // Among the spans starting before `r` ends, one ends after
+                // `r` starts.
+                let k = spans.partition_point(|x| x.0 < r.end);
+                k > 0 && spans[k - 1].1 > r.start
+            };
+        if !dup {
+            out.swap(keep, i);
+            keep += 1;
+        }
+    }
+    out.truncate(keep);
 }
 
 /// The signal (if any) of a signal pattern matched at `s..e`.

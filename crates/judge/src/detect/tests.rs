@@ -639,6 +639,11 @@ fn fused_scan_matches_the_reference_on_the_fixtures() {
         "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 and Zx9Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk6Lz",
         "ssn ssn ssn ssn ssn 123456789 then 987654321 and ssn ssn ssn ssn ssn ssn",
     ];
+    // Enough earlier findings for the sorted-span check of long numbers.
+    let many = (0..40)
+        .map(|i| format!("https://x.example/{i}12345678/a u{i}@x.example 9{i:07}123 "))
+        .collect::<String>();
+    let texts: Vec<&str> = texts.iter().copied().chain([many.as_str()]).collect();
     for t in texts {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
         d.scan(t, &mut fast);
@@ -770,6 +775,21 @@ mod props {
             // Padding moves the planted values across 64-byte blocks.
             let text = format!("{}{text}", "a".repeat(pad));
             same_as_reference(&text)?;
+        }
+
+        #[test]
+        fn fused_scan_matches_with_many_earlier_findings(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "https://a.example/", "http://b.example/x", "x@y.example", "12345678",
+                    "123456789012", "9", "0", " ", "/", "-", ".", "a",
+                ]),
+                0..200,
+            )
+        ) {
+            // Dozens of URLs and addresses before the long numbers: the
+            // sorted-span overlap check must agree with the linear one.
+            same_as_reference(&parts.concat())?;
         }
 
         #[test]
