@@ -820,49 +820,64 @@ impl Default for Detectors {
     }
 }
 
+/// Overlap queries against a set of findings: linear for a few, by
+/// binary search over spans sorted by start (with the running maximum of
+/// their ends) for many, so a large result full of URLs and addresses is
+/// not checked quadratically.
+pub(super) struct Covered<'a> {
+    found: &'a [Finding],
+    sorted: Vec<(usize, usize)>,
+}
+
+impl<'a> Covered<'a> {
+    pub(super) fn new(found: &'a [Finding]) -> Covered<'a> {
+        let mut sorted = Vec::new();
+        if found.len() > 16 {
+            sorted = found.iter().map(|f| (f.range.start, f.range.end)).collect();
+            sorted.sort_unstable();
+            let mut max_end = 0;
+            for x in &mut sorted {
+                max_end = max_end.max(x.1);
+                x.1 = max_end;
+            }
+        }
+        Covered { found, sorted }
+    }
+
+    /// True if some finding overlaps `s..e`.
+    pub(super) fn overlaps(&self, s: usize, e: usize) -> bool {
+        if self.sorted.is_empty() {
+            return self
+                .found
+                .iter()
+                .any(|f| f.range.start < e && s < f.range.end);
+        }
+        // Among the spans starting before `e`, one ends after `s`.
+        let k = self.sorted.partition_point(|x| x.0 < e);
+        k > 0 && self.sorted[k - 1].1 > s
+    }
+}
+
 /// Drops the long numbers among `out[n1..]` that overlap a finding of
 /// `out[n0..n1]` (a number inside a URL path or an IBAN), keeping order.
 /// Out of line: inlined, it made the scan's block loop compile worse.
 #[inline(never)]
 fn drop_covered_numbers(out: &mut Vec<Finding>, n0: usize, n1: usize) {
-    // Many earlier findings (a large result full of addresses and URLs):
-    // spans sorted by start with the running maximum of their ends, so
-    // each number is checked in O(log n), not against all of them.
-    let spans: Vec<(usize, usize)> = if n1 - n0 > 16 && out.len() > n1 {
-        let mut v: Vec<(usize, usize)> = out[n0..n1]
-            .iter()
-            .map(|f| (f.range.start, f.range.end))
-            .collect();
-        v.sort_unstable();
-        let mut max_end = 0;
-        for x in &mut v {
-            max_end = max_end.max(x.1);
-            x.1 = max_end;
-        }
-        v
-    } else {
-        Vec::new()
-    };
-    let mut keep = n1;
-    for i in n1..out.len() {
-        let r = out[i].range.clone();
-        let dup = out[i].kind == Kind::LongNumber
-            && if spans.is_empty() {
-                out[n0..n1]
-                    .iter()
-                    .any(|f| f.range.start < r.end && r.start < f.range.end)
-            } else {
-                // Among the spans starting before `r` ends, one ends after
-                // `r` starts.
-                let k = spans.partition_point(|x| x.0 < r.end);
-                k > 0 && spans[k - 1].1 > r.start
-            };
+    if out.len() == n1 {
+        return;
+    }
+    let (head, numbers) = out.split_at_mut(n1);
+    let covered = Covered::new(&head[n0..]);
+    let mut keep = 0;
+    for i in 0..numbers.len() {
+        let r = numbers[i].range.clone();
+        let dup = numbers[i].kind == Kind::LongNumber && covered.overlaps(r.start, r.end);
         if !dup {
-            out.swap(keep, i);
+            numbers.swap(keep, i);
             keep += 1;
         }
     }
-    out.truncate(keep);
+    out.truncate(n1 + keep);
 }
 
 /// The signal (if any) of a signal pattern matched at `s..e`.

@@ -641,9 +641,21 @@ fn fused_scan_matches_the_reference_on_the_fixtures() {
     ];
     // Enough earlier findings for the sorted-span check of long numbers.
     let many = (0..40)
-        .map(|i| format!("https://x.example/{i}12345678/a u{i}@x.example 9{i:07}123 "))
+        .map(|i| {
+            format!(
+                "https://x.example/{i}12345678/Zx9Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk{i} u{i}@x.example \
+                 9{i:07}123 Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk6Lz{i} "
+            )
+        })
         .collect::<String>();
     let texts: Vec<&str> = texts.iter().copied().chain([many.as_str()]).collect();
+    let mut found = Vec::new();
+    d.scan(&many, &mut found);
+    assert!(
+        found.iter().any(|f| f.kind == Kind::Token)
+            && found.iter().any(|f| f.kind == Kind::LongNumber),
+        "the fixture exercises both overlap checks"
+    );
     for t in texts {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
         d.scan(t, &mut fast);
