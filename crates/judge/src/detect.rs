@@ -881,6 +881,7 @@ fn drop_covered_numbers(out: &mut Vec<Finding>, n0: usize, n1: usize) {
 }
 
 /// The signal (if any) of a signal pattern matched at `s..e`.
+#[inline(never)]
 fn signal(
     text: &str,
     s: usize,
@@ -916,6 +917,7 @@ struct KwState {
 /// Handles a keyword of the secrets list found at `s..e`: validates what
 /// it anchors (assignment, passport, street address) into `out`, notes an
 /// SSN keyword's end or a `www.`.
+#[inline(never)]
 fn keyword(
     text: &str,
     s: usize,
@@ -951,6 +953,7 @@ fn keyword(
 /// and mixes digits, upper and lower case (a random token always holds a
 /// digit, so digit-run starts find every candidate). Returns the run's
 /// end; digits before it belong to this run.
+#[inline(never)]
 fn token_run(b: &[u8], i: usize, runs: &mut [(usize, usize); 8], n: &mut usize) -> usize {
     let tok = |c: u8| CLASS[usize::from(c)] & C_TOK != 0;
     let mut s = i;
