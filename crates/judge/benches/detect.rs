@@ -19,7 +19,17 @@ fn bench(c: &mut Criterion) {
     let mut sigs = Vec::with_capacity(16);
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Bytes(kib.len() as u64));
+    // `scan_and_signals` is the one pass the judge runs on results; the
+    // two separate calls are kept for comparison.
     g.bench_function("scan_and_signals/1KiB_ticket", |b| {
+        b.iter(|| {
+            out.clear();
+            sigs.clear();
+            d.scan_and_signals(black_box(kib), &mut out, &mut sigs);
+            black_box((out.len(), sigs.len()))
+        });
+    });
+    g.bench_function("scan_then_signals/1KiB_ticket", |b| {
         b.iter(|| {
             out.clear();
             sigs.clear();
@@ -45,8 +55,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             sigs.clear();
-            d.scan(black_box(&dirty), &mut out);
-            d.signals(black_box(&dirty), &mut sigs);
+            d.scan_and_signals(black_box(&dirty), &mut out, &mut sigs);
             black_box((out.len(), sigs.len()))
         });
     });
@@ -58,8 +67,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             sigs.clear();
-            d.scan(black_box(mib), &mut out);
-            d.signals(black_box(mib), &mut sigs);
+            d.scan_and_signals(black_box(mib), &mut out, &mut sigs);
             black_box((out.len(), sigs.len()))
         });
     });

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::label::Label;
 
-pub(crate) use blocks::words;
+pub(crate) use blocks::{Block, Words, classify_all, digits_and_punct};
 pub use definition::{DefinitionFinding, inspect_tool_definition};
 pub use signals::{Signal, SignalKind};
 
@@ -470,9 +470,6 @@ pub struct Detectors {
     words: keywords::Keywords<secrets::Kw>,
     signals: keywords::Keywords<(&'static str, signals::Src)>,
     custom: Option<CustomDetectors>,
-    colon_slash: memchr::memmem::Finder<'static>,
-    www_lower: memchr::memmem::Finder<'static>,
-    www_upper: memchr::memmem::Finder<'static>,
 }
 
 const C_DIGIT: u8 = 1;
@@ -534,9 +531,6 @@ impl Detectors {
             words,
             signals,
             custom: None,
-            colon_slash: memchr::memmem::Finder::new(b"://"),
-            www_lower: memchr::memmem::Finder::new(b"www."),
-            www_upper: memchr::memmem::Finder::new(b"WWW."),
         }
     }
 
@@ -605,6 +599,57 @@ impl Detectors {
     /// order of position; SIMD byte searches decide whether the e-mail and
     /// URL regexes run at all. Validators run only at those positions.
     pub fn scan(&self, text: &str, out: &mut Vec<Finding>) {
+        self.scan_classified(text, None, out);
+    }
+
+    /// [`Detectors::scan`] and [`Detectors::signals`] in one pass, for
+    /// content that needs both (tool results): the text is classified once
+    /// and each word start is offered to both keyword tables. Appends
+    /// exactly what the two calls would.
+    pub fn scan_and_signals(&self, text: &str, out: &mut Vec<Finding>, sigs: &mut Vec<Signal>) {
+        self.scan_classified_signals(text, None, out, sigs);
+    }
+
+    /// [`Detectors::scan_and_signals`] with the text's blocks already
+    /// classified (see [`Detectors::scan_classified`]).
+    pub(crate) fn scan_classified_signals(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+        sigs: &mut Vec<Signal>,
+    ) {
+        // Signal patterns starting with a digit or a space would need
+        // candidates the fused pass does not visit.
+        if text.len() < 6 || !self.signals.block_candidates() {
+            self.scan_classified(text, pre, out);
+            self.signals(text, sigs);
+            return;
+        }
+        self.scan_impl::<true>(text, pre, out, sigs);
+    }
+
+    /// [`Detectors::scan`] with the text's blocks already classified
+    /// (`pre` from [`classify_all`] on this text), for callers that walk
+    /// the same text again (fingerprints).
+    pub(crate) fn scan_classified(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+    ) {
+        self.scan_impl::<false>(text, pre, out, &mut Vec::new());
+    }
+
+    /// The fused pass; with `SIGNALS`, the injection signals go to `sigs`
+    /// (a separate instance, so the scan alone pays nothing for them).
+    fn scan_impl<const SIGNALS: bool>(
+        &self,
+        text: &str,
+        pre: Option<&[Block]>,
+        out: &mut Vec<Finding>,
+        sigs: &mut Vec<Signal>,
+    ) {
         if text.len() < 6 {
             return;
         }
@@ -615,8 +660,11 @@ impl Detectors {
         // one: regex and token detectors, keywords, connection strings,
         // numbers, high-entropy tokens, custom detectors.
         let mut words: Vec<Finding> = Vec::new();
-        let mut ssn_kw: [usize; 4] = [usize::MAX; 4];
-        let mut n_ssn = 0;
+        let mut kw = KwState {
+            ssn: [usize::MAX; 4],
+            n_ssn: 0,
+            www: false,
+        };
         let mut tokens = [(0usize, 0usize); 8];
         let mut n_tokens = 0usize;
         let (mut num_next, mut tok_next) = (0usize, 0usize);
@@ -624,19 +672,29 @@ impl Detectors {
         let (mut carry_alpha, mut carry_digit) = (false, false);
         for (bi, chunk) in b.chunks(64).enumerate() {
             let base = bi * 64;
-            let cls = blocks::classify(chunk);
+            let cls = match pre.and_then(|p| p.get(bi)) {
+                Some(c) => *c,
+                None => blocks::classify(chunk),
+            };
             let word_starts = blocks::starts(cls.alpha, carry_alpha);
             let digit_starts = blocks::starts(cls.digit, carry_digit);
             carry_alpha = cls.alpha >> 63 == 1;
             carry_digit = cls.digit >> 63 == 1;
-            let mut m = word_starts | digit_starts;
+            // Signal candidates: word starts and punctuation.
+            let sig_m = if SIGNALS { cls.other } else { 0 };
+            let mut m = word_starts | digit_starts | sig_m;
             while m != 0 {
                 let bit = m & m.wrapping_neg();
                 m ^= bit;
                 let i = base + bit.trailing_zeros() as usize;
                 if bit & digit_starts == 0 {
-                    if let Some((e, kw)) = self.words.at_candidate(b, i) {
-                        keyword(text, i, e, kw, &mut words, &mut ssn_kw, &mut n_ssn);
+                    if bit & word_starts != 0
+                        && let Some((e, w)) = self.words.at_candidate(b, i)
+                    {
+                        keyword(text, i, e, w, &mut words, &mut kw);
+                    }
+                    if SIGNALS && let Some((e, t)) = self.signals.at_candidate(b, i) {
+                        sigs.extend(signal(text, i, e, t));
                     }
                     continue;
                 }
@@ -645,20 +703,47 @@ impl Detectors {
                     && b[i - 1].is_ascii_uppercase()
                     && b[i - 2].is_ascii_uppercase()
                     && b.get(i + 1).is_some_and(u8::is_ascii_digit);
-                if i >= tok_next {
+                // The digit run's end, from the mask while it stays in
+                // this block.
+                let j = i - base;
+                let run = (cls.digit >> j).trailing_ones() as usize;
+                let mut k = i + run;
+                if j + run == 64 {
+                    while k < b.len() && b[k].is_ascii_digit() {
+                        k += 1;
+                    }
+                }
+                // A run of digits alone is never a high-entropy candidate
+                // (it needs letters of both cases): look for the token
+                // run around it only when a token byte touches it.
+                let tok = |c: u8| CLASS[usize::from(c)] & C_TOK != 0;
+                if i >= tok_next && ((i > 0 && tok(b[i - 1])) || b.get(k).is_some_and(|c| tok(*c)))
+                {
                     tok_next = token_run(b, i, &mut tokens, &mut n_tokens);
                 }
                 if i >= num_next {
-                    let near = |p: usize| ssn_kw.iter().any(|k| *k <= p && p - *k <= 40);
-                    num_next = numbers::at(text, i, &near, out);
+                    let near = |p: usize| kw.ssn.iter().any(|k| *k <= p && p - *k <= 40);
+                    num_next = numbers::at_run(text, i, k, &near, out);
                 }
             }
         }
         let n_numbers = out.len() - n0;
-        let has_at = memchr::memchr(b'@', b).is_some();
-        let has_colon_slash = self.colon_slash.find(b).is_some();
-        let has_www = !has_colon_slash
-            && (self.www_lower.find(b).is_some() || self.www_upper.find(b).is_some());
+        // The anchors of the regex detectors. `www.` comes from the word
+        // starts (the URL regex needs a word boundary before it, and
+        // without `://` only that alternative can match); `@` and `://`
+        // from one SIMD search that stops once both are seen.
+        let (mut has_at, mut has_colon_slash) = (false, false);
+        for p in memchr::memchr2_iter(b'@', b':', b) {
+            if b[p] == b'@' {
+                has_at = true;
+            } else {
+                has_colon_slash |= b[p + 1..].starts_with(b"//");
+            }
+            if has_at && has_colon_slash {
+                break;
+            }
+        }
+        let has_www = !has_colon_slash && kw.www;
         let push_re = |re: &Regex, det: Det, ok: &dyn Fn(&str) -> bool, out: &mut Vec<Finding>| {
             push_matches(re, text, det, ok, out)
         };
@@ -687,19 +772,7 @@ impl Detectors {
         // finding (a URL path, an IBAN) is not reported again.
         out[n0..].rotate_left(n_numbers);
         let n1 = out.len() - n_numbers;
-        let mut keep = n1;
-        for i in n1..out.len() {
-            let r = out[i].range.clone();
-            let dup = out[i].kind == Kind::LongNumber
-                && out[n0..n1]
-                    .iter()
-                    .any(|f| f.range.start < r.end && r.start < f.range.end);
-            if !dup {
-                out.swap(keep, i);
-                keep += 1;
-            }
-        }
-        out.truncate(keep);
+        drop_covered_numbers(out, n0, n1);
         if n_tokens > tokens.len() {
             secrets::high_entropy(text, None, out);
         } else {
@@ -707,6 +780,9 @@ impl Detectors {
         }
         if let Some(c) = &self.custom {
             c.scan(text, out);
+        }
+        if SIGNALS {
+            sigs.extend(signals::invisible(text));
         }
     }
 
@@ -719,22 +795,8 @@ impl Detectors {
     /// Every injection signal in `text`, in order of position (at most one
     /// invisible-character signal).
     pub fn signals(&self, text: &str, out: &mut Vec<Signal>) {
-        self.signals.find(text.as_bytes(), |s, e, (p, src)| {
-            let sig = match src {
-                signals::Src::Phrase => Some(Signal {
-                    kind: SignalKind::Phrase,
-                    what: p,
-                    range: s..e,
-                }),
-                signals::Src::Marker => Some(Signal {
-                    kind: SignalKind::Marker,
-                    what: p,
-                    range: s..e,
-                }),
-                signals::Src::Address => signals::imperative(text, s, e),
-                signals::Src::Link => signals::exfil_link(text, s, p),
-            };
-            out.extend(sig);
+        self.signals.find(text.as_bytes(), |s, e, t| {
+            out.extend(signal(text, s, e, t));
         });
         out.extend(signals::invisible(text));
     }
@@ -758,17 +820,111 @@ impl Default for Detectors {
     }
 }
 
+/// Overlap queries against a set of findings: linear for a few, by
+/// binary search over spans sorted by start (with the running maximum of
+/// their ends) for many, so a large result full of URLs and addresses is
+/// not checked quadratically.
+pub(super) struct Covered<'a> {
+    found: &'a [Finding],
+    sorted: Vec<(usize, usize)>,
+}
+
+impl<'a> Covered<'a> {
+    pub(super) fn new(found: &'a [Finding]) -> Covered<'a> {
+        let mut sorted = Vec::new();
+        if found.len() > 16 {
+            sorted = found.iter().map(|f| (f.range.start, f.range.end)).collect();
+            sorted.sort_unstable();
+            let mut max_end = 0;
+            for x in &mut sorted {
+                max_end = max_end.max(x.1);
+                x.1 = max_end;
+            }
+        }
+        Covered { found, sorted }
+    }
+
+    /// True if some finding overlaps `s..e`.
+    pub(super) fn overlaps(&self, s: usize, e: usize) -> bool {
+        if self.sorted.is_empty() {
+            return self
+                .found
+                .iter()
+                .any(|f| f.range.start < e && s < f.range.end);
+        }
+        // Among the spans starting before `e`, one ends after `s`.
+        let k = self.sorted.partition_point(|x| x.0 < e);
+        k > 0 && self.sorted[k - 1].1 > s
+    }
+}
+
+/// Drops the long numbers among `out[n1..]` that overlap a finding of
+/// `out[n0..n1]` (a number inside a URL path or an IBAN), keeping order.
+/// Out of line: inlined, it made the scan's block loop compile worse.
+#[inline(never)]
+fn drop_covered_numbers(out: &mut Vec<Finding>, n0: usize, n1: usize) {
+    if out.len() == n1 {
+        return;
+    }
+    let (head, numbers) = out.split_at_mut(n1);
+    let covered = Covered::new(&head[n0..]);
+    let mut keep = 0;
+    for i in 0..numbers.len() {
+        let r = numbers[i].range.clone();
+        let dup = numbers[i].kind == Kind::LongNumber && covered.overlaps(r.start, r.end);
+        if !dup {
+            numbers.swap(keep, i);
+            keep += 1;
+        }
+    }
+    out.truncate(n1 + keep);
+}
+
+/// The signal (if any) of a signal pattern matched at `s..e`.
+#[inline(never)]
+fn signal(
+    text: &str,
+    s: usize,
+    e: usize,
+    (p, src): (&'static str, signals::Src),
+) -> Option<Signal> {
+    match src {
+        signals::Src::Phrase => Some(Signal {
+            kind: SignalKind::Phrase,
+            what: p,
+            range: s..e,
+        }),
+        signals::Src::Marker => Some(Signal {
+            kind: SignalKind::Marker,
+            what: p,
+            range: s..e,
+        }),
+        signals::Src::Address => signals::imperative(text, s, e),
+        signals::Src::Link => signals::exfil_link(text, s, p),
+    }
+}
+
+/// What keywords leave for later in a scan.
+struct KwState {
+    /// Ends of the last four SSN keywords (a ring).
+    ssn: [usize; 4],
+    /// How many SSN keywords were seen.
+    n_ssn: usize,
+    /// `www.` or `WWW.` starts a word.
+    www: bool,
+}
+
 /// Handles a keyword of the secrets list found at `s..e`: validates what
-/// it anchors (assignment, passport, street address) into `out`, or notes
-/// an SSN keyword's end in the ring `ssn_kw`.
+/// it anchors (assignment, passport, street address) into `out`, notes an
+/// SSN keyword's end or a `www.`.
+#[inline(never)]
 fn keyword(
     text: &str,
     s: usize,
     e: usize,
     kw: secrets::Kw,
     out: &mut Vec<Finding>,
-    ssn_kw: &mut [usize; 4],
-    n_ssn: &mut usize,
+    st: &mut KwState,
 ) {
     let b = text.as_bytes();
     let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
@@ -779,12 +935,15 @@ fn keyword(
             secrets::passport(text, e, out);
         }
         secrets::Kw::Ssn if alone => {
-            ssn_kw[*n_ssn % 4] = e;
-            *n_ssn += 1;
+            st.ssn[st.n_ssn % 4] = e;
+            st.n_ssn += 1;
         }
         secrets::Kw::Street if s > 0 && b[s - 1] == b' ' => {
             secrets::street(text, s - 1, e, out);
         }
+        // Only these two spellings, as the URL detector has always
+        // required.
+        secrets::Kw::Www => st.www |= matches!(&b[s..e], b"www." | b"WWW."),
         _ => {}
     }
 }
@@ -794,6 +953,7 @@ fn keyword(
 /// and mixes digits, upper and lower case (a random token always holds a
 /// digit, so digit-run starts find every candidate). Returns the run's
 /// end; digits before it belong to this run.
+#[inline(never)]
 fn token_run(b: &[u8], i: usize, runs: &mut [(usize, usize); 8], n: &mut usize) -> usize {
     let tok = |c: u8| CLASS[usize::from(c)] & C_TOK != 0;
     let mut s = i;

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::detect::{Detectors, Finding, Kind};
+use crate::detect::{Detectors, Finding, Kind, Signal};
 
 /// What kind of value a fingerprint was taken from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -144,14 +144,55 @@ pub fn from_text(
     scratch: &mut Vec<Finding>,
     out: &mut Vec<Fp>,
 ) {
+    from_text_impl(det, text, opts, scratch, out, None);
+}
+
+/// [`from_text`] and the text's injection signals (appended to `sigs`, as
+/// [`Detectors::signals`] would) from one pass of the detectors.
+pub fn from_text_and_signals(
+    det: &Detectors,
+    text: &str,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+    sigs: &mut Vec<Signal>,
+) {
+    from_text_impl(det, text, opts, scratch, out, Some(sigs));
+}
+
+fn from_text_impl(
+    det: &Detectors,
+    text: &str,
+    opts: Extract,
+    scratch: &mut Vec<Finding>,
+    out: &mut Vec<Fp>,
+    sigs: Option<&mut Vec<Signal>>,
+) {
     scratch.clear();
-    det.scan(text, scratch);
-    from_findings(text, scratch, opts, out);
+    // Longer texts are classified once for the scan, the tokens and the
+    // shingles (each walks the same byte-class blocks).
+    let pre = (text.len() >= 128).then(|| crate::detect::classify_all(text.as_bytes()));
+    match sigs {
+        Some(v) => det.scan_classified_signals(text, pre.as_deref(), scratch, v),
+        None => det.scan_classified(text, pre.as_deref(), scratch),
+    }
+    from_findings_classified(text, pre.as_deref(), scratch, opts, out);
 }
 
 /// [`from_text`] for a text already scanned: `found` are all the detector
 /// findings of `text`.
 pub fn from_findings(text: &str, found: &[Finding], opts: Extract, out: &mut Vec<Fp>) {
+    from_findings_classified(text, None, found, opts, out);
+}
+
+/// [`from_findings`] with the blocks of `text` already classified.
+fn from_findings_classified(
+    text: &str,
+    pre: Option<&[crate::detect::Block]>,
+    found: &[Finding],
+    opts: Extract,
+    out: &mut Vec<Fp>,
+) {
     for f in found {
         if out.len() >= opts.cap {
             return;
@@ -192,14 +233,17 @@ pub fn from_findings(text: &str, found: &[Finding], opts: Extract, out: &mut Vec
         }
     }
     let t = text.trim();
+    // The blocks of `text` serve `t` only when trimming left its start
+    // where it was.
+    let pre = pre.filter(|_| t.as_ptr() == text.as_ptr());
     if opts.values && (3..=96).contains(&t.len()) && found.is_empty() && out.len() < opts.cap {
         out.push(fp_of(FpKind::Value, &t.to_lowercase()));
     }
     if opts.values && t.len() > 3 {
-        tokens(t, opts.cap, out);
+        tokens(t, pre, opts.cap, out);
     }
     if opts.shingles && t.len() >= 48 {
-        shingles(t, opts.cap, opts.sample, out);
+        shingles(t, pre, opts.cap, opts.sample, out);
     }
 }
 
@@ -239,12 +283,98 @@ const TOKEN_CLASS: [u8; 256] = {
 /// Identifier-like tokens inside longer text: paths, file names and ids
 /// such as `msg-7712` or `C-2201`. One pass over the bytes with a class
 /// table (no per-byte branches on the byte value).
-fn tokens(t: &str, cap: usize, out: &mut Vec<Fp>) {
+// Out of line (as `shingles`): inlined into `from_findings_classified`
+// the two loops compiled to more instructions per call.
+#[inline(never)]
+fn tokens(t: &str, pre: Option<&[crate::detect::Block]>, cap: usize, out: &mut Vec<Fp>) {
+    let b = t.as_bytes();
+    // Only a digit, `/`, `.`, `-` or `_` can make a token interesting;
+    // letters and spaces (most of prose) are skipped a block at a time.
+    crate::detect::digits_and_punct(b, pre, |i| {
+        if TOKEN_CLASS[usize::from(b[i])] & (T_DIGIT | T_SLASH | T_DOT | T_DASH) == 0 {
+            return Some(i + 1);
+        }
+        let (start, k, acc) = token_around(b, i);
+        if let Some(h) = token_hash(t, start, k, acc) {
+            if out.len() >= cap {
+                return None;
+            }
+            out.push(Fp {
+                hash: h,
+                kind: FpKind::Value,
+            });
+        }
+        Some(k)
+    });
+}
+
+/// The token (bytes between delimiters) around `i`: its start, end and the
+/// union of its byte classes.
+fn token_around(b: &[u8], i: usize) -> (usize, usize, u8) {
+    let mut start = i;
+    while start > 0 && TOKEN_CLASS[usize::from(b[start - 1])] & T_DELIM == 0 {
+        start -= 1;
+    }
+    let mut acc = 0u8;
+    let mut k = start;
+    while k < b.len() {
+        let c = TOKEN_CLASS[usize::from(b[k])];
+        if c & T_DELIM != 0 {
+            break;
+        }
+        acc |= c;
+        k += 1;
+    }
+    (start, k, acc)
+}
+
+/// The fingerprint hash of the token `start..k` of `t` (trailing `.:!?`
+/// dropped) if it looks like a path, a file name or an id.
+fn token_hash(t: &str, start: usize, k: usize, acc: u8) -> Option<u64> {
+    let b = t.as_bytes();
+    let mut end = k;
+    while end > start && matches!(b[end - 1], b'.' | b':' | b'!' | b'?') {
+        end -= 1;
+    }
+    let len = end - start;
+    if acc & T_BAD != 0 || !(4..=128).contains(&len) || len == b.len() {
+        return None;
+    }
+    let alpha = acc & T_ALPHA != 0;
+    let pathish = acc & T_SLASH != 0 || (acc & T_DOT != 0 && alpha);
+    // Ids: letters and digits with a separator (`msg-7712`) or long
+    // enough (`US133000000121212121212`); numbers with separators and
+    // at least eight digits (`123-1234-1234`, account and phone numbers).
+    let digit = acc & T_DIGIT != 0;
+    let idish = (digit && alpha && (acc & T_DASH != 0 || len >= 8))
+        || (digit
+            && !alpha
+            && acc & (T_DASH | T_DOT) != 0
+            && b[start..end].iter().filter(|c| c.is_ascii_digit()).count() >= 8);
+    if !(pathish || idish) {
+        return None;
+    }
+    Some(hash_ascii_lower(FpKind::Value, &b[start..end]))
+}
+
+/// [`hash`] of the ASCII-lower-cased bytes, without making the lower-cased
+/// copy.
+fn hash_ascii_lower(kind: FpKind, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(kind as u8).chain(bytes.iter().map(u8::to_ascii_lowercase)) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The token walk as it was, byte by byte: the reference [`tokens`] is
+/// tested against.
+#[cfg(test)]
+fn tokens_bytewise(t: &str, cap: usize, out: &mut Vec<Fp>) {
     let b = t.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        // Jump to the next byte that can make a token interesting (a digit,
-        // `/`, `.`, `-` or `_`); most prose bytes are skipped here.
         match b[i..]
             .iter()
             .position(|c| TOKEN_CLASS[usize::from(*c)] & (T_DIGIT | T_SLASH | T_DOT | T_DASH) != 0)
@@ -252,50 +382,12 @@ fn tokens(t: &str, cap: usize, out: &mut Vec<Fp>) {
             Some(p) => i += p,
             None => return,
         }
-        let mut start = i;
-        while start > 0 && TOKEN_CLASS[usize::from(b[start - 1])] & T_DELIM == 0 {
-            start -= 1;
-        }
-        let mut acc = 0u8;
-        let mut k = start;
-        while k < b.len() {
-            let c = TOKEN_CLASS[usize::from(b[k])];
-            if c & T_DELIM != 0 {
-                break;
-            }
-            acc |= c;
-            k += 1;
-        }
+        let (start, k, acc) = token_around(b, i);
         i = k;
-        let mut end = k;
-        while end > start && matches!(b[end - 1], b'.' | b':' | b'!' | b'?') {
-            end -= 1;
-        }
-        let len = end - start;
-        if acc & T_BAD != 0 || !(4..=128).contains(&len) || len == b.len() {
-            continue;
-        }
-        let alpha = acc & T_ALPHA != 0;
-        let pathish = acc & T_SLASH != 0 || (acc & T_DOT != 0 && alpha);
-        // Ids: letters and digits with a separator (`msg-7712`) or long
-        // enough (`US133000000121212121212`); numbers with separators and
-        // at least eight digits (`123-1234-1234`, account and phone numbers).
-        let digit = acc & T_DIGIT != 0;
-        let idish = (digit && alpha && (acc & T_DASH != 0 || len >= 8))
-            || (digit
-                && !alpha
-                && acc & (T_DASH | T_DOT) != 0
-                && b[start..end].iter().filter(|c| c.is_ascii_digit()).count() >= 8);
-        if pathish || idish {
+        if let Some(h) = token_hash(t, start, k, acc) {
             if out.len() >= cap {
                 return;
             }
-            let tok = &t[start..end];
-            let h = if tok.bytes().any(|c| c.is_ascii_uppercase()) {
-                hash(FpKind::Value, tok.to_ascii_lowercase().as_bytes())
-            } else {
-                hash(FpKind::Value, tok.as_bytes())
-            };
             out.push(Fp {
                 hash: h,
                 kind: FpKind::Value,
@@ -309,7 +401,14 @@ fn tokens(t: &str, cap: usize, out: &mut Vec<Fp>) {
 /// sample. Words are
 /// runs of ASCII letters and digits (and any non-ASCII bytes), compared
 /// without ASCII case.
-fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
+#[inline(never)]
+fn shingles(
+    text: &str,
+    pre: Option<&[crate::detect::Block]>,
+    cap: usize,
+    sample: bool,
+    out: &mut Vec<Fp>,
+) {
     const N: usize = 6;
     let b = text.as_bytes();
     const P: u64 = 0x0000_0100_0000_01b3;
@@ -324,9 +423,52 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
     let mut ring: [u64; N] = [0; N];
     let mut roll: u64 = 0;
     let mut n = 0usize;
-    crate::detect::words(b, |start, end| {
+    let mut slot = 0usize;
+    for (start, end) in crate::detect::Words::new(b, pre) {
         // Polynomial rolling hash over the last N word hashes:
         // S = sum(w_k * P^(N-1-k)); update S = (S - w_out * P^(N-1)) * P + w_in.
+        let w = word_hash_at(b, start, end);
+        let out_w = ring[slot];
+        ring[slot] = w;
+        slot = if slot + 1 == N { 0 } else { slot + 1 };
+        n += 1;
+        roll = roll
+            .wrapping_sub(out_w.wrapping_mul(P_N1))
+            .wrapping_mul(P)
+            .wrapping_add(w);
+        if n >= N {
+            let s = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (roll >> 29);
+            if !sample || s >> 62 == 0 {
+                if out.len() >= cap {
+                    return;
+                }
+                out.push(Fp {
+                    hash: s,
+                    kind: FpKind::Shingle,
+                });
+            }
+        }
+    }
+}
+
+/// The shingles as they were (a closure per word, each word hashed from a
+/// copy, the ring indexed by `n % N`): the reference [`shingles`] is tested
+/// against.
+#[cfg(test)]
+fn shingles_reference(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
+    const N: usize = 6;
+    const P: u64 = 0x0000_0100_0000_01b3;
+    const P_N1: u64 = P
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P)
+        .wrapping_mul(P);
+    let b = text.as_bytes();
+    let sample = sample && b.iter().filter(|c| **c == b' ').count() >= 64;
+    let mut ring: [u64; N] = [0; N];
+    let mut roll: u64 = 0;
+    let mut n = 0usize;
+    for (start, end) in crate::detect::Words::new(b, None) {
         let w = word_hash(&b[start..end]);
         let out_w = ring[n % N];
         ring[n % N] = w;
@@ -339,7 +481,7 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
             let s = roll.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (roll >> 29);
             if !sample || s >> 62 == 0 {
                 if out.len() >= cap {
-                    return false;
+                    return;
                 }
                 out.push(Fp {
                     hash: s,
@@ -347,12 +489,12 @@ fn shingles(text: &str, cap: usize, sample: bool, out: &mut Vec<Fp>) {
                 });
             }
         }
-        true
-    });
+    }
 }
 
 /// Hashes a word eight bytes at a time, ignoring ASCII case (setting bit
 /// 0x20 lower-cases letters and leaves digits unchanged).
+#[cfg(test)]
 fn word_hash(w: &[u8]) -> u64 {
     let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ (w.len() as u64);
     let mut chunks = w.chunks_exact(8);
@@ -368,6 +510,37 @@ fn word_hash(w: &[u8]) -> u64 {
         a[..rest.len()].copy_from_slice(rest);
         let v =
             u64::from_le_bytes(a) | (0x2020_2020_2020_2020 & (u64::MAX >> (64 - 8 * rest.len())));
+        h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    h
+}
+
+/// [`word_hash`] of `b[start..end]`, reading whole `u64`s from the text
+/// and masking the bytes past the word (the same value, without copying
+/// the tail).
+#[inline(always)]
+fn word_hash_at(b: &[u8], start: usize, end: usize) -> u64 {
+    let load = |p: usize| -> u64 {
+        let rest = b.get(p..).unwrap_or(&[]);
+        match rest.first_chunk::<8>() {
+            Some(a) => u64::from_le_bytes(*a),
+            None => {
+                let mut a = [0u8; 8];
+                a[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(a)
+            }
+        }
+    };
+    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ ((end - start) as u64);
+    let mut p = start;
+    while p + 8 <= end {
+        let v = load(p) | 0x2020_2020_2020_2020;
+        h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        p += 8;
+    }
+    if p < end {
+        let m = u64::MAX >> (64 - 8 * (end - p));
+        let v = (load(p) & m) | (0x2020_2020_2020_2020 & m);
         h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
     }
     h

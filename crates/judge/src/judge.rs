@@ -513,7 +513,16 @@ impl Judge {
             false,
             &mut |ptr, s, _| {
                 sigs.clear();
-                self.detectors.signals(s, &mut sigs);
+                // One pass of the detectors for the signals, the findings
+                // (left in `scratch`) and the fingerprints.
+                fingerprint::from_text_and_signals(
+                    &self.detectors,
+                    s,
+                    opts,
+                    &mut scratch,
+                    &mut fps,
+                    &mut sigs,
+                );
                 for g in sigs.drain(..) {
                     if signals.len() < 16 {
                         signals.push(SignalFinding {
@@ -522,7 +531,6 @@ impl Judge {
                         });
                     }
                 }
-                fingerprint::from_text(&self.detectors, s, opts, &mut scratch, &mut fps);
                 let t = s.trim_start();
                 if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
                     // JSON carried as text (common in MCP results): fingerprint

@@ -36,16 +36,16 @@ fn pack(m: u64) -> u64 {
 
 /// The classes of one block.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Block {
+pub(crate) struct Block {
     /// ASCII letters.
-    pub alpha: u64,
+    pub(crate) alpha: u64,
     /// ASCII digits.
-    pub digit: u64,
+    pub(crate) digit: u64,
     /// ASCII bytes that are neither letters, digits nor spaces
     /// (punctuation, control characters, newlines).
-    pub other: u64,
+    pub(crate) other: u64,
     /// Bytes of multi-byte UTF-8 characters (0x80 and above).
-    pub high: u64,
+    pub(crate) high: u64,
 }
 
 /// The classes of up to 64 bytes (shorter blocks are padded with NUL,
@@ -86,32 +86,137 @@ pub(super) fn starts(mask: u64, carry: bool) -> u64 {
     mask & !((mask << 1) | u64::from(carry))
 }
 
-/// Calls `f(start, end)` for every word of `text`, in order, until it
-/// returns false: maximal runs of ASCII letters, digits and non-ASCII bytes
-/// (the words of provenance shingles). Runs are found from class changes
-/// between neighbouring bytes, so the cost is per word, not per byte.
-pub(crate) fn words(text: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
-    let mut in_word = false;
-    let mut start = 0;
+/// The classes of every 64-byte block of `text`, for passes that share
+/// them ([`Words`], [`digits_and_punct`], `Detectors::scan_classified`).
+pub(crate) fn classify_all(text: &[u8]) -> Vec<Block> {
+    text.chunks(64).map(classify).collect()
+}
+
+/// Block `bi` (the bytes `chunk`) from `pre` when given (the blocks of
+/// `text` or of a longer text starting with it), else computed.
+#[inline(always)]
+fn block(pre: Option<&[Block]>, bi: usize, chunk: &[u8]) -> Block {
+    match pre.and_then(|p| p.get(bi)) {
+        Some(b) => *b,
+        None => classify(chunk),
+    }
+}
+
+/// Calls `f(p)` for every ASCII digit and punctuation byte `p` of `text`
+/// (neither a letter, a space nor part of a multi-byte character), in
+/// order, from the position the previous call returned (0 at first): `f`
+/// returns where to go on, or `None` to stop. Prose is mostly letters and
+/// spaces, which are skipped a block at a time.
+pub(crate) fn digits_and_punct(
+    text: &[u8],
+    pre: Option<&[Block]>,
+    mut f: impl FnMut(usize) -> Option<usize>,
+) {
+    let mut next = 0usize;
     for (bi, chunk) in text.chunks(64).enumerate() {
-        let cls = classify(chunk);
-        let w = cls.alpha | cls.digit | cls.high;
-        // Bits where a byte's class differs from the byte before it.
-        let mut changes = w ^ ((w << 1) | u64::from(in_word));
-        in_word = w >> 63 == 1;
         let base = bi * 64;
-        while changes != 0 {
-            let p = base + changes.trailing_zeros() as usize;
-            changes &= changes - 1;
-            if w >> (p - base) & 1 == 1 {
-                start = p;
-            } else if p <= text.len() && !f(start, p) {
-                return;
+        if next >= base + chunk.len() {
+            continue;
+        }
+        let cls = block(pre, bi, chunk);
+        // Padding past a short last block is NUL, which is in `other`.
+        let mut m = (cls.digit | cls.other) & (u64::MAX >> (64 - chunk.len()));
+        loop {
+            if next > base {
+                m &= u64::MAX.checked_shl((next - base) as u32).unwrap_or(0);
             }
+            if m == 0 {
+                break;
+            }
+            match f(base + m.trailing_zeros() as usize) {
+                Some(n) => next = n,
+                None => return,
+            }
+            m &= m - 1;
         }
     }
-    if in_word {
-        f(start, text.len());
+}
+
+/// Calls `f(start, end)` for every word of `text` (see [`Words`]) until it
+/// returns false.
+#[cfg(test)]
+fn words(text: &[u8], pre: Option<&[Block]>, mut f: impl FnMut(usize, usize) -> bool) {
+    for (s, e) in Words::new(text, pre) {
+        if !f(s, e) {
+            return;
+        }
+    }
+}
+
+/// The words of a text, in order: maximal runs of ASCII letters, digits
+/// and non-ASCII bytes (the words of provenance shingles). Runs are found
+/// from class changes between neighbouring bytes, so the cost is per word,
+/// not per byte. An iterator, so that the caller's loop body is compiled
+/// into the loop (a closure called per word was not inlined).
+pub(crate) struct Words<'a> {
+    text: &'a [u8],
+    pre: Option<&'a [Block]>,
+    /// Index of the next block to classify.
+    bi: usize,
+    /// Word bytes of the current block.
+    w: u64,
+    /// Bits of the current block where the class changes, not yet seen.
+    changes: u64,
+    base: usize,
+    /// The last byte classified is a word byte.
+    in_word: bool,
+    start: usize,
+}
+
+impl<'a> Words<'a> {
+    /// The words of `text`; `pre`, when given, holds the blocks of `text`
+    /// or of a longer text that starts with it.
+    pub(crate) fn new(text: &'a [u8], pre: Option<&'a [Block]>) -> Words<'a> {
+        Words {
+            text,
+            pre,
+            bi: 0,
+            w: 0,
+            changes: 0,
+            base: 0,
+            in_word: false,
+            start: 0,
+        }
+    }
+}
+
+impl Iterator for Words<'_> {
+    type Item = (usize, usize);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, usize)> {
+        loop {
+            while self.changes != 0 {
+                let p = self.base + self.changes.trailing_zeros() as usize;
+                self.changes &= self.changes - 1;
+                if self.w >> (p - self.base) & 1 == 1 {
+                    self.start = p;
+                } else if p <= self.text.len() {
+                    return Some((self.start, p));
+                }
+            }
+            let base = self.bi * 64;
+            if base >= self.text.len() {
+                // A word running to the end of the last (full) block.
+                return std::mem::take(&mut self.in_word).then_some((self.start, self.text.len()));
+            }
+            let chunk = &self.text[base..self.text.len().min(base + 64)];
+            let cls = block(self.pre, self.bi, chunk);
+            // Bytes past the text (padding, or a longer text's bytes in
+            // `pre`) are no word bytes.
+            let w = (cls.alpha | cls.digit | cls.high) & (u64::MAX >> (64 - chunk.len()));
+            // Bits where a byte's class differs from the byte before it.
+            self.changes = w ^ ((w << 1) | u64::from(self.in_word));
+            self.in_word = w >> 63 == 1;
+            self.w = w;
+            self.base = base;
+            self.bi += 1;
+        }
     }
 }
 
@@ -119,7 +224,7 @@ pub(crate) fn words(text: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{classify, starts, words};
+    use super::{classify, classify_all, digits_and_punct, starts, words};
 
     proptest! {
         #[test]
@@ -140,11 +245,54 @@ mod tests {
                 want.push((s, i));
             }
             let mut got = Vec::new();
-            words(b, |s, e| {
+            words(b, None, |s, e| {
                 got.push((s, e));
                 true
             });
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(&got, &want);
+            // The blocks of a longer text starting with this one give the
+            // same words.
+            let longer = format!("{text}  \n\tx9");
+            let pre = classify_all(longer.as_bytes());
+            let mut again = Vec::new();
+            words(b, Some(&pre), |s, e| {
+                again.push((s, e));
+                true
+            });
+            prop_assert_eq!(again, want);
+        }
+
+        #[test]
+        fn digits_and_punct_visits_every_such_byte_from_the_resume_point(
+            text in "[a-zA-Z0-9 .,é日\\n_/-]{0,300}",
+            jump in 0usize..9,
+        ) {
+            let b = text.as_bytes();
+            let want_byte = |c: u8| c.is_ascii() && !c.is_ascii_alphabetic() && c != b' ';
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if want_byte(b[i]) {
+                    want.push(i);
+                    i += 1 + (i % 7 == 0) as usize * jump;
+                } else {
+                    i += 1;
+                }
+            }
+            let mut got = Vec::new();
+            digits_and_punct(b, None, |p| {
+                got.push(p);
+                Some(p + 1 + (p % 7 == 0) as usize * jump)
+            });
+            prop_assert_eq!(&got, &want);
+            let longer = format!("{text}  \n\t.9");
+            let pre = classify_all(longer.as_bytes());
+            let mut again = Vec::new();
+            digits_and_punct(b, Some(&pre), |p| {
+                again.push(p);
+                Some(p + 1 + (p % 7 == 0) as usize * jump)
+            });
+            prop_assert_eq!(again, want);
         }
 
         #[test]

@@ -58,10 +58,36 @@ pub(super) fn scan(text: &str, ssn_near: &dyn Fn(usize) -> bool, out: &mut Vec<F
     }
 }
 
+/// [`at`] for the digit run `i..k` (`k` its end): a run of fewer than
+/// eight digits that no separator continues is nothing, which most numbers
+/// in prose are, so the span is not built for them.
+#[inline(always)]
+pub(super) fn at_run(
+    text: &str,
+    i: usize,
+    k: usize,
+    ssn_near: &dyn Fn(usize) -> bool,
+    out: &mut Vec<Finding>,
+) -> usize {
+    let b = text.as_bytes();
+    let digit = |j: usize| b.get(j).is_some_and(u8::is_ascii_digit);
+    let continues = match b.get(k) {
+        Some(b' ') => digit(k + 1) || b.get(k + 1) == Some(&b'('),
+        Some(b'-' | b'.' | b'/') => digit(k + 1),
+        Some(b')') => true,
+        _ => false,
+    };
+    if !continues && k - i < 8 {
+        return k;
+    }
+    at(text, i, ssn_near, out)
+}
+
 /// Reads the numeric span whose first digit is at `i`, appends what it is
 /// (if anything) to `out` and returns where scanning resumes: past the
 /// span, never inside a digit run. `ssn_near` tells whether an SSN keyword
 /// sits shortly before a byte offset (for bare nine-digit runs).
+#[inline(never)]
 pub(super) fn at(
     text: &str,
     i: usize,

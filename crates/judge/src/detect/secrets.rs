@@ -46,11 +46,14 @@ pub(super) enum Kw {
     Ssn,
     /// A street suffix ends an address.
     Street,
+    /// `www.` at a word start: the URL regex may match (see
+    /// `Detectors::scan`).
+    Www,
 }
 
 /// Keywords for the case-insensitive prefilter (street suffixes are
 /// checked for a leading space and a capital by [`street`]).
-pub(super) const WORDS: [(&str, Kw); 34] = [
+pub(super) const WORDS: [(&str, Kw); 35] = [
     ("password", Kw::Assign),
     ("passwd", Kw::Assign),
     ("pwd", Kw::Assign),
@@ -85,6 +88,7 @@ pub(super) const WORDS: [(&str, Kw); 34] = [
     ("circle", Kw::Street),
     ("highway", Kw::Street),
     ("square", Kw::Street),
+    ("www.", Kw::Www),
 ];
 
 fn word(b: u8) -> bool {
@@ -349,39 +353,41 @@ pub(super) fn street(text: &str, at: usize, end: usize, out: &mut Vec<Finding>) 
 pub(super) fn high_entropy(text: &str, runs: Option<&[(usize, usize)]>, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/' | b'=');
-    let n0 = out.len();
-    let check = |s: usize, e: usize, out: &mut Vec<Finding>| {
+    // Candidates are checked against the findings so far only; new ones
+    // go to `found` and join `out` at the end, in order.
+    let covered = super::Covered::new(out);
+    let mut found = Vec::new();
+    let mut check = |s: usize, e: usize| {
         let len = e - s;
         if !(20..=256).contains(&len)
             || (s > 0 && b[s - 1] >= 0x80)
             || b.get(e).is_some_and(|c| *c >= 0x80)
-            || out[..n0]
-                .iter()
-                .any(|f| f.range.start < e && s < f.range.end)
+            || covered.overlaps(s, e)
         {
             return;
         }
         if looks_random(&b[s..e]) {
-            push(out, Det::HighEntropy, s, e);
+            push(&mut found, Det::HighEntropy, s, e);
         }
     };
     if let Some(runs) = runs {
         for (s, e) in runs {
-            check(*s, *e, out);
+            check(*s, *e);
         }
-        return;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if !tok(b[i]) {
-            i += 1;
-            continue;
+    } else {
+        let mut i = 0;
+        while i < b.len() {
+            if !tok(b[i]) {
+                i += 1;
+                continue;
+            }
+            let s = i;
+            let e = run(b, s, tok);
+            i = e;
+            check(s, e);
         }
-        let s = i;
-        let e = run(b, s, tok);
-        i = e;
-        check(s, e, out);
     }
+    out.append(&mut found);
 }
 
 fn class(c: u8) -> u8 {

@@ -639,6 +639,23 @@ fn fused_scan_matches_the_reference_on_the_fixtures() {
         "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 and Zx9Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk6Lz",
         "ssn ssn ssn ssn ssn 123456789 then 987654321 and ssn ssn ssn ssn ssn ssn",
     ];
+    // Enough earlier findings for the sorted-span check of long numbers.
+    let many = (0..40)
+        .map(|i| {
+            format!(
+                "https://x.example/{i}12345678/Zx9Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk{i} u{i}@x.example \
+                 9{i:07}123 Qw2Er5Ty8Ui1Op4As7Df0Gh3Jk6Lz{i} "
+            )
+        })
+        .collect::<String>();
+    let texts: Vec<&str> = texts.iter().copied().chain([many.as_str()]).collect();
+    let mut found = Vec::new();
+    d.scan(&many, &mut found);
+    assert!(
+        found.iter().any(|f| f.kind == Kind::Token)
+            && found.iter().any(|f| f.kind == Kind::LongNumber),
+        "the fixture exercises both overlap checks"
+    );
     for t in texts {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
         d.scan(t, &mut fast);
@@ -647,6 +664,9 @@ fn fused_scan_matches_the_reference_on_the_fixtures() {
         let mut sigs = Vec::new();
         d.signals(t, &mut sigs);
         assert_eq!(sigs, reference_signals(&d, t), "{t}");
+        let (mut both, mut both_sigs) = (Vec::new(), Vec::new());
+        d.scan_and_signals(t, &mut both, &mut both_sigs);
+        assert_eq!((both, both_sigs), (fast, sigs), "{t}");
     }
 }
 
@@ -672,10 +692,15 @@ mod props {
         let (mut fast, mut slow) = (Vec::new(), Vec::new());
         d.scan(text, &mut fast);
         reference_scan(&d, text, &mut slow);
-        prop_assert_eq!(fast, slow);
+        prop_assert_eq!(&fast, &slow);
         let mut sigs = Vec::new();
         d.signals(text, &mut sigs);
-        prop_assert_eq!(sigs, reference_signals(&d, text));
+        prop_assert_eq!(&sigs, &reference_signals(&d, text));
+        // The fused pass appends exactly what the two calls do.
+        let (mut both, mut both_sigs) = (Vec::new(), Vec::new());
+        d.scan_and_signals(text, &mut both, &mut both_sigs);
+        prop_assert_eq!(both, fast);
+        prop_assert_eq!(both_sigs, sigs);
         Ok(())
     }
 
@@ -762,6 +787,21 @@ mod props {
             // Padding moves the planted values across 64-byte blocks.
             let text = format!("{}{text}", "a".repeat(pad));
             same_as_reference(&text)?;
+        }
+
+        #[test]
+        fn fused_scan_matches_with_many_earlier_findings(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    "https://a.example/", "http://b.example/x", "x@y.example", "12345678",
+                    "123456789012", "9", "0", " ", "/", "-", ".", "a",
+                ]),
+                0..200,
+            )
+        ) {
+            // Dozens of URLs and addresses before the long numbers: the
+            // sorted-span overlap check must agree with the linear one.
+            same_as_reference(&parts.concat())?;
         }
 
         #[test]

