@@ -279,3 +279,103 @@ async fn a_clean_result_writes_no_result_record() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["decision"], "allow");
 }
+
+/// Reads `sid`'s standalone (GET) stream until an event mentions `needle`
+/// or `secs` pass; returns every event's data seen.
+async fn standalone_events(gw: &Gateway, sid: &str, needle: &str, secs: u64) -> Vec<String> {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let req = hyper::Request::builder()
+        .method("GET")
+        .uri(&gw.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("authorization", support::TEST_AUTH)
+        .body(Empty::new())
+        .expect("request");
+    let resp = client.request(req).await.expect("GET stream");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let (mut raw, mut events) = (Vec::new(), Vec::new());
+    let mut decoder = castellan_protocol::sse::Decoder::new(1 << 20);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Some(data) = frame.data_ref() {
+            raw.clear();
+            decoder.feed(data, &mut raw).expect("valid SSE");
+            events.extend(raw.iter().map(|e| e.data.clone()));
+            if events.iter().any(|e| e.contains(needle)) {
+                break;
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn pushes_outside_any_call_are_inspected_on_the_standalone_stream() {
+    for (content, redacted) in [("{secret: redact}", true), ("{secret: block}", false)] {
+        let dir = support::scratch("inspect-push");
+        let rules = dir.join("content.yaml");
+        std::fs::write(
+            &rules,
+            format!("settings:\n  content: {content}\nrules: []\n"),
+        )
+        .expect("write rules");
+        let gw = support::Gateway::start_with_env(
+            &format!(
+                "judge:\n  rules: [{}]\nupstreams:\n  - name: py\n    stdio:\n      command: python3\n      args: [\"-u\", \"{}\"]\n",
+                rules.display(),
+                support::fixture("stdio_server.py")
+            ),
+            &[("FIXTURE_ANNOUNCE", "1")],
+        );
+        let sid = open_session(&gw.url).await;
+        let url = gw.url.clone();
+        let listen = standalone_events(&gw, &sid, "rotated", 8);
+        let caller = async {
+            // Let the GET stream attach first.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let r = call(
+                &url,
+                &sid,
+                1,
+                "tools/call",
+                json!({"name": "py__announce", "arguments": {}}),
+            )
+            .await;
+            assert_eq!(text_of(r.last()), "announced", "{}", r.last());
+        };
+        let (events, ()) = tokio::join!(listen, caller);
+        let all = events.join("\n");
+        assert!(
+            !all.contains(KEY),
+            "the key must not reach the agent: {all}"
+        );
+        if redacted {
+            assert!(
+                all.contains("rotated"),
+                "the message arrives with the key masked: {all}"
+            );
+        } else {
+            assert!(!all.contains("rotated"), "a blocked push is dropped: {all}");
+        }
+        // What was found is in the audit log, without the value.
+        let mut found = Vec::new();
+        support::eventually(10, async || {
+            found = audit(&gw, &["--tool", "notifications/message"]).1;
+            !found.is_empty()
+        })
+        .await;
+        let text = serde_json::to_string(&found).expect("json");
+        let kind = if redacted {
+            "result_redact"
+        } else {
+            "result_block"
+        };
+        assert!(text.contains(kind), "{text}");
+        assert!(!text.contains(KEY), "{text}");
+    }
+}

@@ -591,6 +591,60 @@ impl Behaviour {
         }
     }
 
+    /// Inspects a message an upstream pushes outside any call (on the
+    /// agent's standalone stream: log messages, server requests), in the
+    /// agent's behavioural session `session`, as a result of `server`
+    /// whose tool is the message's method. Findings and signals label the
+    /// session like any result and are written as a `<id>.result` audit
+    /// record of their own.
+    pub fn inspect_push(
+        &self,
+        principal: &Principal,
+        session: &str,
+        server: &str,
+        method: &str,
+        params: &serde_json::value::RawValue,
+    ) -> Screened {
+        let clean = match self.judge.read() {
+            Ok(j) => !j.needs_inspection(params.get(), false),
+            Err(p) => !p.into_inner().needs_inspection(params.get(), false),
+        };
+        if clean {
+            return Screened::Clean;
+        }
+        let now = now_ms();
+        let judged = Judged {
+            id: self.next_id(now),
+            subject: Subject {
+                agent: AgentId::new(&*principal.agent),
+                user: principal.user.as_deref().map(UserId::new),
+                attributes: principal.attributes.clone(),
+                session: SessionKey::new(format!("{}/{session}", principal.agent)),
+                server: server.to_owned(),
+                tool: method.to_owned(),
+                kind: CallKind::CallTool,
+                args: Value::Null,
+                intent: None,
+            },
+            verdict: castellan_judge::Verdict {
+                decision: castellan_judge::Decision::Allow,
+                reasons: Vec::new(),
+                risk_before: Default::default(),
+                risk_after: Default::default(),
+                provenance: Vec::new(),
+                alert: false,
+                index: 0,
+                labels: Default::default(),
+            },
+            decided: Instant::now(),
+            released: std::sync::OnceLock::new(),
+            report: Mutex::new(ResultReport::default()),
+        };
+        let screened = self.inspect_event(&judged, method, params);
+        self.report_result(&judged);
+        screened
+    }
+
     /// Shows content on its way to the agent to the judge, masks what must
     /// be masked and notes the findings for the call's result record.
     fn observe(&self, judged: &Judged, value: &mut Value, is_error: bool, origin: &str) -> Seen {

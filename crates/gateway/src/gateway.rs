@@ -111,7 +111,7 @@ pub(crate) enum Post {
 pub struct Gateway {
     pub(crate) config: Arc<Config>,
     upstreams: Vec<Upstream>,
-    names: Vec<Arc<str>>,
+    pub(crate) names: Vec<Arc<str>>,
     routes: Routes,
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
@@ -1310,8 +1310,32 @@ impl Gateway {
     }
 
     /// Delivers an upstream push to a legacy session's standalone stream.
-    async fn deliver_push(&self, session: &Arc<ClientSession>, push: Push) {
+    async fn deliver_push(&self, session: &Arc<ClientSession>, mut push: Push) {
         self.note_push(&push);
+        match self.screen_push(session, push.upstream, &push.message) {
+            Ok(None) => {}
+            Ok(Some((params, bytes))) => {
+                push.message.params = Some(params);
+                push.bytes = bytes;
+            }
+            Err(why) => {
+                if push.message.kind == Kind::Request {
+                    let up_session = session
+                        .upstream_sessions()
+                        .into_iter()
+                        .find(|(i, _)| *i == push.upstream)
+                        .map(|(_, s)| s);
+                    self.refuse_server_request(
+                        push.upstream,
+                        &up_session,
+                        &push.message,
+                        &format!("its content carries {why}, which the content policy blocks"),
+                    )
+                    .await;
+                }
+                return;
+            }
+        }
         let bytes = match push.message.kind {
             Kind::Request => {
                 let up_session = session
@@ -1442,7 +1466,13 @@ async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver
             continue;
         }
         for s in gw.sessions.all() {
-            s.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &push.bytes));
+            // Each agent's session is labelled by what it is shown.
+            let bytes = match gw.screen_push(&s, push.upstream, &push.message) {
+                Ok(None) => push.bytes.clone(),
+                Ok(Some((_, redacted))) => redacted,
+                Err(_) => continue,
+            };
+            s.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &bytes));
         }
         gw.listeners.deliver(&push.message);
     }

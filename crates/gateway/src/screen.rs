@@ -4,7 +4,8 @@
 //! before it is relayed. A clean message is relayed as it came (only
 //! scanned, never parsed); a redacted one with its values masked; a blocked
 //! one never reaches the agent: a notification is dropped, a server request
-//! is refused to the upstream.
+//! is refused to the upstream. Messages an upstream pushes outside any call
+//! (the agent's standalone stream) are inspected the same way.
 
 use bytes::Bytes;
 use castellan_protocol::Kind;
@@ -14,6 +15,7 @@ use serde_json::value::RawValue;
 use crate::behaviour::Screened;
 use crate::gateway::{Gateway, Post, REFUSED};
 use crate::relay::Call;
+use crate::session::ClientSession;
 
 /// Methods whose params carry no content of the upstream's for the agent.
 fn carries_content(method: &str) -> bool {
@@ -71,6 +73,41 @@ impl Gateway {
                 }
                 None
             }
+        }
+    }
+
+    /// Inspects a message upstream `i` pushes outside any call, on its way
+    /// to `session`'s standalone stream: `Ok(None)` as it is, `Ok(Some)`
+    /// with its redacted params and bytes, `Err(why)` when the agent must
+    /// not see it.
+    pub(crate) fn screen_push(
+        &self,
+        session: &ClientSession,
+        i: usize,
+        message: &Envelope,
+    ) -> Result<Option<(Box<RawValue>, Bytes)>, String> {
+        let method = message.method();
+        let params = match message.params.as_deref() {
+            Some(p) if self.config.judge.enabled && carries_content(method) => p,
+            _ => return Ok(None),
+        };
+        match self.behaviour.inspect_push(
+            &session.principal,
+            &session.id,
+            &self.names[i],
+            method,
+            params,
+        ) {
+            Screened::Clean => Ok(None),
+            Screened::Redacted(p) => {
+                let bytes = Bytes::from(Envelope::request_bytes(
+                    message.id.as_ref(),
+                    method,
+                    Some(&p),
+                ));
+                Ok(Some((p, bytes)))
+            }
+            Screened::Blocked(why) => Err(why),
         }
     }
 
