@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
-use crate::integrity::{Check, Integrity};
+use crate::integrity::{Check, Integrity, ScreenMemo};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::reload::Live;
@@ -116,6 +116,8 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
     pub(crate) integrity: Integrity,
+    /// The last tools/list screening, reused while nothing changed.
+    screen_memo: std::sync::Mutex<ScreenMemo>,
     pub(crate) auth: Live<Authenticator>,
     /// The listener's TLS (certificate and client CA), when it serves HTTPS.
     pub(crate) tls: Option<Live<rustls::ServerConfig>>,
@@ -191,6 +193,7 @@ impl Gateway {
             sessions: Sessions::default(),
             behaviour,
             integrity,
+            screen_memo: std::sync::Mutex::default(),
             auth: Live::new(auth),
             tls,
             listeners: Listeners::default(),
@@ -726,7 +729,35 @@ impl Gateway {
 
     /// Holds each upstream's tools to their pins (withheld ones are left
     /// out) and lets the judge learn the ones agents will see.
+    /// The same lists under the same integrity version screen the same way
+    /// (and teach the judge nothing new), so the last answer is reused.
     fn screen_tools(&self, per_upstream: Vec<(usize, Vec<Value>)>) -> Vec<(usize, Vec<Value>)> {
+        let version = self.integrity.version();
+        let lock = || match self.screen_memo.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let reused = version.and_then(|v| lock().reuse(v, &per_upstream));
+        let kept = match reused {
+            Some(kept) => kept,
+            None => {
+                let kept = self.screen_fresh(&per_upstream);
+                if let Some(v) = version {
+                    lock().store(v, per_upstream.clone(), kept.clone());
+                }
+                kept
+            }
+        };
+        per_upstream
+            .into_iter()
+            .zip(kept)
+            .map(|((i, items), kept)| (i, only_kept(items, &kept)))
+            .collect()
+    }
+
+    /// Screens each upstream's tools against their pins and lets the judge
+    /// learn the ones agents will see; says which those are.
+    fn screen_fresh(&self, per_upstream: &[(usize, Vec<Value>)]) -> Vec<Vec<bool>> {
         let all: Vec<(usize, String)> = per_upstream
             .iter()
             .flat_map(|(i, items)| {
@@ -740,12 +771,15 @@ impl Gateway {
         for (i, items) in per_upstream {
             let others: Vec<(&str, &str)> = all
                 .iter()
-                .filter(|(j, _)| *j != i)
+                .filter(|(j, _)| j != i)
                 .map(|(j, n)| (&*self.names[*j], n.as_str()))
                 .collect();
-            let shown = self.integrity.screen(&self.names[i], items, &others);
-            self.behaviour.learn_tools(&self.names[i], &shown);
-            screened.push((i, shown));
+            let kept = self.integrity.screen_kept(&self.names[*i], items, &others);
+            self.behaviour.learn_tools(
+                &self.names[*i],
+                items.iter().zip(&kept).filter_map(|(t, k)| k.then_some(t)),
+            );
+            screened.push(kept);
         }
         screened
     }
@@ -1347,6 +1381,15 @@ pub(crate) fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
     } else {
         200
     }
+}
+
+/// The items whose `kept` flag is set, in order.
+fn only_kept(items: Vec<Value>, kept: &[bool]) -> Vec<Value> {
+    items
+        .into_iter()
+        .zip(kept)
+        .filter_map(|(t, k)| k.then_some(t))
+        .collect()
 }
 
 /// Lists differ per agent (the policy filters them), so a modern agent is
