@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use castellan_config::{Config, Transport};
 use castellan_protocol::jsonrpc::{
-    self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, RawObject, RequestId, to_raw,
+    self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, ParseError, RawObject,
+    RequestId, to_raw,
 };
 use castellan_protocol::{Kind, mcp, sse};
 use futures_util::future::join_all;
@@ -297,6 +298,18 @@ impl Gateway {
         env: Envelope,
         wants_sse: bool,
     ) -> Outcome {
+        self.handle_parsed(caller, env, None, wants_sse).await
+    }
+
+    /// [`Gateway::handle`] for a message whose params the HTTP layer has
+    /// already parsed (`env.params_object()`), so they are not parsed twice.
+    pub async fn handle_parsed(
+        self: &Arc<Self>,
+        caller: Caller,
+        env: Envelope,
+        parsed: Option<Result<RawObject, ParseError>>,
+        wants_sse: bool,
+    ) -> Outcome {
         if let Some(s) = caller.session() {
             s.touch();
         }
@@ -307,7 +320,7 @@ impl Gateway {
                 };
                 let span = crate::telemetry::request_span(env.method());
                 match tracing::Instrument::instrument(
-                    self.request(&caller, &id, env, wants_sse),
+                    self.request(&caller, &id, env, parsed, wants_sse),
                     span,
                 )
                 .await
@@ -340,6 +353,7 @@ impl Gateway {
         caller: &Caller,
         id: &RequestId,
         env: Envelope,
+        parsed: Option<Result<RawObject, ParseError>>,
         wants_sse: bool,
     ) -> Result<Outcome, ErrorObject> {
         let method = env.method().to_owned();
@@ -366,7 +380,7 @@ impl Gateway {
                 ),
             )),
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 if params.get("cursor").is_some_and(|c| c.get() != "null") {
                     return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor: this gateway returns complete lists and issues no cursors"));
                 }
@@ -375,7 +389,7 @@ impl Gateway {
                 Ok(self.local_result(caller, id, with_cache_hints(caller, json!({ key: items }))))
             }
             "tools/call" | "prompts/get" => {
-                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let mut params = params_of(&env, parsed)?;
                 let exposed = params.get_str("name").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `name`")))?;
                 let (i, name) = self.resolve_name(caller, &exposed, &method).await.ok_or_else(|| {
                     let what = if method == "tools/call" { "tool" } else { "prompt" };
@@ -398,7 +412,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/read" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "resources/read needs a string `uri`"))?;
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
@@ -415,7 +429,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/subscribe" | "resources/unsubscribe" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `uri`")))?;
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
@@ -424,7 +438,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "completion/complete" => {
-                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let mut params = params_of(&env, parsed)?;
                 let reference: RawObject = params
                     .get("ref")
                     .and_then(|r| serde_json::from_str(r.get()).ok())
@@ -446,11 +460,11 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "subscriptions/listen" if caller.is_modern() => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 Ok(self.listen(caller, id, params))
             }
             "logging/setLevel" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let sends = (0..self.upstreams.len()).map(|i| {
                     let params = params.clone();
                     async move {
@@ -1381,6 +1395,17 @@ pub(crate) fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
     } else {
         200
     }
+}
+
+/// The request's params as an object: parsed already by the HTTP layer, or
+/// now.
+fn params_of(
+    env: &Envelope,
+    parsed: Option<Result<RawObject, ParseError>>,
+) -> Result<RawObject, ErrorObject> {
+    parsed
+        .unwrap_or_else(|| env.params_object())
+        .map_err(|e| ErrorObject::new(e.code, e.message))
 }
 
 /// The items whose `kept` flag is set, in order.
