@@ -149,7 +149,7 @@ impl Integrity {
                 kept.push(false);
                 continue;
             };
-            let def = Definition::of(&tool);
+            let def = Definition::of(tool);
             let poison = if pins.contains_key(&name) {
                 Vec::new()
             } else {
@@ -163,7 +163,7 @@ impl Integrity {
                 .into_iter()
                 .map(|f| format!("{} in {}", f.reason, f.location))
                 .collect();
-                reasons.extend(castellan_integrity::mentions_of_others(&tool, others));
+                reasons.extend(castellan_integrity::mentions_of_others(tool, others));
                 reasons
             };
             let verdict = match assess(pins.get(&name), &def, self.first_sight, poison) {
