@@ -345,11 +345,19 @@ fn write_loop(
         };
         push(first, &mut batch, &mut flushes);
         let mut strict = batch.iter().any(|(_, ack)| ack.is_some());
+        // Batched: let the window fill while asleep, then take what came.
+        // Waiting in `recv_timeout` instead would have every record appended
+        // during the window wake this thread (a futex call on the gateway's
+        // side and on this one, per record).
+        let slept = !strict && flushes.is_empty() && batch.len() < cfg.max_batch;
+        if slept {
+            std::thread::sleep(cfg.max_delay.saturating_sub(started.elapsed()));
+        }
         while batch.len() < cfg.max_batch && flushes.is_empty() {
             // A strict caller is waiting: do not hold its record for company.
             // Group commit: take what is already queued and write it; records
             // that arrive during this commit's fsync form the next group.
-            let next = if strict {
+            let next = if strict || slept {
                 rx.try_recv().map_err(|e| match e {
                     mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,

@@ -347,7 +347,7 @@ impl Behaviour {
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).
-    pub fn learn_tools(&self, server: &str, tools: &[Value]) {
+    pub fn learn_tools<'a>(&self, server: &str, tools: impl IntoIterator<Item = &'a Value>) {
         let mut defs = match self.defs.lock() {
             Ok(d) => d,
             Err(p) => p.into_inner(),

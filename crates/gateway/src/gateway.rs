@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use castellan_config::{Config, Transport};
 use castellan_protocol::jsonrpc::{
-    self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, RawObject, RequestId, to_raw,
+    self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, ParseError, RawObject,
+    RequestId, to_raw,
 };
 use castellan_protocol::{Kind, mcp, sse};
 use futures_util::future::join_all;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
-use crate::integrity::{Check, Integrity};
+use crate::integrity::{Check, Integrity, ScreenMemo};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::reload::Live;
@@ -116,6 +117,8 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
     pub(crate) integrity: Integrity,
+    /// The last tools/list screening, reused while nothing changed.
+    screen_memo: std::sync::Mutex<ScreenMemo>,
     pub(crate) auth: Live<Authenticator>,
     /// The listener's TLS (certificate and client CA), when it serves HTTPS.
     pub(crate) tls: Option<Live<rustls::ServerConfig>>,
@@ -191,6 +194,7 @@ impl Gateway {
             sessions: Sessions::default(),
             behaviour,
             integrity,
+            screen_memo: std::sync::Mutex::default(),
             auth: Live::new(auth),
             tls,
             listeners: Listeners::default(),
@@ -294,6 +298,18 @@ impl Gateway {
         env: Envelope,
         wants_sse: bool,
     ) -> Outcome {
+        self.handle_parsed(caller, env, None, wants_sse).await
+    }
+
+    /// [`Gateway::handle`] for a message whose params the HTTP layer has
+    /// already parsed (`env.params_object()`), so they are not parsed twice.
+    pub async fn handle_parsed(
+        self: &Arc<Self>,
+        caller: Caller,
+        env: Envelope,
+        parsed: Option<Result<RawObject, ParseError>>,
+        wants_sse: bool,
+    ) -> Outcome {
         if let Some(s) = caller.session() {
             s.touch();
         }
@@ -304,7 +320,7 @@ impl Gateway {
                 };
                 let span = crate::telemetry::request_span(env.method());
                 match tracing::Instrument::instrument(
-                    self.request(&caller, &id, env, wants_sse),
+                    self.request(&caller, &id, env, parsed, wants_sse),
                     span,
                 )
                 .await
@@ -337,6 +353,7 @@ impl Gateway {
         caller: &Caller,
         id: &RequestId,
         env: Envelope,
+        parsed: Option<Result<RawObject, ParseError>>,
         wants_sse: bool,
     ) -> Result<Outcome, ErrorObject> {
         let method = env.method().to_owned();
@@ -363,7 +380,7 @@ impl Gateway {
                 ),
             )),
             "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 if params.get("cursor").is_some_and(|c| c.get() != "null") {
                     return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor: this gateway returns complete lists and issues no cursors"));
                 }
@@ -372,7 +389,7 @@ impl Gateway {
                 Ok(self.local_result(caller, id, with_cache_hints(caller, json!({ key: items }))))
             }
             "tools/call" | "prompts/get" => {
-                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let mut params = params_of(&env, parsed)?;
                 let exposed = params.get_str("name").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `name`")))?;
                 let (i, name) = self.resolve_name(caller, &exposed, &method).await.ok_or_else(|| {
                     let what = if method == "tools/call" { "tool" } else { "prompt" };
@@ -395,7 +412,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/read" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "resources/read needs a string `uri`"))?;
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
@@ -412,7 +429,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/subscribe" | "resources/unsubscribe" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `uri`")))?;
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
@@ -421,7 +438,7 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "completion/complete" => {
-                let mut params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let mut params = params_of(&env, parsed)?;
                 let reference: RawObject = params
                     .get("ref")
                     .and_then(|r| serde_json::from_str(r.get()).ok())
@@ -443,11 +460,11 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
             }
             "subscriptions/listen" if caller.is_modern() => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 Ok(self.listen(caller, id, params))
             }
             "logging/setLevel" => {
-                let params = env.params_object().map_err(|e| ErrorObject::new(e.code, e.message))?;
+                let params = params_of(&env, parsed)?;
                 let sends = (0..self.upstreams.len()).map(|i| {
                     let params = params.clone();
                     async move {
@@ -726,7 +743,35 @@ impl Gateway {
 
     /// Holds each upstream's tools to their pins (withheld ones are left
     /// out) and lets the judge learn the ones agents will see.
+    /// The same lists under the same integrity version screen the same way
+    /// (and teach the judge nothing new), so the last answer is reused.
     fn screen_tools(&self, per_upstream: Vec<(usize, Vec<Value>)>) -> Vec<(usize, Vec<Value>)> {
+        let version = self.integrity.version();
+        let lock = || match self.screen_memo.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let reused = version.and_then(|v| lock().reuse(v, &per_upstream));
+        let kept = match reused {
+            Some(kept) => kept,
+            None => {
+                let kept = self.screen_fresh(&per_upstream);
+                if let Some(v) = version {
+                    lock().store(v, per_upstream.clone(), kept.clone());
+                }
+                kept
+            }
+        };
+        per_upstream
+            .into_iter()
+            .zip(kept)
+            .map(|((i, items), kept)| (i, only_kept(items, &kept)))
+            .collect()
+    }
+
+    /// Screens each upstream's tools against their pins and lets the judge
+    /// learn the ones agents will see; says which those are.
+    fn screen_fresh(&self, per_upstream: &[(usize, Vec<Value>)]) -> Vec<Vec<bool>> {
         let all: Vec<(usize, String)> = per_upstream
             .iter()
             .flat_map(|(i, items)| {
@@ -740,12 +785,15 @@ impl Gateway {
         for (i, items) in per_upstream {
             let others: Vec<(&str, &str)> = all
                 .iter()
-                .filter(|(j, _)| *j != i)
+                .filter(|(j, _)| j != i)
                 .map(|(j, n)| (&*self.names[*j], n.as_str()))
                 .collect();
-            let shown = self.integrity.screen(&self.names[i], items, &others);
-            self.behaviour.learn_tools(&self.names[i], &shown);
-            screened.push((i, shown));
+            let kept = self.integrity.screen_kept(&self.names[*i], items, &others);
+            self.behaviour.learn_tools(
+                &self.names[*i],
+                items.iter().zip(&kept).filter_map(|(t, k)| k.then_some(t)),
+            );
+            screened.push(kept);
         }
         screened
     }
@@ -1371,6 +1419,26 @@ pub(crate) fn status_for(caller: &Caller, upstream_status: u16) -> u16 {
     } else {
         200
     }
+}
+
+/// The request's params as an object: parsed already by the HTTP layer, or
+/// now.
+fn params_of(
+    env: &Envelope,
+    parsed: Option<Result<RawObject, ParseError>>,
+) -> Result<RawObject, ErrorObject> {
+    parsed
+        .unwrap_or_else(|| env.params_object())
+        .map_err(|e| ErrorObject::new(e.code, e.message))
+}
+
+/// The items whose `kept` flag is set, in order.
+fn only_kept(items: Vec<Value>, kept: &[bool]) -> Vec<Value> {
+    items
+        .into_iter()
+        .zip(kept)
+        .filter_map(|(t, k)| k.then_some(t))
+        .collect()
 }
 
 /// Lists differ per agent (the policy filters them), so a modern agent is

@@ -398,8 +398,8 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         }
     };
     let wants_sse = !headers.contains_key(ACCEPT) || accepts(&headers, "text/event-stream");
-    // Parsed once here for the era checks below (the request path parses
-    // what it routes on by itself).
+    // Parsed once here for the era checks below, and handed on to the
+    // request path (which routes on them).
     let params = match env.kind {
         Kind::Request | Kind::Notification => Some(env.params_object()),
         _ => None,
@@ -411,7 +411,11 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         return match modern_meta_of(&params)
             .and_then(|meta| modern_caller(&headers, &env, &params, &meta, principal))
         {
-            Ok(caller) => render(gw.handle(caller, env, wants_sse).await, None),
+            Ok(caller) => render(
+                gw.handle_parsed(caller, env, Some(Ok(params)), wants_sse)
+                    .await,
+                None,
+            ),
             Err((status, err)) => json_status(status, err.to_response(env.id.as_ref())),
         };
     }
@@ -438,7 +442,8 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         }
     };
     render(
-        gw.handle(Caller::Legacy(session), env, wants_sse).await,
+        gw.handle_parsed(Caller::Legacy(session), env, params, wants_sse)
+            .await,
         None,
     )
 }

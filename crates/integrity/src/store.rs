@@ -116,6 +116,16 @@ impl Store {
         }
     }
 
+    /// Changes whenever another connection (`castellan tools approve` or
+    /// `revoke` beside a running gateway) commits to the store; this
+    /// store's own writes leave it as it is (SQLite's `data_version`). Lets
+    /// a caller reuse what it derived from the store while it is unchanged.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
     /// The pins of one upstream.
     pub fn pins_of(&self, server: &str) -> Result<Vec<Pin>, StoreError> {
         self.select_pins("WHERE server = ?1", params![server])
@@ -139,7 +149,9 @@ impl Store {
         args: impl rusqlite::Params,
     ) -> Result<Vec<Pin>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
+        // Cached: every tools/list reads the pins of each upstream, and
+        // parsing the statement cost more than running it.
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT server, tool, hash, definition, approved_at, approved_by FROM pins {filter} ORDER BY server, tool"
         ))?;
         let rows = stmt.query_map(args, |r| {

@@ -157,6 +157,32 @@ fn a_pending_version_is_approved_only_as_reviewed() {
 }
 
 #[test]
+fn data_version_moves_only_with_another_handles_commits() {
+    let dir = std::env::temp_dir().join(format!("castellan-pins-dv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("pins.db");
+    let gateway = Store::open(&path).expect("open");
+    let cli = Store::open(&path).expect("open again");
+    let v1 = Definition::of(&tool("Send an e-mail."));
+    let start = gateway.data_version().expect("version");
+    // Its own writes do not move it (the gateway tracks those itself).
+    gateway
+        .pin("mail", "send_email", &v1, "first-sight")
+        .expect("pin");
+    assert_eq!(gateway.data_version().expect("version"), start);
+    // Reads by anyone do not move it.
+    assert_eq!(cli.pins().expect("pins").len(), 1);
+    assert_eq!(gateway.data_version().expect("version"), start);
+    // A commit from the other handle does, and stays moved.
+    assert!(cli.revoke("mail", "send_email").expect("revoke"));
+    let after = gateway.data_version().expect("version");
+    assert_ne!(after, start);
+    assert_eq!(gateway.data_version().expect("version"), after);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_store_path_that_cannot_be_opened_is_an_error() {
     let err = Store::open("/nonexistent-dir/for/sure/pins.db")
         .err()

@@ -386,10 +386,9 @@ impl RawObject {
 
     /// Sets `key` to a JSON string.
     pub fn set_str(&mut self, key: &str, value: &str) {
-        let mut buf = Vec::with_capacity(value.len() + 2);
-        write_json_string(&mut buf, value);
-        // A JSON string literal written by serde_json is valid raw JSON.
-        if let Ok(raw) = RawValue::from_string(String::from_utf8_lossy(&buf).into_owned()) {
+        // serde_json writes the string literal and wraps it as raw JSON
+        // without reading it back (`RawValue::from_string` would parse it).
+        if let Ok(raw) = serde_json::value::to_raw_value(value) {
             self.set(key, raw);
         }
     }
@@ -402,26 +401,10 @@ impl RawObject {
 
     /// Serialises back to raw JSON.
     pub fn to_raw(&self) -> Box<RawValue> {
-        let mut out = Vec::with_capacity(
-            self.0
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-                + 2,
-        );
-        out.push(b'{');
-        for (i, (k, v)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json_string(&mut out, k);
-            out.push(b':');
-            out.extend_from_slice(v.get().as_bytes());
-        }
-        out.push(b'}');
-        // Built from valid keys and valid raw values.
-        RawValue::from_string(String::from_utf8_lossy(&out).into_owned())
-            .unwrap_or_else(|_| empty_object())
+        // serde_json escapes the keys and writes the raw values verbatim,
+        // and wraps the text without parsing it again: on the relay path
+        // this object carries the agent's whole arguments.
+        serde_json::value::to_raw_value(self).unwrap_or_else(|_| empty_object())
     }
 }
 

@@ -113,3 +113,76 @@ proptest! {
         prop_assert_eq!(env.params.map(|p| p.get().to_owned()), Some(params.get().to_owned()));
     }
 }
+
+/// The earlier `RawObject::to_raw`: bytes written by hand, then parsed
+/// back as raw JSON. The reference the serializer-based one must match.
+fn to_raw_by_hand(obj: &RawObject) -> String {
+    let mut out = Vec::new();
+    out.push(b'{');
+    for (i, (k, v)) in obj.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_string(&mut out, k);
+        out.push(b':');
+        out.extend_from_slice(v.get().as_bytes());
+    }
+    out.push(b'}');
+    let raw = RawValue::from_string(String::from_utf8_lossy(&out).into_owned())
+        .unwrap_or_else(|_| empty_object());
+    raw.get().to_owned()
+}
+
+fn json_text() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        Just("-0.0e+7".to_owned()),
+        Just("1.50".to_owned()),
+        any::<String>().prop_map(|s| serde_json::to_string(&s).expect("string")),
+        Just(r#""\u00e9\n\"""#.to_owned()),
+    ];
+    leaf.prop_recursive(3, 16, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4)
+                .prop_map(|v| format!("[{}]", v.join(" , "))),
+            proptest::collection::vec((any::<String>(), inner), 0..4).prop_map(|kv| {
+                let body: Vec<String> = kv
+                    .into_iter()
+                    .map(|(k, v)| format!("{}: {v}", serde_json::to_string(&k).expect("key")))
+                    .collect();
+                format!("{{ {} }}", body.join(","))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    /// Keys of any text and values of any raw JSON (whitespace, escapes and
+    /// number spellings kept) come out exactly as the hand-written form did.
+    #[test]
+    fn to_raw_matches_the_hand_written_form(
+        entries in proptest::collection::vec((any::<String>(), json_text()), 0..6)
+    ) {
+        let obj = RawObject(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k, RawValue::from_string(v).expect("valid raw JSON")))
+                .collect(),
+        );
+        let raw = obj.to_raw();
+        prop_assert_eq!(raw.get(), to_raw_by_hand(&obj));
+    }
+
+    /// `set_str` writes the same literal as `write_json_string`.
+    #[test]
+    fn set_str_writes_the_json_string_literal(value in any::<String>()) {
+        let mut obj = RawObject::default();
+        obj.set_str("name", &value);
+        let mut expected = Vec::new();
+        write_json_string(&mut expected, &value);
+        prop_assert_eq!(obj.get("name").map(RawValue::get), std::str::from_utf8(&expected).ok());
+        prop_assert_eq!(obj.get_str("name"), Some(value));
+    }
+}
