@@ -802,12 +802,14 @@ impl Policy {
     }
 
     /// `context.args`: the call's arguments that the catalogue types, each
-    /// converted to its Cedar type. An argument whose value does not fit
-    /// its type is an error (the call is refused), never silently dropped:
-    /// dropping it would let `has` fail and a `forbid` not apply.
-    fn args_record(&self, args: &Value) -> Result<RestrictedExpression, String> {
+    /// converted to its Cedar type (`view` has refused a call whose
+    /// argument does not fit its type).
+    fn args_record(
+        &self,
+        args: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<RestrictedExpression, String> {
         let mut pairs = Vec::new();
-        if let Some(obj) = args.as_object() {
+        if let Some(obj) = args {
             for (k, v) in obj {
                 let Some(t) = self.args.get(k) else { continue };
                 if v.is_null() {
@@ -971,141 +973,13 @@ impl Policy {
         if let Some(answer) = self.by_scope(call.agent.as_str(), kind.as_str(), server, call.tool) {
             return Ok(answer);
         }
-        let (hits, carried, dests) = match f {
-            Some(f) => (&f.hits[..], &f.carries[..], &f.dests[..]),
-            None => (&[][..], &[][..], &[][..]),
-        };
-        let (mut arg_from, mut arg_inj) = (LabelSet::EMPTY, false);
-        for h in hits {
-            if !h.in_intent {
-                arg_from = arg_from.union(h.labels);
-                arg_inj |= h.injected;
-            }
-        }
-        let (mut carries, mut carry_inj) = (LabelSet::EMPTY, false);
-        for h in carried {
-            carries = carries.union(h.labels);
-            carry_inj |= h.injected;
-        }
-        let (mut dfrom, mut dinj) = (LabelSet::EMPTY, false);
-        for d in dests {
-            if let Some(o) = d.origin.as_ref().filter(|o| !o.in_intent) {
-                let mut l = o.labels;
-                if o.trusted_seen {
-                    l.remove(Label::Untrusted);
-                }
-                dfrom = dfrom.union(l);
-                dinj |= o.injected;
-            }
-        }
-        if let Some(answer) = self.compiled_answer(
-            call,
-            f,
-            kind,
-            server,
-            tool_labels,
-            fired,
-            (arg_from, arg_inj),
-            (carries, carry_inj),
-            (dfrom, dinj),
-        ) {
+        let view = self.view(call, f, fired)?;
+        if let Some(answer) = self.compiled_answer(call, kind, server, tool_labels, &view) {
             return answer;
         }
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let labels = label_set;
         let cached = self.entities(call, server, tool_labels)?;
         let (principal, resource, entities) = (&cached.principal, &cached.resource, &cached.set);
-        let rec = |pairs: Vec<(&str, RestrictedExpression)>| {
-            RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
-                .map_err(|e| e.to_string())
-        };
-        let session = || {
-            rec(vec![
-                (
-                    "labels",
-                    labels(f.map_or(LabelSet::EMPTY, |f| f.session_labels), false),
-                ),
-                (
-                    "risk",
-                    RestrictedExpression::new_long(f.map_or(0, |f| i64::from(f.risk))),
-                ),
-                (
-                    "calls",
-                    RestrictedExpression::new_long(f.map_or(0, |f| i64::from(f.index))),
-                ),
-                (
-                    "injection_seen",
-                    RestrictedExpression::new_bool(f.is_some_and(|f| f.injection_seen)),
-                ),
-            ])
-        };
-        let destination = || {
-            rec(vec![
-                ("any", RestrictedExpression::new_bool(!dests.is_empty())),
-                (
-                    "new",
-                    RestrictedExpression::new_bool(dests.iter().any(|d| d.new)),
-                ),
-                (
-                    "in_intent",
-                    RestrictedExpression::new_bool(
-                        !dests.is_empty() && dests.iter().all(|d| d.in_intent),
-                    ),
-                ),
-                (
-                    "external",
-                    RestrictedExpression::new_bool(dests.iter().any(|d| d.external)),
-                ),
-                ("from", labels(dfrom, dinj)),
-                (
-                    "values",
-                    RestrictedExpression::new_set(
-                        dests
-                            .iter()
-                            .filter(|_| self.needs.dest_values)
-                            .map(|d| s(&d.value)),
-                    ),
-                ),
-            ])
-        };
-        // Only the context keys some policy mentions are built: a key no
-        // policy names cannot change a decision, and building a Cedar
-        // context costs more than evaluating it.
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(8);
-        if self.needs.session {
-            pairs.push(("session".to_owned(), session()?));
-        }
-        if self.needs.args {
-            let record = match f {
-                Some(_) => self.args_record(call.args)?,
-                None => RestrictedExpression::new_record(Vec::new()).map_err(|e| e.to_string())?,
-            };
-            pairs.push(("args".to_owned(), record));
-        }
-        if self.needs.args_text {
-            pairs.push(("args_text".to_owned(), s(f.map_or("", |f| f.args_text()))));
-        }
-        if self.needs.arg_from {
-            pairs.push(("arg_from".to_owned(), labels(arg_from, arg_inj)));
-        }
-        if self.needs.carries {
-            pairs.push(("carries".to_owned(), labels(carries, carry_inj)));
-        }
-        if self.needs.destination {
-            pairs.push(("destination".to_owned(), destination()?));
-        }
-        if self.needs.first_use {
-            pairs.push((
-                "first_use".to_owned(),
-                RestrictedExpression::new_bool(f.is_some_and(|f| f.first_use)),
-            ));
-        }
-        if self.needs.rules {
-            pairs.push((
-                "rules".to_owned(),
-                RestrictedExpression::new_set(fired.iter().map(|r| s(r))),
-            ));
-        }
+        let pairs = self.cedar_pairs(&view)?;
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         let action = self.actions[kind as usize].clone();
         let request = Request::new(principal.clone(), action, resource.clone(), context, None)
@@ -1152,45 +1026,163 @@ impl Policy {
             .collect()
     }
 
-    /// The decision from the compiled policies, reading the facts in place;
-    /// `None` when Cedar must answer (a policy or value outside what the
-    /// compiled form implements). Same answer as Cedar's: forbid overrides
-    /// permit, a policy whose evaluation errors is skipped, no permit is a
-    /// denial.
-    #[allow(clippy::too_many_arguments)]
-    fn compiled_answer(
-        &self,
-        call: &Call<'_>,
-        f: Option<&Facts<'_>>,
-        kind: crate::call::CallKind,
-        server: &str,
-        tool_labels: LabelSet,
-        fired: &[&str],
-        arg_from: (LabelSet, bool),
-        carries: (LabelSet, bool),
-        dest_from: (LabelSet, bool),
-    ) -> Option<Result<Vec<Reason>, String>> {
-        let conds = self.compiled.as_ref()?;
-        if conds.len() != self.scopes.len() {
-            return None;
-        }
+    /// The call's facts as the policy sees them: the context keys some
+    /// policy mentions (a key no policy names cannot change a decision),
+    /// derived once for either evaluator. An argument that does not fit
+    /// its type refuses the call, never silently dropped: dropping it would
+    /// let `has` fail and a `forbid` not apply.
+    fn view<'a>(
+        &'a self,
+        call: &'a Call<'_>,
+        f: Option<&'a Facts<'_>>,
+        fired: &'a [&'a str],
+    ) -> Result<compiled::Context<'a>, String> {
         let n = &self.needs;
         let values = f.and_then(|_| call.args.as_object());
         if n.args
             && let Some(obj) = values
         {
-            // As when the Cedar context is built: an argument that does not
-            // fit its type refuses the call.
             for (k, v) in obj {
                 if let Some(t) = self.args.get(k)
                     && !v.is_null()
-                    && let Err(e) = scalar(*t, k, v)
                 {
-                    return Some(Err(e));
+                    scalar(*t, k, v)?;
                 }
             }
         }
-        let dests = f.map_or(&[][..], |f| &f.dests[..]);
+        // Where the arguments, the data they carry and the destination came
+        // from (values the user's own request holds do not count).
+        let (hits, carried, dests) = match f {
+            Some(f) => (&f.hits[..], &f.carries[..], &f.dests[..]),
+            None => (&[][..], &[][..], &[][..]),
+        };
+        Ok(compiled::Context {
+            session: n.session.then(|| compiled::Session {
+                labels: f.map_or(LabelSet::EMPTY, |f| f.session_labels),
+                risk: f.map_or(0, |f| i64::from(f.risk)),
+                calls: f.map_or(0, |f| i64::from(f.index)),
+                injection_seen: f.is_some_and(|f| f.injection_seen),
+            }),
+            args: n.args.then_some(compiled::Args {
+                values,
+                types: &self.args,
+            }),
+            args_text: n.args_text.then(|| f.map_or("", |f| f.args_text())),
+            arg_from: n.arg_from.then(|| {
+                origins(
+                    hits.iter()
+                        .filter(|h| !h.in_intent)
+                        .map(|h| (h.labels, h.injected)),
+                )
+            }),
+            carries: n
+                .carries
+                .then(|| origins(carried.iter().map(|h| (h.labels, h.injected)))),
+            destination: n.destination.then(|| compiled::Destination {
+                any: !dests.is_empty(),
+                new: dests.iter().any(|d| d.new),
+                in_intent: !dests.is_empty() && dests.iter().all(|d| d.in_intent),
+                external: dests.iter().any(|d| d.external),
+                from: origins(
+                    dests
+                        .iter()
+                        .filter_map(|d| d.origin.as_ref().filter(|o| !o.in_intent))
+                        .map(|o| {
+                            let mut l = o.labels;
+                            if o.trusted_seen {
+                                l.remove(Label::Untrusted);
+                            }
+                            (l, o.injected)
+                        }),
+                ),
+                values: if n.dest_values {
+                    dests.iter().map(|d| d.value.as_ref()).collect()
+                } else {
+                    Vec::new()
+                },
+            }),
+            first_use: n.first_use.then(|| f.is_some_and(|f| f.first_use)),
+            rules: n.rules.then_some(fired),
+        })
+    }
+
+    /// The Cedar context's pairs for a view, built with typed constructors.
+    fn cedar_pairs(
+        &self,
+        view: &compiled::Context<'_>,
+    ) -> Result<Vec<(String, RestrictedExpression)>, String> {
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let rec = |pairs: Vec<(&str, RestrictedExpression)>| {
+            RestrictedExpression::new_record(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .map_err(|e| e.to_string())
+        };
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(8);
+        if let Some(x) = &view.session {
+            let session = rec(vec![
+                ("labels", label_set(x.labels, false)),
+                ("risk", RestrictedExpression::new_long(x.risk)),
+                ("calls", RestrictedExpression::new_long(x.calls)),
+                (
+                    "injection_seen",
+                    RestrictedExpression::new_bool(x.injection_seen),
+                ),
+            ])?;
+            pairs.push(("session".to_owned(), session));
+        }
+        if let Some(a) = &view.args {
+            pairs.push(("args".to_owned(), self.args_record(a.values)?));
+        }
+        if let Some(t) = view.args_text {
+            pairs.push(("args_text".to_owned(), s(t)));
+        }
+        if let Some((l, i)) = view.arg_from {
+            pairs.push(("arg_from".to_owned(), label_set(l, i)));
+        }
+        if let Some((l, i)) = view.carries {
+            pairs.push(("carries".to_owned(), label_set(l, i)));
+        }
+        if let Some(d) = &view.destination {
+            let destination = rec(vec![
+                ("any", RestrictedExpression::new_bool(d.any)),
+                ("new", RestrictedExpression::new_bool(d.new)),
+                ("in_intent", RestrictedExpression::new_bool(d.in_intent)),
+                ("external", RestrictedExpression::new_bool(d.external)),
+                ("from", label_set(d.from.0, d.from.1)),
+                (
+                    "values",
+                    RestrictedExpression::new_set(d.values.iter().map(|v| s(v))),
+                ),
+            ])?;
+            pairs.push(("destination".to_owned(), destination));
+        }
+        if let Some(b) = view.first_use {
+            pairs.push(("first_use".to_owned(), RestrictedExpression::new_bool(b)));
+        }
+        if let Some(r) = view.rules {
+            pairs.push((
+                "rules".to_owned(),
+                RestrictedExpression::new_set(r.iter().map(|x| s(x))),
+            ));
+        }
+        Ok(pairs)
+    }
+
+    /// The decision from the compiled policies on `view`; `None` when
+    /// Cedar must answer (a policy or value outside what the compiled form
+    /// implements). Same answer as Cedar's: forbid overrides permit, a
+    /// policy whose evaluation errors is skipped, no permit is a denial.
+    fn compiled_answer(
+        &self,
+        call: &Call<'_>,
+        kind: crate::call::CallKind,
+        server: &str,
+        tool_labels: LabelSet,
+        view: &compiled::Context<'_>,
+    ) -> Option<Result<Vec<Reason>, String>> {
+        let conds = self.compiled.as_ref()?;
+        if conds.len() != self.scopes.len() {
+            return None;
+        }
         let req = compiled::Request {
             agent: call.agent.as_str(),
             user: call.user.map_or("", |u| u.as_str()),
@@ -1200,35 +1192,7 @@ impl Policy {
             server,
             tool: call.tool,
             tool_labels,
-            context: compiled::Context {
-                session: n.session.then(|| compiled::Session {
-                    labels: f.map_or(LabelSet::EMPTY, |f| f.session_labels),
-                    risk: f.map_or(0, |f| i64::from(f.risk)),
-                    calls: f.map_or(0, |f| i64::from(f.index)),
-                    injection_seen: f.is_some_and(|f| f.injection_seen),
-                }),
-                args: n.args.then_some(compiled::Args {
-                    values,
-                    types: &self.args,
-                }),
-                args_text: n.args_text.then(|| f.map_or("", |f| f.args_text())),
-                arg_from: n.arg_from.then_some(arg_from),
-                carries: n.carries.then_some(carries),
-                destination: n.destination.then(|| compiled::Destination {
-                    any: !dests.is_empty(),
-                    new: dests.iter().any(|d| d.new),
-                    in_intent: !dests.is_empty() && dests.iter().all(|d| d.in_intent),
-                    external: dests.iter().any(|d| d.external),
-                    from: dest_from,
-                    values: if n.dest_values {
-                        dests.iter().map(|d| d.value.as_ref()).collect()
-                    } else {
-                        Vec::new()
-                    },
-                }),
-                first_use: n.first_use.then(|| f.is_some_and(|f| f.first_use)),
-                rules: n.rules.then_some(fired),
-            },
+            context: view,
         };
         let (mut permitted, mut forbids) = (false, Vec::new());
         for ((scope, c), id) in self.scopes.iter().zip(conds).zip(&self.ids) {
@@ -1253,6 +1217,13 @@ impl Policy {
             self.denial(forbids, server, call.tool)
         }))
     }
+}
+
+/// The union of some origins' labels, and whether any was injected.
+fn origins(it: impl Iterator<Item = (LabelSet, bool)>) -> (LabelSet, bool) {
+    it.fold((LabelSet::EMPTY, false), |(l, i), (x, y)| {
+        (l.union(x), i | y)
+    })
 }
 
 /// The largest magnitude a Cedar `decimal` holds (i64 with four fractional

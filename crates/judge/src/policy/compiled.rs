@@ -325,7 +325,7 @@ pub(super) struct Request<'a> {
     pub server: &'a str,
     pub tool: &'a str,
     pub tool_labels: LabelSet,
-    pub context: Context<'a>,
+    pub context: &'a Context<'a>,
 }
 
 /// The context keys, present exactly when the Cedar context would carry
