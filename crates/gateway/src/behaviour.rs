@@ -160,7 +160,43 @@ impl Subject {
     }
 }
 
+impl Subject {
+    /// What an agent does in its behavioural session `session`.
+    fn new(
+        principal: &Principal,
+        session: &str,
+        server: &str,
+        tool: &str,
+        kind: CallKind,
+        args: Value,
+        intent: Option<String>,
+    ) -> Subject {
+        Subject {
+            agent: AgentId::new(&*principal.agent),
+            user: principal.user.as_deref().map(UserId::new),
+            attributes: principal.attributes.clone(),
+            session: SessionKey::new(format!("{}/{session}", principal.agent)),
+            server: server.to_owned(),
+            tool: tool.to_owned(),
+            kind,
+            args,
+            intent,
+        }
+    }
+}
+
 impl Judged {
+    fn new(id: String, subject: Subject, verdict: Verdict) -> Judged {
+        Judged {
+            id,
+            subject,
+            verdict,
+            decided: Instant::now(),
+            released: std::sync::OnceLock::new(),
+            report: Mutex::new(ResultReport::default()),
+        }
+    }
+
     /// The MCP method of the call.
     pub fn method(&self) -> &'static str {
         match self.subject.kind {
@@ -463,28 +499,11 @@ impl Behaviour {
         let started = Instant::now();
         let now = now_ms();
         let judge = self.judge();
-        let subject = Subject {
-            agent: AgentId::new(&*principal.agent),
-            user: principal.user.as_deref().map(UserId::new),
-            attributes: principal.attributes.clone(),
-            session: SessionKey::new(format!("{}/{session}", principal.agent)),
-            server: server.to_owned(),
-            tool: tool.to_owned(),
-            kind,
-            args,
-            intent,
-        };
+        let subject = Subject::new(principal, session, server, tool, kind, args, intent);
         let verdict = self.with_state(&subject, |state| {
             judge.judge_call(state, &subject.call(), Millis(now))
         });
-        let judged = Judged {
-            id: self.next_id(now),
-            subject,
-            verdict,
-            decided: Instant::now(),
-            released: std::sync::OnceLock::new(),
-            report: Mutex::new(ResultReport::default()),
-        };
+        let judged = Judged::new(self.next_id(now), subject, verdict);
         let elapsed = started.elapsed();
         let latency = elapsed.as_micros() as u64;
         metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
@@ -573,13 +592,28 @@ impl Behaviour {
         params: &serde_json::value::RawValue,
     ) -> Screened {
         let redact_all = judged.verdict.decision == castellan_judge::Decision::Redact;
-        let clean = match self.judge.read() {
-            Ok(j) => !j.needs_inspection(params.get(), redact_all),
-            Err(p) => !p.into_inner().needs_inspection(params.get(), redact_all),
-        };
-        if clean {
+        if !self.needs_inspection(params, redact_all) {
             return Screened::Clean;
         }
+        self.inspect_params(judged, method, params)
+    }
+
+    /// The judge's raw pre-screen: whether `params` may hold anything to
+    /// find (clean ones are relayed without being parsed).
+    fn needs_inspection(&self, params: &serde_json::value::RawValue, redact_all: bool) -> bool {
+        match self.judge.read() {
+            Ok(j) => j.needs_inspection(params.get(), redact_all),
+            Err(p) => p.into_inner().needs_inspection(params.get(), redact_all),
+        }
+    }
+
+    /// Parses, shows to the judge and masks params the pre-screen flagged.
+    fn inspect_params(
+        &self,
+        judged: &Judged,
+        method: &str,
+        params: &serde_json::value::RawValue,
+    ) -> Screened {
         let Ok(mut value) = serde_json::from_str::<Value>(params.get()) else {
             return Screened::Blocked("content that cannot be inspected".into());
         };
@@ -605,42 +639,26 @@ impl Behaviour {
         method: &str,
         params: &serde_json::value::RawValue,
     ) -> Screened {
-        let clean = match self.judge.read() {
-            Ok(j) => !j.needs_inspection(params.get(), false),
-            Err(p) => !p.into_inner().needs_inspection(params.get(), false),
-        };
-        if clean {
+        if !self.needs_inspection(params, false) {
             return Screened::Clean;
         }
         let now = now_ms();
-        let judged = Judged {
-            id: self.next_id(now),
-            subject: Subject {
-                agent: AgentId::new(&*principal.agent),
-                user: principal.user.as_deref().map(UserId::new),
-                attributes: principal.attributes.clone(),
-                session: SessionKey::new(format!("{}/{session}", principal.agent)),
-                server: server.to_owned(),
-                tool: method.to_owned(),
-                kind: CallKind::CallTool,
-                args: Value::Null,
-                intent: None,
-            },
-            verdict: castellan_judge::Verdict {
-                decision: castellan_judge::Decision::Allow,
-                reasons: Vec::new(),
-                risk_before: Default::default(),
-                risk_after: Default::default(),
-                provenance: Vec::new(),
-                alert: false,
-                index: 0,
-                labels: Default::default(),
-            },
-            decided: Instant::now(),
-            released: std::sync::OnceLock::new(),
-            report: Mutex::new(ResultReport::default()),
-        };
-        let screened = self.inspect_event(&judged, method, params);
+        // Nothing was judged: the push is shown to the judge as the result
+        // of an allowed call to its method.
+        let judged = Judged::new(
+            self.next_id(now),
+            Subject::new(
+                principal,
+                session,
+                server,
+                method,
+                CallKind::CallTool,
+                Value::Null,
+                None,
+            ),
+            Verdict::allow(),
+        );
+        let screened = self.inspect_params(&judged, method, params);
         self.report_result(&judged);
         screened
     }

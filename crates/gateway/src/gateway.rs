@@ -1360,30 +1360,15 @@ impl Gateway {
     /// Delivers an upstream push to a legacy session's standalone stream.
     async fn deliver_push(&self, session: &Arc<ClientSession>, mut push: Push) {
         self.note_push(&push);
-        match self.screen_push(session, push.upstream, &push.message) {
-            Ok(None) => {}
+        let blocked = match self.screen_push(session, push.upstream, &push.message) {
+            Ok(None) => None,
             Ok(Some((params, bytes))) => {
                 push.message.params = Some(params);
                 push.bytes = bytes;
+                None
             }
-            Err(why) => {
-                if push.message.kind == Kind::Request {
-                    let up_session = session
-                        .upstream_sessions()
-                        .into_iter()
-                        .find(|(i, _)| *i == push.upstream)
-                        .map(|(_, s)| s);
-                    self.refuse_server_request(
-                        push.upstream,
-                        &up_session,
-                        &push.message,
-                        &format!("its content carries {why}, which the content policy blocks"),
-                    )
-                    .await;
-                }
-                return;
-            }
-        }
+            Err(why) => Some(why),
+        };
         let bytes = match push.message.kind {
             Kind::Request => {
                 let up_session = session
@@ -1391,6 +1376,16 @@ impl Gateway {
                     .into_iter()
                     .find(|(i, _)| *i == push.upstream)
                     .map(|(_, s)| s);
+                if let Some(why) = blocked {
+                    self.refuse_server_request(
+                        push.upstream,
+                        &up_session,
+                        &push.message,
+                        &format!("its content carries {why}, which the content policy blocks"),
+                    )
+                    .await;
+                    return;
+                }
                 match self
                     .server_request(
                         &Caller::Legacy(session.clone()),
@@ -1404,6 +1399,8 @@ impl Gateway {
                     None => return,
                 }
             }
+            // A blocked notification is dropped.
+            _ if blocked.is_some() => return,
             _ => push.bytes,
         };
         session.emit(STANDALONE, |eid| sse::encode(None, Some(eid), &bytes));

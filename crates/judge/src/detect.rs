@@ -17,6 +17,7 @@
 mod blocks;
 mod definition;
 mod keywords;
+pub(crate) use keywords::load8;
 mod numbers;
 mod secrets;
 mod signals;

@@ -520,17 +520,7 @@ fn word_hash(w: &[u8]) -> u64 {
 /// the tail).
 #[inline(always)]
 fn word_hash_at(b: &[u8], start: usize, end: usize) -> u64 {
-    let load = |p: usize| -> u64 {
-        let rest = b.get(p..).unwrap_or(&[]);
-        match rest.first_chunk::<8>() {
-            Some(a) => u64::from_le_bytes(*a),
-            None => {
-                let mut a = [0u8; 8];
-                a[..rest.len()].copy_from_slice(rest);
-                u64::from_le_bytes(a)
-            }
-        }
-    };
+    let load = |p: usize| crate::detect::load8(b, p);
     let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ ((end - start) as u64);
     let mut p = start;
     while p + 8 <= end {

@@ -231,6 +231,21 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// An allow with no reasons, risk, provenance or labels: for content
+    /// shown to the judge outside any call it judged.
+    pub fn allow() -> Verdict {
+        Verdict {
+            decision: Decision::Allow,
+            reasons: Vec::new(),
+            risk_before: RiskPoints(0),
+            risk_after: RiskPoints(0),
+            provenance: Vec::new(),
+            alert: false,
+            index: 0,
+            labels: LabelSet::EMPTY,
+        }
+    }
+
     /// The ids of every rule and policy that contributed, in order.
     pub fn rule_ids(&self) -> Vec<&str> {
         self.reasons.iter().map(|r| r.rule.as_str()).collect()

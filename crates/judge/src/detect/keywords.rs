@@ -59,7 +59,7 @@ fn key(a: u8, b: u8) -> u16 {
 /// The eight bytes at `i` as a little-endian `u64`, zero-padded past the
 /// end (patterns hold no NUL, so padding never matches).
 #[inline(always)]
-fn load8(text: &[u8], i: usize) -> u64 {
+pub(crate) fn load8(text: &[u8], i: usize) -> u64 {
     let rest = text.get(i..).unwrap_or(&[]);
     match rest.first_chunk::<8>() {
         Some(a) => u64::from_le_bytes(*a),
