@@ -386,7 +386,10 @@ impl Gateway {
                 }
                 let items = self.list(caller, &method, &params).await;
                 let (key, _) = list_shape(&method).unwrap_or(("items", None));
-                Ok(self.local_result(caller, id, with_cache_hints(caller, json!({ key: items }))))
+                // Moved in, not serialised into a new value as `json!` would.
+                let mut list = serde_json::Map::new();
+                list.insert(key.into(), Value::Array(items));
+                Ok(self.local_result(caller, id, with_cache_hints(caller, Value::Object(list))))
             }
             "tools/call" | "prompts/get" => {
                 let mut params = params_of(&env, parsed)?;

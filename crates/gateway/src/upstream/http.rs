@@ -18,7 +18,7 @@ use castellan_protocol::sse;
 use futures_util::StreamExt;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, BodyStream, Full};
+use http_body_util::{BodyStream, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, OnceCell, mpsc};
 use tokio::task::JoinHandle;
 
 use super::oauth::TokenSource;
+use super::pool::{Answer, Pool};
 use super::{Outbound, Push, PushTx, ReplyRx, UpMsg, UpstreamError, classify};
 use crate::reload::Live;
 
@@ -115,6 +116,8 @@ pub struct HttpUpstream {
     era: UpstreamEra,
     detected: OnceCell<Detected>,
     client: HttpsClient,
+    /// Connections for calls, driven by the call itself (see `pool`).
+    pool: Pool,
     timeout: Duration,
     max_message: usize,
     shared: Mutex<Option<Arc<UpSession>>>,
@@ -198,6 +201,7 @@ impl HttpUpstream {
             }
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let pool = Pool::new(connector.clone(), &uri, Duration::from_secs(60));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -209,6 +213,7 @@ impl HttpUpstream {
             era: cfg.era,
             detected: OnceCell::new(),
             client,
+            pool,
             timeout,
             max_message,
             shared: Mutex::new(None),
@@ -456,13 +461,12 @@ impl HttpUpstream {
         Ok(())
     }
 
-    async fn dispatch(
-        &self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+    /// Sends a call and reads its answer (or the head of its stream)
+    /// within the upstream's timeout.
+    async fn dispatch(&self, req: Request<Full<Bytes>>) -> Result<Answer, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.pool.send(req, self.max_message)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(self.err_unavailable(describe_client_error(&e))),
+            Ok(Err(e)) => Err(self.err_unavailable(e)),
             Err(_) => Err(UpstreamError::Timeout {
                 upstream: self.name.clone(),
                 millis: self.timeout.as_millis(),
@@ -566,20 +570,15 @@ impl HttpUpstream {
             s.dead.store(true, Ordering::Relaxed);
             return Err(self.err_unavailable("upstream session expired; it will be reopened"));
         }
-        let is_sse = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("text/event-stream"));
         let (tx, rx) = mpsc::channel(16);
-        let body = resp.into_body();
         let want = out.id.clone();
         let name = self.name.clone();
         let max = self.max_message;
         if status == StatusCode::ACCEPTED {
             return Err(self.err_failed("upstream accepted the request without answering it"));
         }
-        if is_sse && status.is_success() {
+        if let Answer::Streamed(resp) = resp {
+            let body = resp.into_body();
             let cancel = match mode {
                 Mode::Legacy(s) => {
                     Some((self.post_builder(&creds), s.id.clone(), s.version.clone()))
@@ -595,10 +594,8 @@ impl HttpUpstream {
                 name,
                 cancel.map(|c| (client, c)),
             ));
-        } else {
-            let collected = collect_limited(body, max)
-                .await
-                .map_err(|e| self.err_failed(e))?;
+        } else if let Answer::Buffered { body, .. } = resp {
+            let collected = body.map_err(|e| self.err_failed(e))?;
             match classify(collected.clone(), &want, status.as_u16()) {
                 Some(msg @ UpMsg::Final(..)) => {
                     let _ = tx.try_send(Ok(msg));
@@ -641,25 +638,6 @@ pub fn modern_meta(profile: &ClientProfile) -> serde_json::Value {
         mcp::META_CLIENT_CAPABILITIES: profile.capabilities,
         mcp::META_CLIENT_INFO: profile.client_info,
     })
-}
-
-fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
-}
-
-async fn collect_limited(body: hyper::body::Incoming, max: usize) -> Result<Bytes, String> {
-    let limited = http_body_util::Limited::new(body, max);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => Err(format!("reading the upstream's answer failed: {e}")),
-    }
 }
 
 /// Waits for the final answer of a reply stream, ignoring anything before it.

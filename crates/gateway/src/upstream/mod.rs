@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 pub mod builtin;
 pub mod http;
 pub mod oauth;
+mod pool;
 pub mod stdio;
 
 /// Implementation-defined JSON-RPC code: the upstream could not be reached.
