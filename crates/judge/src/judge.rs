@@ -599,7 +599,6 @@ impl Judge {
         let added = LabelSet::of(&[]).union(labels);
         let before = session.taint;
         session.taint = session.taint.union(labels);
-        let pairs: Vec<(u64, FpKind)> = fps.iter().map(|f| (f.hash, f.kind)).collect();
         let source = Source {
             seq: 0,
             session: call.session.clone(),
@@ -614,16 +613,13 @@ impl Judge {
             Label::Financial,
         ])) || injected
         {
-            agent.prov.record(
-                source.clone(),
-                &pairs,
-                AGENT_PROV_ENTRIES,
-                AGENT_PROV_SOURCES,
-            );
+            agent
+                .prov
+                .record(source.clone(), &fps, AGENT_PROV_ENTRIES, AGENT_PROV_SOURCES);
         }
         session
             .prov
-            .record(source, &pairs, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
+            .record(source, &fps, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
         let mut gained = LabelSet::EMPTY;
         for l in added.iter() {
             if !before.contains(l) {
@@ -634,7 +630,7 @@ impl Judge {
             redactions: merge_redactions(redactions),
             labels_added: gained,
             injection,
-            recorded: pairs.len(),
+            recorded: fps.len(),
             findings,
             signals,
             blocked,
