@@ -495,7 +495,6 @@ impl Judge {
         let mut findings: Vec<ContentFinding> = Vec::new();
         let mut signals: Vec<SignalFinding> = Vec::new();
         let mut blocked = false;
-        let mut fps: Vec<Fp> = Vec::new();
         let mut scratch = Vec::new();
         let mut sigs = Vec::new();
         let redact_all = verdict.decision == Decision::Redact;
@@ -506,6 +505,9 @@ impl Judge {
             cap: 160,
             sample: true,
         };
+        // Reserved once: a 1 KiB result reaches the cap, which took eight
+        // reallocations growing from empty.
+        let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
         walk_ptr(
             result.value,
             &mut String::new(),

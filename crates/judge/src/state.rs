@@ -98,7 +98,7 @@ impl Provenance {
         self.sources.push(source);
         let filtered = self.filter.len() == FILTER_WORDS;
         // The new hashes with the position of their first occurrence.
-        let mut fresh: Vec<(u64, u32)> = Vec::new();
+        let mut fresh: Vec<(u64, u32)> = Vec::with_capacity(fps.len());
         // Results repeat values (a domain per row, a boilerplate line): a
         // repeat changes nothing, so a small table of hashes already seen
         // in this result skips it (a slot keeps its first hash; a hash that
