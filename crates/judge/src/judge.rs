@@ -495,7 +495,6 @@ impl Judge {
         let mut findings: Vec<ContentFinding> = Vec::new();
         let mut signals: Vec<SignalFinding> = Vec::new();
         let mut blocked = false;
-        let mut fps: Vec<Fp> = Vec::new();
         let mut scratch = Vec::new();
         let mut sigs = Vec::new();
         let redact_all = verdict.decision == Decision::Redact;
@@ -506,6 +505,9 @@ impl Judge {
             cap: 160,
             sample: true,
         };
+        // Reserved once: a 1 KiB result reaches the cap, which took eight
+        // reallocations growing from empty.
+        let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
         walk_ptr(
             result.value,
             &mut String::new(),
@@ -599,7 +601,6 @@ impl Judge {
         let added = LabelSet::of(&[]).union(labels);
         let before = session.taint;
         session.taint = session.taint.union(labels);
-        let pairs: Vec<(u64, FpKind)> = fps.iter().map(|f| (f.hash, f.kind)).collect();
         let source = Source {
             seq: 0,
             session: call.session.clone(),
@@ -614,16 +615,13 @@ impl Judge {
             Label::Financial,
         ])) || injected
         {
-            agent.prov.record(
-                source.clone(),
-                &pairs,
-                AGENT_PROV_ENTRIES,
-                AGENT_PROV_SOURCES,
-            );
+            agent
+                .prov
+                .record(source.clone(), &fps, AGENT_PROV_ENTRIES, AGENT_PROV_SOURCES);
         }
         session
             .prov
-            .record(source, &pairs, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
+            .record(source, &fps, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
         let mut gained = LabelSet::EMPTY;
         for l in added.iter() {
             if !before.contains(l) {
@@ -634,7 +632,7 @@ impl Judge {
             redactions: merge_redactions(redactions),
             labels_added: gained,
             injection,
-            recorded: pairs.len(),
+            recorded: fps.len(),
             findings,
             signals,
             blocked,

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fingerprint::FpKind;
+use crate::fingerprint::{Fp, FpKind};
 use crate::ids::{Millis, RuleId, SessionKey, ToolName};
 use crate::label::LabelSet;
 
@@ -76,10 +76,16 @@ fn probes(fp: u64) -> [(usize, u64); 2] {
 impl Provenance {
     /// Records the fingerprints of one result. Keeps at most `cap_entries`
     /// fingerprints and `cap_sources` sources, evicting the oldest.
+    ///
+    /// The store ends exactly as if each fingerprint had been inserted in
+    /// turn (the first occurrence of a hash keeps its kind and source), but
+    /// in one pass: known hashes are updated in place, new ones merged in
+    /// hash order, so each entry moves at most once per result (inserting
+    /// one at a time moved the store's tail for every new fingerprint).
     pub(crate) fn record(
         &mut self,
         mut source: Source,
-        fps: &[(u64, FpKind)],
+        fps: &[Fp],
         cap_entries: usize,
         cap_sources: usize,
     ) {
@@ -88,44 +94,174 @@ impl Provenance {
         let seq = source.seq;
         let trusted = !source.labels.contains(crate::label::Label::Untrusted);
         let (labels, injected) = (source.labels, source.injected);
+        let had_sources = !self.sources.is_empty();
         self.sources.push(source);
-        for &(fp, kind) in fps {
-            match self.entries.binary_search_by_key(&fp, |e| e.fp) {
-                Ok(i) => {
-                    let e = &mut self.entries[i];
+        let filtered = self.filter.len() == FILTER_WORDS;
+        // The new hashes with the position of their first occurrence.
+        let mut fresh: Vec<(u64, u32)> = Vec::with_capacity(fps.len());
+        // Results repeat values (a domain per row, a boilerplate line): a
+        // repeat changes nothing, so a small table of hashes already seen
+        // in this result skips it (a slot keeps its first hash; a hash that
+        // finds its slot taken is simply handled again).
+        let mut seen = [0u16; 256];
+        for (i, f) in fps.iter().enumerate() {
+            let slot = &mut seen[((f.hash ^ (f.hash >> 32)) & 255) as usize];
+            match usize::from(*slot).checked_sub(1).and_then(|j| fps.get(j)) {
+                Some(first) if first.hash == f.hash => continue,
+                Some(_) => {}
+                None => *slot = u16::try_from(i + 1).unwrap_or(0),
+            }
+            // The filter holds every entry: a hash it lacks is new, without
+            // a binary search (most of a new result's hashes).
+            let known = (!filtered || self.may_hold(f.hash))
+                .then(|| self.entries.binary_search_by_key(&f.hash, |e| e.fp).ok())
+                .flatten();
+            match known {
+                Some(k) => {
+                    let e = &mut self.entries[k];
                     e.labels = e.labels.union(labels);
                     e.trusted_seen |= trusted;
                     e.injected |= injected;
                 }
-                Err(i) => self.entries.insert(
-                    i,
-                    ProvEntry {
-                        fp,
-                        src: seq,
-                        labels,
-                        kind,
-                        trusted_seen: trusted,
-                        injected,
-                    },
-                ),
+                None => fresh.push((f.hash, u32::try_from(i).unwrap_or(u32::MAX))),
             }
         }
-        if self.sources.len() > cap_sources {
+        // A hash met twice keeps its first kind, as inserting the first and
+        // updating it with the second did.
+        fresh.sort_unstable();
+        fresh.dedup_by_key(|p| p.0);
+        self.merge(&fresh, |fp, at| ProvEntry {
+            fp,
+            src: seq,
+            labels,
+            kind: fps.get(at as usize).map_or(FpKind::Value, |f| f.kind),
+            trusted_seen: trusted,
+            injected,
+        });
+        let dropped = self.sources.len() > cap_sources;
+        if dropped {
             let drop = self.sources.len() - cap_sources;
             self.sources.drain(..drop);
         }
         let oldest = self.sources.first().map_or(seq, |s| s.seq);
-        if self.entries.len() > cap_entries || self.entries.iter().any(|e| e.src < oldest) {
-            self.entries.retain(|e| e.src >= oldest);
-            if self.entries.len() > cap_entries {
-                // Evict by age: find the source seq below which to drop.
-                let mut srcs: Vec<u32> = self.entries.iter().map(|e| e.src).collect();
-                srcs.sort_unstable();
-                let cut = srcs[self.entries.len() - cap_entries];
-                self.entries.retain(|e| e.src > cut);
+        // Every entry is at least as young as the oldest source when a
+        // record ends, so an entry can be older only when sources were just
+        // dropped (or none were held, or the sequence wrapped).
+        let stale = dropped || !had_sources || seq < oldest;
+        if self.entries.len() > cap_entries || stale {
+            self.evict(cap_entries, oldest);
+        } else if filtered {
+            // Nothing left the store: the filter only gains the new hashes.
+            for &(fp, _) in &fresh {
+                for (w, bit) in probes(fp) {
+                    self.filter[w] |= bit;
+                }
+            }
+        } else {
+            self.rebuild_filter();
+        }
+    }
+
+    /// Drops the entries older than the `oldest` source and then, while
+    /// more than `cap` remain, those of the oldest sources (every entry of
+    /// the source at the cut goes), and rebuilds the filter: one pass to
+    /// count the entries per source, one to keep and re-filter them (the
+    /// sources are a few dozen consecutive seqs; a store whose seqs are
+    /// spread wider takes the sorting path).
+    fn evict(&mut self, cap: usize, oldest: u32) {
+        let mut counts = [0u32; 64];
+        let (mut kept, mut spread) = (0usize, false);
+        for e in &self.entries {
+            if e.src >= oldest {
+                kept += 1;
+                match counts.get_mut(e.src.wrapping_sub(oldest) as usize) {
+                    Some(c) => *c += 1,
+                    None => spread = true,
+                }
             }
         }
-        self.rebuild_filter();
+        if spread {
+            self.entries.retain(|e| e.src >= oldest);
+            if self.entries.len() > cap {
+                let cut = self.eviction_cut(cap);
+                self.entries.retain(|e| e.src > cut);
+            }
+            self.rebuild_filter();
+            return;
+        }
+        // The youngest source seq that goes (entries at or below it go).
+        let mut cut = oldest.wrapping_sub(1);
+        if kept > cap {
+            // None left when `cap` is 0.
+            cut = u32::MAX;
+            let rank = kept - cap;
+            let mut below = 0usize;
+            for (d, c) in counts.iter().enumerate() {
+                below += *c as usize;
+                if below > rank {
+                    cut = oldest.wrapping_add(d as u32);
+                    break;
+                }
+            }
+        }
+        let keep_all_from_oldest = kept <= cap;
+        let mut filter = [0u64; FILTER_WORDS];
+        self.entries.retain(|e| {
+            let keep = e.src >= oldest && (keep_all_from_oldest || e.src > cut);
+            if keep {
+                for (w, bit) in probes(e.fp) {
+                    filter[w] |= bit;
+                }
+            }
+            keep
+        });
+        self.filter.clear();
+        if !self.entries.is_empty() {
+            self.filter.extend_from_slice(&filter);
+        }
+    }
+
+    /// Merges the new hashes `fresh` (sorted, unique, none of them held)
+    /// into the sorted entries, from the back, and grows the buffer as
+    /// inserting them one at a time would have (doubling), so memory use is
+    /// unchanged.
+    fn merge(&mut self, fresh: &[(u64, u32)], entry: impl Fn(u64, u32) -> ProvEntry) {
+        let (n, k) = (self.entries.len(), fresh.len());
+        let Some(&(fp0, i0)) = fresh.first() else {
+            return;
+        };
+        let mut cap = self.entries.capacity();
+        while cap < n + k {
+            cap = (cap * 2).max(4);
+        }
+        self.entries.reserve_exact(cap - n);
+        self.entries.resize(n + k, entry(fp0, i0));
+        // From the largest new hash down: the held entries above it move up
+        // by the number of new ones still to place, as one block; each held
+        // entry moves once.
+        let mut i = n;
+        for (j, &(fp, at)) in fresh.iter().enumerate().rev() {
+            let pos = self.entries[..i].partition_point(|e| e.fp < fp);
+            self.entries.copy_within(pos..i, pos + j + 1);
+            self.entries[pos + j] = entry(fp, at);
+            i = pos;
+        }
+    }
+
+    /// The source seq at or below which entries go so that at most `cap`
+    /// remain: the `len - cap`-th smallest source of the entries.
+    fn eviction_cut(&self, cap: usize) -> u32 {
+        let mut srcs: Vec<u32> = self.entries.iter().map(|e| e.src).collect();
+        srcs.sort_unstable();
+        // No entry is kept when `cap` is 0.
+        srcs.get(self.entries.len() - cap)
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// False when the Bloom filter rules `fp` out.
+    fn may_hold(&self, fp: u64) -> bool {
+        probes(fp).iter().all(|(w, bit)| self.filter[*w] & bit != 0)
     }
 
     fn rebuild_filter(&mut self) {

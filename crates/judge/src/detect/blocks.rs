@@ -107,6 +107,8 @@ fn block(pre: Option<&[Block]>, bi: usize, chunk: &[u8]) -> Block {
 /// order, from the position the previous call returned (0 at first): `f`
 /// returns where to go on, or `None` to stop. Prose is mostly letters and
 /// spaces, which are skipped a block at a time.
+// Out of line (see `fingerprint::token_hash`).
+#[inline(never)]
 pub(crate) fn digits_and_punct(
     text: &[u8],
     pre: Option<&[Block]>,

@@ -89,8 +89,8 @@ mod props {
     use proptest::prelude::*;
 
     use super::super::{
-        FpKind, hash, hash_ascii_lower, shingles, shingles_reference, tokens, tokens_bytewise,
-        word_hash, word_hash_at,
+        FpKind, digits, hash, hash_ascii_lower, hash_digits, shingles, shingles_reference, tokens,
+        tokens_bytewise, word_hash, word_hash_at,
     };
 
     proptest! {
@@ -127,6 +127,33 @@ mod props {
             prop_assert_eq!(
                 hash_ascii_lower(FpKind::Value, text.as_bytes()),
                 hash(FpKind::Value, text.to_ascii_lowercase().as_bytes())
+            );
+        }
+
+        #[test]
+        fn hash_digits_equals_hash_of_the_collected_digits(text in "[0-9 ()+.\u{0660}-\u{0669}١٢é-]{0,40}") {
+            for kind in [FpKind::Card, FpKind::Number] {
+                prop_assert_eq!(
+                    hash_digits(kind, &text),
+                    hash(kind, digits(&text).as_bytes())
+                );
+            }
+        }
+
+        #[test]
+        fn email_hashes_equal_those_of_the_lowered_copy(text in "[a-zA-Z0-9.+_é-]{0,20}@[a-zA-Z0-9.@É-]{0,20}") {
+            // As the e-mail and domain fingerprints were taken: from a
+            // lower-cased copy, the domain after its last `@`.
+            let e = text.to_ascii_lowercase();
+            prop_assert_eq!(
+                hash_ascii_lower(FpKind::Email, text.as_bytes()),
+                hash(FpKind::Email, e.as_bytes())
+            );
+            let (_, d_old) = e.rsplit_once('@').unwrap_or_default();
+            let (_, d_new) = text.rsplit_once('@').unwrap_or_default();
+            prop_assert_eq!(
+                hash_ascii_lower(FpKind::Domain, d_new.as_bytes()),
+                hash(FpKind::Domain, d_old.as_bytes())
             );
         }
 
