@@ -3,6 +3,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::record::{GENESIS, Record, chain_hash};
@@ -462,7 +463,9 @@ fn commit(
         for (r, _) in batch {
             let canonical = r.canonical();
             let hash = chain_hash(&chain, &canonical);
-            let text = String::from_utf8_lossy(&canonical);
+            // serde_json writes UTF-8 only, so the hashed bytes are stored as
+            // the record's text as they are, without checking them again.
+            let text = ToSqlOutput::Borrowed(ValueRef::Text(&canonical));
             stmt.execute(params![
                 r.id,
                 r.at_ms as i64,

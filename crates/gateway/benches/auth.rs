@@ -155,6 +155,27 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
+    // The relay bench's workload: a `tools/call` with 1 KiB of arguments,
+    // where building the decision record (digest and shape of the
+    // arguments) is a larger share.
+    let body: String = "Quarterly figures attached; please review before Friday. ".repeat(16);
+    let args_1k = json!({"from_account": "ACC-1", "to_iban": "DE89370400440532013000", "amount": 120.5, "memo": body[..880].to_owned(), "tags": ["q3", "review"], "meta": {"ref": "inv-4411", "urgent": false}});
+    c.bench_function("auth_api_key_then_gateway_decision_1kib_args", |b| {
+        b.iter(|| {
+            let principal = rt
+                .block_on(auth.authenticate(black_box(&key), None))
+                .expect("authenticated");
+            black_box(behaviour.decide(
+                &principal,
+                "s1",
+                "payments",
+                "transfer_funds",
+                CallKind::CallTool,
+                args_1k.clone(),
+                None,
+            ))
+        })
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

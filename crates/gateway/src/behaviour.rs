@@ -108,6 +108,9 @@ pub struct Judged {
     decided: Instant,
     /// When an operator released a held call.
     released: std::sync::OnceLock<Instant>,
+    /// The arguments' digest, made for the decision record and reused by
+    /// the result record.
+    args_digest: std::sync::OnceLock<String>,
     /// What inspecting its answer found so far.
     report: Mutex<ResultReport>,
 }
@@ -193,8 +196,15 @@ impl Judged {
             verdict,
             decided: Instant::now(),
             released: std::sync::OnceLock::new(),
+            args_digest: std::sync::OnceLock::new(),
             report: Mutex::new(ResultReport::default()),
         }
+    }
+
+    /// BLAKE3 of the arguments' compact JSON, hex.
+    fn args_digest(&self) -> &str {
+        self.args_digest
+            .get_or_init(|| args_digest(&self.subject.args))
     }
 
     /// The MCP method of the call.
@@ -519,7 +529,7 @@ impl Behaviour {
         }
         crate::telemetry::record_decision(&judged, &principal.agent, server, tool);
         self.note(&judged, session, now);
-        let record = self.to_record(&judged, now, latency);
+        let record = self.to_record(&judged, now, latency, shape_of(&judged.subject.args));
         if flagged {
             self.alerts.raise(crate::alerts::Alert::from(&record));
         }
@@ -780,9 +790,8 @@ impl Behaviour {
                 "the content carries injection signals".to_owned(),
             )
         };
-        let mut r = self.to_record(j, now, 0);
+        let mut r = self.to_record(j, now, 0, Value::Null);
         r.id = format!("{}.result", j.id);
-        r.args_redacted = Value::Null;
         r.decision = decision.into();
         r.rules = rules;
         r.reason = if report.signals.is_empty() || decision == "result_label" && classes.is_empty()
@@ -1061,7 +1070,9 @@ impl Behaviour {
         }
     }
 
-    fn to_record(&self, j: &Judged, now: u64, latency_us: u64) -> Record {
+    /// The record of `j`'s decision, with `args_redacted` as given (the
+    /// arguments' shape for a decision; nothing for a result record).
+    fn to_record(&self, j: &Judged, now: u64, latency_us: u64, args_redacted: Value) -> Record {
         Record {
             id: j.id.clone(),
             at_ms: now,
@@ -1071,16 +1082,14 @@ impl Behaviour {
             upstream: j.subject.server.clone(),
             method: j.method().into(),
             target: j.subject.tool.clone(),
-            args_digest: blake3::hash(&serde_json::to_vec(&j.subject.args).unwrap_or_default())
-                .to_hex()
-                .to_string(),
-            args_redacted: shape_of(&j.subject.args),
+            args_digest: j.args_digest().to_owned(),
+            args_redacted,
             decision: j.verdict.decision.as_str().into(),
             rules: j
                 .verdict
-                .rule_ids()
-                .into_iter()
-                .map(str::to_owned)
+                .reasons
+                .iter()
+                .map(|r| r.rule.as_str().to_owned())
                 .collect(),
             reason: j.verdict.summary(),
             facts: json!({
@@ -1220,11 +1229,20 @@ fn labels_of(set: LabelSet) -> Vec<&'static str> {
     set.iter().map(Label::as_str).collect()
 }
 
+/// BLAKE3 of the arguments' compact JSON (serde_json's serialisation of
+/// the parsed value), hex: the digest records have always carried, written
+/// without serde's per-byte escaping.
+fn args_digest(args: &Value) -> String {
+    let mut out = Vec::with_capacity(2048);
+    castellan_audit::write_compact_json(&mut out, args);
+    blake3::hash(&out).to_hex().as_str().to_owned()
+}
+
 /// The arguments with every string replaced by its length: the audit log
 /// keeps the shape of a call without the data in it.
 fn shape_of(v: &Value) -> Value {
     match v {
-        Value::String(s) => Value::String(format!("<{} chars>", s.chars().count())),
+        Value::String(s) => Value::String(chars_label(s)),
         Value::Array(a) => Value::Array(a.iter().map(shape_of).collect()),
         Value::Object(o) => {
             Value::Object(o.iter().map(|(k, v)| (k.clone(), shape_of(v))).collect())
@@ -1233,9 +1251,79 @@ fn shape_of(v: &Value) -> Value {
     }
 }
 
+/// `<N chars>`, without the formatting machinery (a few strings per call).
+fn chars_label(s: &str) -> String {
+    let mut digits = [0u8; 20];
+    let mut n = s.chars().count();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(digits.len() - at + 8);
+    out.push('<');
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out.push_str(" chars>");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            // Quotes, escapes, control and non-ASCII characters included.
+            "(\\PC|[\"\\\\\n\u{0}\u{1f}])*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("\\PC{0,4}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The shape as it was built before `chars_label`.
+    fn shape_with_format(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(format!("<{} chars>", s.chars().count())),
+            Value::Array(a) => Value::Array(a.iter().map(shape_with_format).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), shape_with_format(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    proptest! {
+        /// The digest is over serde_json's compact bytes, as in records
+        /// written before `write_compact_json`.
+        #[test]
+        fn digest_is_over_serde_json_bytes(args in json()) {
+            let bytes = serde_json::to_vec(&args).unwrap_or_default();
+            prop_assert_eq!(args_digest(&args), blake3::hash(&bytes).to_hex().to_string());
+        }
+
+        #[test]
+        fn shape_is_unchanged(args in json()) {
+            prop_assert_eq!(shape_of(&args), shape_with_format(&args));
+        }
+    }
 
     fn behaviour() -> Behaviour {
         let cfg = castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|_| None)

@@ -463,3 +463,50 @@ fn batched_records_from_many_threads_past_the_batch_size_all_land_in_order() {
         Verification::Intact { records: 100 }
     );
 }
+
+/// A log written the way the store wrote records before the canonical
+/// bytes had their own writer (`serde_json::to_vec`, stored as text) still
+/// verifies, queries, and takes new records on the same chain.
+#[test]
+fn a_log_written_with_serde_json_bytes_verifies_and_continues() {
+    let path = fresh("serde-json-bytes");
+    drop(open(&path).expect("schema"));
+    let conn = Connection::open(&path).expect("open");
+    let mut prev = GENESIS;
+    for i in 0..20u64 {
+        let mut r = record(i, if i % 4 == 0 { "deny" } else { "allow" });
+        r.reason = format!("quote \" backslash \\ newline \n tab \t nul \u{0} é 😀 {i}");
+        r.args_redacted =
+            serde_json::json!({"to": "<24 chars>", "n": i, "x": 1.5, "ctl": "\u{1f}\u{7f}"});
+        r.facts = serde_json::json!({"reasons": [{"rule": "r1", "message": "a \"b\""}], "neg": -3});
+        r.user = (i % 3 == 0).then(|| "u@example.com".to_owned());
+        let canonical = serde_json::to_vec(&r).expect("serialise");
+        let hash = chain_hash(&prev, &canonical);
+        conn.execute(
+            "INSERT INTO records (id, at_ms, agent, session, target, decision, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![r.id, r.at_ms as i64, r.agent, r.session, r.target, r.decision, String::from_utf8_lossy(&canonical), &prev[..], &hash[..]],
+        )
+        .expect("insert");
+        prev = hash;
+    }
+    drop(conn);
+    assert_eq!(
+        verify(&path).expect("verify"),
+        Verification::Intact { records: 20 }
+    );
+    let deny = query(
+        &path,
+        &Filter {
+            decision: Some("deny".into()),
+            ..Default::default()
+        },
+    )
+    .expect("query");
+    assert_eq!(deny.len(), 5);
+    assert!(deny[0].record.reason.contains("😀"));
+    write_from(&path, 20, 10, Durability::Batched);
+    assert_eq!(
+        verify(&path).expect("verify"),
+        Verification::Intact { records: 30 }
+    );
+}
