@@ -719,7 +719,16 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     if let Some(t) = filter.until_ms {
         add(" AND at_ms < ?", (t as i64).into());
     }
-    sql.push_str(" ORDER BY seq");
+    match filter.limit {
+        // The newest `limit` records, read as such rather than all of them
+        // with the older ones dropped afterwards.
+        Some(limit) => {
+            sql.insert_str(0, "SELECT seq, record FROM (");
+            sql.push_str(" ORDER BY seq DESC LIMIT ?) ORDER BY seq");
+            args.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        }
+        None => sql.push_str(" ORDER BY seq"),
+    }
     let mut stmt = conn.prepare(&sql).map_err(db_err(path))?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |row| {
@@ -732,10 +741,6 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
         if let Ok(record) = serde_json::from_str(&text) {
             out.push(Stored { seq, record });
         }
-    }
-    if let Some(limit) = filter.limit {
-        let skip = out.len().saturating_sub(limit as usize);
-        out.drain(..skip);
     }
     Ok(out)
 }
