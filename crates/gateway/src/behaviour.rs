@@ -510,8 +510,12 @@ impl Behaviour {
         let now = now_ms();
         let judge = self.judge();
         let subject = Subject::new(principal, session, server, tool, kind, args, intent);
+        // Detectors and fingerprints need no state: outside the lock, so
+        // other agents' calls are judged meanwhile.
+        let call = subject.call();
+        let scanned = judge.scan_call(&call);
         let verdict = self.with_state(&subject, |state| {
-            judge.judge_call(state, &subject.call(), Millis(now))
+            judge.judge_scanned(state, scanned, Millis(now))
         });
         let judged = Judged::new(self.next_id(now), subject, verdict);
         let elapsed = started.elapsed();
@@ -677,14 +681,15 @@ impl Behaviour {
     /// be masked and notes the findings for the call's result record.
     fn observe(&self, judged: &Judged, value: &mut Value, is_error: bool, origin: &str) -> Seen {
         let judge = self.judge();
+        let now = Millis(now_ms());
+        // Scanned outside the state lock; only recording takes it.
+        let scanned = judge.scan_result(
+            &judged.subject.call(),
+            &judged.verdict,
+            &ToolResult { value, is_error },
+        );
         let rv = self.with_state(&judged.subject, |state| {
-            judge.observe_result(
-                state,
-                &judged.subject.call(),
-                &judged.verdict,
-                &ToolResult { value, is_error },
-                Millis(now_ms()),
-            )
+            judge.observe_scanned(state, scanned, now)
         });
         if let Some(phrase) = rv.injection {
             tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, phrase, "content carries instructions aimed at the agent");

@@ -215,100 +215,128 @@ fn is_internal(settings: &Settings, host: &str) -> bool {
         })
 }
 
-pub(crate) struct Inputs<'s> {
-    pub session_key: &'s str,
-    pub det: &'s Detectors,
-    pub settings: &'s Settings,
-    pub session: &'s SessionState,
-    pub agent: &'s AggregateState,
-    pub labels: LabelSet,
-    pub risk: u32,
-    pub index: u32,
+/// What one call's arguments say on their own: their fingerprints, the
+/// detector classes in them and their destinations. Depends only on the
+/// call and the judge's configuration, so the gateway computes it outside
+/// its state lock; [`Facts::build`] then adds what the state knows.
+#[derive(Debug)]
+pub(crate) struct ArgScan<'c> {
+    labels: LabelSet,
+    tool_hash: u64,
+    pub(crate) detected: u16,
+    /// Every argument's fingerprints, each argument owning a range.
+    fps: Vec<Fp>,
+    /// Every destination's fingerprints, likewise.
+    dest_fps: Vec<Fp>,
+    args: Vec<ScannedArg<'c>>,
+    dests: Vec<ScannedDest<'c>>,
 }
 
-impl<'c> Facts<'c> {
-    pub(crate) fn build(call: &'c Call<'c>, inp: &Inputs<'_>) -> Facts<'c> {
+/// One top-level argument: its fingerprints are looked up in provenance.
+#[derive(Debug)]
+struct ScannedArg<'c> {
+    name: &'c str,
+    is_dest: bool,
+    /// Data riding inside a URL (query string, path) is carried data, not
+    /// the destination itself.
+    in_url: bool,
+    fps: std::ops::Range<usize>,
+}
+
+/// A destination value, before provenance and baselines are consulted.
+#[derive(Debug)]
+struct ScannedDest<'c> {
+    arg: &'c str,
+    value: String,
+    key: u64,
+    fps: std::ops::Range<usize>,
+    in_intent: bool,
+    internal: bool,
+    party: bool,
+}
+
+impl<'c> ArgScan<'c> {
+    /// Scans `call`'s arguments; `labels` are the tool's labels.
+    pub(crate) fn new(
+        call: &'c Call<'c>,
+        det: &Detectors,
+        settings: &Settings,
+        labels: LabelSet,
+    ) -> ArgScan<'c> {
         let server = call.server.unwrap_or("");
         let tool_hash = fingerprint::hash_parts(
             FpKind::Value,
             &[server.as_bytes(), b"/", call.tool.as_bytes()],
         );
-        let first_use = !inp.session.baseline.knows_tool(tool_hash)
-            && !inp.agent.baseline.knows_tool(tool_hash);
-        let mut f = Facts {
-            call,
-            server,
-            labels: inp.labels,
-            session_labels: inp.session.taint,
-            injection_seen: inp.session.injection_seen,
-            risk: inp.risk,
-            index: inp.index,
-            first_use,
+        const ARG_CAP: usize = 256;
+        let mut scan = ArgScan {
+            labels,
             tool_hash,
-            dests: Vec::new(),
-            hits: Vec::new(),
-            carries: Vec::new(),
             detected: 0,
-            args_text: std::cell::OnceCell::new(),
+            // A 1 KiB argument gives ~170 shingles: reserve up front rather
+            // than grow through seven reallocations.
+            fps: Vec::with_capacity(ARG_CAP),
+            dest_fps: Vec::new(),
+            args: Vec::new(),
+            dests: Vec::new(),
         };
         let intent_lower = call.intent.map(str::to_lowercase);
         let mut scratch: Vec<Finding> = Vec::new();
-        let opts = Extract {
-            shingles: true,
-            values: true,
-            cap: 256,
-            sample: false,
-        };
-        // A 1 KiB argument gives ~170 shingles: reserve up front rather
-        // than grow through seven reallocations.
-        let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
         let args: Vec<(&str, &Value)> = match call.args {
             Value::Object(o) => o.iter().map(|(k, v)| (k.as_str(), v)).collect(),
             Value::Null => Vec::new(),
             other => vec![("", other)],
         };
-        let egress_like = inp.labels.intersects(LabelSet::of(&[
+        let egress_like = labels.intersects(LabelSet::of(&[
             Label::Egress,
             Label::Money,
             Label::Identity,
         ]));
         let mut have_dest_key = false;
+        scan.args.reserve(args.len());
         for (k, v) in &args {
             let kl = k.to_ascii_lowercase();
             let is_dest = is_dest_key(&kl);
             have_dest_key |= is_dest && !v.is_null();
-            fps.clear();
+            // The argument's fingerprints follow the previous ones' in
+            // `scan.fps`; the cap (compared with the vector's length) is
+            // moved along so each argument has its own.
+            let start = scan.fps.len();
+            let opts = Extract {
+                shingles: true,
+                values: true,
+                cap: start + ARG_CAP,
+                sample: false,
+            };
             if is_dest {
                 // Each leaf is scanned once, for the argument's fingerprints
                 // (as `from_json` would) and for the destination.
                 for s in leaves(v) {
-                    inp.det.scan_into(&s, &mut scratch);
-                    if fps.len() < opts.cap {
-                        fingerprint::from_findings(&s, &scratch, opts, &mut fps);
+                    det.scan_into(&s, &mut scratch);
+                    if scan.fps.len() < opts.cap {
+                        fingerprint::from_findings(&s, &scratch, opts, &mut scan.fps);
                         for x in &scratch {
-                            f.detected |= kind_bit(x.kind);
+                            scan.detected |= kind_bit(x.kind);
                         }
                     }
-                    f.add_dest(inp, k, &s, intent_lower.as_deref(), &mut scratch);
+                    scan.add_dest(det, settings, k, &s, intent_lower.as_deref(), &mut scratch);
                 }
             } else {
-                fingerprint::from_json(inp.det, v, opts, &mut scratch, &mut fps, &mut f.detected);
+                fingerprint::from_json(
+                    det,
+                    v,
+                    opts,
+                    &mut scratch,
+                    &mut scan.fps,
+                    &mut scan.detected,
+                );
             }
-            let hits = lookup(inp, k, &fps);
-            // Data riding inside a URL (query string, path) is carried data,
-            // not the destination itself.
-            let in_url = is_dest && fingerprint_has_url(v);
-            for h in hits {
-                if h.kind == FpKind::Shingle
-                    || !is_dest
-                    || (in_url && !matches!(h.kind, FpKind::Url | FpKind::Domain))
-                {
-                    f.carries.push(h.clone());
-                }
-                if h.kind != FpKind::Shingle {
-                    f.hits.push(h);
-                }
-            }
+            scan.args.push(ScannedArg {
+                name: k,
+                is_dest,
+                in_url: is_dest && fingerprint_has_url(v),
+                fps: start..scan.fps.len(),
+            });
         }
         if egress_like && !have_dest_key {
             // No recipient field: URLs and addresses anywhere in the
@@ -316,16 +344,179 @@ impl<'c> Facts<'c> {
             for (k, v) in &args {
                 for s in leaves(v) {
                     scratch.clear();
-                    inp.det.scan(&s, &mut scratch);
+                    det.scan(&s, &mut scratch);
                     let found: Vec<String> = scratch
                         .iter()
                         .filter(|x| matches!(x.kind, Kind::Email | Kind::Url))
                         .map(|x| s[x.range.clone()].to_owned())
                         .collect();
                     for d in found {
-                        inp.det.scan_into(&d, &mut scratch);
-                        f.add_dest(inp, k, &d, intent_lower.as_deref(), &mut scratch);
+                        det.scan_into(&d, &mut scratch);
+                        scan.add_dest(det, settings, k, &d, intent_lower.as_deref(), &mut scratch);
                     }
+                }
+            }
+        }
+        scan
+    }
+
+    /// Adds a destination value of argument `arg`; `scratch` holds the
+    /// detector findings of `s`.
+    fn add_dest(
+        &mut self,
+        det: &Detectors,
+        settings: &Settings,
+        arg: &'c str,
+        s: &str,
+        intent: Option<&str>,
+        scratch: &mut Vec<Finding>,
+    ) {
+        let trimmed = s.trim();
+        if trimmed.is_empty() || self.dests.len() >= 16 {
+            return;
+        }
+        // As for arguments, the cap moves along with the shared vector.
+        let start = self.dest_fps.len();
+        let opts = Extract {
+            shingles: false,
+            values: true,
+            cap: start + 8,
+            sample: false,
+        };
+        let fps = &mut self.dest_fps;
+        if trimmed.len() == s.len() {
+            // `scratch` holds the findings of `s`, scanned by the caller.
+            fingerprint::from_findings(s, scratch, opts, fps);
+        } else {
+            // `from_text` scans and leaves the findings in `scratch`.
+            fingerprint::from_text(det, trimmed, opts, scratch, fps);
+        }
+        let s = trimmed;
+        let (value, key, host, party) = match scratch
+            .iter()
+            .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+        {
+            Some(x) if x.kind == Kind::Email => {
+                let e = s[x.range.clone()].to_ascii_lowercase();
+                let host = e
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default();
+                let k = fingerprint::hash(FpKind::Email, e.as_bytes());
+                (e, k, host, true)
+            }
+            Some(x) if x.kind == Kind::Url => {
+                let (_, host) = fingerprint::normalise_url(&s[x.range.clone()]);
+                let k = fingerprint::hash(FpKind::Domain, host.as_bytes());
+                (host.clone(), k, host, true)
+            }
+            Some(x) => {
+                let v: String = s[x.range.clone()]
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_uppercase();
+                let k = fps.get(start).map_or(0, |f| f.hash);
+                (v, k, String::new(), true)
+            }
+            None => {
+                let v = s.to_lowercase();
+                let k = fingerprint::hash(FpKind::Value, v.as_bytes());
+                // A channel, user handle or id: a party inside the tool's
+                // own workspace, unless it is a long number (phone,
+                // account).
+                let party = v.chars().filter(char::is_ascii_digit).count() >= 8;
+                (v, k, String::new(), party)
+            }
+        };
+        if self.dests.iter().any(|d| d.key == key) {
+            self.dest_fps.truncate(start);
+            return;
+        }
+        let in_intent = intent.is_some_and(|i| i.contains(&value) || i.contains(&s.to_lowercase()));
+        let internal = !host.is_empty() && is_internal(settings, &host);
+        self.dests.push(ScannedDest {
+            arg,
+            value,
+            key,
+            fps: start..self.dest_fps.len(),
+            in_intent,
+            internal,
+            party,
+        });
+    }
+}
+
+/// What the state says about a call: its session and agent, and the
+/// call's place in the session.
+pub(crate) struct Inputs<'s> {
+    pub session_key: &'s str,
+    pub session: &'s SessionState,
+    pub agent: &'s AggregateState,
+    pub risk: u32,
+    pub index: u32,
+}
+
+impl<'c> Facts<'c> {
+    /// The call's facts: its scan, looked up in the session's and agent's
+    /// provenance and baselines.
+    pub(crate) fn build(call: &'c Call<'c>, scan: ArgScan<'c>, inp: &Inputs<'_>) -> Facts<'c> {
+        let ArgScan {
+            labels,
+            tool_hash,
+            detected,
+            fps,
+            dest_fps,
+            args,
+            dests,
+        } = scan;
+        let first_use = !inp.session.baseline.knows_tool(tool_hash)
+            && !inp.agent.baseline.knows_tool(tool_hash);
+        let mut f = Facts {
+            call,
+            server: call.server.unwrap_or(""),
+            labels,
+            session_labels: inp.session.taint,
+            injection_seen: inp.session.injection_seen,
+            risk: inp.risk,
+            index: inp.index,
+            first_use,
+            tool_hash,
+            dests: Vec::with_capacity(dests.len()),
+            hits: Vec::new(),
+            carries: Vec::new(),
+            detected,
+            args_text: std::cell::OnceCell::new(),
+        };
+        for d in dests {
+            let mut hits = lookup(inp, d.arg, &dest_fps[d.fps]);
+            hits.sort_by_key(|h| (!h.injected, h.trusted_seen, h.src_seq));
+            let known =
+                inp.session.baseline.knows_dest(d.key) || inp.agent.baseline.knows_dest(d.key);
+            let origin = hits.into_iter().next().map(|mut h| {
+                h.in_intent |= d.in_intent;
+                h
+            });
+            f.dests.push(Dest {
+                arg: d.arg,
+                value: d.value,
+                key: d.key,
+                origin,
+                new: !known && !d.in_intent && !d.internal,
+                in_intent: d.in_intent,
+                external: d.party && !d.internal,
+            });
+        }
+        for a in &args {
+            for h in lookup(inp, a.name, &fps[a.fps.clone()]) {
+                if h.kind == FpKind::Shingle
+                    || !a.is_dest
+                    || (a.in_url && !matches!(h.kind, FpKind::Url | FpKind::Domain))
+                {
+                    f.carries.push(h.clone());
+                }
+                if h.kind != FpKind::Shingle {
+                    f.hits.push(h);
                 }
             }
         }
@@ -354,95 +545,6 @@ impl<'c> Facts<'c> {
             });
         }
         f
-    }
-
-    /// Adds a destination value of argument `arg`; `scratch` holds the
-    /// detector findings of `s`.
-    fn add_dest(
-        &mut self,
-        inp: &Inputs<'_>,
-        arg: &'c str,
-        s: &str,
-        intent: Option<&str>,
-        scratch: &mut Vec<Finding>,
-    ) {
-        let trimmed = s.trim();
-        if trimmed.is_empty() || self.dests.len() >= 16 {
-            return;
-        }
-        let opts = Extract {
-            shingles: false,
-            values: true,
-            cap: 8,
-            sample: false,
-        };
-        let mut fps: Vec<Fp> = Vec::new();
-        if trimmed.len() == s.len() {
-            // `scratch` holds the findings of `s`, scanned by the caller.
-            fingerprint::from_findings(s, scratch, opts, &mut fps);
-        } else {
-            // `from_text` scans and leaves the findings in `scratch`.
-            fingerprint::from_text(inp.det, trimmed, opts, scratch, &mut fps);
-        }
-        let s = trimmed;
-        let (value, key, host, party) = match scratch
-            .iter()
-            .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
-        {
-            Some(x) if x.kind == Kind::Email => {
-                let e = s[x.range.clone()].to_ascii_lowercase();
-                let host = e
-                    .rsplit_once('@')
-                    .map(|(_, d)| d.to_owned())
-                    .unwrap_or_default();
-                let k = fingerprint::hash(FpKind::Email, e.as_bytes());
-                (e, k, host, true)
-            }
-            Some(x) if x.kind == Kind::Url => {
-                let (_, host) = fingerprint::normalise_url(&s[x.range.clone()]);
-                let k = fingerprint::hash(FpKind::Domain, host.as_bytes());
-                (host.clone(), k, host, true)
-            }
-            Some(x) => {
-                let v: String = s[x.range.clone()]
-                    .chars()
-                    .filter(|c| !c.is_whitespace())
-                    .collect::<String>()
-                    .to_ascii_uppercase();
-                let k = fps.first().map_or(0, |f| f.hash);
-                (v, k, String::new(), true)
-            }
-            None => {
-                let v = s.to_lowercase();
-                let k = fingerprint::hash(FpKind::Value, v.as_bytes());
-                // A channel, user handle or id: a party inside the tool's
-                // own workspace, unless it is a long number (phone,
-                // account).
-                let party = v.chars().filter(char::is_ascii_digit).count() >= 8;
-                (v, k, String::new(), party)
-            }
-        };
-        if self.dests.iter().any(|d| d.key == key) {
-            return;
-        }
-        let mut hits = lookup(inp, arg, &fps);
-        hits.sort_by_key(|h| (!h.injected, h.trusted_seen, h.src_seq));
-        let in_intent = intent.is_some_and(|i| i.contains(&value) || i.contains(&s.to_lowercase()));
-        let internal = !host.is_empty() && is_internal(inp.settings, &host);
-        let known = inp.session.baseline.knows_dest(key) || inp.agent.baseline.knows_dest(key);
-        let origin = hits.into_iter().next().map(|mut h| {
-            h.in_intent |= in_intent;
-            h
-        });
-        self.dests.push(Dest {
-            arg,
-            value,
-            key,
-            origin,
-            new: !known && !in_intent && !internal,
-            in_intent,
-            external: party && !internal,
-        });
     }
 
     pub(crate) fn args_text(&self) -> &str {

@@ -1,9 +1,15 @@
 //! The judge: one call in, one verdict out.
 //!
 //! Owns: [`Judge`] (catalogue, rules, detectors and policy, immutable and
-//! cheap to clone) with [`Judge::judge_call`] and [`Judge::observe_result`].
-//! Order inside `judge_call`: quarantine check, facts, call rules, sequence
-//! rules, threshold rules, Cedar policy, risk and ladder, state updates.
+//! cheap to clone) with [`Judge::judge_call`] and [`Judge::observe_result`],
+//! each also in two halves: a scan that reads no state
+//! ([`Judge::scan_call`], [`Judge::scan_result`]: detectors, fingerprints,
+//! destinations) and the part that reads and updates it
+//! ([`Judge::judge_scanned`], [`Judge::observe_scanned`]), so a caller that
+//! guards its state with a lock holds it only for the second.
+//! Order inside `judge_scanned`: quarantine check, facts, call rules,
+//! sequence rules, threshold rules, Cedar policy, risk and ladder, state
+//! updates.
 
 use std::sync::Arc;
 
@@ -13,7 +19,7 @@ use crate::call::{Call, ToolResult};
 use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
-use crate::facts::{Facts, Inputs, arg_at, as_number};
+use crate::facts::{ArgScan, Facts, Inputs, arg_at, as_number};
 use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
@@ -34,6 +40,38 @@ const AGENT_PROV_ENTRIES: usize = 256;
 const AGENT_PROV_SOURCES: usize = 16;
 const PARTIALS_PER_RULE: usize = 4;
 const MAX_EVENTS: usize = 1024;
+/// Risk points a call refused by the content policy adds, per finding.
+const CONTENT_BLOCK_RISK: u32 = 30;
+
+/// A call as the judge reads it before consulting any state: its tool's
+/// labels, the fingerprints and detector classes of its arguments, its
+/// destinations and the content policy's refusals. Made by
+/// [`Judge::scan_call`] from the call and the judge's configuration alone;
+/// judge it with [`Judge::judge_scanned`] of the same judge.
+#[derive(Debug)]
+pub struct ScannedCall<'c> {
+    call: &'c Call<'c>,
+    labels: LabelSet,
+    args: ArgScan<'c>,
+    intent_hash: Option<u64>,
+    /// Refusals by the content policy (a blocked class in the arguments).
+    blocked: Vec<Reason>,
+}
+
+/// A result as the judge reads it before consulting any state: its
+/// labels, fingerprints, findings, injection signals and redactions. Made
+/// by [`Judge::scan_result`]; recorded with [`Judge::observe_scanned`] of
+/// the same judge.
+#[derive(Debug)]
+pub struct ScannedResult {
+    labels: LabelSet,
+    redactions: Vec<Redaction>,
+    findings: Vec<ContentFinding>,
+    signals: Vec<SignalFinding>,
+    blocked: bool,
+    fps: Vec<Fp>,
+    source: Source,
+}
 
 /// The behaviour judge. Build once per configuration snapshot; share by
 /// reference or clone (all parts are reference counted).
@@ -165,7 +203,45 @@ impl Judge {
     /// (call index, sequence partial matches, threshold windows, risk,
     /// baseline, quarantine). Attempts count: a refused call still advances
     /// sequences and thresholds, so an agent that keeps trying is seen.
+    /// The same as [`Judge::scan_call`] then [`Judge::judge_scanned`].
     pub fn judge_call(&self, state: StateMut<'_>, call: &Call<'_>, now: Millis) -> Verdict {
+        self.judge_scanned(state, self.scan_call(call), now)
+    }
+
+    /// The half of [`Judge::judge_call`] that needs no state: detectors and
+    /// fingerprints over the arguments, destinations, content refusals.
+    /// Most of a call's cost, so a caller that locks its state calls this
+    /// before taking the lock.
+    pub fn scan_call<'c>(&self, call: &'c Call<'c>) -> ScannedCall<'c> {
+        let labels = self.catalog.labels(call.server, call.tool);
+        let args = ArgScan::new(call, &self.detectors, &self.rules.settings, labels);
+        let blocked = self.block_content(call, args.detected);
+        ScannedCall {
+            call,
+            labels,
+            args,
+            intent_hash: call
+                .intent
+                .map(|i| fingerprint::hash(FpKind::Value, i.as_bytes())),
+            blocked,
+        }
+    }
+
+    /// Judges a call scanned by [`Judge::scan_call`] against `state` and
+    /// updates it, as [`Judge::judge_call`] does.
+    pub fn judge_scanned(
+        &self,
+        state: StateMut<'_>,
+        scanned: ScannedCall<'_>,
+        now: Millis,
+    ) -> Verdict {
+        let ScannedCall {
+            call,
+            labels,
+            args,
+            intent_hash,
+            blocked,
+        } = scanned;
         let StateMut {
             session,
             agent,
@@ -175,7 +251,6 @@ impl Judge {
         let index = session.calls;
         session.calls = session.calls.saturating_add(1);
         session.last = now.max(session.last);
-        let labels = self.catalog.labels(call.server, call.tool);
         let risk_before = session
             .risk
             .points_at(now, hl)
@@ -201,8 +276,8 @@ impl Judge {
                 labels,
             };
         }
-        if let Some(intent) = call.intent {
-            let h = fingerprint::hash(FpKind::Value, intent.as_bytes());
+        if let (Some(intent), Some(h)) = (call.intent, intent_hash) {
+            // Fingerprinted only when the intent changes, which is rare.
             if h != session.intent_hash {
                 let mut fps: Vec<Fp> = Vec::new();
                 let mut scratch = Vec::new();
@@ -224,13 +299,11 @@ impl Judge {
         }
         let facts = Facts::build(
             call,
+            args,
             &Inputs {
                 session_key: call.session.as_str(),
-                det: &self.detectors,
-                settings: &self.rules.settings,
                 session,
                 agent,
-                labels,
                 risk: risk_before,
                 index,
             },
@@ -271,7 +344,10 @@ impl Judge {
                 });
             }
         }
-        self.block_content(call, facts.detected, &mut reasons, &mut fired_risk);
+        for r in blocked {
+            fired_risk.push(CONTENT_BLOCK_RISK);
+            reasons.push(r);
+        }
         #[cfg(feature = "cedar")]
         if let Some(p) = &self.policy {
             let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
@@ -376,13 +452,7 @@ impl Judge {
     /// detector) whose action is `block`. `detected` has one bit per class
     /// that fired; the arguments are walked again only when a blocked class
     /// is among them, to say where.
-    fn block_content(
-        &self,
-        call: &Call<'_>,
-        detected: u16,
-        reasons: &mut Vec<Reason>,
-        fired_risk: &mut Vec<u32>,
-    ) {
+    fn block_content(&self, call: &Call<'_>, detected: u16) -> Vec<Reason> {
         let content = &self.rules.settings.content;
         let custom_block = self
             .rules
@@ -397,7 +467,7 @@ impl Judge {
             })
             .fold(0u16, |a, k| a | 1 << (k as u16));
         if detected & blocked_bits == 0 {
-            return;
+            return Vec::new();
         }
         let mut found: Vec<Finding> = Vec::new();
         let mut hits: Vec<(String, Finding)> = Vec::new();
@@ -410,9 +480,9 @@ impl Judge {
                 }
             }
         });
+        let mut reasons = Vec::with_capacity(hits.len());
         for (ptr, f) in hits {
             let name = self.detectors.detector_name(f.detector).to_owned();
-            fired_risk.push(30);
             reasons.push(Reason {
                 rule: RuleId::new(format!("content-block-{name}")),
                 origin: Origin::Content,
@@ -438,6 +508,7 @@ impl Judge {
                 ],
             });
         }
+        reasons
     }
 
     /// Records that a held call was approved by a human and forwarded: its
@@ -450,15 +521,14 @@ impl Judge {
             agent,
             user: _,
         } = state;
+        let scan = ArgScan::new(call, &self.detectors, &self.rules.settings, verdict.labels);
         let facts = Facts::build(
             call,
+            scan,
             &Inputs {
                 session_key: call.session.as_str(),
-                det: &self.detectors,
-                settings: &self.rules.settings,
                 session,
                 agent,
-                labels: verdict.labels,
                 risk: verdict.risk_after.0,
                 index: verdict.index,
             },
@@ -477,6 +547,7 @@ impl Judge {
     /// redacted) and answered: taints the session with the tool's read
     /// labels, records value fingerprints with their source, notes injected
     /// instructions, and lists what to redact before the agent sees it.
+    /// The same as [`Judge::scan_result`] then [`Judge::observe_scanned`].
     pub fn observe_result(
         &self,
         state: StateMut<'_>,
@@ -485,11 +556,19 @@ impl Judge {
         result: &ToolResult<'_>,
         now: Millis,
     ) -> ResultVerdict {
-        let StateMut {
-            session,
-            agent,
-            user,
-        } = state;
+        self.observe_scanned(state, self.scan_result(call, verdict, result), now)
+    }
+
+    /// The half of [`Judge::observe_result`] that needs no state: detectors,
+    /// injection signals, fingerprints and redactions over the result. Most
+    /// of an inspection's cost, so a caller that locks its state calls this
+    /// before taking the lock.
+    pub fn scan_result(
+        &self,
+        call: &Call<'_>,
+        verdict: &Verdict,
+        result: &ToolResult<'_>,
+    ) -> ScannedResult {
         let mut labels = verdict.labels.read_labels();
         let mut redactions: Vec<Redaction> = Vec::new();
         let mut findings: Vec<ContentFinding> = Vec::new();
@@ -582,11 +661,54 @@ impl Judge {
         if result.is_error {
             labels.remove(Label::Private);
         }
-        let injection = signals.first().map(|g| g.signal.what);
-        let injected = injection.is_some();
-        let mut risk_added = 0;
+        let injected = !signals.is_empty();
         if injected {
             labels.insert(Label::Untrusted);
+        }
+        ScannedResult {
+            labels,
+            redactions: merge_redactions(redactions),
+            findings,
+            signals,
+            blocked,
+            fps,
+            source: Source {
+                seq: 0,
+                session: call.session.clone(),
+                index: verdict.index,
+                tool: ToolName::new(call.tool),
+                labels,
+                injected,
+            },
+        }
+    }
+
+    /// Records a result scanned by [`Judge::scan_result`] into `state`, as
+    /// [`Judge::observe_result`] does: taint, provenance, injection risk.
+    pub fn observe_scanned(
+        &self,
+        state: StateMut<'_>,
+        scanned: ScannedResult,
+        now: Millis,
+    ) -> ResultVerdict {
+        let ScannedResult {
+            labels,
+            redactions,
+            findings,
+            signals,
+            blocked,
+            fps,
+            source,
+        } = scanned;
+        let StateMut {
+            session,
+            agent,
+            user,
+        } = state;
+        let injection = signals.first().map(|g| g.signal.what);
+        let injected = source.injected;
+        let mut risk_added = 0;
+        if injected {
             session.injection_seen = true;
             risk_added = self.rules.settings.injection_risk;
             if risk_added > 0 {
@@ -601,14 +723,6 @@ impl Judge {
         let added = LabelSet::of(&[]).union(labels);
         let before = session.taint;
         session.taint = session.taint.union(labels);
-        let source = Source {
-            seq: 0,
-            session: call.session.clone(),
-            index: verdict.index,
-            tool: ToolName::new(call.tool),
-            labels,
-            injected,
-        };
         if labels.intersects(LabelSet::of(&[
             Label::Private,
             Label::Secret,
@@ -629,7 +743,7 @@ impl Judge {
             }
         }
         ResultVerdict {
-            redactions: merge_redactions(redactions),
+            redactions,
             labels_added: gained,
             injection,
             recorded: fps.len(),

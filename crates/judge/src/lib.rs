@@ -14,7 +14,8 @@
 //!   risk ladder), compiled.
 //! - `facts`: per-call facts and condition evaluation (internal).
 //! - [`policy`]: the Cedar policy evaluated on every call (feature `cedar`).
-//! - [`judge`]: [`Judge::judge_call`] and [`Judge::observe_result`].
+//! - [`judge`]: [`Judge::judge_call`] and [`Judge::observe_result`] (and
+//!   their halves, [`ScannedCall`] and [`ScannedResult`]).
 //! - [`verdict`]: decisions, reasons and redactions.
 //! - [`mod@replay`]: judging recorded sessions offline.
 //! - [`pack`]: the default rules and policy.
@@ -40,6 +41,13 @@
 //! 3. when the upstream answers a forwarded call,
 //!    `judge.observe_result(state, &call, &v, &result, now)` taints the
 //!    session, records provenance and lists redactions.
+//!
+//! Both steps also come in two halves, for a caller that guards its state
+//! with a lock: [`Judge::scan_call`] and [`Judge::scan_result`] read no
+//! state (detectors, fingerprints: most of the cost) and may run before
+//! the lock is taken; [`Judge::judge_scanned`] and
+//! [`Judge::observe_scanned`] then read and update the state. The answers
+//! are the same as in one step.
 //!
 //! [`replay::Replayer`] does exactly this for recorded sessions.
 
@@ -71,7 +79,7 @@ pub use detect::{
 };
 pub use error::{Error, Location};
 pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId};
-pub use judge::Judge;
+pub use judge::{Judge, ScannedCall, ScannedResult};
 pub use label::{Label, LabelSet, LabelSource};
 #[cfg(feature = "cedar")]
 pub use policy::{ArgType, Policy};
