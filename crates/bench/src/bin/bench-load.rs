@@ -5,7 +5,7 @@
 //!
 //! With `--rate`, calls are scheduled open-loop at that total rate. A
 //! call's latency runs from when it was sent, plus however much later than
-//! scheduled it was sent beyond the timer's 1 ms granularity: a stall that
+//! scheduled it was sent beyond the timer's 2 ms granularity: a stall that
 //! holds calls back is counted (no coordinated omission), while where the
 //! scheduled instant falls between two timer ticks, the same for every
 //! call of a run but different from run to run, is not. Sends held back
@@ -82,8 +82,10 @@ struct Stats {
     first_error: Option<String>,
 }
 
-/// tokio's timer wakes on whole milliseconds.
-const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+/// How late tokio's timer wakes a sleep on its own: the deadline is rounded
+/// up to the next millisecond tick and the driver's wait to whole
+/// milliseconds again, so up to two.
+const TIMER_GRANULARITY: Duration = Duration::from_millis(2);
 
 struct Target {
     addr: SocketAddr,
