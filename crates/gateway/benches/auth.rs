@@ -139,43 +139,32 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
-    c.bench_function("auth_api_key_then_gateway_decision", |b| {
-        b.iter(|| {
-            let principal = rt
-                .block_on(auth.authenticate(black_box(&key), None))
-                .expect("authenticated");
-            black_box(behaviour.decide(
-                &principal,
-                "s1",
-                "payments",
-                "transfer_funds",
-                CallKind::CallTool,
-                args.clone(),
-                None,
-            ))
-        })
-    });
     // The relay bench's workload: a `tools/call` with 1 KiB of arguments,
     // where building the decision record (digest and shape of the
     // arguments) is a larger share.
     let body: String = "Quarterly figures attached; please review before Friday. ".repeat(16);
     let args_1k = json!({"from_account": "ACC-1", "to_iban": "DE89370400440532013000", "amount": 120.5, "memo": body[..880].to_owned(), "tags": ["q3", "review"], "meta": {"ref": "inv-4411", "urgent": false}});
-    c.bench_function("auth_api_key_then_gateway_decision_1kib_args", |b| {
-        b.iter(|| {
-            let principal = rt
-                .block_on(auth.authenticate(black_box(&key), None))
-                .expect("authenticated");
-            black_box(behaviour.decide(
-                &principal,
-                "s1",
-                "payments",
-                "transfer_funds",
-                CallKind::CallTool,
-                args_1k.clone(),
-                None,
-            ))
-        })
-    });
+    for (name, args) in [
+        ("auth_api_key_then_gateway_decision", &args),
+        ("auth_api_key_then_gateway_decision_1kib_args", &args_1k),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let principal = rt
+                    .block_on(auth.authenticate(black_box(&key), None))
+                    .expect("authenticated");
+                black_box(behaviour.decide(
+                    &principal,
+                    "s1",
+                    "payments",
+                    "transfer_funds",
+                    CallKind::CallTool,
+                    args.clone(),
+                    None,
+                ))
+            })
+        });
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1258,20 +1258,11 @@ fn shape_of(v: &Value) -> Value {
 
 /// `<N chars>`, without the formatting machinery (a few strings per call).
 fn chars_label(s: &str) -> String {
-    let mut digits = [0u8; 20];
-    let mut n = s.chars().count();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = String::with_capacity(digits.len() - at + 8);
+    let mut digits = itoa::Buffer::new();
+    let n = digits.format(s.chars().count());
+    let mut out = String::with_capacity(n.len() + 8);
     out.push('<');
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+    out.push_str(n);
     out.push_str(" chars>");
     out
 }

@@ -73,6 +73,8 @@ struct Idle {
 pub(crate) struct Pool {
     connector: HttpsConnector<HttpConnector>,
     origin: Uri,
+    /// `origin` in origin form (path and query), as requests carry it.
+    path: Uri,
     host: Option<HeaderValue>,
     idle: Mutex<VecDeque<Idle>>,
     idle_timeout: Duration,
@@ -101,6 +103,7 @@ impl Pool {
         Pool {
             connector,
             origin: uri.clone(),
+            path: origin_form(uri),
             host,
             idle: Mutex::new(VecDeque::new()),
             idle_timeout,
@@ -132,14 +135,12 @@ impl Pool {
     }
 
     fn origin_form(&self, mut req: Request<Body>) -> Request<Body> {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse::<Uri>();
-        if let Ok(path) = path {
-            *req.uri_mut() = path;
-        }
+        // Calls go to the upstream's own URL: its path is parsed once.
+        *req.uri_mut() = if *req.uri() == self.origin {
+            self.path.clone()
+        } else {
+            origin_form(req.uri())
+        };
         if let Some(host) = &self.host {
             req.headers_mut()
                 .entry(HOST)
@@ -281,6 +282,13 @@ impl Failure {
             Failure::Failed(reason) => reason,
         }
     }
+}
+
+/// `uri`'s path and query alone (`/` when it has none).
+fn origin_form(uri: &Uri) -> Uri {
+    uri.path_and_query()
+        .and_then(|p| p.as_str().parse().ok())
+        .unwrap_or_else(|| Uri::from_static("/"))
 }
 
 fn is_stream<B>(resp: &Response<B>) -> bool {
