@@ -450,7 +450,7 @@ fn shingles(
         .wrapping_mul(P)
         .wrapping_mul(P);
     // Sampling needs the word count up front: a cheap estimate from spaces.
-    let sample = sample && b.iter().filter(|c| **c == b' ').count() >= 64;
+    let sample = sample && at_least_spaces(b, 64);
     let mut ring: [u64; N] = [0; N];
     let mut roll: u64 = 0;
     let mut n = 0usize;
@@ -480,6 +480,29 @@ fn shingles(
             }
         }
     }
+}
+
+/// Whether `b` holds at least `n` space bytes: eight bytes per step, and
+/// it stops as soon as it has seen `n` (a result's sampling is decided
+/// from its first few hundred bytes instead of a byte-wise count of all).
+fn at_least_spaces(b: &[u8], n: usize) -> bool {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut seen = 0usize;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        // Bytes equal to a space become zero; the high bit of each byte of
+        // `zero` is set exactly where `x` has a zero byte (no carries
+        // between bytes: the low seven bits are added separately).
+        let x = u64::from_le_bytes(a) ^ 0x2020_2020_2020_2020;
+        let zero = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        seen += zero.count_ones() as usize;
+        if seen >= n {
+            return true;
+        }
+    }
+    seen + chunks.remainder().iter().filter(|c| **c == b' ').count() >= n
 }
 
 /// The shingles as they were (a closure per word, each word hashed from a

@@ -89,8 +89,8 @@ mod props {
     use proptest::prelude::*;
 
     use super::super::{
-        FpKind, digits, hash, hash_ascii_lower, hash_digits, shingles, shingles_reference, tokens,
-        tokens_bytewise, word_hash, word_hash_at,
+        FpKind, at_least_spaces, digits, hash, hash_ascii_lower, hash_digits, shingles,
+        shingles_reference, tokens, tokens_bytewise, word_hash, word_hash_at,
     };
 
     proptest! {
@@ -120,6 +120,12 @@ mod props {
             let mut shared = Vec::new();
             shingles(&text, Some(&pre), cap, sample, &mut shared);
             prop_assert_eq!(shared, slow);
+        }
+
+        #[test]
+        fn at_least_spaces_equals_counting_them(text in "[a \u{a0}\u{2000}\t!]{0,200}", n in 0usize..80) {
+            let b = text.as_bytes();
+            prop_assert_eq!(at_least_spaces(b, n), b.iter().filter(|c| **c == b' ').count() >= n);
         }
 
         #[test]
