@@ -124,23 +124,19 @@ mod tests {
     }
 
     fn json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
+        // Values are written by castellan-protocol's `json::write_value`,
+        // property-tested there against serde_json; here a few shapes show
+        // them placed in the record.
+        prop_oneof![
             Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(Value::from),
             text().prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 32, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                prop::collection::vec(("\\PC{0,4}", inner), 0..4)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
+            prop::collection::vec(("\\PC{0,4}", text()), 0..3).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            }),
+        ]
     }
 
     prop_compose! {
