@@ -15,7 +15,7 @@ mod record;
 mod sign;
 mod store;
 
-pub use record::{GENESIS, Record, chain_hash, write_compact_json};
+pub use record::{GENESIS, Record, chain_hash};
 pub use sign::{Checkpointing, PublicKey, Retention, SigningKey};
 pub use store::{
     AuditError, AuditLog, Durability, Filter, Report, Stored, Verification, Writer, WriterConfig,

@@ -230,6 +230,61 @@ mod bad_input {
         assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 
+    /// Arguments the judge would read differently from the tool (a
+    /// duplicate key: serde_json keeps the last, other parsers the first)
+    /// or cannot read at all are refused before anything reaches the
+    /// upstream, never judged as `{}`.
+    #[tokio::test]
+    async fn arguments_with_a_duplicate_key_are_refused_and_never_reach_the_upstream() {
+        let calls = support::scratch("duplicate-keys").join("calls.log");
+        let gw = Gateway::start(&format!(
+            "upstreams:\n  - name: py\n    stdio:\n      command: python3\n      args: [\"-u\", \"{}\"]\n      env:\n        FIXTURE_CALLS: \"{}\"\n",
+            fixture("stdio_server.py"),
+            calls.display()
+        ));
+        let sid = open_session(&gw.url).await;
+        let h = [
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-session-id", sid.as_str()),
+        ];
+        let post_raw = |body: &str| {
+            let body = body.as_bytes().to_vec();
+            let url = gw.url.clone();
+            async move { send("POST", &url, &h, body).await }
+        };
+        let r = post_raw(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"py__echo","arguments":{"text":"hi","mail":{"to":"a@example.com","to":"b@evil.example"}}}}"#).await;
+        assert_eq!(r.last()["id"], 1);
+        assert_eq!(r.last()["error"]["code"], -32602, "{}", r.last());
+        let message = r.last()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            message.starts_with("duplicate key `to` in `arguments`"),
+            "{message}"
+        );
+        // A number the judge cannot read, and a duplicate in `_meta`, too.
+        let r = post_raw(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"py__echo","arguments":{"text":"hi","n":1e400}}}"#).await;
+        assert_eq!(r.last()["error"]["code"], -32602, "{}", r.last());
+        let r = post_raw(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"py__echo","arguments":{"text":"hi"},"_meta":{"intent":"a","intent":"b"}}}"#).await;
+        assert_eq!(r.last()["error"]["code"], -32602, "{}", r.last());
+        assert!(
+            r.last()["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("`_meta`"),
+            "{}",
+            r.last()
+        );
+        assert!(!calls.exists(), "the upstream saw a refused call");
+        // The same call without the duplicate goes through, and is seen.
+        let r = post_raw(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"py__echo","arguments":{"text":"hi","mail":{"to":"a@example.com"}}}}"#).await;
+        assert_eq!(text_of(r.last()), "hi", "{}", r.last());
+        let seen = std::fs::read_to_string(&calls).expect("calls log");
+        assert_eq!(seen.lines().count(), 1, "{seen}");
+    }
+
     #[tokio::test]
     async fn bodies_over_the_limit_get_413_and_the_gateway_keeps_serving() {
         let gw = Gateway::start(&format!("limits:\n  max_body_bytes: 2048\n{DEMO}"));

@@ -93,6 +93,9 @@ struct Subject {
     tool: String,
     kind: CallKind,
     args: Value,
+    /// `args` as compact JSON, written once: the judge's rules read it and
+    /// the audit digest is over it.
+    args_text: String,
     intent: Option<String>,
 }
 
@@ -158,6 +161,7 @@ impl Subject {
             server: Some(&self.server),
             tool: &self.tool,
             args: &self.args,
+            args_text: Some(&self.args_text),
             intent: self.intent.as_deref(),
         }
     }
@@ -182,6 +186,7 @@ impl Subject {
             server: server.to_owned(),
             tool: tool.to_owned(),
             kind,
+            args_text: castellan_protocol::json::to_string(&args),
             args,
             intent,
         }
@@ -204,7 +209,7 @@ impl Judged {
     /// BLAKE3 of the arguments' compact JSON, hex.
     fn args_digest(&self) -> &str {
         self.args_digest
-            .get_or_init(|| args_digest(&self.subject.args))
+            .get_or_init(|| args_digest(&self.subject.args_text))
     }
 
     /// The MCP method of the call.
@@ -483,6 +488,7 @@ impl Behaviour {
             server: Some(server),
             tool,
             args: &args,
+            args_text: None,
             intent: None,
         };
         judge.may_list(&call)
@@ -1235,12 +1241,13 @@ fn labels_of(set: LabelSet) -> Vec<&'static str> {
 }
 
 /// BLAKE3 of the arguments' compact JSON (serde_json's serialisation of
-/// the parsed value), hex: the digest records have always carried, written
-/// without serde's per-byte escaping.
-fn args_digest(args: &Value) -> String {
-    let mut out = Vec::with_capacity(2048);
-    castellan_audit::write_compact_json(&mut out, args);
-    blake3::hash(&out).to_hex().as_str().to_owned()
+/// the parsed value, as [`castellan_protocol::json::to_string`] writes it),
+/// hex: the digest records have always carried.
+fn args_digest(args_text: &str) -> String {
+    blake3::hash(args_text.as_bytes())
+        .to_hex()
+        .as_str()
+        .to_owned()
 }
 
 /// The arguments with every string replaced by its length: the audit log
@@ -1308,11 +1315,12 @@ mod tests {
 
     proptest! {
         /// The digest is over serde_json's compact bytes, as in records
-        /// written before `write_compact_json`.
+        /// written before `write_value`.
         #[test]
         fn digest_is_over_serde_json_bytes(args in json()) {
             let bytes = serde_json::to_vec(&args).unwrap_or_default();
-            prop_assert_eq!(args_digest(&args), blake3::hash(&bytes).to_hex().to_string());
+            let text = castellan_protocol::json::to_string(&args);
+            prop_assert_eq!(args_digest(&text), blake3::hash(&bytes).to_hex().to_string());
         }
 
         #[test]

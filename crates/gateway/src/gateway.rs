@@ -13,7 +13,7 @@ use castellan_protocol::jsonrpc::{
     self, Envelope, ErrorObject, INVALID_PARAMS, METHOD_NOT_FOUND, ParseError, RawObject,
     RequestId, to_raw,
 };
-use castellan_protocol::{Kind, mcp, sse};
+use castellan_protocol::{Kind, json, mcp, sse};
 use futures_util::future::join_all;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -287,7 +287,7 @@ impl Gateway {
                     .to_response(None),
             );
         };
-        Ok((session, Envelope::result_bytes(id, &to_raw(&result))))
+        Ok((session, Envelope::result_value_bytes(id, &result, 512)))
     }
 
     /// Handles one agent message (after the HTTP layer checked transport
@@ -394,6 +394,10 @@ impl Gateway {
             "tools/call" | "prompts/get" => {
                 let mut params = params_of(&env, parsed)?;
                 let exposed = params.get_str("name").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `name`")))?;
+                // Read before anything reaches an upstream (a name lookup
+                // may list tools): what the judge cannot read as the tool
+                // would is refused, never judged as something else.
+                let judged_params = if self.config.judge.enabled { Some(judged_params(&params)?) } else { None };
                 let (i, name) = self.resolve_name(caller, &exposed, &method).await.ok_or_else(|| {
                     let what = if method == "tools/call" { "tool" } else { "prompt" };
                     ErrorObject::new(INVALID_PARAMS, format!("unknown {what} `{exposed}`"))
@@ -402,12 +406,12 @@ impl Gateway {
                     self.check_integrity(caller, i, &exposed, &name).await?;
                 }
                 params.set_str("name", &name);
-                if !self.config.judge.enabled {
+                let Some((args, meta)) = judged_params else {
                     let routed = Routed { upstream: i, method, params };
                     return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
-                }
+                };
                 let kind = if method == "tools/call" { CallKind::CallTool } else { CallKind::GetPrompt };
-                let judged = match self.judge(caller, i, &name, kind, &params).await {
+                let judged = match self.judge(caller, i, &name, kind, args, meta).await {
                     Ok(j) => j,
                     Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
                 };
@@ -417,14 +421,16 @@ impl Gateway {
             "resources/read" => {
                 let params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "resources/read needs a string `uri`"))?;
+                let meta = if self.config.judge.enabled { Some(judged_meta(&params)?) } else { None };
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
-                if !self.config.judge.enabled {
+                let Some(meta) = meta else {
                     let routed = Routed { upstream: i, method, params };
                     return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
-                }
-                let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, &params).await {
+                };
+                let args = json!({ "uri": uri });
+                let judged = match self.judge(caller, i, &uri, CallKind::ReadResource, args, meta).await {
                     Ok(j) => j,
                     Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
                 };
@@ -484,25 +490,17 @@ impl Gateway {
         }
     }
 
-    /// Judges a routed call. `Err` carries the refused decision.
+    /// Judges a routed call on its arguments and `_meta` (from
+    /// [`judged_params`]). `Err` carries the refused decision.
     async fn judge(
         &self,
         caller: &Caller,
         i: usize,
         target: &str,
         kind: CallKind,
-        params: &RawObject,
+        args: Value,
+        meta: Option<RawObject>,
     ) -> Result<Arc<Judged>, Arc<Judged>> {
-        let args: Value = match kind {
-            CallKind::ReadResource => json!({ "uri": target }),
-            _ => params
-                .get("arguments")
-                .and_then(|a| serde_json::from_str(a.get()).ok())
-                .unwrap_or_else(|| json!({})),
-        };
-        let meta: Option<RawObject> = params
-            .get("_meta")
-            .and_then(|m| serde_json::from_str(m.get()).ok());
         let intent = meta.as_ref().and_then(|m| m.get_str(META_INTENT));
         let session = match caller {
             Caller::Legacy(s) => s.id.clone(),
@@ -617,7 +615,7 @@ impl Gateway {
                 m.insert(mcp::META_SERVER_INFO.into(), server_info());
             }
         }
-        Envelope::result_bytes(id, &to_raw(&result))
+        Envelope::result_value_bytes(id, &result, 256)
     }
 
     async fn resolve_name(
@@ -1055,7 +1053,8 @@ impl Gateway {
                 {
                     o.entry("resultType").or_insert_with(|| json!("complete"));
                 }
-                Envelope::result_bytes(client_id, &to_raw(&value))
+                // Written once, into the answer, sized from the upstream's text.
+                Envelope::result_value_bytes(client_id, &value, result.get().len())
             }
             Post::Passthrough if caller.is_modern() => {
                 if let Ok(mut obj) = serde_json::from_str::<RawObject>(result.get()) {
@@ -1430,6 +1429,48 @@ fn params_of(
     parsed
         .unwrap_or_else(|| env.params_object())
         .map_err(|e| ErrorObject::new(e.code, e.message))
+}
+
+/// A tool call's or prompt's arguments and `_meta`, read for the judge.
+/// The arguments are parsed strictly: a duplicate key at any depth (the
+/// judge would read the last, an upstream may read the first) or anything
+/// serde_json cannot read (a number out of range, nesting too deep) refuses
+/// the call, as the raw arguments would reach the upstream unjudged.
+/// Absent arguments are judged as `{}`, as the upstream sees none.
+fn judged_params(params: &RawObject) -> Result<(Value, Option<RawObject>), ErrorObject> {
+    let args = match params.get("arguments") {
+        None => Value::Object(serde_json::Map::new()),
+        Some(raw) => json::from_str_strict(raw.get()).map_err(|e| unreadable("arguments", &e))?,
+    };
+    Ok((args, judged_meta(params)?))
+}
+
+/// The `_meta` of a judged request, whose intent and session the judge
+/// reads: an object without duplicate keys, or refused. `null` is none.
+fn judged_meta(params: &RawObject) -> Result<Option<RawObject>, ErrorObject> {
+    match params.get("_meta") {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|e| unreadable("_meta", &e)),
+    }
+}
+
+/// INVALID_PARAMS for a params member the judge cannot read, e.g.
+/// "duplicate key `to` in `arguments` at line 1, column 30".
+fn unreadable(member: &str, e: &serde_json::Error) -> ErrorObject {
+    let full = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    let what = full.strip_suffix(&at).unwrap_or(&full);
+    ErrorObject::new(
+        INVALID_PARAMS,
+        format!(
+            "{what} in `{member}` at line {}, column {}; the call was not forwarded",
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 /// The items whose `kept` flag is set, in order.

@@ -54,6 +54,10 @@ pub struct Call<'a> {
     pub tool: &'a str,
     /// The arguments.
     pub args: &'a Value,
+    /// The arguments' compact JSON text (`args.to_string()`), when the
+    /// caller has written it already (for its audit digest, say); the judge
+    /// writes it itself otherwise, if a rule reads it.
+    pub args_text: Option<&'a str>,
     /// The user's own request, passed by a trusted client; values that
     /// appear in it count as trusted.
     pub intent: Option<&'a str>,
@@ -76,6 +80,7 @@ impl<'a> Call<'a> {
             server: None,
             tool,
             args,
+            args_text: None,
             intent: None,
         }
     }

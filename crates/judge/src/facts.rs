@@ -548,7 +548,12 @@ impl<'c> Facts<'c> {
     }
 
     pub(crate) fn args_text(&self) -> &str {
-        self.args_text.get_or_init(|| self.call.args.to_string())
+        if let Some(text) = self.call.args_text {
+            return text;
+        }
+        // serde_json's compact text, written without its per-byte escaping.
+        self.args_text
+            .get_or_init(|| castellan_protocol::json::to_string(self.call.args))
     }
 
     /// The value of a join / per / distinct key.
@@ -560,7 +565,11 @@ impl<'c> Facts<'c> {
                 Value::String(s) => {
                     fingerprint::hash(FpKind::Value, s.trim().to_lowercase().as_bytes())
                 }
-                other => fingerprint::hash(FpKind::Value, other.to_string().as_bytes()),
+                other => {
+                    let mut text = Vec::new();
+                    castellan_protocol::json::write_value(&mut text, other);
+                    fingerprint::hash(FpKind::Value, &text)
+                }
             }),
         }
     }
@@ -767,14 +776,16 @@ fn arg_ok(v: Option<&Value>, op: &ArgOp) -> bool {
         ArgOp::In(xs) => v.is_some_and(|v| xs.iter().any(|x| loose_eq(v, x))),
         ArgOp::Matches(re) => v.is_some_and(|v| match v {
             Value::String(s) => re.is_match(s),
-            other => re.is_match(&other.to_string()),
+            other => re.is_match(&castellan_protocol::json::to_string(other)),
         }),
         ArgOp::Contains(s) => v.is_some_and(|v| match v {
             Value::String(x) => x.to_lowercase().contains(s.as_str()),
             Value::Array(a) => a
                 .iter()
                 .any(|e| e.as_str().is_some_and(|x| x.eq_ignore_ascii_case(s))),
-            other => other.to_string().to_lowercase().contains(s.as_str()),
+            other => castellan_protocol::json::to_string(other)
+                .to_lowercase()
+                .contains(s.as_str()),
         }),
         ArgOp::Cmp { gt, gte, lt, lte } => v.and_then(as_number).is_some_and(|n| {
             gt.is_none_or(|x| n > x)

@@ -197,6 +197,7 @@ impl<'j> Replayer<'j> {
                 server: c.server.as_deref(),
                 tool: &c.tool,
                 args: &c.args,
+                args_text: None,
                 intent: trace.intent.as_deref(),
             };
             let verdict = self.judge.judge_call(

@@ -297,6 +297,26 @@ impl Envelope {
         out
     }
 
+    /// Serialises a result response from a parsed value, written straight
+    /// into the response: the same bytes as [`Envelope::result_bytes`] with
+    /// the value's compact JSON, without building that text on its own
+    /// first. `text_len` is the expected length of the value's text (the
+    /// text it was parsed from, say), to allocate once.
+    pub fn result_value_bytes(
+        id: &RequestId,
+        result: &serde_json::Value,
+        text_len: usize,
+    ) -> Vec<u8> {
+        // Slack for what the gateway adds (`resultType`, a redaction label).
+        let mut out = Vec::with_capacity(80 + id.as_json().len() + text_len + text_len / 16);
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        out.extend_from_slice(id.as_json().as_bytes());
+        out.extend_from_slice(b",\"result\":");
+        crate::json::write_value(&mut out, result);
+        out.push(b'}');
+        out
+    }
+
     /// Serialises an error response with a raw error object.
     pub fn raw_error_bytes(id: Option<&RequestId>, error: &RawValue) -> Vec<u8> {
         let mut out = Vec::with_capacity(48 + error.get().len());
@@ -311,10 +331,7 @@ impl Envelope {
 
 /// Writes `s` as a JSON string literal.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\"");
-    }
+    crate::json::write_str(out, s);
 }
 
 /// A JSON-RPC error object.

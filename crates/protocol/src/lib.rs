@@ -6,12 +6,15 @@
 //!
 //! Layout:
 //! - [`jsonrpc`]: the envelope, ids, errors and the error codes;
+//! - [`json`]: serde_json's compact bytes written fast, and a strict parse
+//!   that refuses duplicate keys;
 //! - [`mcp`]: protocol versions, eras, `_meta` keys, header names, the
 //!   base64 header sentinel and the few MCP shapes the gateway rewrites;
 //! - [`sse`]: an incremental SSE decoder and encoder;
 //! - [`stdio`]: newline-delimited framing with a size limit.
 #![deny(missing_docs)]
 
+pub mod json;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod sse;

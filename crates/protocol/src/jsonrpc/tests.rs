@@ -186,3 +186,17 @@ proptest! {
         prop_assert_eq!(obj.get_str("name"), Some(value));
     }
 }
+
+proptest! {
+    /// A result written from its value is byte for byte the result wrapped
+    /// as raw JSON by serde_json first, as the gateway did before.
+    #[test]
+    fn result_from_a_value_is_the_raw_result(id in any::<u64>(), text in json_text(), hint in 0usize..64) {
+        let value: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let id = RequestId::number(id);
+        prop_assert_eq!(
+            Envelope::result_value_bytes(&id, &value, hint),
+            Envelope::result_bytes(&id, &to_raw(&value))
+        );
+    }
+}
