@@ -23,6 +23,7 @@ use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSI
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
 use crate::integrity::{Check, Integrity, ScreenMemo};
+use crate::list_cache::{Answers, Claim, Entry, ListCache, Page, Slot, Stamp};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::reload::Live;
@@ -119,6 +120,12 @@ pub struct Gateway {
     pub(crate) integrity: Integrity,
     /// The last tools/list screening, reused while nothing changed.
     screen_memo: std::sync::Mutex<ScreenMemo>,
+    /// Fresh screenings so far (each rewrites the integrity status and
+    /// teaches the judge): a cached list answer is reused only under the
+    /// screening it was built after.
+    screenings: AtomicU64,
+    /// The last merged list answer per agent view.
+    list_cache: ListCache,
     pub(crate) auth: Live<Authenticator>,
     /// The listener's TLS (certificate and client CA), when it serves HTTPS.
     pub(crate) tls: Option<Live<rustls::ServerConfig>>,
@@ -195,6 +202,8 @@ impl Gateway {
             behaviour,
             integrity,
             screen_memo: std::sync::Mutex::default(),
+            screenings: AtomicU64::new(0),
+            list_cache: ListCache::default(),
             auth: Live::new(auth),
             tls,
             listeners: Listeners::default(),
@@ -384,12 +393,7 @@ impl Gateway {
                 if params.get("cursor").is_some_and(|c| c.get() != "null") {
                     return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor: this gateway returns complete lists and issues no cursors"));
                 }
-                let items = self.list(caller, &method, &params).await;
-                let (key, _) = list_shape(&method).unwrap_or(("items", None));
-                // Moved in, not serialised into a new value as `json!` would.
-                let mut list = serde_json::Map::new();
-                list.insert(key.into(), Value::Array(items));
-                Ok(self.local_result(caller, id, with_cache_hints(caller, Value::Object(list))))
+                Ok(Outcome::Json(200, self.list_answer(caller, id, &method, &params).await))
             }
             "tools/call" | "prompts/get" => {
                 let mut params = params_of(&env, parsed)?;
@@ -607,17 +611,99 @@ impl Gateway {
         Outcome::Json(200, self.local_result_bytes(caller, id, result))
     }
 
-    fn local_result_bytes(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Vec<u8> {
-        if caller.is_modern()
-            && let Some(o) = result.as_object_mut()
+    fn local_result_bytes(&self, caller: &Caller, id: &RequestId, result: Value) -> Vec<u8> {
+        Envelope::result_bytes(id, &local_result_raw(caller, result))
+    }
+
+    /// A list's answer to the agent: the one built last time for the
+    /// same view when every input is unchanged, else merged afresh (and
+    /// kept).
+    async fn list_answer(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        method: &str,
+        params: &RawObject,
+    ) -> Vec<u8> {
+        let Some((key, _)) = list_shape(method) else {
+            return self.local_result_bytes(caller, id, json!({}));
+        };
+        let slot = Slot::of(caller, method_name(method));
+        let prior = self.list_cache.get(&slot);
+        let answers = self
+            .fetch_lists(caller, method, params, prior.as_ref().map(|e| &e.answers))
+            .await;
+        // Read before merging: a change while merging leaves the stamp
+        // older than the answer, so the answer is not reused after it.
+        let stamp = self.list_stamp();
+        if let (Some(prior), Some(stamp)) = (&prior, stamp)
+            && prior.answers_for(stamp, &answers)
+            && self.replay_claims(&prior.claims)
         {
-            o.insert("resultType".into(), json!("complete"));
-            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.insert(mcp::META_SERVER_INFO.into(), server_info());
-            }
+            return Envelope::result_bytes(id, &prior.result);
         }
-        Envelope::result_bytes(id, &to_raw(&result))
+        let (items, _, claims) = self.merge_lists(caller, method, &answers);
+        // Moved in, not serialised into a new value as `json!` would.
+        let mut list = serde_json::Map::new();
+        list.insert(key.into(), Value::Array(items));
+        let result = local_result_raw(caller, with_cache_hints(caller, Value::Object(list)));
+        let bytes = Envelope::result_bytes(id, &result);
+        if let Some(stamp) = stamp {
+            let entry = Entry {
+                stamp,
+                answers,
+                claims,
+                result,
+            };
+            self.list_cache.store(slot, entry);
+        }
+        bytes
+    }
+
+    /// What a cached list answer depends on besides the upstreams' bytes;
+    /// `None` (nothing cached) when the pin store cannot be read.
+    fn list_stamp(&self) -> Option<Stamp> {
+        let screenings = self.screenings.load(Ordering::Acquire);
+        let judge = self.behaviour.judge_generation();
+        Some(Stamp {
+            integrity: self.integrity.version()?,
+            judge,
+            screenings,
+        })
+    }
+
+    /// Makes the routing claims a merge made again, as a fresh merge
+    /// would; false if one now turns out differently (then the answer must
+    /// be merged afresh).
+    fn replay_claims(&self, claims: &[Claim]) -> bool {
+        claims.iter().all(|c| match c {
+            Claim::Name(i, name, got) => {
+                let now = !self.routes.is_plain(*i) || self.routes.claim_name(*i, name);
+                if !now {
+                    self.shadowed_name(*i, name);
+                }
+                now == *got
+            }
+            Claim::Uri(i, uri, got) => {
+                let now = self.routes.claim_uri(*i, uri);
+                if !now {
+                    self.shadowed_uri(*i, uri);
+                }
+                now == *got
+            }
+            Claim::Template(i, t) => {
+                self.routes.claim_template(*i, t);
+                true
+            }
+        })
+    }
+
+    fn shadowed_name(&self, i: usize, exposed: &str) {
+        tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
+    }
+
+    fn shadowed_uri(&self, i: usize, uri: &str) {
+        tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
     }
 
     async fn resolve_name(
@@ -667,20 +753,66 @@ impl Gateway {
         method: &str,
         params: &RawObject,
     ) -> (Vec<Value>, Vec<(usize, UpstreamError)>) {
-        let Some((key, name_field)) = list_shape(method) else {
-            return (Vec::new(), Vec::new());
-        };
-        let per_upstream = join_all(
-            (0..self.upstreams.len()).map(|i| self.list_one(caller, i, method, key, params)),
+        let answers = self.fetch_lists(caller, method, params, None).await;
+        let (items, mut failures, _) = self.merge_lists(caller, method, &answers);
+        failures.extend(
+            answers
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, a)| a.err().map(|e| (i, e))),
+        );
+        (items, failures)
+    }
+
+    /// Asks every upstream for `method`'s list and reads all its pages.
+    /// `known` is an earlier fetch: a page with the same bytes has the same
+    /// cursor, so it is not read again for it.
+    async fn fetch_lists(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: &RawObject,
+        known: Option<&Answers>,
+    ) -> Answers {
+        if list_shape(method).is_none() {
+            return Vec::new();
+        }
+        let answers = join_all(
+            (0..self.upstreams.len()).map(|i| self.fetch_one(caller, i, method, params, known)),
         )
         .await;
-        let mut failures = Vec::new();
-        let per_upstream: Vec<(usize, Vec<Value>)> = per_upstream
-            .into_iter()
+        for (i, e) in answers
+            .iter()
             .enumerate()
-            .filter_map(|(i, items)| match items {
+            .filter_map(|(i, a)| Some((i, a.as_ref().err()?)))
+        {
+            tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+        }
+        answers
+    }
+
+    /// Merges what the upstreams answered: namespaces, screens tools
+    /// against their pins, keeps what the agent may see, claims names and
+    /// URIs for routing. Returns the items, the upstreams whose answer was
+    /// malformed (left out), and the routing claims made.
+    fn merge_lists(
+        &self,
+        caller: &Caller,
+        method: &str,
+        answers: &Answers,
+    ) -> (Vec<Value>, Vec<(usize, UpstreamError)>, Vec<Claim>) {
+        let Some((key, name_field)) = list_shape(method) else {
+            return (Vec::new(), Vec::new(), Vec::new());
+        };
+        let mut failures = Vec::new();
+        let per_upstream: Vec<(usize, Vec<Value>)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, a.as_ref().ok()?)))
+            .filter_map(|(i, pages)| match items_of(pages, key) {
                 Ok(items) => Some((i, items)),
                 Err(e) => {
+                    let e = self.failed_upstream(i, &format!("malformed {method} result: {e}"));
                     tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
                     failures.push((i, e));
                     None
@@ -707,6 +839,7 @@ impl Gateway {
                 .may_list(caller.principal(), kind, &self.names[i], name)
         };
         let mut merged = Vec::new();
+        let mut claims = Vec::new();
         for (i, items) in per_upstream {
             for mut item in items {
                 if let Some(field) = name_field {
@@ -715,9 +848,13 @@ impl Gateway {
                         continue;
                     };
                     let exposed = self.routes.expose(i, &name);
-                    if self.routes.is_plain(i) && !self.routes.claim_name(i, &exposed) {
-                        tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
-                        continue;
+                    if self.routes.is_plain(i) {
+                        let got = self.routes.claim_name(i, &exposed);
+                        claims.push(Claim::Name(i, exposed.clone(), got));
+                        if !got {
+                            self.shadowed_name(i, &exposed);
+                            continue;
+                        }
                     }
                     if let Some(kind) = visible_as
                         && !may_see(i, kind, &name)
@@ -726,8 +863,10 @@ impl Gateway {
                     }
                     item[field] = Value::String(exposed);
                 } else if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                    if !self.routes.claim_uri(i, uri) {
-                        tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
+                    let got = self.routes.claim_uri(i, uri);
+                    claims.push(Claim::Uri(i, uri.to_owned(), got));
+                    if !got {
+                        self.shadowed_uri(i, uri);
                         continue;
                     }
                     if let Some(kind) = visible_as
@@ -737,11 +876,12 @@ impl Gateway {
                     }
                 } else if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {
                     self.routes.claim_template(i, t);
+                    claims.push(Claim::Template(i, t.to_owned()));
                 }
                 merged.push(item);
             }
         }
-        (merged, failures)
+        (merged, failures, claims)
     }
 
     /// Holds each upstream's tools to their pins (withheld ones are left
@@ -759,6 +899,7 @@ impl Gateway {
             Some(kept) => kept,
             None => {
                 let kept = self.screen_fresh(&per_upstream);
+                self.screenings.fetch_add(1, Ordering::AcqRel);
                 if let Some(v) = version {
                     lock().store(v, per_upstream.clone(), kept.clone());
                 }
@@ -846,20 +987,20 @@ impl Gateway {
         }
     }
 
-    async fn list_one(
+    /// Reads every page of upstream `i`'s list (see [`Self::fetch_lists`]).
+    async fn fetch_one(
         &self,
         caller: &Caller,
         i: usize,
         method: &str,
-        key: &str,
         params: &RawObject,
-    ) -> Result<Vec<Value>, UpstreamError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        known: Option<&Answers>,
+    ) -> Result<Vec<Page>, UpstreamError> {
+        let mut pages: Vec<Page> = Vec::new();
+        for k in 0..MAX_PAGES {
             let mut p = params.clone();
             p.remove("cursor");
-            if let Some(c) = &cursor {
+            if let Some(c) = pages.last().and_then(|p| p.next.as_deref()) {
                 p.set_str("cursor", c);
             }
             let out = Outbound {
@@ -870,21 +1011,18 @@ impl Gateway {
             };
             let (rx, _) = self.send(caller, i, out).await?;
             let env = final_of(rx, self.config.limits.upstream_timeout).await?;
-            let Some(result) = env.result else {
+            let Some(raw) = env.result else {
                 // An upstream without this capability answers -32601: an empty list.
-                return Ok(items);
+                return Ok(pages);
             };
-            let mut result: Value = serde_json::from_str(result.get())
-                .map_err(|e| self.failed_upstream(i, &format!("malformed {method} result: {e}")))?;
-            if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
-                items.extend(page);
-            }
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
-                _ => return Ok(items),
+            let next = crate::list_cache::cursor_of(known, i, k, &raw);
+            let last = next.is_none();
+            pages.push(Page { raw, next });
+            if last {
+                break;
             }
         }
-        Ok(items)
+        Ok(pages)
     }
 
     /// Sends one request to upstream `i` on behalf of `caller`.
@@ -1566,4 +1704,42 @@ async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
             tracing::debug!(ended, "behavioural sessions ended after idle time");
         }
     }
+}
+
+/// The `result` of an answer the gateway gives itself: for modern agents
+/// with `resultType` and the gateway's server info.
+fn local_result_raw(caller: &Caller, mut result: Value) -> Box<RawValue> {
+    if caller.is_modern()
+        && let Some(o) = result.as_object_mut()
+    {
+        o.insert("resultType".into(), json!("complete"));
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(mcp::META_SERVER_INFO.into(), server_info());
+        }
+    }
+    to_raw(&result)
+}
+
+/// The list methods by name, as `'static` (for cache slots).
+fn method_name(method: &str) -> &'static str {
+    match method {
+        "tools/list" => "tools/list",
+        "prompts/list" => "prompts/list",
+        "resources/list" => "resources/list",
+        _ => "resources/templates/list",
+    }
+}
+
+/// The items of a list's pages, in order: each page's `key` array (a page
+/// without one adds nothing).
+fn items_of(pages: &[Page], key: &str) -> Result<Vec<Value>, serde_json::Error> {
+    let mut items = Vec::new();
+    for page in pages {
+        let mut result: Value = serde_json::from_str(page.raw.get())?;
+        if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
+            items.extend(page);
+        }
+    }
+    Ok(items)
 }
