@@ -289,6 +289,12 @@ impl ListCache {
     fn len(&self) -> usize {
         self.lock().entries.len()
     }
+
+    /// Answers built and kept so far (a reused answer is not counted).
+    #[cfg(test)]
+    pub(crate) fn stored(&self) -> u64 {
+        self.lock().stored
+    }
 }
 
 #[cfg(test)]
