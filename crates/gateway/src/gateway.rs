@@ -1769,6 +1769,8 @@ for line in sys.stdin:
             os._exit(1)
         with open(os.path.join(here, "tools.json")) as f:
             result = {"tools": json.load(f)}
+    elif method == "tools/call":
+        result = {"content": [{"type": "text", "text": "ok"}]}
     else:
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "no"}}) + "\n")
         sys.stdout.flush()
@@ -1927,6 +1929,17 @@ when { true };
                 .collect()
         }
 
+        /// The answer to calling `tool` (as the agent names it).
+        async fn call(&mut self, caller: &Caller, tool: &str) -> Value {
+            self.ids += 1;
+            let msg = json!({"jsonrpc": "2.0", "id": self.ids, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+            let env = Envelope::parse(msg.to_string().as_bytes()).expect("request");
+            match self.gw.handle(caller.clone(), env, false).await {
+                Outcome::Json(_, bytes) => serde_json::from_slice(&bytes).expect("answer"),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+
         fn stored(&self) -> u64 {
             self.gw.list_cache.stored()
         }
@@ -1975,6 +1988,22 @@ when { true };
         assert!(other.revoke("py", "a").expect("revoke"));
         let names = h.names(&agent).await;
         assert!(!has(&names, "py__a"), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reused_answer_leaves_the_tools_callable_as_a_fresh_list_would() {
+        let mut h = harness(&[tool("a", "A.")], None, false).await;
+        let (one, two) = (modern("one", "qa"), modern("two", "qa"));
+        assert!(has(&h.names(&one).await, "py__a"));
+        // Another agent lists meanwhile, when the upstream lists nothing
+        // (nothing new for the judge to learn): that screening is what the
+        // gateway now knows of the upstream's tools.
+        set_tools(&h.dir, &[]);
+        assert!(!has(&h.names(&two).await, "py__a"));
+        set_tools(&h.dir, &[tool("a", "A.")]);
+        assert!(has(&h.names(&one).await, "py__a"));
+        let answer = h.call(&one, "py__a").await;
+        assert_eq!(answer["result"]["content"][0]["text"], "ok", "{answer}");
     }
 
     #[tokio::test]
