@@ -184,18 +184,6 @@ async fn a_reload_with_one_broken_part_changes_nothing_and_restart_only_changes_
     );
 }
 
-/// The tool names a `tools/list` answer shows.
-fn names(list: &Reply) -> Vec<String> {
-    list.last()["result"]["tools"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn a_reloaded_policy_hides_a_tool_from_the_next_list_of_an_agent_that_listed_it_before() {
     let policy = support::scratch("reload-policy").join("policy.cedar");
@@ -215,7 +203,7 @@ async fn a_reloaded_policy_hides_a_tool_from_the_next_list_of_an_agent_that_list
     for id in 1..=2 {
         let list = call(&gw.url, &sid, id, "tools/list", json!({})).await;
         assert!(
-            names(&list).contains(&"mail__send_email".to_owned()),
+            support::tool_names_of(list.last()).contains(&"mail__send_email".to_owned()),
             "{}",
             list.last()
         );
@@ -230,7 +218,7 @@ async fn a_reloaded_policy_hides_a_tool_from_the_next_list_of_an_agent_that_list
     assert_eq!(status, StatusCode::OK, "{r}");
 
     let list = call(&gw.url, &sid, 3, "tools/list", json!({})).await;
-    let shown = names(&list);
+    let shown = support::tool_names_of(list.last());
     assert!(!shown.contains(&"mail__send_email".to_owned()), "{shown:?}");
     assert!(shown.contains(&"mail__list_inbox".to_owned()), "{shown:?}");
 }
