@@ -640,9 +640,12 @@ impl Gateway {
             && prior.answers_for(stamp, &answers)
             && self.replay_claims(&prior.claims)
         {
+            for (i, e) in &prior.malformed {
+                self.left_out(*i, method, e);
+            }
             return Envelope::result_bytes(id, &prior.result);
         }
-        let (items, _, claims) = self.merge_lists(caller, method, &answers);
+        let (items, malformed, claims) = self.merge_lists(caller, method, &answers);
         // Moved in, not serialised into a new value as `json!` would.
         let mut list = serde_json::Map::new();
         list.insert(key.into(), Value::Array(items));
@@ -652,6 +655,7 @@ impl Gateway {
             let entry = Entry {
                 stamp,
                 answers,
+                malformed,
                 claims,
                 result,
             };
@@ -786,9 +790,13 @@ impl Gateway {
             .enumerate()
             .filter_map(|(i, a)| Some((i, a.as_ref().err()?)))
         {
-            tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+            self.left_out(i, method, e);
         }
         answers
+    }
+
+    fn left_out(&self, i: usize, method: &str, e: &UpstreamError) {
+        tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
     }
 
     /// Merges what the upstreams answered: namespaces, screens tools
@@ -813,7 +821,7 @@ impl Gateway {
                 Ok(items) => Some((i, items)),
                 Err(e) => {
                     let e = self.failed_upstream(i, &format!("malformed {method} result: {e}"));
-                    tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+                    self.left_out(i, method, &e);
                     failures.push((i, e));
                     None
                 }

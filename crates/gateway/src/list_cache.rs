@@ -140,7 +140,8 @@ impl Visitor<'_> for IsCursorKey {
 /// upstreams' bytes: equal stamps mean the same pins and findings, the same
 /// judge (policy, rules, learnt tools) and the same last screening (so the
 /// integrity status and what the judge learnt are as a fresh list leaves
-/// them).
+/// them). The rest a merge reads is fixed while the gateway runs (prefixes,
+/// whether judging is on: a reload that changes them needs a restart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
     pub(crate) integrity: Version,
@@ -205,6 +206,9 @@ impl Claim {
 pub(crate) struct Entry {
     pub(crate) stamp: Stamp,
     pub(crate) answers: Answers,
+    /// Upstreams whose pages did not parse (left out, and logged again
+    /// when the answer is reused).
+    pub(crate) malformed: Vec<(usize, UpstreamError)>,
     pub(crate) claims: Vec<Claim>,
     /// The `result` as written to the agent (without the JSON-RPC id).
     pub(crate) result: Box<RawValue>,
@@ -350,6 +354,7 @@ mod tests {
         Entry {
             stamp,
             answers,
+            malformed: Vec::new(),
             claims: Vec::new(),
             result: serde_json::value::RawValue::from_string(result.to_owned()).expect("json"),
         }
