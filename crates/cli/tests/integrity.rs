@@ -18,14 +18,7 @@ fn config(extra: &str, env: &str) -> String {
 
 async fn tool_names(gw: &Gateway, sid: &str, id: u64) -> Vec<String> {
     let list = call(&gw.url, sid, id, "tools/list", json!({})).await;
-    list.last()["result"]["tools"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter_map(|t| t["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    support::tool_names_of(list.last())
 }
 
 async fn echo(gw: &Gateway, sid: &str, id: u64) -> Value {

@@ -1,14 +1,15 @@
 //! Configuration reload end to end: agent keys and upstream credentials
 //! change without a restart and without dropping sessions; a reload with
-//! any broken part changes nothing; changes that need a restart are named.
+//! any broken part changes nothing; changes that need a restart are named;
+//! a reloaded policy shapes the very next tool list.
 
 mod support;
 
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::{
-    Gateway, HttpFixture, OTHER_KEY, Reply, TEST_KEY, admin, admin_section, open_session_as, post,
-    sha256_hex,
+    Gateway, HttpFixture, OTHER_KEY, Reply, TEST_KEY, admin, admin_section, call, open_session,
+    open_session_as, post, sha256_hex,
 };
 
 const NEW_KEY: &str = "cst_new_0123456789abcdef0123456789abcdef01";
@@ -181,4 +182,43 @@ async fn a_reload_with_one_broken_part_changes_nothing_and_restart_only_changes_
         StatusCode::UNAUTHORIZED,
         "the key revocation applied"
     );
+}
+
+#[tokio::test]
+async fn a_reloaded_policy_hides_a_tool_from_the_next_list_of_an_agent_that_listed_it_before() {
+    let policy = support::scratch("reload-policy").join("policy.cedar");
+    std::fs::write(
+        &policy,
+        "@id(\"all\")\npermit (principal, action, resource);\n",
+    )
+    .expect("policy");
+    let gw = Gateway::start(&format!(
+        "{}{}judge:\n  policy: {}\nupstreams:\n  - name: mail\n    builtin: mail\n",
+        support::test_auth(),
+        admin_section(),
+        policy.display()
+    ));
+    let sid = open_session(&gw.url).await;
+    // Listed twice: the second answer may be the first one reused.
+    for id in 1..=2 {
+        let list = call(&gw.url, &sid, id, "tools/list", json!({})).await;
+        assert!(
+            support::tool_names_of(list.last()).contains(&"mail__send_email".to_owned()),
+            "{}",
+            list.last()
+        );
+    }
+
+    std::fs::write(
+        &policy,
+        "@id(\"all\")\npermit (principal, action, resource);\n@id(\"no-mail\")\nforbid (principal, action == Action::\"list_tools\", resource == Tool::\"mail/send_email\");\n",
+    )
+    .expect("policy");
+    let (status, r) = reload(&gw).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+
+    let list = call(&gw.url, &sid, 3, "tools/list", json!({})).await;
+    let shown = support::tool_names_of(list.last());
+    assert!(!shown.contains(&"mail__send_email".to_owned()), "{shown:?}");
+    assert!(shown.contains(&"mail__list_inbox".to_owned()), "{shown:?}");
 }

@@ -263,6 +263,9 @@ pub struct Behaviour {
     pub alerts: crate::alerts::Alerts,
     /// `server/tool` names that get their own metrics label.
     metric_tools: RwLock<std::collections::HashSet<String>>,
+    /// Bumped after every change of the judge (reload, newly learnt
+    /// tools): what [`Behaviour::may_list`] answers depends on nothing else.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Most tools with their own `tool` label in metrics; the rest are `other`.
@@ -354,6 +357,7 @@ impl Behaviour {
             approvals: std::sync::atomic::AtomicBool::new(false),
             alerts: crate::alerts::Alerts::default(),
             metric_tools: RwLock::new(std::collections::HashSet::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -394,7 +398,22 @@ impl Behaviour {
             Ok(mut j) => *j = next,
             Err(p) => *p.into_inner() = next,
         }
+        self.judge_changed();
         Ok(())
+    }
+
+    /// The judge's generation: equal generations mean the same judge, so
+    /// the same [`Behaviour::may_list`] answers. Read before the judge, so
+    /// a change racing with the read makes the generation look older,
+    /// never newer.
+    pub(crate) fn judge_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Called after every write of the judge.
+    fn judge_changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).
@@ -449,6 +468,7 @@ impl Behaviour {
             if let Ok(mut j) = self.judge.write() {
                 *j = next;
             }
+            self.judge_changed();
         }
     }
 

@@ -23,6 +23,7 @@ use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSI
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
 use crate::integrity::{Check, Integrity, ScreenMemo};
+use crate::list_cache::{Answers, Claim, Entry, ListCache, Page, Slot, Stamp};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
 use crate::reload::Live;
@@ -119,6 +120,12 @@ pub struct Gateway {
     pub(crate) integrity: Integrity,
     /// The last tools/list screening, reused while nothing changed.
     screen_memo: std::sync::Mutex<ScreenMemo>,
+    /// Fresh screenings so far (each rewrites the integrity status and
+    /// teaches the judge): a cached list answer is reused only under the
+    /// screening it was built after.
+    screenings: AtomicU64,
+    /// The last merged list answer per agent view.
+    list_cache: ListCache,
     pub(crate) auth: Live<Authenticator>,
     /// The listener's TLS (certificate and client CA), when it serves HTTPS.
     pub(crate) tls: Option<Live<rustls::ServerConfig>>,
@@ -195,6 +202,8 @@ impl Gateway {
             behaviour,
             integrity,
             screen_memo: std::sync::Mutex::default(),
+            screenings: AtomicU64::new(0),
+            list_cache: ListCache::default(),
             auth: Live::new(auth),
             tls,
             listeners: Listeners::default(),
@@ -384,12 +393,7 @@ impl Gateway {
                 if params.get("cursor").is_some_and(|c| c.get() != "null") {
                     return Err(ErrorObject::new(INVALID_PARAMS, "invalid cursor: this gateway returns complete lists and issues no cursors"));
                 }
-                let items = self.list(caller, &method, &params).await;
-                let (key, _) = list_shape(&method).unwrap_or(("items", None));
-                // Moved in, not serialised into a new value as `json!` would.
-                let mut list = serde_json::Map::new();
-                list.insert(key.into(), Value::Array(items));
-                Ok(self.local_result(caller, id, with_cache_hints(caller, Value::Object(list))))
+                Ok(Outcome::Json(200, self.list_answer(caller, id, &method, &params).await))
             }
             "tools/call" | "prompts/get" => {
                 let mut params = params_of(&env, parsed)?;
@@ -605,17 +609,106 @@ impl Gateway {
         Outcome::Json(200, self.local_result_bytes(caller, id, result))
     }
 
-    fn local_result_bytes(&self, caller: &Caller, id: &RequestId, mut result: Value) -> Vec<u8> {
-        if caller.is_modern()
-            && let Some(o) = result.as_object_mut()
+    fn local_result_bytes(&self, caller: &Caller, id: &RequestId, result: Value) -> Vec<u8> {
+        Envelope::result_value_bytes(id, &local_result_value(caller, result), 256)
+    }
+
+    /// A list's answer to the agent: the one built last time for the
+    /// same view when every input is unchanged, else merged afresh (and
+    /// kept).
+    async fn list_answer(
+        &self,
+        caller: &Caller,
+        id: &RequestId,
+        method: &str,
+        params: &RawObject,
+    ) -> Vec<u8> {
+        let Some((key, _)) = list_shape(method) else {
+            return self.local_result_bytes(caller, id, json!({}));
+        };
+        let slot = Slot::of(caller, method_name(method));
+        let prior = self.list_cache.get(&slot);
+        let answers = self
+            .fetch_lists(caller, method, params, prior.as_ref().map(|e| &e.answers))
+            .await;
+        // Read before merging: a change while merging leaves the stamp
+        // older than the answer, so the answer is not reused after it.
+        let stamp = self.list_stamp();
+        if let (Some(prior), Some(stamp)) = (&prior, stamp)
+            && prior.answers_for(stamp, &answers)
+            && self.replay_claims(&prior.claims)
         {
-            o.insert("resultType".into(), json!("complete"));
-            let meta = o.entry("_meta").or_insert_with(|| json!({}));
-            if let Some(m) = meta.as_object_mut() {
-                m.insert(mcp::META_SERVER_INFO.into(), server_info());
+            for (i, e) in &prior.malformed {
+                self.left_out(*i, method, e);
             }
+            return Envelope::result_bytes(id, &prior.result);
         }
-        Envelope::result_value_bytes(id, &result, 256)
+        let (items, malformed, claims) = self.merge_lists(caller, method, &answers);
+        // Moved in, not serialised into a new value as `json!` would.
+        let mut list = serde_json::Map::new();
+        list.insert(key.into(), Value::Array(items));
+        let result = to_raw(&local_result_value(
+            caller,
+            with_cache_hints(caller, Value::Object(list)),
+        ));
+        let bytes = Envelope::result_bytes(id, &result);
+        if let Some(stamp) = stamp {
+            let entry = Entry {
+                stamp,
+                answers,
+                malformed,
+                claims,
+                result,
+            };
+            self.list_cache.store(slot, entry);
+        }
+        bytes
+    }
+
+    /// What a cached list answer depends on besides the upstreams' bytes;
+    /// `None` (nothing cached) when the pin store cannot be read.
+    fn list_stamp(&self) -> Option<Stamp> {
+        let screenings = self.screenings.load(Ordering::Acquire);
+        let judge = self.behaviour.judge_generation();
+        Some(Stamp {
+            integrity: self.integrity.version()?,
+            judge,
+            screenings,
+        })
+    }
+
+    /// Makes the routing claims a merge made again, as a fresh merge
+    /// would; false if one now turns out differently (then the answer must
+    /// be merged afresh).
+    fn replay_claims(&self, claims: &[Claim]) -> bool {
+        claims.iter().all(|c| match c {
+            Claim::Name(i, name, got) => {
+                let now = !self.routes.is_plain(*i) || self.routes.claim_name(*i, name);
+                if !now {
+                    self.shadowed_name(*i, name);
+                }
+                now == *got
+            }
+            Claim::Uri(i, uri, got) => {
+                let now = self.routes.claim_uri(*i, uri);
+                if !now {
+                    self.shadowed_uri(*i, uri);
+                }
+                now == *got
+            }
+            Claim::Template(i, t) => {
+                self.routes.claim_template(*i, t);
+                true
+            }
+        })
+    }
+
+    fn shadowed_name(&self, i: usize, exposed: &str) {
+        tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
+    }
+
+    fn shadowed_uri(&self, i: usize, uri: &str) {
+        tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
     }
 
     async fn resolve_name(
@@ -665,21 +758,71 @@ impl Gateway {
         method: &str,
         params: &RawObject,
     ) -> (Vec<Value>, Vec<(usize, UpstreamError)>) {
-        let Some((key, name_field)) = list_shape(method) else {
-            return (Vec::new(), Vec::new());
-        };
-        let per_upstream = join_all(
-            (0..self.upstreams.len()).map(|i| self.list_one(caller, i, method, key, params)),
+        let answers = self.fetch_lists(caller, method, params, None).await;
+        let (items, mut failures, _) = self.merge_lists(caller, method, &answers);
+        failures.extend(
+            answers
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, a)| a.err().map(|e| (i, e))),
+        );
+        (items, failures)
+    }
+
+    /// Asks every upstream for `method`'s list and reads all its pages.
+    /// `known` is an earlier fetch: a page with the same bytes has the same
+    /// cursor, so it is not read again for it.
+    async fn fetch_lists(
+        &self,
+        caller: &Caller,
+        method: &str,
+        params: &RawObject,
+        known: Option<&Answers>,
+    ) -> Answers {
+        if list_shape(method).is_none() {
+            return Vec::new();
+        }
+        let answers = join_all(
+            (0..self.upstreams.len()).map(|i| self.fetch_one(caller, i, method, params, known)),
         )
         .await;
-        let mut failures = Vec::new();
-        let per_upstream: Vec<(usize, Vec<Value>)> = per_upstream
-            .into_iter()
+        for (i, e) in answers
+            .iter()
             .enumerate()
-            .filter_map(|(i, items)| match items {
+            .filter_map(|(i, a)| Some((i, a.as_ref().err()?)))
+        {
+            self.left_out(i, method, e);
+        }
+        answers
+    }
+
+    fn left_out(&self, i: usize, method: &str, e: &UpstreamError) {
+        tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+    }
+
+    /// Merges what the upstreams answered: namespaces, screens tools
+    /// against their pins, keeps what the agent may see, claims names and
+    /// URIs for routing. Returns the items, the upstreams whose answer was
+    /// malformed (left out), and the routing claims made.
+    fn merge_lists(
+        &self,
+        caller: &Caller,
+        method: &str,
+        answers: &Answers,
+    ) -> (Vec<Value>, Vec<(usize, UpstreamError)>, Vec<Claim>) {
+        let Some((key, name_field)) = list_shape(method) else {
+            return (Vec::new(), Vec::new(), Vec::new());
+        };
+        let mut failures = Vec::new();
+        let per_upstream: Vec<(usize, Vec<Value>)> = answers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| Some((i, a.as_ref().ok()?)))
+            .filter_map(|(i, pages)| match items_of(pages, key) {
                 Ok(items) => Some((i, items)),
                 Err(e) => {
-                    tracing::warn!(upstream = %self.names[i], method, error = %e, "left out of the merged list");
+                    let e = self.failed_upstream(i, &format!("malformed {method} result: {e}"));
+                    self.left_out(i, method, &e);
                     failures.push((i, e));
                     None
                 }
@@ -705,6 +848,7 @@ impl Gateway {
                 .may_list(caller.principal(), kind, &self.names[i], name)
         };
         let mut merged = Vec::new();
+        let mut claims = Vec::new();
         for (i, items) in per_upstream {
             for mut item in items {
                 if let Some(field) = name_field {
@@ -713,9 +857,13 @@ impl Gateway {
                         continue;
                     };
                     let exposed = self.routes.expose(i, &name);
-                    if self.routes.is_plain(i) && !self.routes.claim_name(i, &exposed) {
-                        tracing::warn!(upstream = %self.names[i], name = %exposed, "withheld: another upstream already serves this name (shadowing)");
-                        continue;
+                    if self.routes.is_plain(i) {
+                        let got = self.routes.claim_name(i, &exposed);
+                        claims.push(Claim::Name(i, exposed.clone(), got));
+                        if !got {
+                            self.shadowed_name(i, &exposed);
+                            continue;
+                        }
                     }
                     if let Some(kind) = visible_as
                         && !may_see(i, kind, &name)
@@ -724,8 +872,10 @@ impl Gateway {
                     }
                     item[field] = Value::String(exposed);
                 } else if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                    if !self.routes.claim_uri(i, uri) {
-                        tracing::warn!(upstream = %self.names[i], uri, "withheld: another upstream already serves this resource URI");
+                    let got = self.routes.claim_uri(i, uri);
+                    claims.push(Claim::Uri(i, uri.to_owned(), got));
+                    if !got {
+                        self.shadowed_uri(i, uri);
                         continue;
                     }
                     if let Some(kind) = visible_as
@@ -735,11 +885,12 @@ impl Gateway {
                     }
                 } else if let Some(t) = item.get("uriTemplate").and_then(Value::as_str) {
                     self.routes.claim_template(i, t);
+                    claims.push(Claim::Template(i, t.to_owned()));
                 }
                 merged.push(item);
             }
         }
-        (merged, failures)
+        (merged, failures, claims)
     }
 
     /// Holds each upstream's tools to their pins (withheld ones are left
@@ -757,6 +908,7 @@ impl Gateway {
             Some(kept) => kept,
             None => {
                 let kept = self.screen_fresh(&per_upstream);
+                self.screenings.fetch_add(1, Ordering::AcqRel);
                 if let Some(v) = version {
                     lock().store(v, per_upstream.clone(), kept.clone());
                 }
@@ -844,20 +996,20 @@ impl Gateway {
         }
     }
 
-    async fn list_one(
+    /// Reads every page of upstream `i`'s list (see [`Self::fetch_lists`]).
+    async fn fetch_one(
         &self,
         caller: &Caller,
         i: usize,
         method: &str,
-        key: &str,
         params: &RawObject,
-    ) -> Result<Vec<Value>, UpstreamError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        known: Option<&Answers>,
+    ) -> Result<Vec<Page>, UpstreamError> {
+        let mut pages: Vec<Page> = Vec::new();
+        for k in 0..MAX_PAGES {
             let mut p = params.clone();
             p.remove("cursor");
-            if let Some(c) = &cursor {
+            if let Some(c) = pages.last().and_then(|p| p.next.as_deref()) {
                 p.set_str("cursor", c);
             }
             let out = Outbound {
@@ -868,21 +1020,18 @@ impl Gateway {
             };
             let (rx, _) = self.send(caller, i, out).await?;
             let env = final_of(rx, self.config.limits.upstream_timeout).await?;
-            let Some(result) = env.result else {
+            let Some(raw) = env.result else {
                 // An upstream without this capability answers -32601: an empty list.
-                return Ok(items);
+                return Ok(pages);
             };
-            let mut result: Value = serde_json::from_str(result.get())
-                .map_err(|e| self.failed_upstream(i, &format!("malformed {method} result: {e}")))?;
-            if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
-                items.extend(page);
-            }
-            match result.get("nextCursor").and_then(Value::as_str) {
-                Some(c) if !c.is_empty() => cursor = Some(c.to_owned()),
-                _ => return Ok(items),
+            let next = crate::list_cache::cursor_of(known, i, k, &raw);
+            let last = next.is_none();
+            pages.push(Page { raw, next });
+            if last {
+                break;
             }
         }
-        Ok(items)
+        Ok(pages)
     }
 
     /// Sends one request to upstream `i` on behalf of `caller`.
@@ -1605,6 +1754,379 @@ async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
         let ended = gw.behaviour.expire_idle(idle);
         if ended > 0 {
             tracing::debug!(ended, "behavioural sessions ended after idle time");
+        }
+    }
+}
+
+/// The `result` of an answer the gateway gives itself: for modern agents
+/// with `resultType` and the gateway's server info.
+fn local_result_value(caller: &Caller, mut result: Value) -> Value {
+    if caller.is_modern()
+        && let Some(o) = result.as_object_mut()
+    {
+        o.insert("resultType".into(), json!("complete"));
+        let meta = o.entry("_meta").or_insert_with(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(mcp::META_SERVER_INFO.into(), server_info());
+        }
+    }
+    result
+}
+
+/// The list methods by name, as `'static` (for cache slots).
+fn method_name(method: &str) -> &'static str {
+    match method {
+        "tools/list" => "tools/list",
+        "prompts/list" => "prompts/list",
+        "resources/list" => "resources/list",
+        _ => "resources/templates/list",
+    }
+}
+
+/// The items of a list's pages, in order: each page's `key` array (a page
+/// without one adds nothing).
+fn items_of(pages: &[Page], key: &str) -> Result<Vec<Value>, serde_json::Error> {
+    let mut items = Vec::new();
+    for page in pages {
+        let mut result: Value = serde_json::from_str(page.raw.get())?;
+        if let Some(Value::Array(page)) = result.get_mut(key).map(Value::take) {
+            items.extend(page);
+        }
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cached list answer against a fresh one: every input that can
+    //! change what an agent is shown makes the next list fresh.
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    /// A stdio upstream whose `tools/list` is the file `tools.json` beside
+    /// it, read at each list; while a file `fail` exists it exits instead
+    /// of answering (and is restarted).
+    const UPSTREAM: &str = r#"
+import json, os, sys
+here = os.path.dirname(os.path.abspath(__file__))
+for line in sys.stdin:
+    msg = json.loads(line)
+    mid, method = msg.get("id"), msg.get("method")
+    if mid is None:
+        continue
+    if method == "initialize":
+        result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "t", "version": "1"}}
+    elif method == "tools/list":
+        if os.path.exists(os.path.join(here, "fail")):
+            os._exit(1)
+        with open(os.path.join(here, "tools.json")) as f:
+            result = {"tools": json.load(f)}
+    elif method == "tools/call":
+        result = {"content": [{"type": "text", "text": "ok"}]}
+    else:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "no"}}) + "\n")
+        sys.stdout.flush()
+        continue
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": mid, "result": result}) + "\n")
+    sys.stdout.flush()
+"#;
+
+    /// A policy hiding `py/b` from interns.
+    const INTERNS_NO_B: &str = r#"@id("default-permit")
+permit (principal, action, resource);
+
+@id("interns-no-b")
+forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"py/b")
+when { principal has team && principal.team == "interns" };
+"#;
+
+    /// A policy hiding `py/b` from everyone.
+    const NOBODY_B: &str = r#"@id("default-permit")
+permit (principal, action, resource);
+
+@id("nobody-b")
+forbid (principal, action in [Action::"list_tools", Action::"call_tool"], resource == Tool::"py/b")
+when { true };
+"#;
+
+    struct Harness {
+        gw: Arc<Gateway>,
+        dir: PathBuf,
+        ids: u64,
+    }
+
+    fn scratch() -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "castellan-list-cache-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn tool(name: &str, description: &str) -> Value {
+        json!({"name": name, "description": description, "inputSchema": {"type": "object"}})
+    }
+
+    fn set_tools(dir: &Path, tools: &[Value]) {
+        std::fs::write(
+            dir.join("tools.json"),
+            Value::from(tools.to_vec()).to_string(),
+        )
+        .expect("tools");
+    }
+
+    /// The configuration: the stdio upstream `py` and the builtin `mail`,
+    /// with `policy` as the Cedar policy when given.
+    fn config(dir: &Path, policy: Option<&str>) -> Config {
+        let judge = match policy {
+            Some(text) => {
+                let file = dir.join(format!("policy-{}.cedar", text.len()));
+                std::fs::write(&file, text).expect("policy");
+                format!("judge:\n  policy: {}\n", file.display())
+            }
+            None => String::new(),
+        };
+        let yaml = format!(
+            "auth:\n  api_keys:\n    - agent: bot\n      sha256: {}\n      attributes: {{team: interns}}\n{judge}integrity:\n  store: {}\n  first_sight: hold\nupstreams:\n  - name: py\n    stdio:\n      command: python3\n      args: [\"-u\", \"{}\"]\n      restart_initial: 20ms\n      restart_max: 100ms\n  - name: mail\n    builtin: mail\n",
+            "0".repeat(64),
+            dir.join("pins.db").display(),
+            dir.join("upstream.py").display()
+        );
+        castellan_config::load("<test>", &yaml, &|_| None).expect("config")
+    }
+
+    /// A gateway in front of `tools`; with `hold`, tools seen for the first
+    /// time wait for an approval, else they are pinned.
+    async fn harness(tools: &[Value], policy: Option<&str>, hold: bool) -> Harness {
+        let dir = scratch();
+        std::fs::write(dir.join("upstream.py"), UPSTREAM).expect("upstream");
+        set_tools(&dir, tools);
+        let cfg = Arc::new(config(&dir, policy));
+        let auth = Authenticator::new(
+            &castellan_config::Auth {
+                anonymous: true,
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .expect("auth");
+        let behaviour = Behaviour::new(&cfg.judge, None).expect("behaviour");
+        let integrity = if hold {
+            Integrity::open(&cfg.integrity).expect("integrity")
+        } else {
+            Integrity::ephemeral().expect("integrity")
+        };
+        let gw = Gateway::start(cfg, auth, behaviour, integrity).expect("gateway");
+        Harness { gw, dir, ids: 0 }
+    }
+
+    fn principal(agent: &str, team: &str) -> Principal {
+        Principal {
+            agent: agent.into(),
+            user: None,
+            attributes: Arc::new([("team".to_owned(), team.to_owned())]),
+            method: "api_key",
+        }
+    }
+
+    fn modern(agent: &str, team: &str) -> Caller {
+        Caller::Modern(Arc::new(ModernCaller {
+            profile: ClientProfile::gateway(),
+            principal: principal(agent, team),
+            session: None,
+            param_headers: Vec::new(),
+        }))
+    }
+
+    fn legacy(h: &Harness, agent: &str, team: &str) -> Caller {
+        let init = Envelope::parse(
+            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        )
+        .expect("initialize");
+        let (session, _) =
+            h.gw.initialize(&init, principal(agent, team))
+                .expect("session");
+        Caller::Legacy(session)
+    }
+
+    impl Harness {
+        /// The whole `tools/list` answer for `caller`.
+        async fn list(&mut self, caller: &Caller) -> Value {
+            self.ids += 1;
+            let msg =
+                json!({"jsonrpc": "2.0", "id": self.ids, "method": "tools/list", "params": {}});
+            let env = Envelope::parse(msg.to_string().as_bytes()).expect("request");
+            match self.gw.handle(caller.clone(), env, false).await {
+                Outcome::Json(200, bytes) => serde_json::from_slice(&bytes).expect("answer"),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+
+        /// The tool names `caller` is shown, checked against the answer a
+        /// second list gives (the cached one).
+        async fn names(&mut self, caller: &Caller) -> Vec<String> {
+            let first = self.list(caller).await;
+            let again = self.list(caller).await;
+            assert_eq!(first["result"], again["result"], "a reused answer differs");
+            first["result"]["tools"]
+                .as_array()
+                .expect("tools")
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        }
+
+        /// The answer to calling `tool` (as the agent names it).
+        async fn call(&mut self, caller: &Caller, tool: &str) -> Value {
+            self.ids += 1;
+            let msg = json!({"jsonrpc": "2.0", "id": self.ids, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+            let env = Envelope::parse(msg.to_string().as_bytes()).expect("request");
+            match self.gw.handle(caller.clone(), env, false).await {
+                Outcome::Json(_, bytes) => serde_json::from_slice(&bytes).expect("answer"),
+                other => panic!("unexpected answer {other:?}"),
+            }
+        }
+
+        fn stored(&self) -> u64 {
+            self.gw.list_cache.stored()
+        }
+    }
+
+    fn has(names: &[String], name: &str) -> bool {
+        names.iter().any(|n| n == name)
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_list_is_reused_and_a_changed_one_is_answered_at_once() {
+        let mut h = harness(&[tool("a", "A.")], None, false).await;
+        let agent = modern("agent", "qa");
+        let names = h.names(&agent).await;
+        assert!(
+            has(&names, "py__a") && has(&names, "mail__send_email"),
+            "{names:?}"
+        );
+        // Nothing changed: no new answer is built.
+        let stored = h.stored();
+        let _ = h.names(&agent).await;
+        assert_eq!(h.stored(), stored);
+
+        set_tools(&h.dir, &[tool("a", "A."), tool("b", "B.")]);
+        let names = h.names(&agent).await;
+        assert!(has(&names, "py__b"), "{names:?}");
+        set_tools(&h.dir, &[tool("b", "B.")]);
+        let names = h.names(&agent).await;
+        assert!(!has(&names, "py__a") && has(&names, "py__b"), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn an_approved_or_newly_withheld_tool_changes_the_list_though_its_upstream_does_not() {
+        let mut h = harness(&[tool("a", "A.")], None, true).await;
+        let agent = modern("agent", "qa");
+        // Seen for the first time: withheld until approved.
+        let names = h.names(&agent).await;
+        assert!(!has(&names, "py__a"), "{names:?}");
+        h.gw.integrity
+            .approve("py", "a", None, "test")
+            .expect("approve");
+        let names = h.names(&agent).await;
+        assert!(has(&names, "py__a"), "{names:?}");
+        // Revoked by another process (`castellan tools revoke`).
+        let other = castellan_integrity::Store::open(h.dir.join("pins.db")).expect("store");
+        assert!(other.revoke("py", "a").expect("revoke"));
+        let names = h.names(&agent).await;
+        assert!(!has(&names, "py__a"), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_reused_answer_leaves_the_tools_callable_as_a_fresh_list_would() {
+        let mut h = harness(&[tool("a", "A.")], None, false).await;
+        let (one, two) = (modern("one", "qa"), modern("two", "qa"));
+        assert!(has(&h.names(&one).await, "py__a"));
+        // Another agent lists meanwhile, when the upstream lists nothing
+        // (nothing new for the judge to learn): that screening is what the
+        // gateway now knows of the upstream's tools.
+        set_tools(&h.dir, &[]);
+        assert!(!has(&h.names(&two).await, "py__a"));
+        set_tools(&h.dir, &[tool("a", "A.")]);
+        assert!(has(&h.names(&one).await, "py__a"));
+        let answer = h.call(&one, "py__a").await;
+        assert_eq!(answer["result"]["content"][0]["text"], "ok", "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_policy_reload_that_hides_a_tool_hides_it_from_the_next_list() {
+        let mut h = harness(&[tool("a", "A."), tool("b", "B.")], None, false).await;
+        let agent = modern("agent", "qa");
+        assert!(has(&h.names(&agent).await, "py__b"));
+        let next = config(&h.dir, Some(NOBODY_B));
+        h.gw.reload_judge(&next.judge).expect("reload");
+        let names = h.names(&agent).await;
+        assert!(!has(&names, "py__b") && has(&names, "py__a"), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn each_principal_is_shown_its_own_view() {
+        let mut h = harness(
+            &[tool("a", "A."), tool("b", "B.")],
+            Some(INTERNS_NO_B),
+            false,
+        )
+        .await;
+        let intern = modern("bot", "interns");
+        let support = modern("bot", "support");
+        let other_intern = modern("other-bot", "interns");
+        for _ in 0..2 {
+            assert!(!has(&h.names(&intern).await, "py__b"));
+            assert!(has(&h.names(&support).await, "py__b"));
+            assert!(!has(&h.names(&other_intern).await, "py__b"));
+        }
+    }
+
+    #[tokio::test]
+    async fn modern_and_legacy_callers_get_answers_of_their_era() {
+        let mut h = harness(&[tool("a", "A.")], None, false).await;
+        let old = legacy(&h, "agent", "qa");
+        let new = modern("agent", "qa");
+        for _ in 0..2 {
+            let l = h.list(&old).await;
+            assert!(l["result"].get("resultType").is_none(), "{l}");
+            assert!(l["result"].get("ttlMs").is_none(), "{l}");
+            let m = h.list(&new).await;
+            assert_eq!(m["result"]["resultType"], "complete", "{m}");
+            assert_eq!(m["result"]["cacheScope"], "private", "{m}");
+            assert_eq!(l["result"]["tools"], m["result"]["tools"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_failed_is_listed_again_once_it_recovers() {
+        let mut h = harness(&[tool("a", "A.")], None, false).await;
+        let agent = modern("agent", "qa");
+        assert!(has(&h.names(&agent).await, "py__a"));
+        std::fs::write(h.dir.join("fail"), "").expect("fail");
+        let names = h.list(&agent).await["result"]["tools"].to_string();
+        assert!(
+            !names.contains("py__a") && names.contains("mail__"),
+            "{names}"
+        );
+        std::fs::remove_file(h.dir.join("fail")).expect("recover");
+        // The child is restarted after a short pause; until then it fails.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let list = h.list(&agent).await;
+            if list["result"]["tools"].to_string().contains("py__a") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still left out: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

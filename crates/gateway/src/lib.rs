@@ -29,6 +29,7 @@ pub mod federation;
 pub mod gateway;
 pub mod identity;
 pub mod integrity;
+mod list_cache;
 pub mod listen;
 mod relay;
 pub mod reload;

@@ -469,3 +469,15 @@ impl Drop for HttpFixture {
         let _ = self.child.wait();
     }
 }
+
+/// The tool names a `tools/list` answer shows.
+pub fn tool_names_of(answer: &Value) -> Vec<String> {
+    answer["result"]["tools"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
