@@ -277,7 +277,7 @@ impl Envelope {
             out.extend_from_slice(id.as_json().as_bytes());
         }
         out.extend_from_slice(b",\"method\":");
-        write_json_string(&mut out, method);
+        crate::json::write_str(&mut out, method);
         if let Some(p) = params {
             out.extend_from_slice(b",\"params\":");
             out.extend_from_slice(p.get().as_bytes());
@@ -327,11 +327,6 @@ impl Envelope {
         out.push(b'}');
         out
     }
-}
-
-/// Writes `s` as a JSON string literal.
-pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    crate::json::write_str(out, s);
 }
 
 /// A JSON-RPC error object.

@@ -123,7 +123,7 @@ fn to_raw_by_hand(obj: &RawObject) -> String {
         if i > 0 {
             out.push(b',');
         }
-        write_json_string(&mut out, k);
+        crate::json::write_str(&mut out, k);
         out.push(b':');
         out.extend_from_slice(v.get().as_bytes());
     }
@@ -175,13 +175,13 @@ proptest! {
         prop_assert_eq!(raw.get(), to_raw_by_hand(&obj));
     }
 
-    /// `set_str` writes the same literal as `write_json_string`.
+    /// `set_str` writes the same literal as `json::write_str`.
     #[test]
     fn set_str_writes_the_json_string_literal(value in any::<String>()) {
         let mut obj = RawObject::default();
         obj.set_str("name", &value);
         let mut expected = Vec::new();
-        write_json_string(&mut expected, &value);
+        crate::json::write_str(&mut expected, &value);
         prop_assert_eq!(obj.get("name").map(RawValue::get), std::str::from_utf8(&expected).ok());
         prop_assert_eq!(obj.get_str("name"), Some(value));
     }
