@@ -672,6 +672,8 @@ pub struct Filter {
     pub session: Option<String>,
     /// Only this tool, prompt or resource.
     pub target: Option<String>,
+    /// Only calls to this upstream.
+    pub upstream: Option<String>,
     /// Only this decision.
     pub decision: Option<String>,
     /// From this time (ms since epoch).
@@ -709,6 +711,10 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     }
     if let Some(t) = &filter.target {
         add(" AND target = ?", t.clone().into());
+    }
+    if let Some(u) = &filter.upstream {
+        // Not a column of its own: rare enough a filter to read the record.
+        add(" AND json_extract(record, '$.upstream') = ?", u.clone().into());
     }
     if let Some(d) = &filter.decision {
         add(" AND decision = ?", d.clone().into());

@@ -13,6 +13,8 @@ use anyhow::Context;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod audit_query;
+mod check;
 mod pins;
 mod policy;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,8 +53,10 @@ enum Command {
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
     },
-    /// Validate a configuration file, its rule files and its Cedar policy,
-    /// and exit (non-zero on any error, naming file and line).
+    /// Validate a configuration file: its rule files, Cedar policy and
+    /// signing key, that stdio commands exist and upstream URLs parse, and,
+    /// when the policy names tools or arguments, the policy against the
+    /// tools the upstreams list. One verdict; exit 1 on any error.
     Check {
         /// Configuration file.
         config: PathBuf,
@@ -129,39 +133,30 @@ enum AuditCommand {
         /// Where to write the private key (refuses to overwrite).
         file: PathBuf,
     },
-    /// Print records as JSON Lines, oldest first.
+    /// Print records, oldest first: a table at a terminal, JSON Lines
+    /// (every field) otherwise or with `--format json`.
     Query {
-        /// The audit database.
+        /// The audit database (`castellan-audit.db` where the gateway ran,
+        /// unless `audit.path` says otherwise).
         file: PathBuf,
-        /// Only this agent.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Only this session.
-        #[arg(long)]
-        session: Option<String>,
-        /// Only this tool, prompt or resource.
-        #[arg(long)]
-        tool: Option<String>,
-        /// Only this decision (allow, redact, hold, throttle, deny, quarantine).
-        #[arg(long)]
-        decision: Option<String>,
-        /// From this time (milliseconds since the Unix epoch).
-        #[arg(long)]
-        since: Option<u64>,
-        /// Before this time (milliseconds since the Unix epoch).
-        #[arg(long)]
-        until: Option<u64>,
-        /// Only the newest N.
-        #[arg(long)]
-        limit: Option<u64>,
+        #[command(flatten)]
+        query: audit_query::Query,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `serve` starts logging itself, once it knows whether spans are exported.
-    if !matches!(cli.command, Command::Serve { .. }) {
-        init_logging(cli.log_format, None);
+    match cli.command {
+        Command::Serve { .. } => {}
+        // `check` reports the policy's state once, as its verdict; the
+        // judge's running commentary while tools are learnt one upstream
+        // at a time (a policy pending until the last one lists) is noise.
+        Command::Check { .. }
+        | Command::Policy {
+            command: PolicyCommand::Check { .. },
+        } => init_logging_with(cli.log_format, None, "info,castellan_gateway::behaviour=off"),
+        _ => init_logging(cli.log_format, None),
     }
     match run(cli.command, cli.log_format) {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,11 +189,20 @@ async fn offline_gateway(
 }
 
 /// Lists the upstreams' tools and says why the policy does not validate
-/// against them, if it does not.
-async fn policy_problem(cfg: Arc<castellan_config::Config>) -> anyhow::Result<Option<String>> {
-    let gateway = offline_gateway(cfg).await?;
-    let _ = gateway.explain_tools().await;
-    Ok(gateway.policy_problem())
+/// against them, if it does not; also names the upstreams that listed no
+/// tool (unreachable ones among them).
+async fn policy_problem(
+    cfg: Arc<castellan_config::Config>,
+) -> anyhow::Result<(Option<String>, Vec<String>)> {
+    let gateway = offline_gateway(cfg.clone()).await?;
+    let tools = gateway.explain_tools().await;
+    let silent = cfg
+        .upstreams
+        .iter()
+        .filter(|u| !tools.iter().any(|t| t.server == u.name))
+        .map(|u| u.name.clone())
+        .collect();
+    Ok((gateway.policy_problem(), silent))
 }
 
 async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result<()> {
@@ -327,12 +331,27 @@ fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
 /// Logs to stderr (text or JSON lines) and, with a tracer, exports spans
 /// over OTLP.
 fn init_logging(format: LogFormat, tracer: Option<opentelemetry_sdk::trace::SdkTracer>) {
+    init_logging_with(format, tracer, "info");
+}
+
+/// [`init_logging`] with a default filter for when `CASTELLAN_LOG` is unset.
+fn init_logging_with(
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    default_filter: &str,
+) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASTELLAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let text = matches!(format, LogFormat::Text)
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // Colours only for a person at a terminal: redirected to a file or a
+    // log collector, escape codes are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let text = matches!(format, LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+    });
     let json = matches!(format, LogFormat::Json).then(|| {
         tracing_subscriber::fmt::layer()
             .json()
@@ -420,27 +439,9 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         | Command::Policy {
             command: PolicyCommand::Check { config },
         } => {
-            let cfg = castellan_config::load_file(&config)?;
-            let (judge, _) = castellan_gateway::behaviour::compile_judge(&cfg.judge)
-                .map_err(anyhow::Error::msg)?;
-            if judge.policy_needs_tools() {
-                // The policy names call arguments or tools: validate it
-                // against the tools the upstreams list, as the running
-                // gateway will.
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .context("cannot start the async runtime")?;
-                if let Some(problem) = runtime.block_on(policy_problem(Arc::new(cfg.clone())))? {
-                    anyhow::bail!("{problem}");
-                }
+            if check::run(&config)? > 0 {
+                std::process::exit(1);
             }
-            audit_writer_config(&cfg.audit)?;
-            println!(
-                "{}: ok ({} upstreams)",
-                config.display(),
-                cfg.upstreams.len()
-            );
             Ok(())
         }
         Command::Audit {
@@ -500,39 +501,10 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             }
         }
         Command::Audit {
-            command:
-                AuditCommand::Query {
-                    file,
-                    agent,
-                    session,
-                    tool,
-                    decision,
-                    since,
-                    until,
-                    limit,
-                },
+            command: AuditCommand::Query { file, query },
         } => {
             ensure_exists(&file)?;
-            let filter = castellan_audit::Filter {
-                agent,
-                session,
-                target: tool,
-                decision,
-                since_ms: since,
-                until_ms: until,
-                limit,
-            };
-            use std::io::Write as _;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            for s in castellan_audit::query(&file, &filter)? {
-                let mut line = serde_json::to_value(&s.record)?;
-                line["seq"] = serde_json::json!(s.seq);
-                if writeln!(out, "{line}").is_err() {
-                    break;
-                }
-            }
-            let _ = out.flush();
-            Ok(())
+            audit_query::run(&file, query)
         }
         Command::Serve {
             config,
@@ -653,11 +625,21 @@ async fn serve(
             p.tracer("castellan")
         }),
     );
-    // Bind before anything else so a port conflict fails fast and clearly.
+    // Bind every listener before anything else, and before announcing
+    // anything: a port conflict fails fast and clearly, never after the
+    // banner said "listening".
     let listener = tokio::net::TcpListener::bind(cfg.listener.addr)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listener.addr))?;
     let addr = listener.local_addr().context("listener has no address")?;
+    let admin_listener = match &cfg.admin {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} (admin)", admin.addr))?,
+        ),
+        None => None,
+    };
     // The demo default: a key made now, printed below, valid for this run.
     let generated = match cfg.auth.generate_key {
         true => Some(
@@ -719,14 +701,7 @@ async fn serve(
             "  WARNING: judge.enabled is false: calls pass unjudged and unrecorded (for measurement only)"
         );
     }
-    if demo {
-        say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");
-    }
-    tracing::info!(%url, "gateway ready");
-    if let Some(admin) = &cfg.admin {
-        let admin_listener = tokio::net::TcpListener::bind(admin.addr)
-            .await
-            .with_context(|| format!("cannot listen on {} (admin)", admin.addr))?;
+    if let (Some(admin), Some(admin_listener)) = (&cfg.admin, admin_listener) {
         let admin_addr = admin_listener
             .local_addr()
             .context("admin listener has no address")?;
@@ -755,6 +730,15 @@ async fn serve(
             std::future::pending(),
         ));
     }
+    say!(
+        "  files:        {} (decisions: castellan audit query), {} (tool pins)",
+        cfg.audit.path,
+        cfg.integrity.store
+    );
+    if demo {
+        say!("  (builtin demo upstreams; pass --config castellan.yaml to front your own servers)");
+    }
+    tracing::info!(%url, "gateway ready");
     if let Some(path) = source.path.clone() {
         tokio::spawn(watch_config(path, source, gateway.clone()));
     }

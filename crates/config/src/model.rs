@@ -58,6 +58,10 @@ pub struct JudgeConfig {
     pub policy: Option<String>,
     /// Operator label overrides: glob over `server/tool`, labels to add and remove.
     pub labels: Vec<LabelRule>,
+    /// The organisation's own domains (and their subdomains): destinations
+    /// there are never new or external. Added to the rule files'
+    /// `settings.internal_domains`.
+    pub internal_domains: Vec<String>,
     /// How long a held call waits for a human; then it is refused.
     pub hold_timeout: std::time::Duration,
     /// `false` turns judging off: calls pass unjudged and unrecorded. Only
@@ -446,6 +450,8 @@ struct RawJudge {
     policy: Option<String>,
     #[serde(default)]
     labels: Vec<RawLabelRule>,
+    #[serde(default)]
+    internal_domains: Vec<String>,
     hold_timeout: Option<Duration>,
     enabled: Option<bool>,
 }
@@ -902,6 +908,11 @@ pub(crate) fn compile(
                 add: l.add,
                 remove: l.remove,
             })
+            .collect(),
+        internal_domains: j
+            .internal_domains
+            .into_iter()
+            .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
             .collect(),
         hold_timeout: j
             .hold_timeout

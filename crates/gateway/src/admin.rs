@@ -8,7 +8,7 @@
 //! GET    /ready                           readiness
 //! GET    /agents                          agents: risk, labels, quarantine, recent actions
 //! POST   /agents/{agent}/quarantine       refuse every call of an agent
-//! POST   /agents/{agent}/release          lift an agent's quarantine
+//! POST   /agents/{agent}/release          lift an agent's quarantine, set its risk aside
 //! GET    /sessions[?agent=A]              live behavioural sessions
 //! GET    /sessions/{agent}/{session}      one session and its timeline (audit log)
 //! DELETE /sessions/{agent}/{session}      end a session (and its MCP session)
@@ -92,6 +92,9 @@ pub async fn serve(
         .behaviour
         .approvals
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(addr) = listener.local_addr() {
+        let _ = gateway.behaviour.admin_url.set(format!("http://{addr}"));
+    }
     let options = Arc::new(options);
     tokio::pin!(shutdown);
     loop {
@@ -236,27 +239,33 @@ async fn route(
             reply(StatusCode::OK, json!({"agents": gw.behaviour.agents()}))
         }
         (&Method::POST, ["agents", agent, "quarantine"]) => {
-            match gw.behaviour.quarantine(agent, "operator") {
-                Ok(newly) => {
-                    tracing::warn!(agent, "agent quarantined by an operator");
-                    reply(
-                        StatusCode::OK,
-                        json!({"agent": agent, "quarantined": true, "changed": newly}),
-                    )
-                }
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+            // A typo must not pass for a quarantine: say when the name was
+            // never seen (the quarantine still applies if it turns up).
+            let known = gw.behaviour.knows_agent(agent);
+            let newly = gw.behaviour.quarantine(agent, "operator");
+            tracing::warn!(agent, known, "agent quarantined by an operator");
+            let mut body = json!({"agent": agent, "quarantined": true, "changed": newly});
+            if !known {
+                tracing::warn!(agent, "quarantined an agent this gateway has not seen");
+                body["warning"] = json!(format!(
+                    "no agent `{agent}` has called this gateway since it started: check the name (GET /agents lists them); the quarantine applies if it appears"
+                ));
             }
+            reply(StatusCode::OK, body)
         }
-        (&Method::POST, ["agents", agent, "release"]) => {
-            let released = gw.behaviour.release(agent);
-            if released {
-                tracing::warn!(agent, "quarantine lifted by an operator");
+        (&Method::POST, ["agents", agent, "release"]) => match gw.behaviour.release(agent) {
+            Some(forgiven) => {
+                tracing::warn!(agent, forgiven = %forgiven, "quarantine lifted by an operator; its risk set aside");
+                reply(
+                    StatusCode::OK,
+                    json!({"agent": agent, "released": true, "forgiven": forgiven}),
+                )
             }
-            reply(
+            None => reply(
                 StatusCode::OK,
-                json!({"agent": agent, "released": released}),
-            )
-        }
+                json!({"agent": agent, "released": false}),
+            ),
+        },
         (&Method::GET, ["tools", "pins"]) => match gw.integrity.report() {
             Ok(report) => reply(StatusCode::OK, report),
             Err(e) => store_error(&e),

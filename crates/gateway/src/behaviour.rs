@@ -259,6 +259,9 @@ pub struct Behaviour {
     policy_error: Mutex<Option<String>>,
     /// Whether an operator can answer holds (the admin API is on).
     pub approvals: std::sync::atomic::AtomicBool,
+    /// The admin API's base URL, once it listens: hold log lines say how
+    /// to answer.
+    pub admin_url: std::sync::OnceLock<String>,
     /// Recent alerts and their destinations.
     pub alerts: crate::alerts::Alerts,
     /// `server/tool` names that get their own metrics label.
@@ -319,6 +322,7 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
             .merge(RuleSet::from_yaml(file, &text).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     }
+    rules.add_internal_domains(&cfg.internal_domains);
     let policy = match &cfg.policy {
         Some(file) => {
             let text =
@@ -355,6 +359,7 @@ impl Behaviour {
             held: Mutex::new(HashMap::new()),
             policy_error: Mutex::new(None),
             approvals: std::sync::atomic::AtomicBool::new(false),
+            admin_url: std::sync::OnceLock::new(),
             alerts: crate::alerts::Alerts::default(),
             metric_tools: RwLock::new(std::collections::HashSet::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
@@ -874,30 +879,59 @@ impl Behaviour {
                 answer: tx,
             },
         );
-        tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), "call held for approval");
-        let approved = matches!(
-            tokio::time::timeout(self.hold_timeout, rx).await,
-            Ok(Ok(true))
+        let answer = self.admin_url.get().map_or_else(
+            || "through the admin API".to_owned(),
+            |base| {
+                format!(
+                    "curl -X POST -H \"Authorization: Bearer $ADMIN_TOKEN\" {base}/holds/{}/approve (or /refuse); GET {base}/holds shows it",
+                    judged.id
+                )
+            },
         );
+        tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), timeout = ?self.hold_timeout, answer = %answer, "call held for approval");
+        let outcome = match tokio::time::timeout(self.hold_timeout, rx).await {
+            Ok(Ok(true)) => "approved",
+            Ok(Ok(false)) => "refused",
+            Ok(Err(_)) => "dropped",
+            Err(_) => "timed out",
+        };
         lock(&self.held).remove(&judged.id);
+        let approved = outcome == "approved";
         if approved {
             self.approved(judged);
         }
-        tracing::info!(decision_id = %judged.id, approved, "hold answered");
+        if outcome == "timed out" {
+            tracing::warn!(decision_id = %judged.id, timeout = ?self.hold_timeout, "hold timed out: nobody answered, the call is refused");
+        } else {
+            tracing::info!(decision_id = %judged.id, outcome, "hold answered");
+        }
         approved
     }
 
-    /// Calls waiting for approval.
+    /// Calls waiting for approval, with what the operator needs to judge
+    /// them: the arguments as the agent sent them (where the mail or money
+    /// goes, how much), the provenance and rules that caused the hold. The
+    /// audit log keeps only their shape; the admin API is the operator's.
     pub fn holds(&self) -> Vec<Value> {
         lock(&self.held)
             .values()
             .map(|h| {
-                let mut v = h.judged.explanation();
-                v["agent"] = json!(h.judged.subject.agent.as_str());
-                v["server"] = json!(h.judged.subject.server);
-                v["tool"] = json!(h.judged.subject.tool);
-                v["arguments"] = shape_of(&h.judged.subject.args);
+                let j = &h.judged;
+                let mut v = j.explanation();
+                v["agent"] = json!(j.subject.agent.as_str());
+                v["session"] = json!(j.subject.session.as_str());
+                v["server"] = json!(j.subject.server);
+                v["tool"] = json!(j.subject.tool);
+                v["arguments"] = j.subject.args.clone();
+                v["reasons"] = json!(j.verdict.reasons);
                 v["since_ms"] = json!(h.since_ms);
+                v["since"] = json!(Millis(h.since_ms).rfc3339().to_string());
+                v["expires"] = json!(
+                    Millis(h.since_ms)
+                        .plus(u64::try_from(self.hold_timeout.as_millis()).unwrap_or(u64::MAX))
+                        .rfc3339()
+                        .to_string()
+                );
                 v
             })
             .collect()
@@ -1049,22 +1083,34 @@ impl Behaviour {
 
     /// Quarantines an agent at once (an operator action): every call it
     /// makes is refused until it is released. False if it already was.
-    pub fn quarantine(&self, agent: &str, rule: &str) -> Result<bool, String> {
-        let mut states = lock(&self.states);
-        let aggregate = states.agents.entry(AgentId::new(agent)).or_default();
-        if aggregate.quarantine().is_some() {
-            return Ok(false);
+    pub fn quarantine(&self, agent: &str, rule: &str) -> bool {
+        let now = now_ms();
+        let newly = lock(&self.states)
+            .agents
+            .entry(AgentId::new(agent))
+            .or_default()
+            .quarantine_now(Millis(now), castellan_judge::RuleId::new(rule));
+        if newly {
+            self.append(admin_record(
+                self.next_id(now),
+                now,
+                agent,
+                "quarantine",
+                rule,
+                format!("quarantined by an operator (`{rule}`)"),
+                json!({}),
+                (0, 0),
+            ));
         }
-        // The judge's state has no setter for quarantine; it is serde, so set
-        // the field through its serialised form (the judge reads it back).
-        let q = castellan_judge::state::Quarantine {
-            since: Millis(now_ms()),
-            rule: castellan_judge::RuleId::new(rule),
-        };
-        let mut v = serde_json::to_value(&*aggregate).map_err(|e| e.to_string())?;
-        v["quarantine"] = serde_json::to_value(q).map_err(|e| e.to_string())?;
-        *aggregate = serde_json::from_value(v).map_err(|e| e.to_string())?;
-        Ok(true)
+        newly
+    }
+
+    /// Whether the gateway has judged a call of `agent` since it started
+    /// (or holds state for it).
+    pub fn knows_agent(&self, agent: &str) -> bool {
+        let states = lock(&self.states);
+        let id = AgentId::new(agent);
+        states.recent.contains_key(&id) || states.agents.contains_key(&id)
     }
 
     /// Drops a behavioural session's state (its MCP session ended). The
@@ -1089,16 +1135,59 @@ impl Behaviour {
         before - states.sessions.len()
     }
 
-    /// Releases a quarantined agent.
-    pub fn release(&self, agent: &str) -> bool {
-        let mut states = lock(&self.states);
-        match states.agents.get_mut(&AgentId::new(agent)) {
-            Some(a) if a.quarantine().is_some() => {
-                a.release();
-                true
+    /// Releases a quarantined agent and sets aside the risk that caused
+    /// the quarantine, its own and its live sessions' (kept, it would
+    /// quarantine the agent again at its next call). Audited as a `release`
+    /// record naming what was forgiven. `None` if it was not quarantined.
+    pub fn release(&self, agent: &str) -> Option<Value> {
+        let now = now_ms();
+        let half_life = self.judge().rules().ladder().half_life_ms;
+        let (released, sessions) = {
+            let mut states = lock(&self.states);
+            let released = states
+                .agents
+                .get_mut(&AgentId::new(agent))?
+                .release(Millis(now), half_life)?;
+            let States { sessions, seen, .. } = &mut *states;
+            let mut forgiven = serde_json::Map::new();
+            for (key, s) in seen.iter_mut().filter(|(_, s)| s.agent.as_str() == agent) {
+                let points = sessions
+                    .get_mut(key)
+                    .map_or(0, |st| st.forgive_risk(Millis(now), half_life));
+                s.risk = 0;
+                forgiven.insert(s.name.clone(), json!(points));
             }
-            _ => false,
-        }
+            if let Some(r) = states.recent.get_mut(&AgentId::new(agent)) {
+                r.risk = 0;
+            }
+            (released, forgiven)
+        };
+        let since = released.quarantine.since.rfc3339().to_string();
+        let rule = released.quarantine.rule.as_str();
+        let forgiven = json!({
+            "quarantined_since": since,
+            "quarantined_by": rule,
+            "agent_risk": released.risk,
+            "session_risk": sessions,
+        });
+        self.append(admin_record(
+            self.next_id(now),
+            now,
+            agent,
+            "release",
+            rule,
+            format!(
+                "released by an operator (quarantined since {since} by `{rule}`); risk set aside: {} on the agent{}",
+                released.risk,
+                sessions
+                    .iter()
+                    .map(|(name, points)| format!(", {points} on session `{name}`"))
+                    .collect::<String>()
+            ),
+            forgiven.clone(),
+            (released.risk, 0),
+        ));
+        Some(forgiven)
     }
 
     /// The record of `j`'s decision, with `args_redacted` as given (the
@@ -1177,6 +1266,40 @@ impl Behaviour {
         self.audit
             .as_ref()
             .is_some_and(|a| a.durability() == castellan_audit::Durability::Strict)
+    }
+}
+
+/// The audit record of an operator's action on an agent (`method`
+/// `admin/<decision>`, no session, tool or arguments).
+#[allow(clippy::too_many_arguments)]
+fn admin_record(
+    id: String,
+    now: u64,
+    agent: &str,
+    decision: &str,
+    rule: &str,
+    reason: String,
+    facts: Value,
+    (risk_before, risk_after): (u32, u32),
+) -> Record {
+    Record {
+        id,
+        at_ms: now,
+        agent: agent.to_owned(),
+        user: None,
+        session: String::new(),
+        upstream: String::new(),
+        method: format!("admin/{decision}"),
+        target: String::new(),
+        args_digest: args_digest("null"),
+        args_redacted: Value::Null,
+        decision: decision.to_owned(),
+        rules: vec![rule.to_owned()],
+        reason,
+        facts,
+        risk_before,
+        risk_after,
+        latency_us: 0,
     }
 }
 

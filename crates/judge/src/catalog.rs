@@ -627,6 +627,23 @@ const READ_NOUNS: &[Lex] = &[
     ),
 ];
 
+/// Read nouns that are also verbs: they name what is read only when
+/// nothing else in the name does.
+const VERB_NOUNS: &[&str] = &["search", "browse"];
+
+/// The singular of a regular English plural (`directories`, `files`), if
+/// `w` looks like one: the nouns above are listed in the forms tools use
+/// most, and a plural should not make a name unclassified. Runs when tools
+/// are learnt, never per call.
+fn singular(w: &str) -> Option<String> {
+    if let Some(stem) = w.strip_suffix("ies") {
+        return Some(format!("{stem}y"));
+    }
+    w.strip_suffix('s')
+        .filter(|s| s.len() > 2 && !s.ends_with('s'))
+        .map(str::to_owned)
+}
+
 fn infer_from_name(tool: &str) -> Vec<(Label, String)> {
     let ws = words(tool);
     let mut out: Vec<(Label, String)> = Vec::new();
@@ -647,11 +664,19 @@ fn infer_from_name(tool: &str) -> Vec<(Label, String)> {
         || ws
             .iter()
             .all(|w| !DO_WORDS.iter().any(|(vs, _)| vs.contains(&w.as_str())));
+    // A leading destructive verb makes the egress words after it the thing
+    // destroyed: `delete_email`, `remove_message` send nothing.
+    let destroys = DO_WORDS
+        .iter()
+        .any(|(vs, ls)| ls.contains(&Label::Destructive) && vs.contains(&first));
     // What it does: verbs anywhere in the name, but a leading read verb makes
     // nouns like `email` or `message` describe what is read, not sent.
     for w in &ws {
         for (vs, labels) in DO_WORDS {
             if !vs.contains(&w.as_str()) {
+                continue;
+            }
+            if destroys && w != first && *labels == [Label::Egress] {
                 continue;
             }
             if READ_VERBS.contains(&first) {
@@ -688,13 +713,27 @@ fn infer_from_name(tool: &str) -> Vec<(Label, String)> {
     }
     if is_read || out.is_empty() {
         let before = out.len();
-        for w in &ws {
-            for (ns, labels) in READ_NOUNS {
-                if ns.contains(&w.as_str()) {
-                    for l in *labels {
-                        push(&mut out, *l, format!("name: {w}"));
+        // The object of the read decides (`search_files` reads files); a
+        // verb that is also a noun (`search`: a web search) only when the
+        // name names no object.
+        for verbs_too in [false, true] {
+            for w in &ws {
+                if VERB_NOUNS.contains(&w.as_str()) != verbs_too {
+                    continue;
+                }
+                let singular = singular(w);
+                for (ns, labels) in READ_NOUNS {
+                    if ns.contains(&w.as_str())
+                        || singular.as_deref().is_some_and(|s| ns.contains(&s))
+                    {
+                        for l in *labels {
+                            push(&mut out, *l, format!("name: {w}"));
+                        }
                     }
                 }
+            }
+            if out.len() > before {
+                break;
             }
         }
         // A read of content nobody vouched for (product details, a

@@ -263,8 +263,10 @@ impl Judge {
                     origin: Origin::Quarantine,
                     action: Action::Quarantine,
                     message: format!(
-                        "agent `{}` is quarantined since {} ms by `{}`",
-                        call.agent, q.since.0, q.rule
+                        "agent `{}` is quarantined since {} by `{}`; an operator must release it",
+                        call.agent,
+                        q.since.rfc3339(),
+                        q.rule
                     ),
                     facts: Vec::new(),
                 }],
@@ -519,7 +521,7 @@ impl Judge {
         let StateMut {
             session,
             agent,
-            user: _,
+            user,
         } = state;
         let scan = ArgScan::new(call, &self.detectors, &self.rules.settings, verdict.labels);
         let facts = Facts::build(
@@ -541,6 +543,28 @@ impl Judge {
                 b.add_dest(*d);
             }
         }
+        // An approval is evidence the call was legitimate: the risk its
+        // rules added is taken back, so it does not push the next ordinary
+        // call up the ladder.
+        let points = self.points_of(verdict);
+        session.risk.take_back(points);
+        agent.risk.take_back(points);
+        if let Some(u) = user {
+            u.risk.take_back(points);
+        }
+    }
+
+    /// The risk points the rules of `verdict` added, as `judge_scanned`
+    /// summed them (content blocks deny, so a held call has none).
+    fn points_of(&self, verdict: &Verdict) -> u32 {
+        let mut fired: Vec<u32> = verdict
+            .reasons
+            .iter()
+            .filter(|r| r.origin == Origin::Rule)
+            .filter_map(|r| self.rules.rules.iter().find(|x| x.id == r.rule))
+            .map(|x| x.risk)
+            .collect();
+        call_points(&mut fired)
     }
 
     /// Observes the result of a call that was forwarded (allowed or

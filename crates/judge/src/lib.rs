@@ -78,7 +78,9 @@ pub use detect::{
     inspect_tool_definition,
 };
 pub use error::{Error, Location};
-pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId};
+pub use ids::{
+    AgentId, Millis, Rfc3339, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId,
+};
 pub use judge::{Judge, ScannedCall, ScannedResult};
 pub use label::{Label, LabelSet, LabelSource};
 #[cfg(feature = "cedar")]

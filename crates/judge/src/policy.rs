@@ -416,6 +416,20 @@ fn loc_at(file: &str, src: &str, offset: Option<usize>) -> Location {
     }
 }
 
+/// A validation message about the policy Cedar calls `pid` (`policy0`,
+/// `policy1`, ... in source order), naming it by its `@id` as the operator
+/// wrote it, Cedar's own mention included.
+fn named_by_id(set: &PolicySet, pid: &cedar_policy::PolicyId, message: &str) -> String {
+    let cedar = format!("`{pid}`");
+    match set.policy(pid).and_then(|p| p.annotation("id")) {
+        Some(id) => format!(
+            "policy `{id}`: {}",
+            message.replace(&cedar, &format!("`{id}`"))
+        ),
+        None => format!("policy {cedar}: {message}"),
+    }
+}
+
 fn policy_err(file: &str, src: &str, d: &dyn Diagnostic, msg: String) -> Error {
     Error::Policy {
         at: loc_of(file, src, d),
@@ -478,14 +492,17 @@ fn undeclared_has(
         let mut tests = Vec::new();
         walk(&est, &mut tests);
         for (left, attr) in tests {
+            let id = p
+                .annotation("id")
+                .map_or_else(|| p.id().to_string(), str::to_owned);
             if left == context_args && !args.contains_key(&attr) {
-                found.push((true, attr, p.id().to_string()));
+                found.push((true, attr, id));
             } else if left == principal
                 && attr != "name"
                 && attr != "user"
                 && !attributes.contains(&attr)
             {
-                found.push((false, attr, p.id().to_string()));
+                found.push((false, attr, id));
             }
         }
     }
@@ -647,7 +664,7 @@ impl Policy {
             }
         }
         for e in result.validation_errors() {
-            let err = policy_err(file, &src, e, format!("policy `{}`: {e}", e.policy_id()));
+            let err = policy_err(file, &src, e, named_by_id(&set, e.policy_id(), &e.to_string()));
             if defer_args && about_args(&src, e) {
                 pending.get_or_insert_with(|| {
                     format!("{err} (no known tool declares this argument yet)")

@@ -322,6 +322,16 @@ impl RuleSet {
         Ok(())
     }
 
+    /// Counts these domains (and their subdomains) as internal, besides
+    /// the `settings.internal_domains` of the rule files.
+    pub fn add_internal_domains(&mut self, domains: &[String]) {
+        for d in domains {
+            if !self.settings.internal_domains.contains(d) {
+                self.settings.internal_domains.push(d.clone());
+            }
+        }
+    }
+
     /// The rules in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules

@@ -347,6 +347,21 @@ impl Risk {
         self.milli = v.saturating_add(u64::from(points) * 1000);
         self.at = now.max(self.at);
     }
+
+    /// Takes back `points` added earlier (never below zero). Subtracted
+    /// undecayed: exact when nothing was added since, a little generous
+    /// otherwise, which suits forgiving a call a human vouched for.
+    pub(crate) fn take_back(&mut self, points: u32) {
+        self.milli = self.milli.saturating_sub(u64::from(points) * 1000);
+    }
+
+    /// Sets every point aside; returns the whole points held at `now`.
+    pub(crate) fn clear(&mut self, now: Millis, half_life_ms: u64) -> u32 {
+        let points = self.points_at(now, half_life_ms);
+        self.milli = 0;
+        self.at = now.max(self.at);
+        points
+    }
 }
 
 /// A partial match of a sequence rule.
@@ -461,6 +476,15 @@ pub struct Quarantine {
     pub rule: RuleId,
 }
 
+/// What an operator's release of a quarantined agent forgave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Released {
+    /// The quarantine lifted.
+    pub quarantine: Quarantine,
+    /// The aggregate's risk points set aside (decayed to the release).
+    pub risk: u32,
+}
+
 /// The state of one behavioural session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
@@ -510,6 +534,13 @@ impl SessionState {
     /// Last time a call was judged (for idle expiry by the caller).
     pub fn last_activity(&self) -> Millis {
         self.last
+    }
+
+    /// Sets the session's risk aside (an operator released its agent);
+    /// returns the whole points it held at `now`. Taint, provenance,
+    /// sequences and windows stay: they say what happened, not a penalty.
+    pub fn forgive_risk(&mut self, now: Millis, half_life_ms: u64) -> u32 {
+        self.risk.clear(now, half_life_ms)
     }
 
     /// A conservative estimate of the memory this state uses: the struct
@@ -563,9 +594,24 @@ impl AggregateState {
         self.quarantine.as_ref()
     }
 
-    /// Releases a quarantine (an operator action).
-    pub fn release(&mut self) {
-        self.quarantine = None;
+    /// Quarantines the aggregate at once (an operator action); false if it
+    /// already was.
+    pub fn quarantine_now(&mut self, now: Millis, rule: RuleId) -> bool {
+        if self.quarantine.is_some() {
+            return false;
+        }
+        self.quarantine = Some(Quarantine { since: now, rule });
+        true
+    }
+
+    /// Lifts the quarantine (an operator action) and sets aside the risk
+    /// that led to it: kept, that risk would quarantine again at the next
+    /// call. Sequences, windows, baselines and provenance stay. Returns what
+    /// was forgiven; nothing changes when there was no quarantine.
+    pub fn release(&mut self, now: Millis, half_life_ms: u64) -> Option<Released> {
+        let quarantine = self.quarantine.take()?;
+        let risk = self.risk.clear(now, half_life_ms);
+        Some(Released { quarantine, risk })
     }
 
     /// A conservative estimate of the memory this state uses.

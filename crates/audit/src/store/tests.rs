@@ -189,6 +189,20 @@ fn queries_filter_by_agent_decision_and_time() {
         last.iter().map(|s| s.seq).collect::<Vec<_>>(),
         vec![28, 29, 30]
     );
+    let by_upstream = |u: &str| {
+        query(
+            &path,
+            &Filter {
+                upstream: Some(u.into()),
+                target: Some("send_email".into()),
+                ..Filter::default()
+            },
+        )
+        .expect("query")
+        .len()
+    };
+    assert_eq!(by_upstream("mail"), 30);
+    assert_eq!(by_upstream("files"), 0);
 }
 
 #[test]

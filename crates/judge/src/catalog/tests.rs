@@ -30,6 +30,32 @@ fn read_email_reads_mail_rather_than_sending_it() {
 }
 
 #[test]
+fn deleting_a_message_sends_nothing() {
+    for tool in ["delete_email", "remove_message", "archive_mail"] {
+        let l = labels(tool);
+        assert!(l.contains(Label::Destructive), "{tool}: {l}");
+        assert!(!l.contains(Label::Egress), "{tool}: {l}");
+    }
+    // A send is still a send, and so is a send that also deletes.
+    assert!(labels("email_user").contains(Label::Egress));
+    assert!(labels("send_and_delete_email").contains(Label::Egress));
+}
+
+#[test]
+fn the_object_of_a_read_decides_not_the_verb() {
+    // The filesystem reference server's tools read local files.
+    for tool in ["search_files", "list_allowed_directories", "list_directories"] {
+        let l = labels(tool);
+        assert!(!l.contains(Label::Untrusted), "{tool}: {l}");
+        assert!(l.contains(Label::Private), "{tool}: {l}");
+    }
+    // A search of the web, or of nothing named, is still untrusted.
+    for tool in ["search_web", "web_search", "search", "search_products"] {
+        assert!(labels(tool).contains(Label::Untrusted), "{tool}");
+    }
+}
+
+#[test]
 fn fetch_url_reads_untrusted_content_and_is_egress() {
     let l = labels("fetch_url");
     assert!(l.contains(Label::Untrusted) && l.contains(Label::Egress));

@@ -195,9 +195,19 @@ fn throttles_a_burst_of_deletes_then_quarantines_the_agent() {
     // Once quarantined, every call of the agent is refused.
     let v = w.call("read_file", json!({"path": "a"}), json!("x"));
     assert_eq!(v.decision, Decision::Quarantine);
-    w.agent_state.release();
+    // An operator's release lifts the quarantine and sets aside the risk
+    // that caused it (the agent's and its session's): kept, that risk
+    // quarantined again at the next call.
+    let hl = w.judge.rules().ladder().half_life_ms;
+    let released = w
+        .agent_state
+        .release(Millis(w.now), hl)
+        .expect("the agent was quarantined");
+    assert!(released.risk >= 150, "{released:?}");
+    assert!(w.session.forgive_risk(Millis(w.now), hl) > 0);
+    assert!(w.agent_state.release(Millis(w.now), hl).is_none());
     let v = w.call("read_file", json!({"path": "a"}), json!("x"));
-    assert!(v.decision < Decision::Quarantine);
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
 }
 
 #[test]
@@ -571,18 +581,26 @@ mod windows {
     }
 }
 
-#[test]
-fn an_approved_destination_is_no_longer_new() {
-    let mut w = World::new();
-    let rows = "Employee salaries: Dana Kim 148000; Eli Roth 121500; Fay Ng 99000; Gus Park 87500 (confidential, HR only)";
+const SALARIES: &str = "Employee salaries: Dana Kim 148000; Eli Roth 121500; Fay Ng 99000; Gus Park 87500 (confidential, HR only)";
+
+/// Reads salaries from a database, then mails them to a new address:
+/// held. Returns the mail's arguments and verdict.
+fn hold_a_salary_mail(w: &mut World) -> (Value, Verdict) {
     let _ = w.call(
         "query_database",
         json!({"sql": "select * from salaries"}),
-        json!(rows),
+        json!(SALARIES),
     );
-    let args = json!({"to": "auditor@big4.example", "body": rows});
+    let args = json!({"to": "auditor@big4.example", "body": SALARIES});
     let v = w.call("send_email", args.clone(), json!("ok"));
     assert_eq!(v.decision, Decision::Hold);
+    (args, v)
+}
+
+#[test]
+fn an_approved_destination_is_no_longer_new() {
+    let mut w = World::new();
+    let (args, v) = hold_a_salary_mail(&mut w);
     let call = Call::tool(&w.agent, &w.key, "send_email", &args);
     w.judge.record_approved(
         StateMut {
@@ -601,6 +619,36 @@ fn an_approved_destination_is_no_longer_new() {
         "{:?}",
         again.reasons
     );
+}
+
+#[test]
+fn an_approved_hold_takes_back_the_risk_it_added() {
+    let mut w = World::new();
+    let (args, v) = hold_a_salary_mail(&mut w);
+    assert!(v.risk_after > v.risk_before, "{v:?}");
+    let call = Call::tool(&w.agent, &w.key, "send_email", &args).for_user(&w.user);
+    w.judge.record_approved(
+        StateMut {
+            session: &mut w.session,
+            agent: &mut w.agent_state,
+            user: Some(&mut w.user_state),
+        },
+        &call,
+        &v,
+    );
+    let (now, hl) = (Millis(w.now), w.judge.rules().ladder().half_life_ms);
+    for (scope, risk) in [
+        ("session", &w.session.risk),
+        ("agent", &w.agent_state.risk),
+        ("user", &w.user_state.risk),
+    ] {
+        assert!(
+            risk.points_at(now, hl) <= v.risk_before.0,
+            "{scope} risk {} after approving, {} before the call",
+            risk.points_at(now, hl),
+            v.risk_before.0
+        );
+    }
 }
 
 #[test]

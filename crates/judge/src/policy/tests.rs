@@ -32,6 +32,32 @@ fn a_typo_in_an_attribute_is_an_error_with_line_and_column() {
 }
 
 #[test]
+fn validation_errors_name_the_policy_by_its_id() {
+    let src = "@id(\"default-permit\")\npermit(principal, action, resource);\n\n@id(\"no-risky-egress\")\nforbid(principal, action, resource)\nwhen { context.sesion.risk > 10 };\n";
+    let err = Policy::new(&Catalog::default(), "p.cedar", src).expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("`no-risky-egress`"), "{text}");
+    assert!(!text.contains("policy1"), "{text}");
+}
+
+#[test]
+fn the_example_in_the_default_policy_comment_is_valid() {
+    // The commented `forbid` operators are invited to copy.
+    let example: String = pack::POLICY
+        .lines()
+        .skip_while(|l| !l.contains("@id(\"no-egress-after-injection\")"))
+        .take_while(|l| l.starts_with("//"))
+        .map(|l| l.trim_start_matches('/').trim())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(example.contains("forbid"), "example not found");
+    let src = format!("{example}\n@id(\"default-permit\")\npermit (principal, action, resource);\n");
+    if let Err(e) = Policy::new(&Catalog::default(), "example.cedar", &src) {
+        panic!("the example in policy.cedar does not validate: {e}");
+    }
+}
+
+#[test]
 fn a_parse_error_names_its_line() {
     let err = Policy::new(
         &Catalog::default(),
