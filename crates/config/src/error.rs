@@ -24,7 +24,7 @@ pub enum ConfigError {
         message: String,
     },
     /// The values are well-formed but do not make sense together.
-    #[error("{file}:{line}: {message}")]
+    #[error("{file}{}: {message}", LineOf(*line))]
     Invalid {
         /// The file.
         file: String,
@@ -43,6 +43,19 @@ impl ConfigError {
                 Some(*line)
             }
             _ => None,
+        }
+    }
+}
+
+/// `:<line>`, or nothing when the line is unknown (0): a missing section
+/// has no line to point at.
+struct LineOf(usize);
+
+impl std::fmt::Display for LineOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, ":{n}"),
         }
     }
 }
