@@ -714,7 +714,10 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     }
     if let Some(u) = &filter.upstream {
         // Not a column of its own: rare enough a filter to read the record.
-        add(" AND json_extract(record, '$.upstream') = ?", u.clone().into());
+        add(
+            " AND json_extract(record, '$.upstream') = ?",
+            u.clone().into(),
+        );
     }
     if let Some(d) = &filter.decision {
         add(" AND decision = ?", d.clone().into());

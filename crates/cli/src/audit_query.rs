@@ -111,9 +111,9 @@ fn parse_time_at(s: &str, now: u64) -> Result<u64, String> {
     }
 }
 
-/// The query as given on the command line.
+/// The query as given on the command line (its filters and format).
 #[derive(clap::Args)]
-pub struct Query {
+pub struct Filters {
     /// Only this agent.
     #[arg(long)]
     agent: Option<String>,
@@ -146,7 +146,7 @@ pub struct Query {
 }
 
 /// Prints the records `q` selects from the audit log `file`.
-pub fn run(file: &Path, q: Query) -> anyhow::Result<()> {
+pub fn run(file: &Path, q: Filters) -> anyhow::Result<()> {
     // `mail__send_email` (what the agent called) is upstream `mail`'s
     // `send_email`; a name without the separator is the upstream's own.
     let (upstream, target) = match q.tool {
@@ -175,13 +175,13 @@ pub fn run(file: &Path, q: Query) -> anyhow::Result<()> {
         limit: q.limit,
     };
     // People read a table; pipes, files and scripts get every field.
-    let format = q.format.unwrap_or(
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let format = q
+        .format
+        .unwrap_or(if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             Format::Table
         } else {
             Format::Json
-        },
-    );
+        });
     let records = castellan_audit::query(file, &filter)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {

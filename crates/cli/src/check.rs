@@ -47,10 +47,7 @@ pub fn run(file: &Path) -> anyhow::Result<usize> {
     Ok(errors)
 }
 
-fn check_config(
-    cfg: &castellan_config::Config,
-    findings: &mut Vec<Finding>,
-) -> anyhow::Result<()> {
+fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> anyhow::Result<()> {
     findings.push(Finding::Ok(format!(
         "configuration ({} upstreams)",
         cfg.upstreams.len()

@@ -140,7 +140,7 @@ enum AuditCommand {
         /// unless `audit.path` says otherwise).
         file: PathBuf,
         #[command(flatten)]
-        query: audit_query::Query,
+        query: audit_query::Filters,
     },
 }
 
@@ -155,7 +155,11 @@ fn main() -> ExitCode {
         Command::Check { .. }
         | Command::Policy {
             command: PolicyCommand::Check { .. },
-        } => init_logging_with(cli.log_format, None, "info,castellan_gateway::behaviour=off"),
+        } => init_logging_with(
+            cli.log_format,
+            None,
+            "info,castellan_gateway::behaviour=off",
+        ),
         _ => init_logging(cli.log_format, None),
     }
     match run(cli.command, cli.log_format) {

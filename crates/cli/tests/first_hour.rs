@@ -48,13 +48,30 @@ fn readme_sh_blocks(section: &str) -> Vec<String> {
 /// no language (the sample output).
 fn readme_plain_block(section: &str) -> String {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
-    let after = readme
-        .split(&format!("## {section}\n"))
-        .nth(1)
-        .expect("section");
-    let start = after.find("\n```\n").expect("a plain block") + 5;
-    let len = after[start..].find("\n```").expect("its end");
-    after[start..start + len].to_owned()
+    let (mut in_section, mut fence): (bool, Option<String>) = (false, None);
+    let mut text = String::new();
+    for line in readme.lines() {
+        match &fence {
+            Some(info) if line.starts_with("```") => {
+                if in_section && info.is_empty() {
+                    return text;
+                }
+                fence = None;
+                text.clear();
+            }
+            Some(_) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            None if line.starts_with("```") => fence = Some(line[3..].trim().to_owned()),
+            None => {
+                if let Some(h) = line.strip_prefix("## ") {
+                    in_section = h.trim() == section;
+                }
+            }
+        }
+    }
+    panic!("no plain code block under `## {section}`");
 }
 
 /// The README's run command, split in words: `cargo run [flags] -- <args>`.
@@ -79,11 +96,19 @@ fn cargo_run_as_the_readme_spells_it_has_exactly_one_binary_to_run() {
         "{words:?}"
     );
     assert!(
-        !words.iter().any(|w| w == "--bin" || w == "-p" || w == "--package"),
+        !words
+            .iter()
+            .any(|w| w == "--bin" || w == "-p" || w == "--package"),
         "the test covers `cargo run` choosing the binary itself: {words:?}"
     );
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(repo_root())
         .output()
         .expect("cargo metadata");
@@ -105,7 +130,11 @@ fn cargo_run_as_the_readme_spells_it_has_exactly_one_binary_to_run() {
         .iter()
         .filter(|p| p["id"].as_str().is_some_and(|id| defaults.contains(&id)))
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .filter(|t| t["kind"].as_array().is_some_and(|k| k.contains(&json!("bin"))))
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.contains(&json!("bin")))
+        })
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(bins, vec!["castellan".to_owned()]);
@@ -217,6 +246,8 @@ impl Demo {
             &[
                 ("authorization", &auth),
                 ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", tool),
                 ("castellan-session", session),
             ],
             &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -275,14 +306,19 @@ async fn the_readme_run_command_prints_the_readme_banner_and_serves_mcp() {
             demo.banner
         );
     }
-    let upstreams = |lines: &mut dyn Iterator<Item = &str>| {
+    let upstreams = |lines: Vec<&str>| {
         lines
-            .find_map(|l| l.trim().strip_prefix("upstreams:").map(|v| v.trim().to_owned()))
+            .into_iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("upstreams:")
+                    .map(|v| v.trim().to_owned())
+            })
             .unwrap_or_default()
     };
     assert_eq!(
-        upstreams(&mut sample.lines()),
-        upstreams(&mut demo.banner.iter().map(String::as_str))
+        upstreams(sample.lines().collect()),
+        upstreams(demo.banner.iter().map(String::as_str).collect())
     );
     // No colour codes in a log that is not a terminal.
     assert!(!demo.logs().contains('\u{1b}'), "{}", demo.logs());
@@ -298,9 +334,7 @@ async fn the_readme_run_command_prints_the_readme_banner_and_serves_mcp() {
 async fn the_cfo_flow_is_allowed_in_the_demo_beside_the_refused_trap() {
     let demo = Demo::start();
     // The CFO (cfo@acme.example, the demo's own organisation) asks for the
-    // Q3 summary.
-    let mail = demo.call("cfo", "mail__read_email", json!({"id": 1})).await;
-    assert!(!refused(&mail), "{mail}");
+    // Q3 summary: private data, mailed inside the organisation.
     let report = demo
         .call("cfo", "files__read_file", json!({"path": "reports/q3.md"}))
         .await;
@@ -346,7 +380,11 @@ async fn quarantine_by_the_trap(demo: &Demo) {
         )
         .await;
     let customers = demo
-        .call("rolling", "files__read_file", json!({"path": "customers.csv"}))
+        .call(
+            "rolling",
+            "files__read_file",
+            json!({"path": "customers.csv"}),
+        )
         .await;
     let body = support::text_of(&customers);
     for _ in 0..12 {
@@ -424,6 +462,8 @@ async fn a_hold_shows_the_operator_where_the_money_goes_and_how_to_answer() {
                 &[
                     ("authorization", &auth),
                     ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/call"),
+                    ("mcp-name", "payments__transfer_funds"),
                     ("castellan-session", "pay"),
                 ],
                 &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
@@ -449,7 +489,10 @@ async fn a_hold_shows_the_operator_where_the_money_goes_and_how_to_answer() {
     // The real destination and amount, not `<22 chars>`.
     assert_eq!(hold["arguments"]["to_iban"], iban, "{hold}");
     assert_eq!(hold["arguments"]["amount"], 7500, "{hold}");
-    assert!(hold["rules"].as_array().is_some_and(|r| !r.is_empty()), "{hold}");
+    assert!(
+        hold["rules"].as_array().is_some_and(|r| !r.is_empty()),
+        "{hold}"
+    );
     // The log line of the hold says how to answer it.
     let id = hold["id"].as_str().expect("id").to_owned();
     let logs = demo.logs();
@@ -524,9 +567,17 @@ async fn audit_query_reads_dates_durations_and_tool_names_as_people_write_them()
     assert_eq!(count(&["--tool", "send_email"]), 1);
     assert_eq!(count(&["--tool", "files__send_email"]), 0);
     assert_eq!(count(&["--tool", "mail__send_email", "--since", "1h"]), 1);
-    assert_eq!(count(&["--tool", "mail__send_email", "--since", "2000-01-01"]), 1);
     assert_eq!(
-        count(&["--tool", "mail__send_email", "--until", "2000-01-01T00:00:00Z"]),
+        count(&["--tool", "mail__send_email", "--since", "2000-01-01"]),
+        1
+    );
+    assert_eq!(
+        count(&[
+            "--tool",
+            "mail__send_email",
+            "--until",
+            "2000-01-01T00:00:00Z"
+        ]),
         0
     );
     assert_eq!(count(&["--agent", "local-agent", "--session", "q"]), 1);
@@ -542,8 +593,14 @@ async fn audit_query_reads_dates_durations_and_tool_names_as_people_write_them()
     let table = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
-    assert!(lines[0].starts_with("SEQ") && lines[0].contains("DECISION"), "{table}");
-    assert!(lines[1].contains("mail__send_email") && lines[1].contains("allow"), "{table}");
+    assert!(
+        lines[0].starts_with("SEQ") && lines[0].contains("DECISION"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("mail__send_email") && lines[1].contains("allow"),
+        "{table}"
+    );
 }
 
 /// `castellan check` on `yaml` (written to a scratch castellan.yaml).
@@ -587,11 +644,18 @@ fn check_finds_a_missing_stdio_command_and_a_bad_url_and_names_live_checks() {
         stderr.contains("castellan-no-such-server-7f3a") && stderr.contains("not found on PATH"),
         "{stderr}"
     );
-    assert!(stderr.contains("upstream `api`") && stderr.contains("url"), "{stderr}");
+    assert!(
+        stderr.contains("upstream `api`") && stderr.contains("url"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 errors"), "{stderr}");
-    let (ok, stdout, _) = check("auth:\n  mode: none\nupstreams:\n  - name: mail\n    builtin: mail\n");
+    let (ok, stdout, _) =
+        check("auth:\n  mode: none\nupstreams:\n  - name: mail\n    builtin: mail\n");
     assert!(ok);
-    assert!(stdout.contains("not checked") && stdout.contains("castellan tools"), "{stdout}");
+    assert!(
+        stdout.contains("not checked") && stdout.contains("castellan tools"),
+        "{stdout}"
+    );
 }
 
 #[test]

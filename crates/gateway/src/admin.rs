@@ -261,10 +261,7 @@ async fn route(
                     json!({"agent": agent, "released": true, "forgiven": forgiven}),
                 )
             }
-            None => reply(
-                StatusCode::OK,
-                json!({"agent": agent, "released": false}),
-            ),
+            None => reply(StatusCode::OK, json!({"agent": agent, "released": false})),
         },
         (&Method::GET, ["tools", "pins"]) => match gw.integrity.report() {
             Ok(report) => reply(StatusCode::OK, report),

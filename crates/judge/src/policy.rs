@@ -664,7 +664,12 @@ impl Policy {
             }
         }
         for e in result.validation_errors() {
-            let err = policy_err(file, &src, e, named_by_id(&set, e.policy_id(), &e.to_string()));
+            let err = policy_err(
+                file,
+                &src,
+                e,
+                named_by_id(&set, e.policy_id(), &e.to_string()),
+            );
             if defer_args && about_args(&src, e) {
                 pending.get_or_insert_with(|| {
                     format!("{err} (no known tool declares this argument yet)")

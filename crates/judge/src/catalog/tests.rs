@@ -44,7 +44,11 @@ fn deleting_a_message_sends_nothing() {
 #[test]
 fn the_object_of_a_read_decides_not_the_verb() {
     // The filesystem reference server's tools read local files.
-    for tool in ["search_files", "list_allowed_directories", "list_directories"] {
+    for tool in [
+        "search_files",
+        "list_allowed_directories",
+        "list_directories",
+    ] {
         let l = labels(tool);
         assert!(!l.contains(Label::Untrusted), "{tool}: {l}");
         assert!(l.contains(Label::Private), "{tool}: {l}");

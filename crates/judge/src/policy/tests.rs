@@ -51,7 +51,8 @@ fn the_example_in_the_default_policy_comment_is_valid() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(example.contains("forbid"), "example not found");
-    let src = format!("{example}\n@id(\"default-permit\")\npermit (principal, action, resource);\n");
+    let src =
+        format!("{example}\n@id(\"default-permit\")\npermit (principal, action, resource);\n");
     if let Err(e) = Policy::new(&Catalog::default(), "example.cedar", &src) {
         panic!("the example in policy.cedar does not validate: {e}");
     }
