@@ -8,8 +8,12 @@
 //! names its session with `_meta["io.castellan/session"]` (or the
 //! `Castellan-Session` header), otherwise all its stateless calls share one
 //! rolling session. Names are scoped to the agent, so agents cannot read or
-//! poison each other's state. A trusted client may pass the user's own
-//! request as `_meta["io.castellan/intent"]`; values in it count as trusted.
+//! poison each other's state. A client whose credential the operator marks
+//! `trusted_intent` may pass the user's own request as
+//! `_meta["io.castellan/intent"]`; values in it count as trusted. From any
+//! other credential the intent is ignored for judgement and alerted; either
+//! way the decision record notes it (`facts.intent`: trusted or not, and
+//! its digest).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +36,8 @@ pub const META_SESSION: &str = "io.castellan/session";
 pub const META_INTENT: &str = "io.castellan/intent";
 /// `_meta` key on refusals and results: the decision.
 pub const META_DECISION: &str = "io.castellan/decision";
+/// The alert rule id for an intent sent from an untrusted credential.
+pub const UNTRUSTED_INTENT: &str = "untrusted-intent";
 
 #[derive(Debug, Default)]
 struct States {
@@ -96,7 +102,18 @@ struct Subject {
     /// `args` as compact JSON, written once: the judge's rules read it and
     /// the audit digest is over it.
     args_text: String,
+    /// The intent the judge reads: only from a trusted credential.
     intent: Option<String>,
+    /// An intent the agent sent, trusted or not, as the audit notes it.
+    intent_sent: Option<SentIntent>,
+}
+
+/// An intent as the audit records it: whether it was trusted, and the
+/// BLAKE3 of its text (the text itself may carry personal data).
+#[derive(Debug)]
+struct SentIntent {
+    trusted: bool,
+    digest: String,
 }
 
 /// A call that was judged, kept until its result has been inspected.
@@ -189,6 +206,7 @@ impl Subject {
             args_text: castellan_protocol::json::to_string(&args),
             args,
             intent,
+            intent_sent: None,
         }
     }
 }
@@ -235,6 +253,38 @@ impl Judged {
     }
 }
 
+/// A hold's waiter. Dropped while still armed (its agent went away), it
+/// leaves the hold listed until its deadline and then times it out.
+struct Waiting {
+    /// Set while the waiter has no answer yet.
+    id: Option<String>,
+    held: Arc<Mutex<HashMap<String, Held>>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        tracing::info!(decision_id = %id, "the agent disconnected while its call was held; the hold stays until hold_timeout");
+        let held = self.held.clone();
+        let deadline = self.deadline;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&held).remove(&id);
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if lock(&held).remove(&id).is_some() {
+                tracing::warn!(decision_id = %id, "held call timed out without an answer (its agent had disconnected); refused");
+            }
+        });
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A call waiting for a human.
 #[derive(Debug)]
 struct Held {
@@ -252,9 +302,10 @@ pub struct Behaviour {
     states: Mutex<States>,
     audit: Option<Writer>,
     ids: std::sync::atomic::AtomicU64,
-    /// How long a held call waits; zero refuses at once.
-    pub hold_timeout: std::time::Duration,
-    held: Mutex<HashMap<String, Held>>,
+    /// How long a held call waits, in milliseconds; zero refuses at once.
+    /// A reload changes it for the holds that start afterwards.
+    hold_timeout_ms: std::sync::atomic::AtomicU64,
+    held: Arc<Mutex<HashMap<String, Held>>>,
     /// The last time the policy failed to validate against learnt tools.
     policy_error: Mutex<Option<String>>,
     /// Whether an operator can answer holds (the admin API is on).
@@ -351,8 +402,8 @@ impl Behaviour {
             states: Mutex::new(States::default()),
             audit,
             ids: std::sync::atomic::AtomicU64::new(0),
-            hold_timeout: cfg.hold_timeout,
-            held: Mutex::new(HashMap::new()),
+            hold_timeout_ms: std::sync::atomic::AtomicU64::new(millis(cfg.hold_timeout)),
+            held: Arc::new(Mutex::new(HashMap::new())),
             policy_error: Mutex::new(None),
             approvals: std::sync::atomic::AtomicBool::new(false),
             alerts: crate::alerts::Alerts::default(),
@@ -399,7 +450,19 @@ impl Behaviour {
             Err(p) => *p.into_inner() = next,
         }
         self.judge_changed();
+        self.hold_timeout_ms.store(
+            millis(cfg.hold_timeout),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
+    }
+
+    /// How long a held call waits for a human now.
+    pub fn hold_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.hold_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The judge's generation: equal generations mean the same judge, so
@@ -535,7 +598,15 @@ impl Behaviour {
         let started = Instant::now();
         let now = now_ms();
         let judge = self.judge();
-        let subject = Subject::new(principal, session, server, tool, kind, args, intent);
+        // Only a credential trusted to speak for the user may whitelist
+        // what the user asked for; anyone else's claim is noted, not used.
+        let intent_sent = intent.as_deref().map(|i| SentIntent {
+            trusted: principal.trusted_intent,
+            digest: blake3::hash(i.as_bytes()).to_hex().as_str().to_owned(),
+        });
+        let intent = intent.filter(|_| principal.trusted_intent);
+        let mut subject = Subject::new(principal, session, server, tool, kind, args, intent);
+        subject.intent_sent = intent_sent;
         // Detectors and fingerprints need no state: outside the lock, so
         // other agents' calls are judged meanwhile.
         let call = subject.call();
@@ -557,11 +628,23 @@ impl Behaviour {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
             flagged = true;
         }
+        let untrusted_intent = judged.subject.intent_sent.as_ref().is_some_and(|i| !i.trusted);
+        if untrusted_intent {
+            tracing::warn!(decision_id = %judged.id, agent = %principal.agent, method = principal.method, tool, "intent ignored: this credential is not trusted to speak for the user (`trusted_intent` is not set for it)");
+        }
         crate::telemetry::record_decision(&judged, &principal.agent, server, tool);
         self.note(&judged, session, now);
         let record = self.to_record(&judged, now, latency, shape_of(&judged.subject.args));
-        if flagged {
-            self.alerts.raise(crate::alerts::Alert::from(&record));
+        if flagged || untrusted_intent {
+            let mut alert = crate::alerts::Alert::from(&record);
+            if untrusted_intent {
+                alert.rules.push(UNTRUSTED_INTENT.into());
+                alert.reason = format!(
+                    "the agent sent `_meta[\"{META_INTENT}\"]` from a credential not trusted to speak for the user; it was ignored{}",
+                    if record.reason.is_empty() { String::new() } else { format!("; {}", record.reason) }
+                );
+            }
+            self.alerts.raise(alert);
         }
         self.append(record);
         Arc::new(judged)
@@ -860,9 +943,14 @@ impl Behaviour {
     /// Waits for an operator to approve a held call, at most
     /// `hold_timeout`; refuses (fails closed) when nobody can answer, when
     /// the operator refuses, or when the time runs out.
+    ///
+    /// An agent that disconnects while its call is held drops this future;
+    /// the hold then stays listed until `hold_timeout` like any other and
+    /// times out (refused, logged), so operators see the same thing
+    /// whether or not the agent is still waiting.
     pub async fn await_approval(&self, judged: &Arc<Judged>) -> bool {
-        if self.hold_timeout.is_zero() || !self.approvals.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        let hold_timeout = self.hold_timeout();
+        if hold_timeout.is_zero() || !self.approvals.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -875,15 +963,24 @@ impl Behaviour {
             },
         );
         tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), "call held for approval");
-        let approved = matches!(
-            tokio::time::timeout(self.hold_timeout, rx).await,
-            Ok(Ok(true))
-        );
+        let deadline = tokio::time::Instant::now() + hold_timeout;
+        let mut waiting = Waiting {
+            id: Some(judged.id.clone()),
+            held: self.held.clone(),
+            deadline,
+        };
+        let answer = tokio::time::timeout_at(deadline, rx).await;
+        waiting.id = None;
         lock(&self.held).remove(&judged.id);
+        let approved = matches!(answer, Ok(Ok(true)));
         if approved {
             self.approved(judged);
         }
-        tracing::info!(decision_id = %judged.id, approved, "hold answered");
+        if answer.is_err() {
+            tracing::warn!(decision_id = %judged.id, timeout_ms = hold_timeout.as_millis() as u64, "held call timed out without an answer; refused");
+        } else {
+            tracing::info!(decision_id = %judged.id, approved, "hold answered");
+        }
         approved
     }
 
@@ -903,10 +1000,16 @@ impl Behaviour {
             .collect()
     }
 
-    /// Answers a held call; false if there is no such hold.
+    /// Answers a held call; false if there is no such hold. The call of an
+    /// agent that has disconnected is not executed whatever the answer.
     pub fn answer_hold(&self, id: &str, approve: bool) -> bool {
         match lock(&self.held).remove(id) {
-            Some(h) => h.answer.send(approve).is_ok(),
+            Some(h) => {
+                if h.answer.send(approve).is_err() {
+                    tracing::info!(decision_id = %id, approve, "hold answered after its agent disconnected; the call is not executed");
+                }
+                true
+            }
             None => false,
         }
     }
@@ -1123,11 +1226,17 @@ impl Behaviour {
                 .map(|r| r.rule.as_str().to_owned())
                 .collect(),
             reason: j.verdict.summary(),
-            facts: json!({
-                "labels": j.verdict.labels.to_string(),
-                "provenance": j.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "reasons": j.verdict.reasons,
-            }),
+            facts: {
+                let mut facts = json!({
+                    "labels": j.verdict.labels.to_string(),
+                    "provenance": j.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "reasons": j.verdict.reasons,
+                });
+                if let Some(i) = &j.subject.intent_sent {
+                    facts["intent"] = json!({"trusted": i.trusted, "digest": i.digest});
+                }
+                facts
+            },
             risk_before: j.verdict.risk_before.0,
             risk_after: j.verdict.risk_after.0,
             latency_us,
@@ -1361,6 +1470,7 @@ mod tests {
             user: None,
             attributes: Arc::new([]),
             method: "api_key",
+            trusted_intent: false,
         }
     }
 
