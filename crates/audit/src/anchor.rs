@@ -44,7 +44,9 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    blake3::Hash::from_hex(s).ok().map(|h| h.as_bytes().to_vec())
+    blake3::Hash::from_hex(s)
+        .ok()
+        .map(|h| h.as_bytes().to_vec())
 }
 
 fn parse(line: &str) -> Option<SignedHead> {

@@ -706,7 +706,9 @@ fn column_mismatch(row: &rusqlite::Row<'_>, r: &Record) -> Option<String> {
             Err(e) => e.to_string(),
         };
         (stored != want).then(|| {
-            format!("its `{name}` column says `{stored}` but the hashed record says `{want}` (modified)")
+            format!(
+                "its `{name}` column says `{stored}` but the hashed record says `{want}` (modified)"
+            )
         })
     })
 }
@@ -755,22 +757,37 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     // Written exactly as the index expression, so the session filter (the
     // admin API's timeline) uses the index.
     if let Some(s) = &filter.session {
-        add(" AND json_extract(record, '$.session') = ?", s.clone().into());
+        add(
+            " AND json_extract(record, '$.session') = ?",
+            s.clone().into(),
+        );
     }
     if let Some(a) = &filter.agent {
         add(" AND json_extract(record, '$.agent') = ?", a.clone().into());
     }
     if let Some(t) = &filter.target {
-        add(" AND json_extract(record, '$.target') = ?", t.clone().into());
+        add(
+            " AND json_extract(record, '$.target') = ?",
+            t.clone().into(),
+        );
     }
     if let Some(d) = &filter.decision {
-        add(" AND json_extract(record, '$.decision') = ?", d.clone().into());
+        add(
+            " AND json_extract(record, '$.decision') = ?",
+            d.clone().into(),
+        );
     }
     if let Some(t) = filter.since_ms {
-        add(" AND json_extract(record, '$.at_ms') >= ?", (t as i64).into());
+        add(
+            " AND json_extract(record, '$.at_ms') >= ?",
+            (t as i64).into(),
+        );
     }
     if let Some(t) = filter.until_ms {
-        add(" AND json_extract(record, '$.at_ms') < ?", (t as i64).into());
+        add(
+            " AND json_extract(record, '$.at_ms') < ?",
+            (t as i64).into(),
+        );
     }
     match filter.limit {
         // The newest `limit` records, read as such rather than all of them

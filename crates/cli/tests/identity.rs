@@ -146,7 +146,9 @@ fn the_default_configuration_requires_the_key_it_prints() {
 fn config(idp: &Idp) -> String {
     format!(
         "{}{DEMO}",
-        idp.auth("    user_claim: act.sub\n    attribute_claims: [team]\n    required_scopes: [mcp]\n")
+        idp.auth(
+            "    user_claim: act.sub\n    attribute_claims: [team]\n    required_scopes: [mcp]\n"
+        )
     )
 }
 
@@ -180,7 +182,10 @@ async fn jwt_bearer_tokens_are_verified_and_each_failure_is_refused() {
         c[k] = v;
         c
     };
-    cases.push(("expired", idp.token("k1", &with("exp", json!(now() - 3600)))));
+    cases.push((
+        "expired",
+        idp.token("k1", &with("exp", json!(now() - 3600))),
+    ));
     cases.push((
         "not yet valid",
         idp.token("k1", &with("nbf", json!(now() + 3600))),

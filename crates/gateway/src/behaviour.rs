@@ -628,7 +628,11 @@ impl Behaviour {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
             flagged = true;
         }
-        let untrusted_intent = judged.subject.intent_sent.as_ref().is_some_and(|i| !i.trusted);
+        let untrusted_intent = judged
+            .subject
+            .intent_sent
+            .as_ref()
+            .is_some_and(|i| !i.trusted);
         if untrusted_intent {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, method = principal.method, tool, "intent ignored: this credential is not trusted to speak for the user (`trusted_intent` is not set for it)");
         }
@@ -641,7 +645,11 @@ impl Behaviour {
                 alert.rules.push(UNTRUSTED_INTENT.into());
                 alert.reason = format!(
                     "the agent sent `_meta[\"{META_INTENT}\"]` from a credential not trusted to speak for the user; it was ignored{}",
-                    if record.reason.is_empty() { String::new() } else { format!("; {}", record.reason) }
+                    if record.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", record.reason)
+                    }
                 );
             }
             self.alerts.raise(alert);

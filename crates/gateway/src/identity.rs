@@ -179,9 +179,11 @@ impl Authenticator {
         let reserved = keys
             .values()
             .map(|k| k.principal.agent.clone())
-            .chain(auth.mtls.iter().flat_map(|m| {
-                m.agents.iter().map(|a| Arc::<str>::from(a.agent.as_str()))
-            }))
+            .chain(
+                auth.mtls
+                    .iter()
+                    .flat_map(|m| m.agents.iter().map(|a| Arc::<str>::from(a.agent.as_str()))),
+            )
             .collect();
         Ok(Authenticator {
             anonymous: auth.anonymous,

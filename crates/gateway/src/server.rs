@@ -333,17 +333,22 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
     let max = gw.config.limits.max_body_bytes;
     // A declared body that never arrives does not hold the connection.
     let within = gw.config.limits.body_timeout;
-    let Ok(collected) = tokio::time::timeout(within, Limited::new(body, max).collect()).await else {
+    let Ok(collected) = tokio::time::timeout(within, Limited::new(body, max).collect()).await
+    else {
         tracing::info!(agent = %principal.agent, "request body not received within limits.body_timeout; connection closed");
         let mut r = json_status(
             StatusCode::REQUEST_TIMEOUT,
             ErrorObject::new(
                 jsonrpc::INVALID_REQUEST,
-                format!("the request body did not arrive within {} ms", within.as_millis()),
+                format!(
+                    "the request body did not arrive within {} ms",
+                    within.as_millis()
+                ),
             )
             .to_response(None),
         );
-        r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     };
     let body = match collected {
@@ -460,7 +465,9 @@ fn modern_meta_of(params: &RawObject) -> Result<RawObject, (StatusCode, ErrorObj
         let full = e.to_string();
         let at = format!(" at line {} column {}", e.line(), e.column());
         let what = full.strip_suffix(&at).unwrap_or(&full).to_owned();
-        invalid(&format!("Invalid params: `params._meta` cannot be read: {what}"))
+        invalid(&format!(
+            "Invalid params: `params._meta` cannot be read: {what}"
+        ))
     })?;
     if meta.get_str(mcp::META_PROTOCOL_VERSION).is_none() {
         return Err(invalid(
@@ -495,7 +502,11 @@ fn modern_caller(
     let version = meta.get_str(mcp::META_PROTOCOL_VERSION).unwrap_or_default();
     // A mirrored header must appear once: with two, one reader takes the
     // first and another the last.
-    for name in [mcp::HEADER_PROTOCOL_VERSION, mcp::HEADER_METHOD, mcp::HEADER_NAME] {
+    for name in [
+        mcp::HEADER_PROTOCOL_VERSION,
+        mcp::HEADER_METHOD,
+        mcp::HEADER_NAME,
+    ] {
         if headers.get_all(name).iter().nth(1).is_some() {
             return Err(mismatch(format!(
                 "Header mismatch: the {name} header appears more than once"

@@ -33,20 +33,36 @@ impl HostRules<'_> {
     /// reach a listener on loopback. The request must name exactly one
     /// host (one Host header, or HTTP/2's `:authority`), one we serve
     /// (else 400 or 403); a present Origin must be allowed (else 403).
-    pub fn check(&self, headers: &HeaderMap, uri: &Uri, version: Version) -> Result<(), (StatusCode, String)> {
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        version: Version,
+    ) -> Result<(), (StatusCode, String)> {
         let mut hosts = headers.get_all(HOST).iter();
         let host = match (hosts.next(), hosts.next()) {
             (Some(_), Some(_)) => {
-                return Err((StatusCode::BAD_REQUEST, "the request carries more than one Host header".into()));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "the request carries more than one Host header".into(),
+                ));
             }
-            (Some(h), None) => h
-                .to_str()
-                .map_err(|_| (StatusCode::BAD_REQUEST, "the Host header is not ASCII".to_string()))?,
+            (Some(h), None) => h.to_str().map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    "the Host header is not ASCII".to_string(),
+                )
+            })?,
             // HTTP/2 names the host in `:authority`, which hyper keeps in
             // the URI; HTTP/1.1 requires Host.
             (None, _) => match uri.authority() {
                 Some(a) if version >= Version::HTTP_2 => a.as_str(),
-                _ => return Err((StatusCode::BAD_REQUEST, "the request has no Host header".into())),
+                _ => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "the request has no Host header".into(),
+                    ));
+                }
             },
         };
         let loopback = self.listen.ip().is_loopback();
@@ -64,7 +80,10 @@ impl HostRules<'_> {
             true
         };
         if !ok {
-            return Err((StatusCode::FORBIDDEN, format!("host `{host}` is not served here")));
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("host `{host}` is not served here"),
+            ));
         }
         let mut origins = headers.get_all(ORIGIN).iter();
         if let Some(origin) = origins.next() {
@@ -75,7 +94,10 @@ impl HostRules<'_> {
                         && self.allowed_origins.is_empty()
                         && origin_host(origin).is_some_and(is_loopback_name)));
             if !allowed {
-                return Err((StatusCode::FORBIDDEN, format!("origin `{origin}` is not allowed")));
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    format!("origin `{origin}` is not allowed"),
+                ));
             }
         }
         Ok(())
@@ -131,13 +153,20 @@ impl<IO> FirstByte<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for FirstByte<IO> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        match (&polled, this.deadline.as_mut()) {
-            (Poll::Ready(_), Some(_)) if buf.filled().len() > before => this.deadline = None,
-            (Poll::Pending, Some(d)) if d.as_mut().poll(cx).is_ready() => {
+        let Some(deadline) = this.deadline.as_mut() else {
+            return polled;
+        };
+        match polled {
+            Poll::Ready(_) if buf.filled().len() > before => this.deadline = None,
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "no request byte before the header timeout",
@@ -150,7 +179,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FirstByte<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstByte<IO> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
@@ -255,7 +288,10 @@ mod tests {
         assert!(per.admit(a).is_none(), "third from the same source");
         assert!(per.admit(b).is_some(), "another source is not affected");
         drop(one);
-        assert!(per.admit(a).is_some(), "a slot comes back when a connection ends");
+        assert!(
+            per.admit(a).is_some(),
+            "a slot comes back when a connection ends"
+        );
     }
 
     fn rules(allowed_hosts: &[String]) -> HostRules<'_> {
@@ -272,14 +308,23 @@ mod tests {
         let uri: Uri = "/mcp".parse().expect("uri");
         let r = rules(&[]);
         let mut h = HeaderMap::new();
-        assert_eq!(r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
         h.append(HOST, "localhost:8080".parse().expect("v"));
         assert!(r.check(&h, &uri, Version::HTTP_11).is_ok());
         h.append(HOST, "evil.example".parse().expect("v"));
-        assert_eq!(r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
         let mut h = HeaderMap::new();
         h.append(HOST, "evil.example".parse().expect("v"));
-        assert_eq!(r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0), Err(StatusCode::FORBIDDEN));
+        assert_eq!(
+            r.check(&h, &uri, Version::HTTP_11).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
         let h2: Uri = "http://localhost:8080/mcp".parse().expect("uri");
         assert!(r.check(&HeaderMap::new(), &h2, Version::HTTP_2).is_ok());
     }
