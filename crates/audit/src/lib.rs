@@ -11,12 +11,14 @@
 //! crash.
 #![deny(missing_docs)]
 
+mod anchor;
 mod record;
 mod sign;
 mod store;
 
+pub use anchor::{AnchorReport, verify_anchor};
 pub use record::{GENESIS, Record, chain_hash};
-pub use sign::{Checkpointing, PublicKey, Retention, SigningKey};
+pub use sign::{Checkpointing, PublicKey, Retention, SignedHead, SigningKey};
 pub use store::{
     AuditError, AuditLog, Durability, Filter, Report, Stored, Verification, Writer, WriterConfig,
     query, verify, verify_with,

@@ -175,13 +175,33 @@ pub struct Retention {
     pub max_records: Option<u64>,
 }
 
-/// Signs the current chain head unless it is already signed. Returns the
-/// sequence number signed, if any.
+/// A signed chain head: what a checkpoint stores and the anchor file keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    /// The record signed (and, through the chain, every one before it).
+    pub seq: i64,
+    /// When it was signed, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The record's chain hash.
+    pub head: Vec<u8>,
+    /// Ed25519 over `"castellan-checkpoint-v1" ‖ seq ‖ head`.
+    pub signature: Vec<u8>,
+}
+
+impl SignedHead {
+    /// Whether `key` made the signature.
+    pub fn signed_by(&self, key: &PublicKey) -> bool {
+        key.verifies(CHECKPOINT_CONTEXT, self.seq, &self.head, &self.signature)
+    }
+}
+
+/// Signs the current chain head unless it is already signed. Returns what
+/// was signed, if anything.
 pub(crate) fn checkpoint(
     conn: &Connection,
     key: &SigningKey,
     now_ms: u64,
-) -> rusqlite::Result<Option<i64>> {
+) -> rusqlite::Result<Option<SignedHead>> {
     let head: Option<(i64, Vec<u8>)> = conn
         .query_row(
             "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
@@ -197,7 +217,12 @@ pub(crate) fn checkpoint(
         "INSERT OR IGNORE INTO checkpoints (seq, at_ms, head, signature) VALUES (?1, ?2, ?3, ?4)",
         params![seq, now_ms as i64, hash, signature],
     )?;
-    Ok((n > 0).then_some(seq))
+    Ok((n > 0).then_some(SignedHead {
+        seq,
+        at_ms: now_ms,
+        head: hash,
+        signature,
+    }))
 }
 
 /// Deletes what `retention` no longer keeps and records the new anchor (in

@@ -63,6 +63,9 @@ pub struct WriterConfig {
     pub retention: Retention,
     /// How often retention runs (after a write, and at start).
     pub prune_every: Duration,
+    /// A file outside the log every signed checkpoint is also appended to
+    /// (see [`crate::verify_anchor`]).
+    pub anchor: Option<PathBuf>,
 }
 
 impl Default for WriterConfig {
@@ -73,6 +76,7 @@ impl Default for WriterConfig {
             checkpoint: None,
             retention: Retention::default(),
             prune_every: Duration::from_secs(60),
+            anchor: None,
         }
     }
 }
@@ -111,8 +115,7 @@ CREATE TABLE IF NOT EXISTS records (
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS records_agent ON records(agent, at_ms);
-CREATE INDEX IF NOT EXISTS records_session ON records(session, at_ms);
+CREATE INDEX IF NOT EXISTS records_session_hashed ON records(json_extract(record, '$.session'));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('hash', 'blake3-v1');
 ";
@@ -278,13 +281,25 @@ fn write_loop(
     let mut uncovered = 0u64;
     let mut uncovered_since: Option<Instant> = None;
     let mut last_prune: Option<Instant> = None;
+    let anchor = |head: Option<sign::SignedHead>| {
+        if let (Some(file), Some(head)) = (&cfg.anchor, head)
+            && let Err(e) = crate::anchor::append(file, &head)
+        {
+            eprintln!(
+                "castellan-audit: checkpoint of record {} not appended to the anchor {}: {e}",
+                head.seq,
+                file.display()
+            );
+        }
+    };
     let sign_head = |conn: &Connection, uncovered: &mut u64, since: &mut Option<Instant>| {
         if let Some(c) = &cfg.checkpoint {
-            if let Err(e) = sign::checkpoint(conn, &c.key, now_ms()) {
-                eprintln!(
+            match sign::checkpoint(conn, &c.key, now_ms()) {
+                Ok(head) => anchor(head),
+                Err(e) => eprintln!(
                     "castellan-audit: checkpoint not written to {}: {e}",
                     path.display()
-                );
+                ),
             }
             *uncovered = 0;
             *since = None;
@@ -388,7 +403,10 @@ fn write_loop(
             .filter(|c| uncovered + written >= c.every.max(1) || closed)
             .map(|c| &c.key);
         let signed = match commit(&mut conn, &mut prev, &batch, due) {
-            Ok(()) => {
+            Ok(head) => {
+                // Anchored before the strict callers are answered, so an
+                // acknowledged checkpoint is outside the log too.
+                anchor(head);
                 for (_, ack) in batch.drain(..) {
                     if let Some(ack) = ack {
                         let _ = ack.send(Ok(()));
@@ -404,7 +422,7 @@ fn write_loop(
                 );
                 for (record, ack) in batch.drain(..) {
                     let one = [(record, None)];
-                    let result = commit(&mut conn, &mut prev, &one, None);
+                    let result = commit(&mut conn, &mut prev, &one, None).map(|_| ());
                     if let Err(e) = &result {
                         eprintln!("castellan-audit: record {} not written: {e}", one[0].0.id);
                     }
@@ -450,9 +468,9 @@ fn commit(
     prev: &mut [u8; 32],
     batch: &[Pending],
     checkpoint: Option<&sign::SigningKey>,
-) -> Result<(), String> {
+) -> Result<Option<sign::SignedHead>, String> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     let mut chain = *prev;
@@ -481,12 +499,13 @@ fn commit(
             chain = hash;
         }
     }
-    if let Some(key) = checkpoint {
-        sign::checkpoint(&tx, key, now_ms()).map_err(|e| e.to_string())?;
-    }
+    let head = match checkpoint {
+        Some(key) => sign::checkpoint(&tx, key, now_ms()).map_err(|e| e.to_string())?,
+        None => None,
+    };
     tx.commit().map_err(|e| e.to_string())?;
     *prev = chain;
-    Ok(())
+    Ok(head)
 }
 
 /// What [`verify`] found.
@@ -579,7 +598,7 @@ pub fn verify_with(path: &Path, key: Option<&PublicKey>) -> Result<Report, Audit
         expected_seq = Some(a.seq);
     }
     let mut stmt = conn
-        .prepare("SELECT seq, id, record, prev_hash, hash FROM records ORDER BY seq")
+        .prepare("SELECT seq, id, record, prev_hash, hash, at_ms, agent, session, target, decision FROM records ORDER BY seq")
         .map_err(db_err(path))?;
     let mut rows = stmt.query([]).map_err(db_err(path))?;
     let mut count = 0u64;
@@ -607,7 +626,9 @@ pub fn verify_with(path: &Path, key: Option<&PublicKey>) -> Result<Report, Audit
                 Some(broken("its content does not match its hash (modified)"))
             }
             _ => match serde_json::from_str::<Record>(&text) {
-                Ok(r) if r.canonical() == text.as_bytes() && r.id == id => None,
+                Ok(r) if r.canonical() == text.as_bytes() && r.id == id => {
+                    column_mismatch(row, &r).map(|c| broken(&c))
+                }
                 _ => Some(broken(
                     "its stored form is not a canonical record (modified)",
                 )),
@@ -663,6 +684,35 @@ pub fn verify_with(path: &Path, key: Option<&PublicKey>) -> Result<Report, Audit
     Ok(report)
 }
 
+/// The first stored column (besides the hashed record itself) that does
+/// not say what the hashed record says, in words: queries filter on these
+/// columns' meaning, so an edited column is as much tampering as an edited
+/// record.
+fn column_mismatch(row: &rusqlite::Row<'_>, r: &Record) -> Option<String> {
+    let at_ms = r.at_ms.to_string();
+    // (column, its index in the verify query, what the record says)
+    let columns: [(&str, usize, &str); 5] = [
+        ("at_ms", 5, &at_ms),
+        ("agent", 6, &r.agent),
+        ("session", 7, &r.session),
+        ("target", 8, &r.target),
+        ("decision", 9, &r.decision),
+    ];
+    columns.into_iter().find_map(|(name, i, want)| {
+        let stored = match row.get_ref(i) {
+            Ok(ValueRef::Text(t)) if name != "at_ms" => String::from_utf8_lossy(t).into_owned(),
+            Ok(ValueRef::Integer(n)) if name == "at_ms" => n.to_string(),
+            Ok(other) => format!("a {} value", other.data_type()),
+            Err(e) => e.to_string(),
+        };
+        (stored != want).then(|| {
+            format!(
+                "its `{name}` column says `{stored}` but the hashed record says `{want}` (modified)"
+            )
+        })
+    })
+}
+
 /// Which records [`query`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -693,7 +743,10 @@ pub struct Stored {
     pub record: Record,
 }
 
-/// Records matching `filter`, in log order.
+/// Records matching `filter`, in log order. The filter reads the hashed
+/// record itself, never the plain columns beside it: a column edited to
+/// hide a record (or to show one) changes nothing here, and `verify`
+/// names it.
 pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(db_err(path))?;
@@ -703,14 +756,22 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
         sql.push_str(clause);
         args.push(v);
     };
-    if let Some(a) = &filter.agent {
-        add(" AND agent = ?", a.clone().into());
-    }
+    // Written exactly as the index expression, so the session filter (the
+    // admin API's timeline) uses the index.
     if let Some(s) = &filter.session {
-        add(" AND session = ?", s.clone().into());
+        add(
+            " AND json_extract(record, '$.session') = ?",
+            s.clone().into(),
+        );
+    }
+    if let Some(a) = &filter.agent {
+        add(" AND json_extract(record, '$.agent') = ?", a.clone().into());
     }
     if let Some(t) = &filter.target {
-        add(" AND target = ?", t.clone().into());
+        add(
+            " AND json_extract(record, '$.target') = ?",
+            t.clone().into(),
+        );
     }
     if let Some(u) = &filter.upstream {
         // Not a column of its own: rare enough a filter to read the record.
@@ -720,13 +781,22 @@ pub fn query(path: &Path, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
         );
     }
     if let Some(d) = &filter.decision {
-        add(" AND decision = ?", d.clone().into());
+        add(
+            " AND json_extract(record, '$.decision') = ?",
+            d.clone().into(),
+        );
     }
     if let Some(t) = filter.since_ms {
-        add(" AND at_ms >= ?", (t as i64).into());
+        add(
+            " AND json_extract(record, '$.at_ms') >= ?",
+            (t as i64).into(),
+        );
     }
     if let Some(t) = filter.until_ms {
-        add(" AND at_ms < ?", (t as i64).into());
+        add(
+            " AND json_extract(record, '$.at_ms') < ?",
+            (t as i64).into(),
+        );
     }
     match filter.limit {
         // The newest `limit` records, read as such rather than all of them

@@ -52,6 +52,10 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
         "configuration ({} upstreams)",
         cfg.upstreams.len()
     )));
+    match crate::audit_writer_config(&cfg.audit, false) {
+        Ok(_) => findings.push(Finding::Ok("audit settings (signing key, anchor)".into())),
+        Err(e) => findings.push(Finding::Error(format!("audit: {e:#}"))),
+    }
     let judge = match castellan_gateway::behaviour::compile_judge(&cfg.judge) {
         Ok((judge, _)) => {
             findings.push(Finding::Ok(format!(

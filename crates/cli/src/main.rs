@@ -117,8 +117,9 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit 1 naming the first modified, deleted,
-    /// inserted or reordered record.
+    /// Walk the hash chain and compare every stored column with the hashed
+    /// record; exit 1 naming the first modified, deleted, inserted or
+    /// reordered record (2 when the log cannot be read at all).
     Verify {
         /// The audit database.
         file: PathBuf,
@@ -126,6 +127,12 @@ enum AuditCommand {
         /// key (PEM); fails if nothing is signed.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// The anchor file the gateway appends signed checkpoints to
+        /// (`audit.anchor`); records cut from the end of the log are found
+        /// against it. Default: the one beside FILE (`NAME.anchor` for
+        /// `NAME.db`), when it exists.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
     },
     /// Make an Ed25519 key pair for signed checkpoints: the private key
     /// (PKCS#8 PEM, for `audit.signing_key`) and FILE.pub (for auditors).
@@ -463,7 +470,12 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { file, public_key },
+            command:
+                AuditCommand::Verify {
+                    file,
+                    public_key,
+                    anchor,
+                },
         } => {
             ensure_exists(&file)?;
             let key = public_key
@@ -471,6 +483,12 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                 .map(castellan_audit::PublicKey::from_file)
                 .transpose()?;
             let report = castellan_audit::verify_with(&file, key.as_ref())?;
+            if matches!(
+                report.verification,
+                castellan_audit::Verification::Intact { .. }
+            ) {
+                verify_anchor(&file, anchor.as_deref(), key.as_ref())?;
+            }
             let anchor = report
                 .anchor
                 .map(|a| format!(", from retention anchor {a}"))
@@ -478,10 +496,11 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
             match report.verification {
                 castellan_audit::Verification::Intact { records } if key.is_some() => {
                     if records > 0 && report.checkpoints == 0 {
-                        anyhow::bail!(
-                            "{}: no signed checkpoint; nothing vouches for these {records} records",
+                        eprintln!(
+                            "castellan: {}: no signed checkpoint; nothing vouches for these {records} records",
                             file.display()
                         );
+                        std::process::exit(1);
                     }
                     println!(
                         "{}: intact ({records} records{anchor}; {} signed checkpoints verified, last at record {}; {} records after it not yet signed)",
@@ -497,10 +516,11 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                     Ok(())
                 }
                 castellan_audit::Verification::Broken { seq, id, reason } => {
-                    anyhow::bail!(
-                        "{}: chain broken at record {seq} (id `{id}`): {reason}",
+                    eprintln!(
+                        "castellan: {}: chain broken at record {seq} (id `{id}`): {reason}",
                         file.display()
-                    )
+                    );
+                    std::process::exit(1);
                 }
             }
         }
@@ -530,20 +550,86 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
     }
 }
 
-/// The audit writer's signing and retention settings.
+/// Checks the log against its anchor (the one given, or the default one
+/// beside it when it exists) and prints what the anchor proves; exits 1
+/// when the log no longer holds what the anchor vouches for.
+fn verify_anchor(
+    file: &std::path::Path,
+    anchor: Option<&std::path::Path>,
+    key: Option<&castellan_audit::PublicKey>,
+) -> anyhow::Result<()> {
+    let beside = PathBuf::from(castellan_config::beside_audit_log(
+        &file.display().to_string(),
+        "anchor",
+    ));
+    let anchor = match anchor {
+        Some(a) => a.to_path_buf(),
+        None if beside.exists() => beside,
+        None => return Ok(()),
+    };
+    let r = castellan_audit::verify_anchor(file, &anchor, key)?;
+    match r.verification {
+        castellan_audit::Verification::Intact { records } => {
+            println!(
+                "{}: anchor {} proves {records} records (up to record {}; {} signed heads{})",
+                file.display(),
+                anchor.display(),
+                r.last_anchored.unwrap_or(0),
+                r.heads,
+                if r.unreadable > 0 {
+                    format!(", {} unreadable lines skipped", r.unreadable)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        castellan_audit::Verification::Broken { seq, reason, .. } => {
+            eprintln!(
+                "castellan: {}: does not match the anchor {} at record {seq}: {reason}",
+                file.display(),
+                anchor.display()
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The audit writer's signing, anchoring and retention settings. With
+/// `create`, a signing key the configuration leaves to the gateway is
+/// generated now if it does not exist yet (the private key readable by
+/// its owner only).
 fn audit_writer_config(
     audit: &castellan_config::AuditConfig,
+    create: bool,
 ) -> anyhow::Result<castellan_audit::WriterConfig> {
     let checkpoint = match &audit.signing_key {
         None => None,
-        Some(path) => Some(Arc::new(castellan_audit::Checkpointing {
-            key: castellan_audit::SigningKey::from_file(std::path::Path::new(path))?,
-            every: audit.checkpoint_every,
-            interval: audit.checkpoint_interval,
-        })),
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            if audit.generate_signing_key && !path.exists() {
+                if !create {
+                    return Ok(castellan_audit::WriterConfig::default());
+                }
+                let (private, public) = castellan_audit::SigningKey::generate()?;
+                write_new(path, private.as_bytes(), 0o600)?;
+                write_new(
+                    std::path::Path::new(&format!("{}.pub", path.display())),
+                    public.as_bytes(),
+                    0o644,
+                )?;
+                tracing::info!(key = %path.display(), "audit signing key generated (its public key is beside it, .pub)");
+            }
+            Some(Arc::new(castellan_audit::Checkpointing {
+                key: castellan_audit::SigningKey::from_file(path)?,
+                every: audit.checkpoint_every,
+                interval: audit.checkpoint_interval,
+            }))
+        }
     };
     Ok(castellan_audit::WriterConfig {
         checkpoint,
+        anchor: audit.anchor.as_ref().map(PathBuf::from),
         retention: castellan_audit::Retention {
             max_age: audit.max_age,
             max_records: audit.max_records,
@@ -668,7 +754,7 @@ async fn serve(
         } else {
             castellan_audit::Durability::Batched
         },
-        audit_writer_config(&cfg.audit)?,
+        audit_writer_config(&cfg.audit, true)?,
     )?;
     let alerts =
         castellan_gateway::alerts::Alerts::start(&cfg.alerts).map_err(anyhow::Error::msg)?;

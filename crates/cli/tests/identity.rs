@@ -4,13 +4,12 @@
 
 mod support;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use support::idp::{ISSUER, Idp, now};
 use support::{Gateway, OTHER_KEY, call, open_session, post, send};
 
 const DEMO: &str = "upstreams:\n  - name: mail\n    builtin: mail\n";
@@ -144,51 +143,13 @@ fn the_default_configuration_requires_the_key_it_prints() {
     let _ = child.wait();
 }
 
-/// An identity provider for tests: an ES256 key, its JWKS, token minting.
-struct Idp {
-    pkcs8: Vec<u8>,
-    jwks_path: std::path::PathBuf,
-}
-
-const ISSUER: &str = "https://idp.example.test";
-
-impl Idp {
-    fn new() -> Idp {
-        let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("keygen");
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
-            .expect("pair");
-        let point = pair.public_key().as_ref();
-        let (x, y) = (&point[1..33], &point[33..65]);
-        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": B64.encode(x), "y": B64.encode(y), "kid": "k1", "alg": "ES256", "use": "sig"}]});
-        let jwks_path = support::scratch("idp").join("jwks.json");
-        std::fs::write(&jwks_path, jwks.to_string()).expect("jwks");
-        Idp {
-            pkcs8: pkcs8.as_ref().to_vec(),
-            jwks_path,
-        }
-    }
-
-    fn config(&self) -> String {
-        format!(
-            "auth:\n  jwt:\n    issuer: {ISSUER}\n    audiences: [castellan]\n    jwks_file: {}\n    algorithms: [ES256]\n    user_claim: act.sub\n    attribute_claims: [team]\n    required_scopes: [mcp]\n{DEMO}",
-            self.jwks_path.display()
+fn config(idp: &Idp) -> String {
+    format!(
+        "{}{DEMO}",
+        idp.auth(
+            "    user_claim: act.sub\n    attribute_claims: [team]\n    required_scopes: [mcp]\n"
         )
-    }
-
-    fn token(&self, kid: &str, claims: Value) -> String {
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some(kid.into());
-        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_ec_der(&self.pkcs8)).expect("sign")
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    )
 }
 
 fn good_claims() -> Value {
@@ -199,10 +160,10 @@ fn good_claims() -> Value {
 async fn jwt_bearer_tokens_are_verified_and_each_failure_is_refused() {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let idp = Idp::new();
-    let gw = Gateway::start(&idp.config());
+    let gw = Gateway::start(&config(&idp));
     let bearer = |t: &str| format!("Bearer {t}");
 
-    let ok = idp.token("k1", good_claims());
+    let ok = idp.token("k1", &good_claims());
     let r = post(&gw.url, &[("authorization", &bearer(&ok))], &ping()).await;
     assert_eq!(
         r.status,
@@ -221,25 +182,29 @@ async fn jwt_bearer_tokens_are_verified_and_each_failure_is_refused() {
         c[k] = v;
         c
     };
-    cases.push(("expired", idp.token("k1", with("exp", json!(now() - 3600)))));
+    cases.push((
+        "expired",
+        idp.token("k1", &with("exp", json!(now() - 3600))),
+    ));
     cases.push((
         "not yet valid",
-        idp.token("k1", with("nbf", json!(now() + 3600))),
+        idp.token("k1", &with("nbf", json!(now() + 3600))),
     ));
     cases.push((
         "wrong audience",
-        idp.token("k1", with("aud", json!("another-service"))),
+        idp.token("k1", &with("aud", json!("another-service"))),
     ));
     cases.push((
         "wrong issuer",
-        idp.token("k1", with("iss", json!("https://evil.example"))),
+        idp.token("k1", &with("iss", json!("https://evil.example"))),
     ));
-    cases.push(("unknown key", idp.token("k2", good_claims())));
-    let mut tampered = ok.clone();
-    let last = tampered
-        .pop()
-        .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
-    tampered.push(last);
+    cases.push(("unknown key", idp.token("k2", &good_claims())));
+    // A byte of the signature itself flipped (changing the last base64
+    // character may only touch padding bits, leaving the same bytes).
+    let (signed, signature) = ok.rsplit_once('.').expect("three parts");
+    let mut sig = B64.decode(signature).expect("base64url signature");
+    sig[10] ^= 0x01;
+    let tampered = format!("{signed}.{}", B64.encode(&sig));
     cases.push(("tampered signature", tampered));
     let payload = B64.encode(good_claims().to_string());
     cases.push((
@@ -271,7 +236,7 @@ async fn jwt_bearer_tokens_are_verified_and_each_failure_is_refused() {
         );
     }
 
-    let no_scope = idp.token("k1", with("scope", json!("read")));
+    let no_scope = idp.token("k1", &with("scope", json!("read")));
     let r = post(&gw.url, &[("authorization", &bearer(&no_scope))], &ping()).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(

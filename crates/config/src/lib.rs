@@ -16,9 +16,9 @@ pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
     AdminConfig, ApiKey, AuditConfig, Auth, CertAgent, Config, FirstSight, HttpUpstream,
-    IntegrityConfig, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt, LabelRule, Limits, Listener,
-    ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream, Tls, Transport, Upstream,
-    UpstreamEra,
+    IntegrityConfig, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt, JwtIntent, LabelRule, Limits,
+    Listener, ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream, Tls, Transport,
+    Upstream, UpstreamEra, beside_audit_log,
 };
 pub use telemetry::TelemetryConfig;
 

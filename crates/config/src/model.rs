@@ -43,6 +43,9 @@ pub struct AdminConfig {
     pub addr: SocketAddr,
     /// SHA-256 of the operators' token; `None` generates one at start and prints it.
     pub token_sha256: Option<[u8; 32]>,
+    /// Host header values accepted, as for the agent listener: empty means
+    /// "loopback names and the bound address" on loopback.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The behaviour judge's inputs: rule files, the Cedar policy, label
@@ -97,6 +100,12 @@ pub struct AuditConfig {
     pub strict: bool,
     /// Ed25519 private key (PKCS#8 PEM) signing checkpoints, if any.
     pub signing_key: Option<String>,
+    /// The key was not configured: it is generated at `signing_key` (with
+    /// its `.pub` beside it) the first time the gateway starts.
+    pub generate_signing_key: bool,
+    /// A file outside the log every signed checkpoint is appended to;
+    /// `audit verify` checks the log against it to find a cut tail.
+    pub anchor: Option<String>,
     /// A checkpoint after this many records...
     pub checkpoint_every: u64,
     /// ...or this long after the first record it does not cover yet.
@@ -181,6 +190,8 @@ pub struct CertAgent {
     pub user: Option<String>,
     /// Attributes of the agent.
     pub attributes: Vec<(String, String)>,
+    /// The agent may pass the user's own request as trusted intent.
+    pub trusted_intent: bool,
 }
 
 /// One agent's API key.
@@ -196,6 +207,9 @@ pub struct ApiKey {
     pub attributes: Vec<(String, String)>,
     /// A revoked key is refused.
     pub revoked: bool,
+    /// The key's client may pass the user's own request as trusted intent
+    /// (`_meta["io.castellan/intent"]`); from any other it is ignored.
+    pub trusted_intent: bool,
 }
 
 /// JWT bearer token validation.
@@ -219,6 +233,19 @@ pub struct Jwt {
     pub required_scopes: Vec<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: std::time::Duration,
+    /// Which tokens may pass the user's own request as trusted intent.
+    pub trusted_intent: JwtIntent,
+}
+
+/// Which JWT bearers are trusted to speak for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtIntent {
+    /// None: intent from a JWT bearer is ignored.
+    Never,
+    /// Every token of the issuer.
+    Always,
+    /// Tokens carrying this scope (`scope` or `scp`).
+    WithScope(String),
 }
 
 /// Where JWT signing keys come from.
@@ -272,8 +299,13 @@ pub struct Limits {
     pub session_idle: std::time::Duration,
     /// Most concurrent legacy sessions.
     pub max_sessions: usize,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send its request headers, and a new
+    /// connection its first byte.
     pub header_timeout: std::time::Duration,
+    /// How long a client may take to send a request body.
+    pub body_timeout: std::time::Duration,
+    /// Most connections open at once from one source address.
+    pub max_connections_per_source: usize,
 }
 
 /// One upstream MCP server.
@@ -425,6 +457,8 @@ struct RawCertAgent {
     user: Option<String>,
     #[serde(default)]
     attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    trusted_intent: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -439,6 +473,8 @@ struct RawIntegrity {
 struct RawAdmin {
     listen: Option<String>,
     token_sha256: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -473,6 +509,7 @@ struct RawAudit {
     path: Option<String>,
     durability: Option<String>,
     signing_key: Option<String>,
+    anchor: Option<String>,
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<Duration>,
     #[serde(default)]
@@ -510,6 +547,8 @@ struct RawApiKey {
     attributes: BTreeMap<String, String>,
     #[serde(default)]
     revoked: bool,
+    #[serde(default)]
+    trusted_intent: bool,
 }
 
 #[derive(Deserialize)]
@@ -529,6 +568,9 @@ struct RawJwt {
     #[serde(default)]
     required_scopes: Vec<String>,
     leeway: Option<Duration>,
+    #[serde(default)]
+    trusted_intent: bool,
+    trusted_intent_scope: Option<String>,
 }
 
 /// Algorithms a JWT may use: asymmetric only, so a public key can never be
@@ -557,6 +599,8 @@ struct RawLimits {
     session_idle: Option<Duration>,
     max_sessions: Option<usize>,
     header_timeout: Option<Duration>,
+    body_timeout: Option<Duration>,
+    max_connections_per_source: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -665,7 +709,20 @@ pub(crate) fn compile(
         header_timeout: l
             .header_timeout
             .map_or(std::time::Duration::from_secs(10), |d| d.0),
+        body_timeout: l
+            .body_timeout
+            .map_or(std::time::Duration::from_secs(30), |d| d.0),
+        max_connections_per_source: l.max_connections_per_source.unwrap_or(1024),
     };
+    if limits.header_timeout.is_zero()
+        || limits.body_timeout.is_zero()
+        || limits.max_connections_per_source == 0
+    {
+        return Err(invalid(
+            top_line("limits"),
+            "`header_timeout`, `body_timeout` and `max_connections_per_source` must be greater than zero".into(),
+        ));
+    }
     if limits.max_body_bytes == 0 || limits.max_message_bytes == 0 {
         return Err(invalid(
             top_line("limits"),
@@ -957,7 +1014,11 @@ pub(crate) fn compile(
                     Some(d)
                 }
             };
-            Some(AdminConfig { addr, token_sha256 })
+            Some(AdminConfig {
+                addr,
+                token_sha256,
+                allowed_hosts: a.allowed_hosts,
+            })
         }
     };
     let checkpoint_every = raw.audit.checkpoint_every.unwrap_or(1000);
@@ -984,13 +1045,36 @@ pub(crate) fn compile(
             "`audit.retention` limits must be greater than zero".into(),
         ));
     }
+    let audit_path = raw
+        .audit
+        .path
+        .unwrap_or_else(|| "castellan-audit.db".into());
+    // Beside the log by default: `castellan-audit.db` signs with
+    // `castellan-audit.key` and anchors in `castellan-audit.anchor`;
+    // `none` turns either off.
+    let beside = |ext: &str| beside_audit_log(&audit_path, ext);
+    let (signing_key, generate_signing_key) = match raw.audit.signing_key.as_deref() {
+        Some("none") => (None, false),
+        Some(k) => (Some(k.to_owned()), false),
+        None => (Some(beside("key")), true),
+    };
+    let anchor = match raw.audit.anchor.as_deref() {
+        Some("none") => None,
+        Some(a) => Some(a.to_owned()),
+        None => Some(beside("anchor")),
+    };
+    if anchor.is_some() && signing_key.is_none() {
+        return Err(invalid(
+            find_key_line(text, "anchor", None),
+            "`audit.anchor` keeps signed checkpoints, so it needs a signing key: drop `signing_key: none` or set `anchor: none`".into(),
+        ));
+    }
     let audit = AuditConfig {
-        path: raw
-            .audit
-            .path
-            .unwrap_or_else(|| "castellan-audit.db".into()),
+        path: audit_path,
         strict,
-        signing_key: raw.audit.signing_key,
+        signing_key,
+        generate_signing_key,
+        anchor,
         checkpoint_every,
         checkpoint_interval,
         max_age: raw.audit.retention.max_age.map(|d| d.0),
@@ -1076,6 +1160,7 @@ fn compile_auth(
             sha256,
             attributes: k.attributes.into_iter().collect(),
             revoked: k.revoked,
+            trusted_intent: k.trusted_intent,
         });
     }
     let jwt = match raw.jwt {
@@ -1109,6 +1194,17 @@ fn compile_auth(
                     ),
                 ));
             }
+            let trusted_intent = match (j.trusted_intent, j.trusted_intent_scope) {
+                (false, None) => JwtIntent::Never,
+                (true, None) => JwtIntent::Always,
+                (false, Some(s)) if !s.trim().is_empty() => JwtIntent::WithScope(s),
+                _ => {
+                    return Err(invalid(
+                        l,
+                        "`auth.jwt`: set `trusted_intent: true` (every token) or `trusted_intent_scope: <scope>` (tokens with that scope), not both".into(),
+                    ));
+                }
+            };
             if j.audiences.is_empty() {
                 return Err(invalid(l, "`auth.jwt.audiences` must name at least one audience (tokens for other services must not work here)".into()));
             }
@@ -1122,6 +1218,7 @@ fn compile_auth(
                 attribute_claims: j.attribute_claims,
                 required_scopes: j.required_scopes,
                 leeway: j.leeway.map_or(std::time::Duration::from_secs(30), |d| d.0),
+                trusted_intent,
             })
         }
     };
@@ -1155,6 +1252,7 @@ fn compile_auth(
                         agent: a.agent,
                         user: a.user,
                         attributes: a.attributes.into_iter().collect(),
+                        trusted_intent: a.trusted_intent,
                     })
                     .collect(),
             })
@@ -1171,6 +1269,13 @@ fn compile_auth(
         mtls,
         resource: raw.resource,
     })
+}
+
+/// A file kept beside the audit log: `NAME.EXT` for `NAME.db`, else the
+/// log's path with `.EXT` appended.
+pub fn beside_audit_log(log: &str, ext: &str) -> String {
+    let stem = log.strip_suffix(".db").unwrap_or(log);
+    format!("{stem}.{ext}")
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

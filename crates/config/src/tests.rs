@@ -229,3 +229,54 @@ fn audit_signing_and_retention_keys_are_read_and_checked() {
     .expect_err("typo");
     assert!(err.to_string().starts_with("gw.yaml:5:"), "{err}");
 }
+
+#[test]
+fn trusted_intent_is_off_unless_a_credential_is_marked() {
+    let key = "0".repeat(64);
+    let other = "1".repeat(64);
+    let cfg = load(
+        "gw.yaml",
+        &format!("auth:\n  api_keys:\n    - agent: a\n      sha256: {key}\n    - agent: b\n      sha256: {other}\n      trusted_intent: true\n  jwt:\n    issuer: https://idp\n    audiences: [c]\n    jwks_file: j.json\n    trusted_intent_scope: speaks-for-user\n"),
+        &no_env,
+    )
+    .expect("loads");
+    assert!(!cfg.auth.api_keys[0].trusted_intent);
+    assert!(cfg.auth.api_keys[1].trusted_intent);
+    assert_eq!(
+        cfg.auth.jwt.as_ref().map(|j| j.trusted_intent.clone()),
+        Some(crate::JwtIntent::WithScope("speaks-for-user".into()))
+    );
+    let both = load(
+        "gw.yaml",
+        "auth:\n  jwt:\n    issuer: https://idp\n    audiences: [c]\n    jwks_file: j.json\n    trusted_intent: true\n    trusted_intent_scope: s\n",
+        &no_env,
+    )
+    .expect_err("both is ambiguous");
+    assert!(both.to_string().contains("not both"), "{both}");
+}
+
+#[test]
+fn the_audit_log_is_signed_and_anchored_beside_itself_unless_turned_off() {
+    let cfg = load(
+        "gw.yaml",
+        &anon("audit:\n  path: /var/lib/c/audit.db\n"),
+        &no_env,
+    )
+    .expect("loads");
+    assert_eq!(
+        cfg.audit.signing_key.as_deref(),
+        Some("/var/lib/c/audit.key")
+    );
+    assert!(cfg.audit.generate_signing_key);
+    assert_eq!(cfg.audit.anchor.as_deref(), Some("/var/lib/c/audit.anchor"));
+    let off = load(
+        "gw.yaml",
+        &anon("audit:\n  signing_key: none\n  anchor: none\n"),
+        &no_env,
+    )
+    .expect("loads");
+    assert_eq!((off.audit.signing_key, off.audit.anchor), (None, None));
+    let err = load("gw.yaml", &anon("audit:\n  signing_key: none\n"), &no_env)
+        .expect_err("an anchor needs a key");
+    assert!(err.to_string().contains("anchor"), "{err}");
+}

@@ -34,7 +34,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::identity::digest;
+use crate::transport::{FirstByte, HostRules, PerSource};
 
 /// Installs the process-wide metrics recorder; call once at start, before
 /// the gateway serves, so no decision goes uncounted.
@@ -96,20 +97,33 @@ pub async fn serve(
         let _ = gateway.behaviour.admin_url.set(format!("http://{addr}"));
     }
     let options = Arc::new(options);
+    let bound = listener.local_addr().ok();
+    let limits = &gateway.config.limits;
+    let header_timeout = limits.header_timeout;
+    let per_source = PerSource::new(limits.max_connections_per_source, "admin");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, from)) = accepted else { continue };
+                let Some(slot) = per_source.admit(from.ip()) else {
+                    crate::server::refuse_busy(stream, false);
+                    continue;
+                };
                 let gw = gateway.clone();
                 let options = options.clone();
                 let svc = service_fn(move |req| {
                     let gw = gw.clone();
                     let options = options.clone();
-                    async move { Ok::<_, Infallible>(route(gw, &options, req).await) }
+                    async move { Ok::<_, Infallible>(route(gw, &options, bound, req).await) }
                 });
+                // The same connection limits as the agent listener.
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+                let io = TokioIo::new(FirstByte::new(stream, header_timeout));
                 tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = builder.serve_connection(io, svc).await;
+                    drop(slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -178,8 +192,22 @@ fn authorised(req: &Request<Incoming>, token_sha256: &[u8; 32]) -> bool {
 async fn route(
     gw: Arc<Gateway>,
     options: &Options,
+    bound: Option<std::net::SocketAddr>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    // DNS rebinding: a page on another site must not read `/metrics` or
+    // anything else here, just as on the agent listener.
+    if let Some(admin) = &gw.config.admin {
+        let rules = HostRules {
+            listen: admin.addr,
+            bound,
+            allowed_hosts: &admin.allowed_hosts,
+            allowed_origins: &[],
+        };
+        if let Err((status, why)) = rules.check(req.headers(), req.uri(), req.version()) {
+            return error(status, "invalid_request", why);
+        }
+    }
     let path = req.uri().path().trim_end_matches('/').to_owned();
     if path == "/health" {
         return reply(StatusCode::OK, json!({"status": "ok"}));

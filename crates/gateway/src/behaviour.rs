@@ -8,8 +8,12 @@
 //! names its session with `_meta["io.castellan/session"]` (or the
 //! `Castellan-Session` header), otherwise all its stateless calls share one
 //! rolling session. Names are scoped to the agent, so agents cannot read or
-//! poison each other's state. A trusted client may pass the user's own
-//! request as `_meta["io.castellan/intent"]`; values in it count as trusted.
+//! poison each other's state. A client whose credential the operator marks
+//! `trusted_intent` may pass the user's own request as
+//! `_meta["io.castellan/intent"]`; values in it count as trusted. From any
+//! other credential the intent is ignored for judgement and alerted; either
+//! way the decision record notes it (`facts.intent`: trusted or not, and
+//! its digest).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +36,8 @@ pub const META_SESSION: &str = "io.castellan/session";
 pub const META_INTENT: &str = "io.castellan/intent";
 /// `_meta` key on refusals and results: the decision.
 pub const META_DECISION: &str = "io.castellan/decision";
+/// The alert rule id for an intent sent from an untrusted credential.
+pub const UNTRUSTED_INTENT: &str = "untrusted-intent";
 
 #[derive(Debug, Default)]
 struct States {
@@ -96,7 +102,18 @@ struct Subject {
     /// `args` as compact JSON, written once: the judge's rules read it and
     /// the audit digest is over it.
     args_text: String,
+    /// The intent the judge reads: only from a trusted credential.
     intent: Option<String>,
+    /// An intent the agent sent, trusted or not, as the audit notes it.
+    intent_sent: Option<SentIntent>,
+}
+
+/// An intent as the audit records it: whether it was trusted, and the
+/// BLAKE3 of its text (the text itself may carry personal data).
+#[derive(Debug)]
+struct SentIntent {
+    trusted: bool,
+    digest: String,
 }
 
 /// A call that was judged, kept until its result has been inspected.
@@ -189,6 +206,7 @@ impl Subject {
             args_text: castellan_protocol::json::to_string(&args),
             args,
             intent,
+            intent_sent: None,
         }
     }
 }
@@ -235,6 +253,38 @@ impl Judged {
     }
 }
 
+/// A hold's waiter. Dropped while still armed (its agent went away), it
+/// leaves the hold listed until its deadline and then times it out.
+struct Waiting {
+    /// Set while the waiter has no answer yet.
+    id: Option<String>,
+    held: Arc<Mutex<HashMap<String, Held>>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        tracing::info!(decision_id = %id, "the agent disconnected while its call was held; the hold stays until hold_timeout");
+        let held = self.held.clone();
+        let deadline = self.deadline;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&held).remove(&id);
+            return;
+        };
+        runtime.spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if lock(&held).remove(&id).is_some() {
+                tracing::warn!(decision_id = %id, "held call timed out without an answer (its agent had disconnected); refused");
+            }
+        });
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A call waiting for a human.
 #[derive(Debug)]
 struct Held {
@@ -252,9 +302,10 @@ pub struct Behaviour {
     states: Mutex<States>,
     audit: Option<Writer>,
     ids: std::sync::atomic::AtomicU64,
-    /// How long a held call waits; zero refuses at once.
-    pub hold_timeout: std::time::Duration,
-    held: Mutex<HashMap<String, Held>>,
+    /// How long a held call waits, in milliseconds; zero refuses at once.
+    /// A reload changes it for the holds that start afterwards.
+    hold_timeout_ms: std::sync::atomic::AtomicU64,
+    held: Arc<Mutex<HashMap<String, Held>>>,
     /// The last time the policy failed to validate against learnt tools.
     policy_error: Mutex<Option<String>>,
     /// Whether an operator can answer holds (the admin API is on).
@@ -355,8 +406,8 @@ impl Behaviour {
             states: Mutex::new(States::default()),
             audit,
             ids: std::sync::atomic::AtomicU64::new(0),
-            hold_timeout: cfg.hold_timeout,
-            held: Mutex::new(HashMap::new()),
+            hold_timeout_ms: std::sync::atomic::AtomicU64::new(millis(cfg.hold_timeout)),
+            held: Arc::new(Mutex::new(HashMap::new())),
             policy_error: Mutex::new(None),
             approvals: std::sync::atomic::AtomicBool::new(false),
             admin_url: std::sync::OnceLock::new(),
@@ -404,7 +455,19 @@ impl Behaviour {
             Err(p) => *p.into_inner() = next,
         }
         self.judge_changed();
+        self.hold_timeout_ms.store(
+            millis(cfg.hold_timeout),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
+    }
+
+    /// How long a held call waits for a human now.
+    pub fn hold_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.hold_timeout_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The judge's generation: equal generations mean the same judge, so
@@ -540,7 +603,15 @@ impl Behaviour {
         let started = Instant::now();
         let now = now_ms();
         let judge = self.judge();
-        let subject = Subject::new(principal, session, server, tool, kind, args, intent);
+        // Only a credential trusted to speak for the user may whitelist
+        // what the user asked for; anyone else's claim is noted, not used.
+        let intent_sent = intent.as_deref().map(|i| SentIntent {
+            trusted: principal.trusted_intent,
+            digest: blake3::hash(i.as_bytes()).to_hex().as_str().to_owned(),
+        });
+        let intent = intent.filter(|_| principal.trusted_intent);
+        let mut subject = Subject::new(principal, session, server, tool, kind, args, intent);
+        subject.intent_sent = intent_sent;
         // Detectors and fingerprints need no state: outside the lock, so
         // other agents' calls are judged meanwhile.
         let call = subject.call();
@@ -562,11 +633,31 @@ impl Behaviour {
             tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
             flagged = true;
         }
+        let untrusted_intent = judged
+            .subject
+            .intent_sent
+            .as_ref()
+            .is_some_and(|i| !i.trusted);
+        if untrusted_intent {
+            tracing::warn!(decision_id = %judged.id, agent = %principal.agent, method = principal.method, tool, "intent ignored: this credential is not trusted to speak for the user (`trusted_intent` is not set for it)");
+        }
         crate::telemetry::record_decision(&judged, &principal.agent, server, tool);
         self.note(&judged, session, now);
         let record = self.to_record(&judged, now, latency, shape_of(&judged.subject.args));
-        if flagged {
-            self.alerts.raise(crate::alerts::Alert::from(&record));
+        if flagged || untrusted_intent {
+            let mut alert = crate::alerts::Alert::from(&record);
+            if untrusted_intent {
+                alert.rules.push(UNTRUSTED_INTENT.into());
+                alert.reason = format!(
+                    "the agent sent `_meta[\"{META_INTENT}\"]` from a credential not trusted to speak for the user; it was ignored{}",
+                    if record.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", record.reason)
+                    }
+                );
+            }
+            self.alerts.raise(alert);
         }
         self.append(record);
         Arc::new(judged)
@@ -865,9 +956,14 @@ impl Behaviour {
     /// Waits for an operator to approve a held call, at most
     /// `hold_timeout`; refuses (fails closed) when nobody can answer, when
     /// the operator refuses, or when the time runs out.
+    ///
+    /// An agent that disconnects while its call is held drops this future;
+    /// the hold then stays listed until `hold_timeout` like any other and
+    /// times out (refused, logged), so operators see the same thing
+    /// whether or not the agent is still waiting.
     pub async fn await_approval(&self, judged: &Arc<Judged>) -> bool {
-        if self.hold_timeout.is_zero() || !self.approvals.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        let hold_timeout = self.hold_timeout();
+        if hold_timeout.is_zero() || !self.approvals.load(std::sync::atomic::Ordering::Relaxed) {
             return false;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -888,20 +984,29 @@ impl Behaviour {
                 )
             },
         );
-        tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), timeout = ?self.hold_timeout, answer = %answer, "call held for approval");
-        let outcome = match tokio::time::timeout(self.hold_timeout, rx).await {
+        tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, reason = %judged.verdict.summary(), timeout = ?hold_timeout, answer = %answer, "call held for approval");
+        let deadline = tokio::time::Instant::now() + hold_timeout;
+        // Dropped with this future when the agent disconnects: the guard
+        // then times the hold out at its deadline, as if it were waited on.
+        let mut waiting = Waiting {
+            id: Some(judged.id.clone()),
+            held: self.held.clone(),
+            deadline,
+        };
+        let outcome = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(true)) => "approved",
             Ok(Ok(false)) => "refused",
             Ok(Err(_)) => "dropped",
             Err(_) => "timed out",
         };
+        waiting.id = None;
         lock(&self.held).remove(&judged.id);
         let approved = outcome == "approved";
         if approved {
             self.approved(judged);
         }
         if outcome == "timed out" {
-            tracing::warn!(decision_id = %judged.id, timeout = ?self.hold_timeout, "hold timed out: nobody answered, the call is refused");
+            tracing::warn!(decision_id = %judged.id, timeout = ?hold_timeout, "hold timed out: nobody answered, the call is refused");
         } else {
             tracing::info!(decision_id = %judged.id, outcome, "hold answered");
         }
@@ -928,7 +1033,7 @@ impl Behaviour {
                 v["since"] = json!(Millis(h.since_ms).rfc3339().to_string());
                 v["expires"] = json!(
                     Millis(h.since_ms)
-                        .plus(u64::try_from(self.hold_timeout.as_millis()).unwrap_or(u64::MAX))
+                        .plus(u64::try_from(self.hold_timeout().as_millis()).unwrap_or(u64::MAX))
                         .rfc3339()
                         .to_string()
                 );
@@ -937,10 +1042,16 @@ impl Behaviour {
             .collect()
     }
 
-    /// Answers a held call; false if there is no such hold.
+    /// Answers a held call; false if there is no such hold. The call of an
+    /// agent that has disconnected is not executed whatever the answer.
     pub fn answer_hold(&self, id: &str, approve: bool) -> bool {
         match lock(&self.held).remove(id) {
-            Some(h) => h.answer.send(approve).is_ok(),
+            Some(h) => {
+                if h.answer.send(approve).is_err() {
+                    tracing::info!(decision_id = %id, approve, "hold answered after its agent disconnected; the call is not executed");
+                }
+                true
+            }
             None => false,
         }
     }
@@ -1212,11 +1323,17 @@ impl Behaviour {
                 .map(|r| r.rule.as_str().to_owned())
                 .collect(),
             reason: j.verdict.summary(),
-            facts: json!({
-                "labels": j.verdict.labels.to_string(),
-                "provenance": j.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "reasons": j.verdict.reasons,
-            }),
+            facts: {
+                let mut facts = json!({
+                    "labels": j.verdict.labels.to_string(),
+                    "provenance": j.verdict.provenance.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "reasons": j.verdict.reasons,
+                });
+                if let Some(i) = &j.subject.intent_sent {
+                    facts["intent"] = json!({"trusted": i.trusted, "digest": i.digest});
+                }
+                facts
+            },
             risk_before: j.verdict.risk_before.0,
             risk_after: j.verdict.risk_after.0,
             latency_us,
@@ -1484,6 +1601,7 @@ mod tests {
             user: None,
             attributes: Arc::new([]),
             method: "api_key",
+            trusted_intent: false,
         }
     }
 

@@ -1441,6 +1441,7 @@ impl Gateway {
                 user: None,
                 attributes: Arc::new([]),
                 method: "local",
+                trusted_intent: false,
             },
             param_headers: Vec::new(),
             session: None,

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use castellan_config::{Auth, JwksSource};
+use castellan_config::{Auth, JwksSource, JwtIntent};
 use http::HeaderMap;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -41,6 +41,10 @@ pub struct Principal {
     pub attributes: Arc<[(String, String)]>,
     /// How it authenticated: `api_key`, `jwt`, `mtls` or `anonymous`.
     pub method: &'static str,
+    /// The operator trusts this credential's client to pass the user's own
+    /// request (`_meta["io.castellan/intent"]`); intent from any other is
+    /// ignored for judgement, alerted and recorded.
+    pub trusted_intent: bool,
 }
 
 impl Principal {
@@ -50,6 +54,7 @@ impl Principal {
             user: None,
             attributes: Arc::new([]),
             method: "anonymous",
+            trusted_intent: false,
         }
     }
 }
@@ -82,6 +87,10 @@ pub struct Authenticator {
     anonymous: bool,
     keys: HashMap<[u8; 32], KeyEntry>,
     jwt: Option<JwtVerifier>,
+    /// Agents an API key or a listed certificate names: a JWT naming one
+    /// of them is refused, so an identity provider's subject cannot take
+    /// over another credential's agent (its sessions, state and policy).
+    reserved: std::collections::HashSet<Arc<str>>,
     certs: Option<CertAgents>,
     /// The key generated at start (agent, digest), kept across reloads.
     generated: Option<(Arc<str>, [u8; 32])>,
@@ -138,17 +147,21 @@ impl Authenticator {
                 k.user.as_deref(),
                 k.attributes.clone(),
                 k.revoked,
+                k.trusted_intent,
             )
         });
+        // The generated key is the local user's own client's (printed to
+        // whoever started the gateway), so it speaks for that user.
         let made = generated
             .as_ref()
-            .map(|(agent, d)| (*d, &**agent, None, Vec::new(), false));
-        for (d, agent, user, attributes, revoked) in entries.chain(made) {
+            .map(|(agent, d)| (*d, &**agent, None, Vec::new(), false, true));
+        for (d, agent, user, attributes, revoked, trusted_intent) in entries.chain(made) {
             let principal = Principal {
                 agent: agent.into(),
                 user: user.map(Into::into),
                 attributes: attributes.into(),
                 method: "api_key",
+                trusted_intent,
             };
             keys.insert(
                 d,
@@ -163,9 +176,19 @@ impl Authenticator {
             Some(j) => Some(JwtVerifier::new(j).await?),
             None => None,
         };
+        let reserved = keys
+            .values()
+            .map(|k| k.principal.agent.clone())
+            .chain(
+                auth.mtls
+                    .iter()
+                    .flat_map(|m| m.agents.iter().map(|a| Arc::<str>::from(a.agent.as_str()))),
+            )
+            .collect();
         Ok(Authenticator {
             anonymous: auth.anonymous,
             keys,
+            reserved,
             certs: auth.mtls.as_ref().map(CertAgents::new),
             generated,
             scopes: auth
@@ -217,7 +240,18 @@ impl Authenticator {
         if token.matches('.').count() == 2
             && let Some(jwt) = &self.jwt
         {
-            return jwt.verify(token).await;
+            let p = jwt.verify(token).await?;
+            // An unlisted certificate's agent is its SPIFFE id: not a
+            // name a token may take either.
+            if self.reserved.contains(&p.agent)
+                || (self.certs.is_some() && p.agent.starts_with("spiffe://"))
+            {
+                return Err(AuthError::Invalid(format!(
+                    "the JWT names agent `{}`, which another credential of this gateway identifies",
+                    p.agent
+                )));
+            }
+            return Ok(p);
         }
         let d = digest(token);
         match self.keys.get(&d) {
@@ -473,12 +507,18 @@ impl JwtVerifier {
             .collect();
         // `exp` is required above, so it is present and numeric here.
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let trusted_intent = match &self.cfg.trusted_intent {
+            JwtIntent::Never => false,
+            JwtIntent::Always => true,
+            JwtIntent::WithScope(s) => has_scope(&claims, s),
+        };
         Ok((
             Principal {
                 agent: agent.into(),
                 user: user.map(Into::into),
                 attributes: attributes.into(),
                 method: "jwt",
+                trusted_intent,
             },
             exp,
         ))

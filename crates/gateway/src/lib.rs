@@ -38,6 +38,7 @@ pub mod server;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 pub mod upstream;
 
 pub use gateway::Gateway;

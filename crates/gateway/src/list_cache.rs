@@ -329,6 +329,7 @@ mod tests {
                 user: None,
                 attributes: Arc::new([("team".to_owned(), team.to_owned())]),
                 method: "api_key",
+                trusted_intent: false,
             },
             session: None,
             param_headers: Vec::new(),

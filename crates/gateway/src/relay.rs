@@ -250,7 +250,8 @@ impl Gateway {
     }
 
     fn relay_stream(self: &Arc<Self>, call: Call, first: Option<UpMsg>) -> Outcome {
-        let (tx, body) = mpsc::channel(64);
+        // Room for a burst of notifications (allocated only as queued).
+        let (tx, body) = mpsc::channel(64 + crate::session::MAX_LOGGED_EVENTS);
         let gw = self.clone();
         tokio::spawn(async move { gw.stream(call, first, tx).await });
         Outcome::Sse(body)
@@ -385,10 +386,19 @@ impl Gateway {
                     }
                 }
                 UpMsg::Final(env, ..) => {
-                    emit(
-                        &call.caller,
-                        &self.finalize(&call.caller, &call.client_id, env, call.post.clone()),
-                    );
+                    let answer =
+                        self.finalize(&call.caller, &call.client_id, env, call.post.clone());
+                    // Waits for room rather than dropping the answer behind
+                    // a flood of notifications (bounded by the timeout).
+                    let (frame, live) = match (&call.caller, stream_id) {
+                        (Caller::Legacy(s), Some(sid)) => {
+                            s.emit_last(sid, |eid| sse::encode(None, Some(eid), &answer))
+                        }
+                        _ => (sse::encode(None, None, &answer), Some(tx.clone())),
+                    };
+                    if let Some(live) = live {
+                        let _ = tokio::time::timeout(timeout, live.send(frame)).await;
+                    }
                     break;
                 }
                 UpMsg::Message(env, _) if env.kind == Kind::Request && call.caller.is_modern() => {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use castellan_protocol::jsonrpc::{self, Envelope, ErrorObject, RawObject};
 use castellan_protocol::{Kind, mcp, sse};
 use futures_util::stream;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::gateway::{Caller, Gateway, ModernCaller, Outcome};
 use crate::identity::Principal;
 use crate::tls::CertIdentity;
+use crate::transport::{FirstByte, HostRules, PerSource};
 use crate::upstream::http::ClientProfile;
 use tokio_rustls::TlsAcceptor;
 
@@ -44,23 +45,29 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let bound = listener.local_addr().ok();
     let header_timeout = gateway.config.limits.header_timeout;
+    let per_source = PerSource::new(gateway.config.limits.max_connections_per_source, "agent");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, from) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         continue;
                     }
                 };
+                let Some(slot) = per_source.admit(from.ip()) else {
+                    refuse_busy(stream, gateway.tls.is_some());
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
                 // The certificate in force now: a reload serves new
                 // handshakes with the new one.
                 let Some(tls) = gateway.tls.as_ref().map(|t| TlsAcceptor::from(t.get())) else {
-                    serve_connection(gw, bound, None, stream, graceful.watcher());
+                    let stream = FirstByte::new(stream, header_timeout);
+                    serve_connection(gw, bound, None, stream, graceful.watcher(), slot);
                     continue;
                 };
                 let watcher = graceful.watcher();
@@ -88,7 +95,8 @@ pub async fn serve(
                                 None
                             }
                         });
-                    serve_connection(gw, bound, peer, stream, watcher);
+                    let stream = FirstByte::new(stream, header_timeout);
+                    serve_connection(gw, bound, peer, stream, watcher, slot);
                 });
             }
             _ = &mut shutdown => break,
@@ -105,6 +113,7 @@ fn serve_connection<IO>(
     peer: Option<Arc<CertIdentity>>,
     io: IO,
     graceful: hyper_util::server::graceful::Watcher,
+    slot: crate::transport::SourceSlot,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -129,7 +138,18 @@ fn serve_connection<IO>(
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+        drop(slot);
     });
+}
+
+/// Closes a connection over the per-source cap; a plain-HTTP client is
+/// told why first (best effort: the socket's buffer takes it or not).
+pub(crate) fn refuse_busy(stream: tokio::net::TcpStream, tls: bool) {
+    if !tls {
+        let _ = stream.try_write(
+            b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: 52\r\n\r\ntoo many connections from this address; retry later\n",
+        );
+    }
 }
 
 async fn route(
@@ -139,6 +159,18 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let listener = &gw.config.listener;
+    let rules = HostRules {
+        listen: listener.addr,
+        bound,
+        allowed_hosts: &listener.allowed_hosts,
+        allowed_origins: &listener.allowed_origins,
+    };
+    if let Err((status, why)) = rules.check(req.headers(), req.uri(), req.version()) {
+        return json_status(
+            status,
+            ErrorObject::new(jsonrpc::INVALID_REQUEST, why).to_response(None),
+        );
+    }
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix(METADATA_PATH)
         && (rest.is_empty() || rest == listener.path)
@@ -148,12 +180,6 @@ async fn route(
     }
     if path != listener.path {
         return plain(StatusCode::NOT_FOUND, "not found");
-    }
-    if let Err(why) = check_host_and_origin(req.headers(), &gw, bound) {
-        return json_status(
-            StatusCode::FORBIDDEN,
-            ErrorObject::new(jsonrpc::INVALID_REQUEST, why).to_response(None),
-        );
     }
     // Every request proves who is calling; nothing below runs without it.
     // The credentials in force now; a reload applies from the next request.
@@ -179,71 +205,6 @@ async fn route(
             r
         }
     }
-}
-
-/// DNS-rebinding protection: a browser page on another site must not reach
-/// a gateway on loopback. Host must be one we serve; a present Origin must
-/// be allowed.
-fn check_host_and_origin(
-    headers: &HeaderMap,
-    gw: &Gateway,
-    bound: Option<SocketAddr>,
-) -> Result<(), String> {
-    let l = &gw.config.listener;
-    let loopback = l.addr.ip().is_loopback();
-    if let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        let name = host_name(host);
-        let ok = if !l.allowed_hosts.is_empty() {
-            l.allowed_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name) || h.eq_ignore_ascii_case(host))
-        } else if loopback {
-            is_loopback_name(name)
-                || bound.is_some_and(|b| b.ip().to_string() == name.trim_matches(['[', ']']))
-        } else {
-            true
-        };
-        if !ok {
-            return Err(format!("host `{host}` is not served here"));
-        }
-    }
-    if let Some(origin) = headers.get(ORIGIN) {
-        let origin = origin.to_str().unwrap_or("");
-        let allowed = l.allowed_origins.iter().any(|o| o == origin)
-            || (loopback
-                && l.allowed_origins.is_empty()
-                && origin_host(origin).is_some_and(is_loopback_name));
-        if !allowed {
-            return Err(format!("origin `{origin}` is not allowed"));
-        }
-    }
-    Ok(())
-}
-
-fn host_name(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &h[1..]);
-    }
-    host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    })
-}
-
-fn origin_host(origin: &str) -> Option<&str> {
-    let rest = origin.split_once("://")?.1;
-    Some(host_name(rest.split('/').next().unwrap_or(rest)))
-}
-
-fn is_loopback_name(name: &str) -> bool {
-    let n = name.trim_matches(['[', ']']);
-    n.eq_ignore_ascii_case("localhost")
-        || n == "::1"
-        || n.parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn accepts(headers: &HeaderMap, what: &str) -> bool {
@@ -370,7 +331,27 @@ async fn post(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) ->
         );
     }
     let max = gw.config.limits.max_body_bytes;
-    let body = match Limited::new(body, max).collect().await {
+    // A declared body that never arrives does not hold the connection.
+    let within = gw.config.limits.body_timeout;
+    let Ok(collected) = tokio::time::timeout(within, Limited::new(body, max).collect()).await
+    else {
+        tracing::info!(agent = %principal.agent, "request body not received within limits.body_timeout; connection closed");
+        let mut r = json_status(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorObject::new(
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "the request body did not arrive within {} ms",
+                    within.as_millis()
+                ),
+            )
+            .to_response(None),
+        );
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -456,11 +437,15 @@ fn is_modern_request(headers: &HeaderMap, params: Option<&RawObject>) -> bool {
         .get(mcp::HEADER_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(mcp::is_modern);
+    // A `_meta` that does not parse (a duplicate key) but names the
+    // version is still a modern request, refused as such with the reason.
     header_modern
-        || params
-            .and_then(|p| p.get("_meta"))
-            .and_then(|m| serde_json::from_str::<RawObject>(m.get()).ok())
-            .is_some_and(|m| m.get(mcp::META_PROTOCOL_VERSION).is_some())
+        || params.and_then(|p| p.get("_meta")).is_some_and(|m| {
+            serde_json::from_str::<RawObject>(m.get()).map_or_else(
+                |_| m.get().contains(mcp::META_PROTOCOL_VERSION),
+                |m| m.get(mcp::META_PROTOCOL_VERSION).is_some(),
+            )
+        })
 }
 
 /// The request's `_meta`, which a modern request must carry with a
@@ -472,10 +457,18 @@ fn modern_meta_of(params: &RawObject) -> Result<RawObject, (StatusCode, ErrorObj
             ErrorObject::new(jsonrpc::INVALID_PARAMS, m),
         )
     };
-    let meta: RawObject = params
+    let raw = params
         .get("_meta")
-        .and_then(|m| serde_json::from_str(m.get()).ok())
         .ok_or_else(|| invalid("Invalid params: a 2026-07-28 request must carry `params._meta`"))?;
+    let meta: RawObject = serde_json::from_str(raw.get()).map_err(|e| {
+        // Name what is wrong: "duplicate key `x`", or not an object.
+        let full = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        let what = full.strip_suffix(&at).unwrap_or(&full).to_owned();
+        invalid(&format!(
+            "Invalid params: `params._meta` cannot be read: {what}"
+        ))
+    })?;
     if meta.get_str(mcp::META_PROTOCOL_VERSION).is_none() {
         return Err(invalid(
             "Invalid params: `_meta` lacks `io.modelcontextprotocol/protocolVersion`",
@@ -507,6 +500,19 @@ fn modern_caller(
         )
     };
     let version = meta.get_str(mcp::META_PROTOCOL_VERSION).unwrap_or_default();
+    // A mirrored header must appear once: with two, one reader takes the
+    // first and another the last.
+    for name in [
+        mcp::HEADER_PROTOCOL_VERSION,
+        mcp::HEADER_METHOD,
+        mcp::HEADER_NAME,
+    ] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(mismatch(format!(
+                "Header mismatch: the {name} header appears more than once"
+            )));
+        }
+    }
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
     match header(mcp::HEADER_PROTOCOL_VERSION) {
         Some(v) if v == version => {}
@@ -617,8 +623,10 @@ fn legacy_session(
         StatusCode::NOT_FOUND,
         "Session not found: it expired or was ended; initialize again".to_string(),
     ))?;
-    // A session id is bound to the agent that opened it.
-    if session.principal.agent != principal.agent {
+    // A session id is bound to the agent that opened it, and to how it
+    // authenticated (an API key's agent and a JWT subject of the same name
+    // are not the same caller).
+    if session.principal.agent != principal.agent || session.principal.method != principal.method {
         tracing::warn!(session = id, owner = %session.principal.agent, presented_by = %principal.agent, "session id presented by another agent");
         return Err((
             StatusCode::FORBIDDEN,
@@ -666,7 +674,10 @@ async fn get(gw: Arc<Gateway>, req: Request<Incoming>, principal: Principal) -> 
         }
     };
     session.touch();
-    let (tx, rx) = mpsc::channel(64);
+    // Room for every logged event a resume replays at once (the channel
+    // allocates only what is queued): a flood of notifications before the
+    // answer then takes one resume, not one per 64 events.
+    let (tx, rx) = mpsc::channel(64 + crate::session::MAX_LOGGED_EVENTS);
     if let Some(last) = headers
         .get(mcp::HEADER_LAST_EVENT_ID)
         .and_then(|v| v.to_str().ok())

@@ -17,7 +17,7 @@ use crate::upstream::http::{ClientProfile, UpSession};
 use crate::upstream::{Push, PushTx};
 
 /// Events kept per stream for resumption.
-const MAX_LOGGED_EVENTS: usize = 1024;
+pub(crate) const MAX_LOGGED_EVENTS: usize = 1024;
 /// Finished streams kept per session for late resumption.
 const MAX_FINISHED_STREAMS: usize = 32;
 
@@ -207,14 +207,7 @@ impl ClientSession {
     /// the stream has no live connection (the agent went away).
     pub fn emit(&self, stream: u64, encode: impl FnOnce(&str) -> Bytes) -> bool {
         let mut inner = self.lock();
-        let log = inner.streams.entry(stream).or_default();
-        let seq = log.next_seq;
-        log.next_seq += 1;
-        let frame = encode(&format!("{stream}-{seq}"));
-        log.events.push_back((seq, frame.clone()));
-        if log.events.len() > MAX_LOGGED_EVENTS {
-            log.events.pop_front();
-        }
+        let (frame, log) = log_event(&mut inner, stream, encode);
         match &log.live {
             Some(tx) => {
                 if tx.try_send(frame).is_err() {
@@ -226,6 +219,20 @@ impl ClientSession {
             }
             None => false,
         }
+    }
+
+    /// Appends a stream's last event (its final answer) to the log and
+    /// returns it with the live connection, if one is attached, for the
+    /// caller to send with back-pressure: a final answer must not be lost
+    /// to a queue that notifications filled.
+    pub fn emit_last(
+        &self,
+        stream: u64,
+        encode: impl FnOnce(&str) -> Bytes,
+    ) -> (Bytes, Option<mpsc::Sender<Bytes>>) {
+        let mut inner = self.lock();
+        let (frame, log) = log_event(&mut inner, stream, encode);
+        (frame, log.live.clone())
     }
 
     /// Marks a stream finished (its final answer was sent) and closes it.
@@ -268,6 +275,24 @@ impl ClientSession {
         }
         Some((missed, open))
     }
+}
+
+/// Appends an event to a stream's log (dropping the oldest past
+/// [`MAX_LOGGED_EVENTS`]); returns its frame and the stream.
+fn log_event<'a>(
+    inner: &'a mut Inner,
+    stream: u64,
+    encode: impl FnOnce(&str) -> Bytes,
+) -> (Bytes, &'a mut StreamLog) {
+    let log = inner.streams.entry(stream).or_default();
+    let seq = log.next_seq;
+    log.next_seq += 1;
+    let frame = encode(&format!("{stream}-{seq}"));
+    log.events.push_back((seq, frame.clone()));
+    if log.events.len() > MAX_LOGGED_EVENTS {
+        log.events.pop_front();
+    }
+    (frame, log)
 }
 
 /// All legacy sessions.

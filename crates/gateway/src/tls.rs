@@ -149,6 +149,7 @@ impl CertAgents {
                     user: a.user.as_deref().map(Into::into),
                     attributes: attributes.into(),
                     method: "mtls",
+                    trusted_intent: a.trusted_intent,
                 })
             }
             None if self.cfg.listed_only => Err(AuthError::Invalid(format!(
@@ -159,6 +160,7 @@ impl CertAgents {
                 user: None,
                 attributes: attributes.into(),
                 method: "mtls",
+                trusted_intent: false,
             }),
         }
     }
@@ -178,6 +180,7 @@ mod tests {
                 agent: "support-bot".into(),
                 user: Some("alice".into()),
                 attributes: vec![("team".into(), "support".into())],
+                trusted_intent: false,
             }],
         })
     }

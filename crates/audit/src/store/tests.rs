@@ -524,3 +524,104 @@ fn a_log_written_with_serde_json_bytes_verifies_and_continues() {
         Verification::Intact { records: 30 }
     );
 }
+
+#[test]
+fn an_edited_column_is_named_and_queries_read_the_hashed_record() {
+    let path = fresh("columns");
+    write(&path, 10, Durability::Strict);
+    // Record 4 (index 3) is a deny; hide it from `--decision deny`.
+    exec(&path, "UPDATE records SET decision = 'allow' WHERE seq = 4");
+    let (seq, reason) = broken_at(&path);
+    assert_eq!(seq, 4);
+    assert!(reason.contains("`decision` column"), "{reason}");
+    let deny = Filter {
+        decision: Some("deny".into()),
+        ..Filter::default()
+    };
+    let seqs: Vec<i64> = query(&path, &deny)
+        .expect("query")
+        .iter()
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 4, 7, 10], "the hashed record decides");
+    exec(&path, "UPDATE records SET decision = 'deny' WHERE seq = 4");
+    for (column, value) in [
+        ("agent", "'x'"),
+        ("session", "'x'"),
+        ("target", "'x'"),
+        ("at_ms", "0"),
+    ] {
+        exec(
+            &path,
+            &format!("UPDATE records SET {column} = {value} WHERE seq = 4"),
+        );
+        let (seq, reason) = broken_at(&path);
+        assert_eq!(seq, 4, "{column}");
+        assert!(
+            reason.contains(&format!("`{column}` column")),
+            "{column}: {reason}"
+        );
+        let by_agent = Filter {
+            agent: Some("bot-b".into()),
+            session: Some("s1".into()),
+            target: Some("send_email".into()),
+            since_ms: Some(1_700_000_000_003),
+            until_ms: Some(1_700_000_000_004),
+            ..Filter::default()
+        };
+        let seqs: Vec<i64> = query(&path, &by_agent)
+            .expect("query")
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(seqs, vec![4], "{column}");
+        exec(
+            &path,
+            "UPDATE records SET agent = 'bot-b', session = 's1', target = 'send_email', at_ms = 1700000000003 WHERE seq = 4",
+        );
+    }
+    assert_eq!(
+        verify(&path).expect("verify"),
+        Verification::Intact { records: 10 }
+    );
+}
+
+#[test]
+fn the_anchor_outside_the_log_finds_a_cut_tail_the_log_alone_does_not() {
+    let path = fresh("anchor");
+    let dir = path.parent().expect("dir").to_path_buf();
+    let (key, public) = keys(&dir, "k");
+    let anchor = dir.join("audit.anchor");
+    let cfg = WriterConfig {
+        anchor: Some(anchor.clone()),
+        ..signed_config(&key, 5)
+    };
+    let (w, handle) = AuditLog::open(&path, Durability::Strict, cfg).expect("open");
+    for i in 0..20 {
+        w.append(record(i, "allow")).expect("append");
+    }
+    drop(w);
+    handle.join().expect("writer");
+    let key = PublicKey::from_file(&public).expect("pub");
+    let r = crate::verify_anchor(&path, &anchor, Some(&key)).expect("anchor");
+    assert_eq!(
+        r.verification,
+        Verification::Intact { records: 20 },
+        "{r:?}"
+    );
+    assert_eq!(r.last_anchored, Some(20));
+    exec(
+        &path,
+        "DELETE FROM records WHERE seq > 12; DELETE FROM checkpoints WHERE seq > 12;",
+    );
+    assert!(matches!(
+        report(&path, &public).verification,
+        Verification::Intact { records: 12 }
+    ));
+    let r = crate::verify_anchor(&path, &anchor, Some(&key)).expect("anchor");
+    let Verification::Broken { seq, reason, .. } = r.verification else {
+        panic!("a cut tail passed the anchor: {r:?}");
+    };
+    assert_eq!(seq, 15);
+    assert!(reason.contains("deleted from the end"), "{reason}");
+}

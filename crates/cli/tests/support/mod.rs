@@ -2,6 +2,8 @@
 //! given configuration, and talk to it over HTTP.
 #![allow(dead_code)]
 
+pub mod idp;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

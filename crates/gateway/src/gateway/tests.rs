@@ -131,6 +131,7 @@ fn principal(agent: &str, team: &str) -> Principal {
         user: None,
         attributes: Arc::new([("team".to_owned(), team.to_owned())]),
         method: "api_key",
+        trusted_intent: false,
     }
 }
 
