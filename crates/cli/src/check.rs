@@ -69,9 +69,6 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
             None
         }
     };
-    if let Err(e) = crate::audit_writer_config(&cfg.audit) {
-        findings.push(Finding::Error(format!("audit: {e:#}")));
-    }
     for u in &cfg.upstreams {
         if let Some(f) = check_upstream(&cfg.origin, u) {
             findings.push(f);
