@@ -426,22 +426,33 @@ async fn release_after_quarantine_lets_the_next_harmless_call_through_and_is_aud
     // The next harmless call, in the same session, goes through.
     let after = demo.call("rolling", "mail__list_inbox", json!({})).await;
     assert!(!refused(&after), "still refused after release: {after}");
-    // The release is in the audit log, with what it forgave.
-    let out = support::castellan(&[
-        "audit",
-        "query",
-        demo.dir.join("castellan-audit.db").to_str().expect("path"),
-        "--decision",
-        "release",
-        "--format",
-        "json",
-    ]);
+    // The release is in the audit log, with what it forgave (the writer
+    // batches records, so it may land a moment after the answer).
+    let db = demo.dir.join("castellan-audit.db");
+    let query = || {
+        support::castellan(&[
+            "audit",
+            "query",
+            db.to_str().expect("path"),
+            "--decision",
+            "release",
+            "--format",
+            "json",
+        ])
+    };
+    support::eventually(10, async || !query().stdout.is_empty()).await;
+    let out = query();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let records: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
-    assert_eq!(records.len(), 1, "{stdout}");
+    assert_eq!(
+        records.len(),
+        1,
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(records[0]["agent"], "local-agent");
     assert!(
         records[0]["facts"]["agent_risk"].as_u64().unwrap_or(0) >= 150,
