@@ -279,11 +279,11 @@ impl ClientSession {
 
 /// Appends an event to a stream's log (dropping the oldest past
 /// [`MAX_LOGGED_EVENTS`]); returns its frame and the stream.
-fn log_event<'a>(
-    inner: &'a mut Inner,
+fn log_event(
+    inner: &mut Inner,
     stream: u64,
     encode: impl FnOnce(&str) -> Bytes,
-) -> (Bytes, &'a mut StreamLog) {
+) -> (Bytes, &mut StreamLog) {
     let log = inner.streams.entry(stream).or_default();
     let seq = log.next_seq;
     log.next_seq += 1;
