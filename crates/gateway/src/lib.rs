@@ -4,6 +4,8 @@
 //! Layout, in the order a request travels:
 //! - [`server`]: HTTP transport rules for both MCP eras (methods, headers,
 //!   sessions, Host/Origin checks, body limits) and response rendering;
+//! - [`transport`]: Host/Origin rules, the first-byte deadline and the
+//!   per-source connection cap, for the agent and admin listeners;
 //! - [`identity`]: API keys, JWTs and client certificates ([`tls`]), the
 //!   agent behind each request;
 //! - [`admin`]: the operators' API (agents, sessions, alerts, holds,

@@ -108,8 +108,9 @@ fn a_modified_and_rehashed_record_still_breaks_the_next_link() {
     let mut p = [0u8; 32];
     p.copy_from_slice(&prev);
     let h = chain_hash(&p, forged.as_bytes());
+    // The column beside it too, or verify names the column first.
     conn.execute(
-        "UPDATE records SET record = ?1, hash = ?2 WHERE seq = 7",
+        "UPDATE records SET record = ?1, hash = ?2, decision = 'allow' WHERE seq = 7",
         params![forged, &h[..]],
     )
     .expect("forge");
@@ -308,7 +309,7 @@ fn a_rewritten_and_fully_rehashed_chain_is_caught_by_the_signed_checkpoint() {
         };
         let h = chain_hash(&prev, text.as_bytes());
         conn.execute(
-            "UPDATE records SET record = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            "UPDATE records SET record = ?1, prev_hash = ?2, hash = ?3, decision = json_extract(?1, '$.decision') WHERE seq = ?4",
             params![text, &prev[..], &h[..], seq],
         )
         .expect("rewrite");
