@@ -595,16 +595,13 @@ impl Judge {
         let relevant = roles.has(ArgRole::Subject)
             || roles.has(ArgRole::Object)
             || (labels.contains(Label::Money) && roles.has(ArgRole::Destination));
-        if !relevant && session.subject.bound_by().is_some() {
+        if !relevant {
             return crate::subject::SubjectFacts {
                 bound: session.subject.bound_by(),
                 ..Default::default()
             };
         }
-        let user = call
-            .user
-            .filter(|_| self.rules.settings.subject_from_user)
-            .map(|u| u.as_str());
+        let user = call.user.map(|u| u.as_str());
         let intent = if roles.has(ArgRole::Subject) {
             call.intent.map(str::to_lowercase)
         } else {
@@ -615,6 +612,7 @@ impl Judge {
             &session.prov,
             roles,
             user,
+            self.rules.settings.subject_from_user,
             intent.as_deref(),
             labels.contains(Label::Money),
         )

@@ -284,8 +284,10 @@ pub struct Settings {
     /// How amounts and counts are compared with learned baselines
     /// (`baseline:`).
     pub baseline: crate::baseline::BaselineSettings,
-    /// The authenticated end user is the session's subject
-    /// (`subject_from_user:`, default true).
+    /// The gateway's end-user ids are the ids the tools use, so the end
+    /// user is the session's subject from the first call
+    /// (`subject_from_user:`, default false: the end user is the subject
+    /// once a subject argument names them).
     pub subject_from_user: bool,
 }
 
@@ -297,7 +299,7 @@ impl Default for Settings {
             custom: None,
             injection_risk: DEFAULT_INJECTION_RISK,
             baseline: crate::baseline::BaselineSettings::default(),
-            subject_from_user: true,
+            subject_from_user: false,
         }
     }
 }

@@ -262,17 +262,24 @@ pub(crate) fn judge(
     prov: &Provenance,
     roles: &CallRoles<'_>,
     user: Option<&str>,
+    user_ids_are_subjects: bool,
     intent: Option<&str>,
     money: bool,
 ) -> SubjectFacts {
-    if st.bound.is_none()
-        && let Some(u) = user
-    {
-        st.bind(id_hash(u), BindSource::User, u);
-    }
     let mut subjects = Vec::new();
     for (_, v) in roles.of(ArgRole::Subject) {
         id_values(v, &mut subjects);
+    }
+    // The end user binds at once when the operator says the gateway's user
+    // ids are the tools' ids; otherwise only once a subject argument names
+    // the user (ids of another id space never look like someone else).
+    if st.bound.is_none()
+        && let Some(u) = user
+    {
+        let h = id_hash(u);
+        if user_ids_are_subjects || subjects.iter().any(|(x, _)| *x == h) {
+            st.bind(h, BindSource::User, u);
+        }
     }
     if st.bound.is_none()
         && let Some(i) = intent

@@ -78,9 +78,9 @@ fn legitimate_changes_of_a_customers_own_records_are_allowed() {
 fn another_customers_booking_cancelled_is_stopped() {
     let j = judge();
     let mut r = Replayer::new(&j);
-    let attack = |id: &str, user: Option<&str>| {
+    let attack = |id: &str, user: Option<&str>, first: Value| {
         session(json!({"id": id, "agent": "support", "user": user, "calls": [
-            customer_lookup(0),
+            first,
             // The customer names a booking that is not theirs; the record
             // shows whose it is.
             {"tool": "get_booking", "args": {"booking_id": "BK-2002"}, "at": at(0, 1),
@@ -89,13 +89,16 @@ fn another_customers_booking_cancelled_is_stopped() {
         ]}))
     };
     // Subject from the first lookup: held for a human.
-    let o = r.session(&attack("cancel-other", None));
+    let o = r.session(&attack("cancel-other", None, customer_lookup(0)));
     let stop = first_stop(&o).expect("stopped");
     assert_eq!((stop.index, stop.decision), (2, Decision::Hold), "{:?}", decisions(&o));
     assert!(stop.rules.contains(&"other-subject-change-after-lookup".to_owned()));
     assert!(stop.reason.contains("BK-2002") && stop.reason.contains("ann.lee@example.com"), "{}", stop.reason);
-    // Subject from the authenticated end user: refused.
-    let o = r.session(&attack("cancel-other-authenticated", Some("cus_311")));
+    // Subject from the authenticated end user (whose id the tools use):
+    // refused.
+    let own_profile = json!({"tool": "get_customer_details", "args": {"customer_id": "cus_311"}, "at": at(0, 0),
+        "result": {"customer_id": "cus_311", "bookings": ["BK-1001"]}});
+    let o = r.session(&attack("cancel-other-authenticated", Some("cus_311"), own_profile));
     let stop = first_stop(&o).expect("stopped");
     assert_eq!((stop.index, stop.decision), (2, Decision::Deny), "{:?}", decisions(&o));
     assert!(stop.rules.contains(&"other-subject-change".to_owned()));
@@ -188,7 +191,7 @@ fn learned_baselines_survive_a_restart() {
     let agent_id = AgentId::new("support");
     let mut agent = AggregateState::new();
     let mut now = Millis(1_767_225_600_000);
-    let mut refund = |agent: &mut AggregateState, amount: u32, now: Millis| {
+    let refund = |agent: &mut AggregateState, amount: u32, now: Millis| {
         let key = SessionKey::new(format!("s-{}", now.0));
         let mut s = SessionState::new();
         let args = json!({"booking_id": "BK-1", "amount": amount});

@@ -349,7 +349,7 @@ fn settings(top: &Ctx<'_>, s: RawSettings) -> Result<Settings, Error> {
             .injection_risk
             .unwrap_or(crate::rules::DEFAULT_INJECTION_RISK),
         baseline: baseline_settings(top, s.baseline.as_ref())?,
-        subject_from_user: s.subject_from_user.unwrap_or(true),
+        subject_from_user: s.subject_from_user.unwrap_or(false),
     })
 }
 

@@ -12,7 +12,7 @@ fn call(
     money: bool,
 ) -> super::SubjectFacts {
     let roles = CallRoles::resolve(&[], "shop", "t", args, !money);
-    judge(st, &Provenance::default(), &roles, user, intent, money)
+    judge(st, &Provenance::default(), &roles, user, true, intent, money)
 }
 
 fn result(st: &mut SubjectState, args: &Value, result: Value, at: u32) {
@@ -88,6 +88,19 @@ fn the_end_user_or_the_intent_binds_before_any_lookup() {
     );
     assert_eq!(f.bound, Some(BindSource::Intent));
     assert_eq!(f.arg, Some(Owner::Own));
+}
+
+#[test]
+fn an_end_user_of_another_id_space_binds_only_once_a_subject_argument_names_it() {
+    let roles_for = |args: &Value| CallRoles::resolve(&[], "shop", "t", args, true);
+    let prov = Provenance::default();
+    let mut st = SubjectState::default();
+    let args = json!({"user_id": "cus_311"});
+    let f = judge(&mut st, &prov, &roles_for(&args), Some("lena"), false, None, false);
+    assert_eq!(f.bound, None, "`lena` is not an id the tools use");
+    let args = json!({"user_id": "lena"});
+    let f = judge(&mut st, &prov, &roles_for(&args), Some("lena"), false, None, false);
+    assert_eq!((f.bound, f.arg), (Some(BindSource::User), Some(Owner::Own)));
 }
 
 #[test]
