@@ -534,7 +534,10 @@ fn compile_tools(
                 .map_or(at, |(i, _)| i + 1)
         };
         if t.matches.trim().is_empty() {
-            return Err(invalid(at, "`judge.tools[].match` must be a glob over `server/tool`".into()));
+            return Err(invalid(
+                at,
+                "`judge.tools[].match` must be a glob over `server/tool`".into(),
+            ));
         }
         if t.arguments.is_empty() && t.max_amount.is_none() && t.max_calls_per_session.is_none() {
             return Err(invalid(
@@ -570,13 +573,19 @@ fn compile_tools(
         {
             return Err(invalid(
                 line_of("max_amount"),
-                format!("`judge.tools` `{}`: `max_amount` must be a positive number, got {a}", t.matches),
+                format!(
+                    "`judge.tools` `{}`: `max_amount` must be a positive number, got {a}",
+                    t.matches
+                ),
             ));
         }
         if t.max_calls_per_session == Some(0) {
             return Err(invalid(
                 line_of("max_calls_per_session"),
-                format!("`judge.tools` `{}`: `max_calls_per_session` must be at least 1", t.matches),
+                format!(
+                    "`judge.tools` `{}`: `max_calls_per_session` must be at least 1",
+                    t.matches
+                ),
             ));
         }
         out.push(ToolAnnotation {

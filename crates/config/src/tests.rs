@@ -250,7 +250,10 @@ fn tool_annotations_give_argument_roles_and_caps() {
     let t = &cfg.judge.tools[0];
     assert_eq!(t.matches, "air/*");
     assert!(t.arguments.contains(&("user_id".into(), "subject".into())));
-    assert!(t.arguments.contains(&("/payment/id".into(), "destination".into())));
+    assert!(
+        t.arguments
+            .contains(&("/payment/id".into(), "destination".into()))
+    );
     assert_eq!(t.max_amount, Some(500.0));
     assert_eq!(t.max_calls_per_session, Some(3));
 }
@@ -268,7 +271,10 @@ fn tool_annotation_mistakes_name_file_line_and_what_is_wrong() {
     let err = load("gw.yaml", &text, &no_env).expect_err("bad role");
     let msg = err.to_string();
     assert!(msg.starts_with("gw.yaml:8:"), "{msg}");
-    assert!(msg.contains("`amount`") && msg.contains("unknown role `money`"), "{msg}");
+    assert!(
+        msg.contains("`amount`") && msg.contains("unknown role `money`"),
+        "{msg}"
+    );
     assert!(msg.contains("subject"), "lists the roles: {msg}");
     let err = load(
         "gw.yaml",

@@ -129,7 +129,9 @@ mod tests {
         std::fs::write(store.path(), b"{nope").expect("write");
         let e = store.load().expect_err("broken");
         assert!(e.to_string().contains("audit.db.baselines.json"), "{e}");
-        store.save(&[("bot".into(), Learned::default())]).expect("save");
+        store
+            .save(&[("bot".into(), Learned::default())])
+            .expect("save");
         assert_eq!(store.load().expect("load").len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }

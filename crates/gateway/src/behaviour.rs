@@ -1421,6 +1421,43 @@ mod tests {
     }
 
     #[test]
+    fn learned_baselines_are_kept_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("castellan-bl-gw-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let store = || {
+            Box::new(crate::baselines::FileStore::beside(&dir.join("audit.db")))
+                as Box<dyn crate::baselines::BaselineStore>
+        };
+        let p = principal("support");
+        let refund = |b: &Behaviour, session: &str, amount: u32| {
+            b.decide(
+                &p,
+                session,
+                "shop",
+                "refund_payment",
+                CallKind::CallTool,
+                json!({"order_id": "W-1", "amount": amount}),
+                None,
+            )
+            .verdict
+            .decision
+        };
+        let b = behaviour().with_baselines(store()).expect("store");
+        for i in 0..35 {
+            assert!(refund(&b, &format!("s{i}"), 40 + i % 5 * 10).forwards());
+        }
+        b.flush();
+        drop(b);
+        let restarted = behaviour().with_baselines(store()).expect("store");
+        let d = refund(&restarted, "later", 3000);
+        assert_eq!(d, castellan_judge::Decision::Hold);
+        // Without the saved file the same refund has no baseline to break.
+        let fresh = behaviour();
+        assert!(refund(&fresh, "later", 3000).forwards());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn idle_behavioural_sessions_end_and_active_ones_stay() {
         let b = behaviour();
         let p = principal("bot");

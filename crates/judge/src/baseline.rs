@@ -125,7 +125,11 @@ impl Histogram {
         let want = (q.clamp(0.0, 1.0) * f64::from(n)).ceil().max(1.0);
         let mut cum = 0.0;
         for (b, c) in &self.buckets {
-            let c = if Some(*b) == skip { c.saturating_sub(1) } else { *c };
+            let c = if Some(*b) == skip {
+                c.saturating_sub(1)
+            } else {
+                *c
+            };
             if c == 0 {
                 continue;
             }
@@ -212,10 +216,7 @@ pub struct SessionCounts {
 impl SessionCounts {
     /// Calls of `tool` so far.
     pub fn get(&self, tool: u64) -> u32 {
-        self.counts
-            .iter()
-            .find(|c| c.0 == tool)
-            .map_or(0, |c| c.1)
+        self.counts.iter().find(|c| c.0 == tool).map_or(0, |c| c.1)
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -348,8 +349,8 @@ pub(crate) fn assess(
     s: &BaselineSettings,
 ) -> BaselineFacts {
     let t = learned.tool(tool);
-    let amount = amount
-        .and_then(|a| outlier("amount", a, caps.0, t.map(|t| (&t.amounts, None)), s, 0.0));
+    let amount =
+        amount.and_then(|a| outlier("amount", a, caps.0, t.map(|t| (&t.amounts, None)), s, 0.0));
     let count = side_effect
         .then(|| {
             let so_far = counts.get(tool);
@@ -436,7 +437,13 @@ mod tests {
         let s = BaselineSettings::default();
         let (mut l, mut c) = (Learned::default(), SessionCounts::default());
         for i in 0..29 {
-            learn(&mut l, &mut c, 7, Some(20.0 + f64::from(i % 10) * 10.0), false);
+            learn(
+                &mut l,
+                &mut c,
+                7,
+                Some(20.0 + f64::from(i % 10) * 10.0),
+                false,
+            );
         }
         let few = assess(&l, &c, 7, Some(5000.0), false, (None, None), &s);
         assert!(few.amount.is_none(), "29 samples are not enough");

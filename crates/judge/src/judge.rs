@@ -946,9 +946,7 @@ fn read_shell(call: &Call<'_>, roles: &CallRoles<'_>, labels: LabelSet) -> Optio
             _ => {}
         }
     }
-    if writes_file
-        && let Some(path) = roles.of(ArgRole::Path).find_map(|(_, v)| v.as_str())
-    {
+    if writes_file && let Some(path) = roles.of(ArgRole::Path).find_map(|(_, v)| v.as_str()) {
         let body = roles
             .of(ArgRole::Body)
             .find_map(|(_, v)| v.as_str())
@@ -1016,9 +1014,12 @@ fn message(rule: &Rule, f: &Facts<'_>, settings: &crate::rules::Settings) -> Str
         // The numbers and evidence behind role facts, in the reason.
         let tool = f.call.tool;
         let b = &f.roles.baseline;
-        for o in [b.amount.as_ref().filter(|_| c.baseline.amount), b.count.as_ref().filter(|_| c.baseline.count)]
-            .into_iter()
-            .flatten()
+        for o in [
+            b.amount.as_ref().filter(|_| c.baseline.amount),
+            b.count.as_ref().filter(|_| c.baseline.count),
+        ]
+        .into_iter()
+        .flatten()
         {
             m.push_str("; ");
             m.push_str(&o.message(&settings.baseline, tool));

@@ -151,7 +151,9 @@ impl ShellReading {
     }
 
     fn host(&mut self, h: &str) {
-        let h = h.trim_matches(|c: char| c == '[' || c == ']').to_ascii_lowercase();
+        let h = h
+            .trim_matches(|c: char| c == '[' || c == ']')
+            .to_ascii_lowercase();
         if !h.is_empty() && self.hosts.len() < 8 && !self.hosts.contains(&h) {
             self.hosts.push(h);
         }
@@ -197,7 +199,10 @@ pub fn read_command(cmd: &str, intent: Option<&str>) -> ShellReading {
     {
         // A credential read and egress in one command line: a file or a
         // variable in between still carries it.
-        r.note(ShellFlag::CredentialOut, "credentials read and sent in one command line");
+        r.note(
+            ShellFlag::CredentialOut,
+            "credentials read and sent in one command line",
+        );
     }
     r
 }
@@ -209,7 +214,10 @@ pub fn read_file_write(path: &str, body: &str, intent: Option<&str>) -> ShellRea
     if r.flags.contains(ShellFlag::Dependency)
         && (body.contains("://") || body.contains("git+") || body.contains("--index-url"))
     {
-        r.note(ShellFlag::InstallFromUrl, format!("`{path}` names a package URL"));
+        r.note(
+            ShellFlag::InstallFromUrl,
+            format!("`{path}` names a package URL"),
+        );
     }
     r
 }
@@ -368,7 +376,10 @@ fn split(s: &str) -> Pipelines {
     if let Some(p) = lists.last_mut() {
         p.push(cur);
     }
-    lists.retain(|p| p.iter().any(|c| !c.text.trim().is_empty() || !c.redirects.is_empty()));
+    lists.retain(|p| {
+        p.iter()
+            .any(|c| !c.text.trim().is_empty() || !c.redirects.is_empty())
+    });
     lists
 }
 
@@ -436,8 +447,20 @@ struct Ctx<'r, 'i> {
 
 const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish", "ash"];
 const INTERPRETERS: &[&str] = &[
-    "python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "deno", "bun", "pwsh",
-    "powershell", "source", ".",
+    "python",
+    "python2",
+    "python3",
+    "perl",
+    "ruby",
+    "node",
+    "nodejs",
+    "php",
+    "deno",
+    "bun",
+    "pwsh",
+    "powershell",
+    "source",
+    ".",
 ];
 const WRAPPERS: &[&str] = &[
     "sudo", "nohup", "time", "nice", "exec", "command", "builtin", "stdbuf", "doas", "setsid",
@@ -475,8 +498,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
                     self.script(sub, depth + 1);
                     // `sh -c "$(curl …)"`, `bash <(curl …)`, `eval "$(wget …)"`.
                     if (self.nets > n0 || sub_is_fetch(sub)) && runs_code(prog) {
-                        self.r
-                            .note(ShellFlag::DownloadRun, format!("`{prog}` runs `{}`", sub.trim()));
+                        self.r.note(
+                            ShellFlag::DownloadRun,
+                            format!("`{prog}` runs `{}`", sub.trim()),
+                        );
                     }
                     if self.creds > c0 && is_net_prog(prog) {
                         self.r.note(
@@ -488,8 +513,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 self.simple(simple, pos > 0, depth);
                 let net_here = self.nets > net0 && is_net_simple(simple);
                 if upstream_net && runs_code(prog) {
-                    self.r
-                        .note(ShellFlag::DownloadRun, format!("a download piped into `{prog}`"));
+                    self.r.note(
+                        ShellFlag::DownloadRun,
+                        format!("a download piped into `{prog}`"),
+                    );
                 }
                 if upstream_cred && net_here {
                     self.r.note(
@@ -547,7 +574,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
         let args = &words[at + 1..];
         // Arguments that name files are read unless the program only lists
         // or tests them.
-        if !matches!(prog, "ls" | "test" | "[" | "stat" | "file" | "chmod" | "echo") {
+        if !matches!(
+            prog,
+            "ls" | "test" | "[" | "stat" | "file" | "chmod" | "echo"
+        ) {
             for a in args {
                 let path = a
                     .rsplit_once("=@")
@@ -566,13 +596,19 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 self.cred(format!("`printenv {}`", args.join(" ")));
             }
             "export" | "set" | "declare" | "compgen"
-                if args.is_empty() || args.iter().all(|a| matches!(a.as_str(), "-p" | "-x" | "-px" | "-v" | "-e")) =>
+                if args.is_empty()
+                    || args
+                        .iter()
+                        .all(|a| matches!(a.as_str(), "-p" | "-x" | "-px" | "-v" | "-e")) =>
             {
                 self.cred(format!("`{prog}` dumps the environment"));
             }
             "eval" => self.script(&args.join(" "), depth + 1),
             p if SHELLS.contains(&p) => {
-                if let Some(i) = args.iter().position(|a| a == "-c" || a.ends_with('c') && a.starts_with('-')) {
+                if let Some(i) = args
+                    .iter()
+                    .position(|a| a == "-c" || a.ends_with('c') && a.starts_with('-'))
+                {
                     if let Some(s) = args.get(i + 1) {
                         self.script(s, depth + 1);
                     }
@@ -585,7 +621,11 @@ impl<'r, 'i> Ctx<'r, 'i> {
             }
             p if INTERPRETERS.contains(&p) => self.interpreter(p, args),
             "xargs" => {
-                let inner: Vec<String> = args.iter().skip_while(|a| a.starts_with('-')).cloned().collect();
+                let inner: Vec<String> = args
+                    .iter()
+                    .skip_while(|a| a.starts_with('-'))
+                    .cloned()
+                    .collect();
                 self.words(&inner, piped_in, depth);
             }
             "crontab" if !args.iter().any(|a| a == "-l") => {
@@ -621,13 +661,21 @@ impl<'r, 'i> Ctx<'r, 'i> {
             }
             _ => {
                 // Running a file a download wrote in this command line.
-                if self.downloaded.iter().any(|d| same_file(d, prog) || same_file(d, &words[at])) {
-                    self.r
-                        .note(ShellFlag::DownloadRun, format!("runs the downloaded `{}`", words[at]));
+                if self
+                    .downloaded
+                    .iter()
+                    .any(|d| same_file(d, prog) || same_file(d, &words[at]))
+                {
+                    self.r.note(
+                        ShellFlag::DownloadRun,
+                        format!("runs the downloaded `{}`", words[at]),
+                    );
                 }
             }
         }
-        if matches!(prog, "python" | "python3" | "python2") && args.first().is_some_and(|a| a == "-m") {
+        if matches!(prog, "python" | "python3" | "python2")
+            && args.first().is_some_and(|a| a == "-m")
+        {
             if let Some(m) = args.get(1) {
                 if matches!(m.as_str(), "pip") {
                     self.install("pip", &args[2..]);
@@ -671,9 +719,24 @@ impl<'r, 'i> Ctx<'r, 'i> {
             Some(code) => {
                 let lc = code.to_ascii_lowercase();
                 const NET: &[&str] = &[
-                    "socket", "urllib", "requests.", "http.client", "httpx", "urlopen", "fetch(",
-                    "net::http", "lwp::", "io::socket", "xmlhttprequest", "aiohttp", "ftplib",
-                    "smtplib", "paramiko", "http.request", "https.request", "http.get",
+                    "socket",
+                    "urllib",
+                    "requests.",
+                    "http.client",
+                    "httpx",
+                    "urlopen",
+                    "fetch(",
+                    "net::http",
+                    "lwp::",
+                    "io::socket",
+                    "xmlhttprequest",
+                    "aiohttp",
+                    "ftplib",
+                    "smtplib",
+                    "paramiko",
+                    "http.request",
+                    "https.request",
+                    "http.get",
                 ];
                 if let Some(n) = NET.iter().find(|n| lc.contains(*n)) {
                     self.net(format!("`{prog}` code uses `{n}`"));
@@ -683,7 +746,8 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 }
                 if lc.contains("os.environ") || lc.contains("process.env") || lc.contains("getenv")
                 {
-                    let what = if lc.contains("os.environ)") || lc.contains("dict(os.environ")
+                    let what = if lc.contains("os.environ)")
+                        || lc.contains("dict(os.environ")
                         || lc.contains("process.env)")
                     {
                         "the whole environment".to_owned()
@@ -708,7 +772,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
                     && (lc.contains("exec(") || lc.contains("eval("))
                     && (lc.contains(".read()") || lc.contains(".text") || lc.contains(".content"))
                 {
-                    self.r.note(ShellFlag::DownloadRun, format!("`{prog}` evaluates fetched code"));
+                    self.r.note(
+                        ShellFlag::DownloadRun,
+                        format!("`{prog}` evaluates fetched code"),
+                    );
                 }
             }
             None => {
@@ -721,8 +788,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
 
     fn ran_file(&mut self, f: &str, prog: &str) {
         if self.downloaded.iter().any(|d| same_file(d, f)) {
-            self.r
-                .note(ShellFlag::DownloadRun, format!("`{prog}` runs the downloaded `{f}`"));
+            self.r.note(
+                ShellFlag::DownloadRun,
+                format!("`{prog}` runs the downloaded `{f}`"),
+            );
         }
     }
 
@@ -744,7 +813,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 }
                 if a.starts_with('-') {
                     // Options with a value (`-p 22`, `-i key`, `-o X`).
-                    skip = matches!(a.as_str(), "-p" | "-i" | "-o" | "-l" | "-e" | "-w" | "-P" | "-F" | "-c");
+                    skip = matches!(
+                        a.as_str(),
+                        "-p" | "-i" | "-o" | "-l" | "-e" | "-w" | "-P" | "-F" | "-c"
+                    );
                     continue;
                 }
                 let h = a.rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
@@ -766,7 +838,9 @@ impl<'r, 'i> Ctx<'r, 'i> {
         let mut it = args.iter().peekable();
         while let Some(a) = it.next() {
             let out = match (prog, a.as_str()) {
-                ("curl", "-o" | "--output") | ("wget", "-O" | "--output-document") => it.peek().map(|s| s.to_string()),
+                ("curl", "-o" | "--output") | ("wget", "-O" | "--output-document") => {
+                    it.peek().map(|s| s.to_string())
+                }
                 ("curl", "-O" | "--remote-name") => args
                     .iter()
                     .find(|x| x.contains("://"))
@@ -778,7 +852,11 @@ impl<'r, 'i> Ctx<'r, 'i> {
             }
         }
         if prog == "wget" && !args.iter().any(|a| a.starts_with("-O")) {
-            if let Some(f) = args.iter().find(|x| x.contains("://")).and_then(|u| u.rsplit('/').next()) {
+            if let Some(f) = args
+                .iter()
+                .find(|x| x.contains("://"))
+                .and_then(|u| u.rsplit('/').next())
+            {
                 self.downloaded.push(f.to_owned());
             }
         }
@@ -796,7 +874,8 @@ impl<'r, 'i> Ctx<'r, 'i> {
                     for h in urls(target) {
                         self.r.host(&h);
                     }
-                    self.r.note(ShellFlag::PushRemote, format!("`git push {target}`"));
+                    self.r
+                        .note(ShellFlag::PushRemote, format!("`git push {target}`"));
                     self.net(format!("`git push {target}`"));
                 }
             }
@@ -805,7 +884,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 for h in urls(url) {
                     self.r.host(&h);
                 }
-                self.r.note(ShellFlag::PushRemote, format!("`git remote {} {url}`", sub[1]));
+                self.r.note(
+                    ShellFlag::PushRemote,
+                    format!("`git remote {} {url}`", sub[1]),
+                );
             }
             Some("config") if sub.iter().any(|s| s.eq_ignore_ascii_case("core.hookspath")) => {
                 self.persist("git config core.hooksPath");
@@ -815,7 +897,9 @@ impl<'r, 'i> Ctx<'r, 'i> {
     }
 
     fn install(&mut self, prog: &str, args: &[String]) {
-        let installs = args.iter().any(|a| matches!(a.as_str(), "install" | "add" | "i"))
+        let installs = args
+            .iter()
+            .any(|a| matches!(a.as_str(), "install" | "add" | "i"))
             || prog == "easy_install";
         if !installs {
             return;
@@ -825,7 +909,12 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 || a.starts_with("git+")
                 || matches!(
                     a.as_str(),
-                    "--index-url" | "-i" | "--extra-index-url" | "--trusted-host" | "--git" | "--registry"
+                    "--index-url"
+                        | "-i"
+                        | "--extra-index-url"
+                        | "--trusted-host"
+                        | "--git"
+                        | "--registry"
                 )
                 || a.starts_with("--index-url=")
                 || a.starts_with("--extra-index-url=")
@@ -835,8 +924,10 @@ impl<'r, 'i> Ctx<'r, 'i> {
             for h in args.iter().flat_map(|x| urls(x)) {
                 self.r.host(&h);
             }
-            self.r
-                .note(ShellFlag::InstallFromUrl, format!("`{prog}` installs from `{a}`"));
+            self.r.note(
+                ShellFlag::InstallFromUrl,
+                format!("`{prog}` installs from `{a}`"),
+            );
         }
     }
 
@@ -849,17 +940,20 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 self.persist(what);
             }
         } else if is_dependency_manifest(path) && !self.named_in_intent(path) {
-            self.r.note(ShellFlag::Dependency, format!("writes `{path}`"));
+            self.r
+                .note(ShellFlag::Dependency, format!("writes `{path}`"));
         }
     }
 
     fn persist(&mut self, what: &str) {
-        self.r.note(ShellFlag::Persistence, format!("writes `{what}`"));
+        self.r
+            .note(ShellFlag::Persistence, format!("writes `{what}`"));
     }
 
     fn named_in_intent(&self, path: &str) -> bool {
         let base = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
-        self.intent.is_some_and(|i| base.len() >= 4 && i.contains(&base))
+        self.intent
+            .is_some_and(|i| base.len() >= 4 && i.contains(&base))
     }
 }
 
@@ -870,7 +964,13 @@ fn program(words: &[String]) -> Option<(&str, usize)> {
     while i < words.len() {
         let w = words[i].as_str();
         let base = w.rsplit('/').next().unwrap_or(w);
-        if w.contains('=') && !w.starts_with('=') && !w.starts_with('-') && w.split('=').next().is_some_and(|n| n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')) {
+        if w.contains('=')
+            && !w.starts_with('=')
+            && !w.starts_with('-')
+            && w.split('=')
+                .next()
+                .is_some_and(|n| n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+        {
             i += 1;
             continue;
         }
@@ -881,7 +981,11 @@ fn program(words: &[String]) -> Option<(&str, usize)> {
             }
             continue;
         }
-        if base == "env" && words[i + 1..].iter().any(|a| !a.starts_with('-') && !a.contains('=')) {
+        if base == "env"
+            && words[i + 1..]
+                .iter()
+                .any(|a| !a.starts_with('-') && !a.contains('='))
+        {
             i += 1;
             continue;
         }
@@ -930,7 +1034,9 @@ fn urls(w: &str) -> Vec<String> {
     while let Some(i) = rest.find("://") {
         let after = &rest[i + 3..];
         let end = after
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c.is_whitespace()
+            })
             .unwrap_or(after.len());
         let auth = &after[..end];
         let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
@@ -958,7 +1064,8 @@ fn looks_like_host(h: &str) -> bool {
     h.len() >= 3
         && h.contains('.')
         && !h.contains('/')
-        && h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
+        && h.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
         && h.bytes().any(|c| c.is_ascii_alphabetic())
         && !h.ends_with(".txt")
         && !h.ends_with(".sh")
@@ -976,15 +1083,31 @@ fn is_secret_name(name: &str) -> bool {
     }
     let u = name.to_ascii_uppercase();
     if u.starts_with("AWS_")
-        && !matches!(u.as_str(), "AWS_REGION" | "AWS_DEFAULT_REGION" | "AWS_PROFILE")
+        && !matches!(
+            u.as_str(),
+            "AWS_REGION" | "AWS_DEFAULT_REGION" | "AWS_PROFILE"
+        )
     {
         return true;
     }
     const WORDS: &[&str] = &[
-        "SECRET", "TOKEN", "PASSWORD", "PASSWD", "PASS", "APIKEY", "CREDENTIAL", "CREDENTIALS",
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "APIKEY",
+        "CREDENTIAL",
+        "CREDENTIALS",
         "PAT",
     ];
-    const PAIRS: &[&str] = &["API_KEY", "ACCESS_KEY", "PRIVATE_KEY", "SECRET_KEY", "AUTH_KEY"];
+    const PAIRS: &[&str] = &[
+        "API_KEY",
+        "ACCESS_KEY",
+        "PRIVATE_KEY",
+        "SECRET_KEY",
+        "AUTH_KEY",
+    ];
     u.split('_').any(|w| WORDS.contains(&w)) || PAIRS.iter().any(|p| u.contains(p))
 }
 
@@ -997,17 +1120,45 @@ fn credential_path(p: &str) -> Option<&str> {
     let lower = p.to_ascii_lowercase();
     let base = lower.rsplit('/').next().unwrap_or(&lower);
     const DIRS: &[&str] = &[
-        ".aws/", ".ssh/id_", ".gnupg/", ".docker/config.json", ".kube/config", ".config/gcloud",
-        ".azure/", "/etc/shadow", ".password-store", ".config/gh/hosts",
+        ".aws/",
+        ".ssh/id_",
+        ".gnupg/",
+        ".docker/config.json",
+        ".kube/config",
+        ".config/gcloud",
+        ".azure/",
+        "/etc/shadow",
+        ".password-store",
+        ".config/gh/hosts",
     ];
     const FILES: &[&str] = &[
-        ".env", ".netrc", ".pgpass", ".git-credentials", ".npmrc", ".pypirc", "id_rsa",
-        "id_ed25519", "id_ecdsa", "id_dsa", "credentials", "credentials.json", ".htpasswd",
-        "secrets.yaml", "secrets.yml", "secrets.json", "secrets.txt", "service-account.json",
+        ".env",
+        ".netrc",
+        ".pgpass",
+        ".git-credentials",
+        ".npmrc",
+        ".pypirc",
+        "id_rsa",
+        "id_ed25519",
+        "id_ecdsa",
+        "id_dsa",
+        "credentials",
+        "credentials.json",
+        ".htpasswd",
+        "secrets.yaml",
+        "secrets.yml",
+        "secrets.json",
+        "secrets.txt",
+        "service-account.json",
     ];
-    let hit = DIRS.iter().any(|d| lower.contains(d) || lower.ends_with(d.trim_end_matches('/')))
+    let hit = DIRS
+        .iter()
+        .any(|d| lower.contains(d) || lower.ends_with(d.trim_end_matches('/')))
         || FILES.contains(&base)
-        || (base.starts_with(".env.") && !base.ends_with(".example") && !base.ends_with(".sample") && !base.ends_with(".template"))
+        || (base.starts_with(".env.")
+            && !base.ends_with(".example")
+            && !base.ends_with(".sample")
+            && !base.ends_with(".template"))
         || base.ends_with(".pem")
         || (base.ends_with(".key") && !base.ends_with("pub.key"))
         || base.ends_with(".p12")
@@ -1020,16 +1171,43 @@ fn persistence_path(p: &str) -> Option<&str> {
     let lower = p.to_ascii_lowercase();
     let base = lower.rsplit('/').next().unwrap_or(&lower);
     const BASES: &[&str] = &[
-        ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
-        ".zprofile", ".zshenv", ".zlogin", "config.fish", "authorized_keys", "rc.local",
-        ".gitlab-ci.yml", ".travis.yml", "jenkinsfile", "azure-pipelines.yml",
-        "bitbucket-pipelines.yml", "crontab", ".pre-commit-config.yaml", "sitecustomize.py",
+        ".bashrc",
+        ".bash_profile",
+        ".bash_login",
+        ".bash_logout",
+        ".profile",
+        ".zshrc",
+        ".zprofile",
+        ".zshenv",
+        ".zlogin",
+        "config.fish",
+        "authorized_keys",
+        "rc.local",
+        ".gitlab-ci.yml",
+        ".travis.yml",
+        "jenkinsfile",
+        "azure-pipelines.yml",
+        "bitbucket-pipelines.yml",
+        "crontab",
+        ".pre-commit-config.yaml",
+        "sitecustomize.py",
         "usercustomize.py",
     ];
     const DIRS: &[&str] = &[
-        ".git/hooks/", ".github/workflows/", ".circleci/", ".buildkite/", "/etc/cron",
-        "/var/spool/cron", "/etc/profile", "/etc/systemd/", ".config/systemd/", "launchagents/",
-        "launchdaemons/", ".config/autostart/", "/etc/init.d/", ".husky/",
+        ".git/hooks/",
+        ".github/workflows/",
+        ".circleci/",
+        ".buildkite/",
+        "/etc/cron",
+        "/var/spool/cron",
+        "/etc/profile",
+        "/etc/systemd/",
+        ".config/systemd/",
+        "launchagents/",
+        "launchdaemons/",
+        ".config/autostart/",
+        "/etc/init.d/",
+        ".husky/",
     ];
     (BASES.contains(&base) || DIRS.iter().any(|d| lower.contains(d)) || base.ends_with(".pth"))
         .then_some(p)
@@ -1041,7 +1219,12 @@ fn is_dependency_manifest(p: &str) -> bool {
     (base.starts_with("requirements") && base.ends_with(".txt"))
         || matches!(
             base,
-            "setup.py" | "setup.cfg" | "pyproject.toml" | "pipfile" | "package.json" | "gemfile"
+            "setup.py"
+                | "setup.cfg"
+                | "pyproject.toml"
+                | "pipfile"
+                | "package.json"
+                | "gemfile"
                 | "constraints.txt"
         )
 }

@@ -461,7 +461,11 @@ fn walk(v: &Value, key: Option<&str>, depth: usize, r: &mut ResultIds) {
 
 fn is_owner_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    is_subject_key(&k) || matches!(k.as_str(), "owner" | "owner_id" | "owner_email" | "account_holder")
+    is_subject_key(&k)
+        || matches!(
+            k.as_str(),
+            "owner" | "owner_id" | "owner_email" | "account_holder"
+        )
 }
 
 /// Records a result: binds the subject on the first successful lookup and

@@ -12,7 +12,15 @@ fn call(
     money: bool,
 ) -> super::SubjectFacts {
     let roles = CallRoles::resolve(&[], "shop", "t", args, !money);
-    judge(st, &Provenance::default(), &roles, user, true, intent, money)
+    judge(
+        st,
+        &Provenance::default(),
+        &roles,
+        user,
+        true,
+        intent,
+        money,
+    )
 }
 
 fn result(st: &mut SubjectState, args: &Value, result: Value, at: u32) {
@@ -75,7 +83,13 @@ fn objects_seen_in_another_subjects_record_belong_to_them() {
 #[test]
 fn the_end_user_or_the_intent_binds_before_any_lookup() {
     let mut st = SubjectState::default();
-    let f = call(&mut st, &json!({"user_id": "bob_77"}), Some("ann_1042"), None, false);
+    let f = call(
+        &mut st,
+        &json!({"user_id": "bob_77"}),
+        Some("ann_1042"),
+        None,
+        false,
+    );
     assert_eq!(f.bound, Some(BindSource::User));
     assert_eq!(f.arg, Some(Owner::Other));
     let mut st = SubjectState::default();
@@ -96,17 +110,38 @@ fn an_end_user_of_another_id_space_binds_only_once_a_subject_argument_names_it()
     let prov = Provenance::default();
     let mut st = SubjectState::default();
     let args = json!({"user_id": "cus_311"});
-    let f = judge(&mut st, &prov, &roles_for(&args), Some("lena"), false, None, false);
+    let f = judge(
+        &mut st,
+        &prov,
+        &roles_for(&args),
+        Some("lena"),
+        false,
+        None,
+        false,
+    );
     assert_eq!(f.bound, None, "`lena` is not an id the tools use");
     let args = json!({"user_id": "lena"});
-    let f = judge(&mut st, &prov, &roles_for(&args), Some("lena"), false, None, false);
+    let f = judge(
+        &mut st,
+        &prov,
+        &roles_for(&args),
+        Some("lena"),
+        false,
+        None,
+        false,
+    );
     assert_eq!((f.bound, f.arg), (Some(BindSource::User), Some(Owner::Own)));
 }
 
 #[test]
 fn a_run_of_other_subjects_is_counted() {
     let mut st = SubjectState::default();
-    result(&mut st, &json!({"customer_id": "C-1"}), json!({"lines": ["L-1"]}), 0);
+    result(
+        &mut st,
+        &json!({"customer_id": "C-1"}),
+        json!({"lines": ["L-1"]}),
+        0,
+    );
     for (i, c) in ["C-2", "C-3", "C-4"].into_iter().enumerate() {
         let args = json!({"customer_id": c});
         let f = call(&mut st, &args, None, None, false);
