@@ -106,7 +106,9 @@ fn the_end_user_or_the_intent_binds_before_any_lookup() {
 
 #[test]
 fn an_end_user_of_another_id_space_binds_only_once_a_subject_argument_names_it() {
-    let roles_for = |args: &Value| CallRoles::resolve(&[], "shop", "t", args, true);
+    fn roles_for(args: &Value) -> CallRoles<'_> {
+        CallRoles::resolve(&[], "shop", "t", args, true)
+    }
     let prov = Provenance::default();
     let mut st = SubjectState::default();
     let args = json!({"user_id": "cus_311"});
