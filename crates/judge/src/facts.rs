@@ -214,10 +214,9 @@ impl RoleFacts {
         {
             return false;
         }
-        if !c.baseline.is_empty()
-            && !((c.baseline.amount && self.baseline.amount.is_some())
-                || (c.baseline.count && self.baseline.count.is_some()))
-        {
+        let outlier = (c.baseline.amount && self.baseline.amount.is_some())
+            || (c.baseline.count && self.baseline.count.is_some());
+        if !c.baseline.is_empty() && !outlier {
             return false;
         }
         if let Some(p) = &c.subject {

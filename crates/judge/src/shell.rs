@@ -323,13 +323,10 @@ fn split(s: &str) -> Pipelines {
                 if !pipe {
                     lists.push(Vec::new());
                 }
-                i += if matches!(b.get(i + 1), Some(&n) if n == c && c != b'\n') {
-                    2
-                } else if c == b'|' && b.get(i + 1) == Some(&b'&') {
-                    2
-                } else {
-                    1
-                };
+                // `||`, `&&`, `;;` and `|&` are two bytes.
+                let doubled = matches!(b.get(i + 1), Some(&n) if n == c && c != b'\n')
+                    || (c == b'|' && b.get(i + 1) == Some(&b'&'));
+                i += if doubled { 2 } else { 1 };
             }
             b'>' | b'<' => {
                 flush_word(&mut cur, &mut redirect);
@@ -675,13 +672,12 @@ impl<'r, 'i> Ctx<'r, 'i> {
         }
         if matches!(prog, "python" | "python3" | "python2")
             && args.first().is_some_and(|a| a == "-m")
+            && let Some(m) = args.get(1)
         {
-            if let Some(m) = args.get(1) {
-                if matches!(m.as_str(), "pip") {
-                    self.install("pip", &args[2..]);
-                } else if matches!(m.as_str(), "http.server") {
-                    self.net("`python -m http.server`".to_owned());
-                }
+            if m == "pip" {
+                self.install("pip", &args[2..]);
+            } else if m == "http.server" {
+                self.net("`python -m http.server`".to_owned());
             }
         }
     }
@@ -851,14 +847,14 @@ impl<'r, 'i> Ctx<'r, 'i> {
                 self.downloaded.push(f);
             }
         }
-        if prog == "wget" && !args.iter().any(|a| a.starts_with("-O")) {
-            if let Some(f) = args
+        if prog == "wget"
+            && !args.iter().any(|a| a.starts_with("-O"))
+            && let Some(f) = args
                 .iter()
                 .find(|x| x.contains("://"))
                 .and_then(|u| u.rsplit('/').next())
-            {
-                self.downloaded.push(f.to_owned());
-            }
+        {
+            self.downloaded.push(f.to_owned());
         }
     }
 
@@ -1048,12 +1044,13 @@ fn urls(w: &str) -> Vec<String> {
     }
     if out.is_empty() {
         // `git@host:org/repo`
-        if let Some((user, rest)) = w.split_once('@') {
-            if !user.contains('/') && rest.contains(':') {
-                let h = rest.split(':').next().unwrap_or("");
-                if looks_like_host(h) {
-                    out.push(h.to_owned());
-                }
+        if let Some((user, rest)) = w.split_once('@')
+            && !user.contains('/')
+            && rest.contains(':')
+        {
+            let h = rest.split(':').next().unwrap_or("");
+            if looks_like_host(h) {
+                out.push(h.to_owned());
             }
         }
     }
