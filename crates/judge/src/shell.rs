@@ -571,11 +571,34 @@ impl<'r, 'i> Ctx<'r, 'i> {
         let args = &words[at + 1..];
         // Arguments that name files are read unless the program only lists
         // or tests them.
-        if !matches!(
+        // Arguments that name credential files are reads, unless the
+        // program only lists or tests them, or uses them without printing
+        // (`source .env`, `docker --env-file .env`, `ssh -i key`).
+        let uses_quietly = matches!(
             prog,
-            "ls" | "test" | "[" | "stat" | "file" | "chmod" | "echo"
-        ) {
+            "ls" | "test"
+                | "["
+                | "stat"
+                | "file"
+                | "chmod"
+                | "chown"
+                | "echo"
+                | "source"
+                | "."
+                | "docker"
+                | "docker-compose"
+                | "podman"
+                | "dotenv"
+                | "ssh-add"
+        );
+        if !uses_quietly {
+            let mut key_value = false;
             for a in args {
+                // The identity file of `ssh -i key`, `scp -i key`.
+                if std::mem::take(&mut key_value) {
+                    continue;
+                }
+                key_value = a == "-i" && matches!(prog, "ssh" | "scp" | "sftp" | "rsync");
                 let path = a
                     .rsplit_once("=@")
                     .map(|(_, p)| p)

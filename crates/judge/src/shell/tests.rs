@@ -29,6 +29,8 @@ fn builds_tests_and_formatters_give_no_fact() {
         "go test ./...",
         "cat README.md",
         "printenv PATH",
+        "source .env && npm start",
+        "docker run --env-file .env app:dev",
     ] {
         assert_eq!(flags(cmd), Vec::<&str>::new(), "{cmd}");
     }
@@ -83,6 +85,17 @@ fn credentials_leaving_through_the_network_are_seen_with_the_host() {
         assert!(r.flags.contains(ShellFlag::CredentialOut), "{cmd}: {r:?}");
         assert!(r.hosts.iter().any(|h| h == host), "{cmd}: {:?}", r.hosts);
     }
+}
+
+#[test]
+fn an_ssh_identity_file_is_used_not_sent() {
+    let r = read_command(
+        "ssh -i ~/.ssh/id_ed25519 deploy@build.example.com 'make deploy'",
+        None,
+    );
+    assert!(r.flags.contains(ShellFlag::Network));
+    assert!(!r.flags.contains(ShellFlag::CredentialOut), "{r:?}");
+    assert_eq!(r.hosts, ["build.example.com"]);
 }
 
 #[test]
