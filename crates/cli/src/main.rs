@@ -232,7 +232,7 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::json!({"server": t.server, "tool": t.tool, "labels": sources})
+                serde_json::json!({"server": t.server, "tool": t.tool, "labels": sources, "arguments": t.arguments})
             );
         } else {
             let labels: Vec<String> = t
@@ -251,6 +251,14 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
                     labels.join(", ")
                 }
             );
+            if !t.arguments.is_empty() {
+                let roles: Vec<String> = t
+                    .arguments
+                    .iter()
+                    .map(|a| format!("{}={} ({})", a.argument, a.role, a.source))
+                    .collect();
+                let _ = writeln!(out, "  arguments: {}", roles.join(", "));
+            }
         }
     }
     Ok(())
@@ -760,7 +768,11 @@ async fn serve(
         castellan_gateway::alerts::Alerts::start(&cfg.alerts).map_err(anyhow::Error::msg)?;
     let behaviour = castellan_gateway::behaviour::Behaviour::new(&cfg.judge, Some(audit))
         .map_err(anyhow::Error::msg)?
-        .with_alerts(alerts);
+        .with_alerts(alerts)
+        .with_baselines(Box::new(castellan_gateway::baselines::FileStore::beside(
+            std::path::Path::new(&cfg.audit.path),
+        )))
+        .map_err(anyhow::Error::msg)?;
     let integrity = castellan_gateway::integrity::Integrity::open(&cfg.integrity)
         .map_err(anyhow::Error::msg)?;
     let gateway = castellan_gateway::Gateway::start(cfg.clone(), auth, behaviour, integrity)

@@ -15,10 +15,10 @@ pub use alerts::{AlertsConfig, Webhook};
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::{
-    AdminConfig, ApiKey, AuditConfig, Auth, CertAgent, Config, FirstSight, HttpUpstream,
-    IntegrityConfig, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt, JwtIntent, LabelRule, Limits,
-    Listener, ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream, Tls, Transport,
-    Upstream, UpstreamEra, beside_audit_log,
+    ARGUMENT_ROLES, AdminConfig, ApiKey, AuditConfig, Auth, CertAgent, Config, FirstSight,
+    HttpUpstream, IntegrityConfig, JWT_ALGORITHMS, JudgeConfig, JwksSource, Jwt, JwtIntent,
+    LabelRule, Limits, Listener, ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream,
+    Tls, ToolAnnotation, Transport, Upstream, UpstreamEra, beside_audit_log,
 };
 pub use telemetry::TelemetryConfig;
 

@@ -65,6 +65,8 @@ pub struct JudgeConfig {
     /// there are never new or external. Added to the rule files'
     /// `settings.internal_domains`.
     pub internal_domains: Vec<String>,
+    /// Operator tool annotations: argument roles and caps per tool glob.
+    pub tools: Vec<ToolAnnotation>,
     /// How long a held call waits for a human; then it is refused.
     pub hold_timeout: std::time::Duration,
     /// `false` turns judging off: calls pass unjudged and unrecorded. Only
@@ -90,6 +92,32 @@ pub struct LabelRule {
     /// Labels to remove.
     pub remove: Vec<String>,
 }
+
+/// One tool annotation (`judge.tools[]`): for tools whose `server/tool`
+/// matches the glob, what their arguments are and the caps that hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolAnnotation {
+    /// Glob over `server/tool`.
+    pub matches: String,
+    /// Argument name (or JSON pointer such as `/payment/id`) and its role,
+    /// one of [`ARGUMENT_ROLES`].
+    pub arguments: Vec<(String, String)>,
+    /// No amount argument above this (a hold with the numbers).
+    pub max_amount: Option<f64>,
+    /// No session calls the tool more often than this.
+    pub max_calls_per_session: Option<u32>,
+}
+
+/// The argument roles an annotation may name.
+pub const ARGUMENT_ROLES: &[&str] = &[
+    "destination",
+    "body",
+    "object",
+    "subject",
+    "amount",
+    "command",
+    "path",
+];
 
 /// The decision log.
 #[derive(Debug, Clone, PartialEq)]
@@ -488,6 +516,8 @@ struct RawJudge {
     labels: Vec<RawLabelRule>,
     #[serde(default)]
     internal_domains: Vec<String>,
+    #[serde(default)]
+    tools: Vec<RawToolAnnotation>,
     hold_timeout: Option<Duration>,
     enabled: Option<bool>,
 }
@@ -501,6 +531,113 @@ struct RawLabelRule {
     add: Vec<String>,
     #[serde(default)]
     remove: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToolAnnotation {
+    #[serde(rename = "match")]
+    matches: String,
+    #[serde(default)]
+    arguments: BTreeMap<String, String>,
+    max_amount: Option<f64>,
+    max_calls_per_session: Option<u32>,
+}
+
+/// Checks and compiles `judge.tools`; every error names the line of the
+/// entry at fault.
+fn compile_tools(
+    raw: Vec<RawToolAnnotation>,
+    text: &str,
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<Vec<ToolAnnotation>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.len());
+    for t in raw {
+        let at = find_key_line(text, "match", Some(&t.matches));
+        let line_of = |key: &str| {
+            text.lines()
+                .enumerate()
+                .skip(at.saturating_sub(1))
+                .find(|(_, l)| {
+                    let l = l.trim_start().trim_start_matches("- ").trim_start();
+                    l.strip_prefix(key)
+                        .or_else(|| {
+                            l.strip_prefix('"')
+                                .and_then(|r| r.strip_prefix(key))
+                                .and_then(|r| r.strip_prefix('"'))
+                        })
+                        .or_else(|| {
+                            l.strip_prefix('\'')
+                                .and_then(|r| r.strip_prefix(key))
+                                .and_then(|r| r.strip_prefix('\''))
+                        })
+                        .is_some_and(|r| r.starts_with(':'))
+                })
+                .map_or(at, |(i, _)| i + 1)
+        };
+        if t.matches.trim().is_empty() {
+            return Err(invalid(
+                at,
+                "`judge.tools[].match` must be a glob over `server/tool`".into(),
+            ));
+        }
+        if t.arguments.is_empty() && t.max_amount.is_none() && t.max_calls_per_session.is_none() {
+            return Err(invalid(
+                at,
+                format!(
+                    "`judge.tools` entry `{}` sets nothing: give `arguments`, `max_amount` or `max_calls_per_session`",
+                    t.matches
+                ),
+            ));
+        }
+        let mut arguments = Vec::with_capacity(t.arguments.len());
+        for (arg, role) in t.arguments {
+            if !ARGUMENT_ROLES.contains(&role.as_str()) {
+                return Err(invalid(
+                    line_of(&arg),
+                    format!(
+                        "`judge.tools` `{}`: argument `{arg}` has unknown role `{role}`; expected {}",
+                        t.matches,
+                        ARGUMENT_ROLES.join(", ")
+                    ),
+                ));
+            }
+            if arg.is_empty() || (arg.starts_with('/') && arg.len() == 1) {
+                return Err(invalid(
+                    line_of(&arg),
+                    format!("`judge.tools` `{}`: an argument name is empty", t.matches),
+                ));
+            }
+            arguments.push((arg, role));
+        }
+        if let Some(a) = t.max_amount
+            && !(a.is_finite() && a > 0.0)
+        {
+            return Err(invalid(
+                line_of("max_amount"),
+                format!(
+                    "`judge.tools` `{}`: `max_amount` must be a positive number, got {a}",
+                    t.matches
+                ),
+            ));
+        }
+        if t.max_calls_per_session == Some(0) {
+            return Err(invalid(
+                line_of("max_calls_per_session"),
+                format!(
+                    "`judge.tools` `{}`: `max_calls_per_session` must be at least 1",
+                    t.matches
+                ),
+            ));
+        }
+        out.push(ToolAnnotation {
+            matches: t.matches,
+            arguments,
+            max_amount: t.max_amount,
+            max_calls_per_session: t.max_calls_per_session,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize, Default)]
@@ -971,6 +1108,7 @@ pub(crate) fn compile(
             .into_iter()
             .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
             .collect(),
+        tools: compile_tools(j.tools, text, &invalid)?,
         hold_timeout: j
             .hold_timeout
             .map_or(std::time::Duration::from_secs(60), |d| d.0),

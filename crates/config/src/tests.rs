@@ -279,4 +279,63 @@ fn the_audit_log_is_signed_and_anchored_beside_itself_unless_turned_off() {
     let err = load("gw.yaml", &anon("audit:\n  signing_key: none\n"), &no_env)
         .expect_err("an anchor needs a key");
     assert!(err.to_string().contains("anchor"), "{err}");
+fn tool_annotations_give_argument_roles_and_caps() {
+    let cfg = load(
+        "gw.yaml",
+        &anon(concat!(
+            "judge:\n",
+            "  tools:\n",
+            "    - match: \"air/*\"\n",
+            "      arguments:\n",
+            "        user_id: subject\n",
+            "        /payment/id: destination\n",
+            "      max_amount: 500\n",
+            "      max_calls_per_session: 3\n",
+        )),
+        &no_env,
+    )
+    .expect("valid");
+    let t = &cfg.judge.tools[0];
+    assert_eq!(t.matches, "air/*");
+    assert!(t.arguments.contains(&("user_id".into(), "subject".into())));
+    assert!(
+        t.arguments
+            .contains(&("/payment/id".into(), "destination".into()))
+    );
+    assert_eq!(t.max_amount, Some(500.0));
+    assert_eq!(t.max_calls_per_session, Some(3));
+}
+
+#[test]
+fn tool_annotation_mistakes_name_file_line_and_what_is_wrong() {
+    let text = anon(concat!(
+        "judge:\n",
+        "  tools:\n",
+        "    - match: \"shop/*\"\n",
+        "      arguments:\n",
+        "        order_id: object\n",
+        "        amount: money\n",
+    ));
+    let err = load("gw.yaml", &text, &no_env).expect_err("bad role");
+    let msg = err.to_string();
+    assert!(msg.starts_with("gw.yaml:8:"), "{msg}");
+    assert!(
+        msg.contains("`amount`") && msg.contains("unknown role `money`"),
+        "{msg}"
+    );
+    assert!(msg.contains("subject"), "lists the roles: {msg}");
+    let err = load(
+        "gw.yaml",
+        &anon("judge:\n  tools:\n    - match: \"shop/*\"\n      max_amount: -5\n"),
+        &no_env,
+    )
+    .expect_err("negative cap");
+    assert!(err.to_string().starts_with("gw.yaml:6:"), "{err}");
+    let err = load(
+        "gw.yaml",
+        &anon("judge:\n  tools:\n    - match: \"shop/*\"\n      argumnets: {}\n"),
+        &no_env,
+    )
+    .expect_err("typo");
+    assert!(err.line().is_some(), "{err}");
 }

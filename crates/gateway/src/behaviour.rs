@@ -297,7 +297,6 @@ struct Held {
 #[derive(Debug)]
 pub struct Behaviour {
     judge: RwLock<Judge>,
-    overrides: RwLock<Vec<LabelOverride>>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
     states: Mutex<States>,
     audit: Option<Writer>,
@@ -320,6 +319,8 @@ pub struct Behaviour {
     /// Bumped after every change of the judge (reload, newly learnt
     /// tools): what [`Behaviour::may_list`] answers depends on nothing else.
     generation: std::sync::atomic::AtomicU64,
+    /// Where learned amount and count baselines outlive the process.
+    baselines: Option<Box<dyn crate::baselines::BaselineStore>>,
 }
 
 /// Most tools with their own `tool` label in metrics; the rest are `other`.
@@ -335,6 +336,23 @@ fn now_ms() -> u64 {
 /// Compiles the judge the configuration describes. Every error names the
 /// file and line at fault.
 pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), String> {
+    let mut roles = Vec::with_capacity(cfg.tools.len());
+    for t in &cfg.tools {
+        let mut args = Vec::with_capacity(t.arguments.len());
+        for (arg, role) in &t.arguments {
+            let r = castellan_judge::ArgRole::parse(role).ok_or_else(|| {
+                format!(
+                    "judge.tools `{}`: argument `{arg}` has unknown role `{role}`",
+                    t.matches
+                )
+            })?;
+            args.push((arg.clone(), r));
+        }
+        roles.push(
+            castellan_judge::RoleOverride::new(&t.matches, args)
+                .with_caps(t.max_amount, t.max_calls_per_session),
+        );
+    }
     let mut overrides = Vec::with_capacity(cfg.labels.len());
     for l in &cfg.labels {
         let parse = |names: &[String]| -> Result<LabelSet, String> {
@@ -360,7 +378,7 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
             parse(&l.remove)?,
         ));
     }
-    let catalog = Catalog::new(overrides.clone());
+    let catalog = Catalog::new(overrides.clone()).with_roles(roles);
     let mut rules = if cfg.default_pack {
         castellan_judge::pack::rules().map_err(|e| e.to_string())?
     } else {
@@ -398,10 +416,9 @@ impl Behaviour {
     /// The live judge with its audit log (`None` for offline tools that
     /// judge nothing, such as `castellan tools`).
     pub fn new(cfg: &JudgeConfig, audit: Option<Writer>) -> Result<Behaviour, String> {
-        let (judge, overrides) = compile_judge(cfg)?;
+        let (judge, _) = compile_judge(cfg)?;
         Ok(Behaviour {
             judge: RwLock::new(judge),
-            overrides: RwLock::new(overrides),
             defs: Mutex::new(BTreeMap::new()),
             states: Mutex::new(States::default()),
             audit,
@@ -414,7 +431,51 @@ impl Behaviour {
             alerts: crate::alerts::Alerts::default(),
             metric_tools: RwLock::new(std::collections::HashSet::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
+            baselines: None,
         })
+    }
+
+    /// Keeps learned baselines in `store`: what it holds is loaded now, and
+    /// [`Behaviour::save_baselines`] (periodically, and [`Behaviour::flush`]
+    /// at shutdown) writes them back. A store that cannot be read is an
+    /// error naming its file.
+    pub fn with_baselines(
+        mut self,
+        store: Box<dyn crate::baselines::BaselineStore>,
+    ) -> Result<Behaviour, String> {
+        let saved = store.load().map_err(|e| e.to_string())?;
+        {
+            let mut states = lock(&self.states);
+            for (agent, learned) in saved {
+                states
+                    .agents
+                    .entry(AgentId::new(agent))
+                    .or_default()
+                    .set_learned(learned);
+            }
+        }
+        self.baselines = Some(store);
+        Ok(self)
+    }
+
+    /// Writes every agent's learned baselines to the store, if any.
+    pub fn save_baselines(&self) {
+        let Some(store) = &self.baselines else { return };
+        let agents: Vec<(String, castellan_judge::baseline::Learned)> = {
+            let states = lock(&self.states);
+            states
+                .agents
+                .iter()
+                .filter(|(_, a)| !a.learned().is_empty())
+                .map(|(id, a)| (id.as_str().to_owned(), a.learned().clone()))
+                .collect()
+        };
+        if agents.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save(&agents) {
+            tracing::error!(error = %e, "learned baselines not saved");
+        }
     }
 
     /// Sends alerts to these destinations instead of only keeping them.
@@ -434,8 +495,8 @@ impl Behaviour {
     /// keeping the tools learnt so far and all behavioural state. A broken
     /// configuration is reported and the running judge stays in force.
     pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), String> {
-        let (fresh, overrides) = compile_judge(cfg)?;
-        let mut catalog = Catalog::new(overrides.clone());
+        let (fresh, _) = compile_judge(cfg)?;
+        let mut catalog = fresh.catalog().without_tools();
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }
@@ -445,10 +506,6 @@ impl Behaviour {
         // none learnt yet it stays pending until they are.
         if let Some(e) = error.filter(|_| known) {
             return Err(e.to_string());
-        }
-        match self.overrides.write() {
-            Ok(mut o) => *o = overrides,
-            Err(p) => *p.into_inner() = overrides,
         }
         match self.judge.write() {
             Ok(mut j) => *j = next,
@@ -514,11 +571,8 @@ impl Behaviour {
             }
         }
         if changed {
-            let overrides = match self.overrides.read() {
-                Ok(o) => o.clone(),
-                Err(p) => p.into_inner().clone(),
-            };
-            let mut catalog = Catalog::new(overrides);
+            // The running judge's overrides and argument annotations.
+            let mut catalog = self.judge().catalog().without_tools();
             for d in defs.values() {
                 catalog.insert(d.clone());
             }
@@ -1340,8 +1394,10 @@ impl Behaviour {
         }
     }
 
-    /// Waits until every record appended so far is on disk.
+    /// Waits until every record appended so far is on disk, and saves the
+    /// learned baselines.
     pub fn flush(&self) {
+        self.save_baselines();
         if let Some(Err(e)) = self.audit.as_ref().map(Writer::flush) {
             tracing::error!(error = %e, "audit flush failed");
         }
@@ -1603,6 +1659,43 @@ mod tests {
             method: "api_key",
             trusted_intent: false,
         }
+    }
+
+    #[test]
+    fn learned_baselines_are_kept_across_a_restart() {
+        let dir = std::env::temp_dir().join(format!("castellan-bl-gw-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let store = || {
+            Box::new(crate::baselines::FileStore::beside(&dir.join("audit.db")))
+                as Box<dyn crate::baselines::BaselineStore>
+        };
+        let p = principal("support");
+        let refund = |b: &Behaviour, session: &str, amount: u32| {
+            b.decide(
+                &p,
+                session,
+                "shop",
+                "refund_payment",
+                CallKind::CallTool,
+                json!({"order_id": "W-1", "amount": amount}),
+                None,
+            )
+            .verdict
+            .decision
+        };
+        let b = behaviour().with_baselines(store()).expect("store");
+        for i in 0..35 {
+            assert!(refund(&b, &format!("s{i}"), 40 + i % 5 * 10).forwards());
+        }
+        b.flush();
+        drop(b);
+        let restarted = behaviour().with_baselines(store()).expect("store");
+        let d = refund(&restarted, "later", 3000);
+        assert_eq!(d, castellan_judge::Decision::Hold);
+        // Without the saved file the same refund has no baseline to break.
+        let fresh = behaviour();
+        assert!(refund(&fresh, "later", 3000).forwards());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

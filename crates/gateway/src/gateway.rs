@@ -1751,6 +1751,8 @@ async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
             tracing::info!(session = %s.id, "session expired after idle time");
             gw.close_session(&s).await;
         }
+        // Learned baselines outlive a crash, not only a clean stop.
+        gw.behaviour.save_baselines();
         // Stateless (2026-07-28) behavioural sessions, named or rolling.
         let ended = gw.behaviour.expire_idle(idle);
         if ended > 0 {

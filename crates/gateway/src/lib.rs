@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod baselines;
 pub mod behaviour;
 pub mod federation;
 pub mod gateway;

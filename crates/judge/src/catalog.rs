@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::glob::Glob;
 use crate::label::{Label, LabelSet, LabelSource};
+use crate::roles::{RoleEntry, RoleOverride};
 
 /// MCP tool annotations (all hints are optional).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +80,9 @@ pub struct ToolLabels {
     pub labels: LabelSet,
     /// Each label and where it came from.
     pub sources: Vec<(Label, LabelSource)>,
+    /// The arguments with a role (destination, subject, amount, command...)
+    /// and where each role came from.
+    pub arguments: Vec<RoleEntry>,
 }
 
 /// The tool catalogue: tool definitions plus operator overrides, with
@@ -86,6 +90,7 @@ pub struct ToolLabels {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     overrides: Vec<LabelOverride>,
+    roles: Vec<RoleOverride>,
     tools: HashMap<String, HashMap<String, ToolLabels>>,
     by_name: HashMap<String, String>,
     defs: Vec<ToolDef>,
@@ -98,6 +103,25 @@ impl Catalog {
             overrides,
             ..Catalog::default()
         }
+    }
+
+    /// The same catalogue with operator argument annotations
+    /// (`judge.tools`); tools already inserted keep their old roles, so set
+    /// them before inserting.
+    pub fn with_roles(mut self, roles: Vec<RoleOverride>) -> Catalog {
+        self.roles = roles;
+        self
+    }
+
+    /// The operator's argument annotations.
+    pub fn role_overrides(&self) -> &[RoleOverride] {
+        &self.roles
+    }
+
+    /// The same overrides and annotations with no tools (to rebuild after
+    /// a `tools/list`).
+    pub fn without_tools(&self) -> Catalog {
+        Catalog::new(self.overrides.clone()).with_roles(self.roles.clone())
     }
 
     /// Adds (or replaces) a tool and computes its labels.
@@ -230,6 +254,12 @@ impl Catalog {
             tool: tool.to_owned(),
             labels,
             sources,
+            arguments: crate::roles::explain(
+                &self.roles,
+                server,
+                tool,
+                def.map(|d| &d.input_schema),
+            ),
         }
     }
 }

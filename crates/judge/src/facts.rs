@@ -110,7 +110,7 @@ const DEST_FRAGMENTS: &[&str] = &[
     "wallet",
 ];
 
-fn is_dest_key(k: &str) -> bool {
+pub(crate) fn is_dest_key(k: &str) -> bool {
     DEST_KEYS.contains(&k)
         || (DEST_FRAGMENTS.iter().any(|f| k.contains(f))
             && !k.ends_with("_type")
@@ -190,7 +190,54 @@ pub(crate) struct Facts<'c> {
     pub hits: Vec<Hit<'c>>,
     pub carries: Vec<Hit<'c>>,
     pub detected: u16,
+    /// Facts from argument roles: the shell reading, subject and object
+    /// ownership, baseline outliers (set by the judge after `build`).
+    pub roles: RoleFacts,
     args_text: std::cell::OnceCell<String>,
+}
+
+/// What argument roles tell about a call.
+#[derive(Debug, Default)]
+pub(crate) struct RoleFacts {
+    pub shell: Option<crate::shell::ShellReading>,
+    pub subject: crate::subject::SubjectFacts,
+    pub baseline: crate::baseline::BaselineFacts,
+}
+
+impl RoleFacts {
+    fn eval(&self, c: &Cond) -> bool {
+        if !c.shell.is_empty()
+            && !self
+                .shell
+                .as_ref()
+                .is_some_and(|r| r.flags.intersects(c.shell))
+        {
+            return false;
+        }
+        let outlier = (c.baseline.amount && self.baseline.amount.is_some())
+            || (c.baseline.count && self.baseline.count.is_some());
+        if !c.baseline.is_empty() && !outlier {
+            return false;
+        }
+        if let Some(p) = &c.subject {
+            let f = &self.subject;
+            let any = |want: &[crate::subject::Owner], got: Option<crate::subject::Owner>| {
+                want.is_empty() || got.is_some_and(|g| want.contains(&g))
+            };
+            if p.bound.is_some_and(|b| b != f.bound.is_some())
+                || (!p.bound_by.is_empty() && !f.bound.is_some_and(|b| p.bound_by.contains(&b)))
+                || !any(&p.arg, f.arg)
+                || !any(&p.object, f.object)
+                || !any(&p.payee, f.payee)
+                || p.other.is_some_and(|o| o != f.other())
+                || p.foreign.is_some_and(|o| o != f.foreign())
+                || p.others_gte.is_some_and(|n| f.others < n)
+            {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 fn kind_bit(k: Kind) -> u16 {
@@ -262,6 +309,7 @@ impl<'c> ArgScan<'c> {
         det: &Detectors,
         settings: &Settings,
         labels: LabelSet,
+        roles: &crate::roles::CallRoles<'_>,
     ) -> ArgScan<'c> {
         let server = call.server.unwrap_or("");
         let tool_hash = fingerprint::hash_parts(
@@ -295,8 +343,11 @@ impl<'c> ArgScan<'c> {
         let mut have_dest_key = false;
         scan.args.reserve(args.len());
         for (k, v) in &args {
-            let kl = k.to_ascii_lowercase();
-            let is_dest = is_dest_key(&kl);
+            // An operator's role for the argument wins over the key list.
+            let is_dest = match roles.configured(k) {
+                Some(role) => role == Some(crate::roles::ArgRole::Destination),
+                None => is_dest_key(&k.to_ascii_lowercase()),
+            };
             have_dest_key |= is_dest && !v.is_null();
             // The argument's fingerprints follow the previous ones' in
             // `scan.fps`; the cap (compared with the vector's length) is
@@ -358,6 +409,25 @@ impl<'c> ArgScan<'c> {
             }
         }
         scan
+    }
+
+    /// Adds the hosts a shell command reaches (`nc host 443`, `ssh
+    /// user@host`) as destinations of argument `arg`, as URLs would be.
+    pub(crate) fn add_hosts(
+        &mut self,
+        det: &Detectors,
+        settings: &Settings,
+        arg: &'c str,
+        hosts: &[String],
+        intent: Option<&str>,
+    ) {
+        let intent = intent.map(str::to_lowercase);
+        let mut scratch = Vec::new();
+        for h in hosts {
+            let url = format!("https://{h}/");
+            det.scan_into(&url, &mut scratch);
+            self.add_dest(det, settings, arg, &url, intent.as_deref(), &mut scratch);
+        }
     }
 
     /// Adds a destination value of argument `arg`; `scratch` holds the
@@ -486,6 +556,7 @@ impl<'c> Facts<'c> {
             hits: Vec::new(),
             carries: Vec::new(),
             detected,
+            roles: RoleFacts::default(),
             args_text: std::cell::OnceCell::new(),
         };
         for d in dests {
@@ -647,6 +718,9 @@ impl<'c> Facts<'c> {
             if !arg_ok(arg_at(self.call.args, &a.path), &a.op) {
                 return false;
             }
+        }
+        if !self.roles.eval(c) {
+            return false;
         }
         if let Some(step) = c.from_step {
             let Some(p) = partial else { return false };

@@ -24,7 +24,9 @@ use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
 use crate::pack;
-use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet};
+use crate::roles::{ArgRole, CallRoles};
+use crate::rules::{Cond, Group, Measure, Rule, RuleKind, RuleSet};
+use crate::shell::{ShellFlag, ShellReading};
 use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
 use crate::verdict::{
     Action, ContentFinding, Decision, Fact, Origin, ProvenanceFinding, Reason, Redaction,
@@ -56,6 +58,11 @@ pub struct ScannedCall<'c> {
     intent_hash: Option<u64>,
     /// Refusals by the content policy (a blocked class in the arguments).
     blocked: Vec<Reason>,
+    /// The arguments' roles (subject, objects, amounts, commands...).
+    roles: CallRoles<'c>,
+    /// What its command (or file write) does, for tools with a `command`
+    /// argument or a written `path`.
+    shell: Option<ShellReading>,
 }
 
 /// A result as the judge reads it before consulting any state: its
@@ -71,6 +78,9 @@ pub struct ScannedResult {
     blocked: bool,
     fps: Vec<Fp>,
     source: Source,
+    /// Ids in a result of a call with subject or object arguments.
+    ids: Option<crate::subject::ResultIds>,
+    is_error: bool,
 }
 
 /// The behaviour judge. Build once per configuration snapshot; share by
@@ -213,8 +223,32 @@ impl Judge {
     /// Most of a call's cost, so a caller that locks its state calls this
     /// before taking the lock.
     pub fn scan_call<'c>(&self, call: &'c Call<'c>) -> ScannedCall<'c> {
-        let labels = self.catalog.labels(call.server, call.tool);
-        let args = ArgScan::new(call, &self.detectors, &self.rules.settings, labels);
+        let mut labels = self.catalog.labels(call.server, call.tool);
+        let roles = self.roles(call, labels);
+        let shell = read_shell(call, &roles, labels);
+        if let Some(r) = &shell {
+            // What the command does labels this call: a credential read
+            // taints its result `secret`, a network use is egress.
+            if r.flags.contains(ShellFlag::CredentialRead) {
+                labels.insert(Label::Secret);
+            }
+            if r.flags.contains(ShellFlag::Network) {
+                labels.insert(Label::Egress);
+            }
+            if r.flags.contains(ShellFlag::Persistence) || r.flags.contains(ShellFlag::Dependency) {
+                labels.insert(Label::Write);
+            }
+        }
+        let mut args = ArgScan::new(call, &self.detectors, &self.rules.settings, labels, &roles);
+        if let Some(r) = shell.as_ref().filter(|r| !r.hosts.is_empty()) {
+            args.add_hosts(
+                &self.detectors,
+                &self.rules.settings,
+                "command",
+                &r.hosts,
+                call.intent,
+            );
+        }
         let blocked = self.block_content(call, args.detected);
         ScannedCall {
             call,
@@ -224,7 +258,20 @@ impl Judge {
                 .intent
                 .map(|i| fingerprint::hash(FpKind::Value, i.as_bytes())),
             blocked,
+            roles,
+            shell,
         }
+    }
+
+    /// The roles of a call's arguments (a tool that only reads is a lookup).
+    fn roles<'c>(&self, call: &'c Call<'c>, labels: LabelSet) -> CallRoles<'c> {
+        CallRoles::resolve(
+            self.catalog.role_overrides(),
+            call.server.unwrap_or(""),
+            call.tool,
+            call.args,
+            !labels.intersects(side_effects()),
+        )
     }
 
     /// Judges a call scanned by [`Judge::scan_call`] against `state` and
@@ -241,6 +288,8 @@ impl Judge {
             args,
             intent_hash,
             blocked,
+            roles,
+            shell,
         } = scanned;
         let StateMut {
             session,
@@ -299,7 +348,8 @@ impl Judge {
                 session.intent_hash = h;
             }
         }
-        let facts = Facts::build(
+        let subject = self.judge_subject(session, call, &roles, labels);
+        let mut facts = Facts::build(
             call,
             args,
             &Inputs {
@@ -310,6 +360,21 @@ impl Judge {
                 index,
             },
         );
+        let amount = largest_amount(&roles);
+        let side_effect = labels.intersects(side_effects());
+        facts.roles = crate::facts::RoleFacts {
+            shell,
+            subject,
+            baseline: crate::baseline::assess(
+                &agent.learned,
+                &session.counts,
+                facts.tool_hash,
+                amount,
+                side_effect,
+                (roles.max_amount, roles.max_calls),
+                &self.rules.settings.baseline,
+            ),
+        };
         let mut reasons: Vec<Reason> = Vec::new();
         let mut fired_risk: Vec<u32> = Vec::new();
         for (ri, rule) in self.rules.rules.iter().enumerate() {
@@ -341,7 +406,7 @@ impl Judge {
                     rule: rule.id.clone(),
                     origin: Origin::Rule,
                     action: rule.action,
-                    message: message(rule, &facts),
+                    message: message(rule, &facts, &self.rules.settings),
                     facts: fs,
                 });
             }
@@ -405,6 +470,13 @@ impl Judge {
             agent.quarantine = Some(Quarantine { since: now, rule });
         }
         if decision.forwards() {
+            crate::baseline::learn(
+                &mut agent.learned,
+                &mut session.counts,
+                facts.tool_hash,
+                amount,
+                side_effect,
+            );
             session.baseline.add_tool(facts.tool_hash);
             agent.baseline.add_tool(facts.tool_hash);
             if labels.intersects(LabelSet::of(&[
@@ -513,6 +585,41 @@ impl Judge {
         reasons
     }
 
+    /// Subject facts of a call: binds the session's subject from the end
+    /// user or the intent first, if the call has subject-related arguments.
+    fn judge_subject(
+        &self,
+        session: &mut crate::state::SessionState,
+        call: &Call<'_>,
+        roles: &CallRoles<'_>,
+        labels: LabelSet,
+    ) -> crate::subject::SubjectFacts {
+        let relevant = roles.has(ArgRole::Subject)
+            || roles.has(ArgRole::Object)
+            || (labels.contains(Label::Money) && roles.has(ArgRole::Destination));
+        if !relevant {
+            return crate::subject::SubjectFacts {
+                bound: session.subject.bound_by(),
+                ..Default::default()
+            };
+        }
+        let user = call.user.map(|u| u.as_str());
+        let intent = if roles.has(ArgRole::Subject) {
+            call.intent.map(str::to_lowercase)
+        } else {
+            None
+        };
+        crate::subject::judge(
+            &mut session.subject,
+            &session.prov,
+            roles,
+            user,
+            self.rules.settings.subject_from_user,
+            intent.as_deref(),
+            labels.contains(Label::Money),
+        )
+    }
+
     /// Records that a held call was approved by a human and forwarded: its
     /// tool and destinations join the session's and agent's baseline, so the
     /// next call to the same destination is no longer "new". Call
@@ -523,7 +630,14 @@ impl Judge {
             agent,
             user,
         } = state;
-        let scan = ArgScan::new(call, &self.detectors, &self.rules.settings, verdict.labels);
+        let roles = self.roles(call, verdict.labels);
+        let scan = ArgScan::new(
+            call,
+            &self.detectors,
+            &self.rules.settings,
+            verdict.labels,
+            &roles,
+        );
         let facts = Facts::build(
             call,
             scan,
@@ -537,6 +651,14 @@ impl Judge {
         );
         let (tool, dests): (u64, Vec<u64>) =
             (facts.tool_hash, facts.dests.iter().map(|d| d.key).collect());
+        // An approved call is normal: its amount and count are learnt.
+        crate::baseline::learn(
+            &mut agent.learned,
+            &mut session.counts,
+            tool,
+            largest_amount(&roles),
+            verdict.labels.intersects(side_effects()),
+        );
         for b in [&mut session.baseline, &mut agent.baseline] {
             b.add_tool(tool);
             for d in &dests {
@@ -685,6 +807,7 @@ impl Judge {
         if result.is_error {
             labels.remove(Label::Private);
         }
+        let ids = crate::subject::ResultIds::scan(&self.roles(call, verdict.labels), result.value);
         let injected = !signals.is_empty();
         if injected {
             labels.insert(Label::Untrusted);
@@ -704,6 +827,8 @@ impl Judge {
                 labels,
                 injected,
             },
+            ids,
+            is_error: result.is_error,
         }
     }
 
@@ -723,7 +848,12 @@ impl Judge {
             blocked,
             fps,
             source,
+            ids,
+            is_error,
         } = scanned;
+        if let Some(ids) = ids {
+            crate::subject::observe(&mut state.session.subject, ids, is_error, source.index);
+        }
         let StateMut {
             session,
             agent,
@@ -799,6 +929,57 @@ fn merge_redactions(mut rs: Vec<Redaction>) -> Vec<Redaction> {
     out
 }
 
+/// Labels of calls that change something (counted per session, and whose
+/// `email` argument is a recipient rather than whom a lookup is about).
+fn side_effects() -> LabelSet {
+    LabelSet::of(&[
+        Label::Egress,
+        Label::Write,
+        Label::Destructive,
+        Label::Money,
+        Label::Identity,
+    ])
+}
+
+/// The largest amount among the call's amount arguments.
+fn largest_amount(roles: &CallRoles<'_>) -> Option<f64> {
+    roles
+        .of(ArgRole::Amount)
+        .filter_map(|(_, v)| as_number(v))
+        .filter(|a| a.is_finite())
+        .reduce(f64::max)
+}
+
+/// Reads what a call's command arguments (and, for a tool that writes, its
+/// `path` with its `body`) do. Only tools with such arguments are read.
+fn read_shell(call: &Call<'_>, roles: &CallRoles<'_>, labels: LabelSet) -> Option<ShellReading> {
+    let writes_file = labels.contains(Label::Write) && roles.has(ArgRole::Path);
+    if !roles.has(ArgRole::Command) && !writes_file {
+        return None;
+    }
+    let intent = call.intent.map(str::to_lowercase);
+    let intent = intent.as_deref();
+    let mut out = ShellReading::default();
+    for (_, v) in roles.of(ArgRole::Command) {
+        match v {
+            Value::String(s) => out.merge(crate::shell::read_command(s, intent)),
+            Value::Array(a) => {
+                let argv: Vec<&str> = a.iter().filter_map(Value::as_str).collect();
+                out.merge(crate::shell::read_command(&shell_words::join(argv), intent));
+            }
+            _ => {}
+        }
+    }
+    if writes_file && let Some(path) = roles.of(ArgRole::Path).find_map(|(_, v)| v.as_str()) {
+        let body = roles
+            .of(ArgRole::Body)
+            .find_map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        out.merge(crate::shell::read_file_write(path, body, intent));
+    }
+    Some(out)
+}
+
 /// Most risk points one call can add.
 const MAX_POINTS_PER_CALL: u32 = 100;
 
@@ -838,12 +1019,48 @@ fn call_facts(f: &Facts<'_>) -> Vec<Fact> {
     out
 }
 
-fn message(rule: &Rule, f: &Facts<'_>) -> String {
+/// The condition of a rule whose facts explain it (a sequence's last step).
+fn deciding_cond(rule: &Rule) -> Option<&Cond> {
+    match &rule.kind {
+        RuleKind::Call(c) => Some(c),
+        RuleKind::Sequence(s) => s.steps.last(),
+        RuleKind::Threshold(t) => Some(&t.when),
+    }
+}
+
+fn message(rule: &Rule, f: &Facts<'_>, settings: &crate::rules::Settings) -> String {
     let mut m = if rule.description.is_empty() {
         rule.id.to_string()
     } else {
         rule.description.clone()
     };
+    if let Some(c) = deciding_cond(rule) {
+        // The numbers and evidence behind role facts, in the reason.
+        let tool = f.call.tool;
+        let b = &f.roles.baseline;
+        for o in [
+            b.amount.as_ref().filter(|_| c.baseline.amount),
+            b.count.as_ref().filter(|_| c.baseline.count),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            m.push_str("; ");
+            m.push_str(&o.message(&settings.baseline, tool));
+        }
+        if c.subject.is_some()
+            && let Some(d) = &f.roles.subject.detail
+        {
+            m.push_str("; ");
+            m.push_str(d);
+        }
+        if !c.shell.is_empty()
+            && let Some(r) = &f.roles.shell
+        {
+            m.push_str("; ");
+            m.push_str(&r.summary());
+        }
+    }
     if let Some(h) = f
         .dests
         .iter()

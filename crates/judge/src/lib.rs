@@ -5,10 +5,16 @@
 //! - [`ids`]: newtypes for agents, sessions, tools, rules, time and risk.
 //! - [`label`]: tool and session labels.
 //! - [`catalog`]: tools and their labels with the source of each label.
+//! - [`roles`]: argument roles (destination, subject, object, amount,
+//!   command...) inferred or set by the operator.
 //! - [`detect`]: content inspection (personal data, secrets, custom
 //!   detectors, injection signals) and [`inspect_tool_definition`].
 //! - [`fingerprint`]: normalised value fingerprints for provenance.
 //! - [`state`]: session, agent and user state the caller keeps.
+//! - [`subject`]: whom a session acts for and which objects are theirs.
+//! - [`baseline`]: learned amount and count baselines per agent and tool.
+//! - [`shell`]: shell commands read as the shell would (credential reads,
+//!   egress, download-and-run, persistence).
 //! - [`call`]: the call and result views the judge is asked about.
 //! - [`rules`]: the YAML rule language (call, sequence, threshold rules,
 //!   risk ladder), compiled.
@@ -53,6 +59,7 @@
 
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod call;
 pub mod catalog;
 pub mod detect;
@@ -67,8 +74,11 @@ pub mod pack;
 #[cfg(feature = "cedar")]
 pub mod policy;
 pub mod replay;
+pub mod roles;
 pub mod rules;
+pub mod shell;
 pub mod state;
+pub mod subject;
 pub mod verdict;
 
 pub use call::{Call, CallKind, ToolResult};
@@ -86,6 +96,7 @@ pub use label::{Label, LabelSet, LabelSource};
 #[cfg(feature = "cedar")]
 pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
+pub use roles::{ArgRole, RoleEntry, RoleOverride, RoleSource};
 pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
 pub use state::{AggregateState, SessionState, StateMut};
 pub use verdict::{

@@ -141,6 +141,38 @@ pub(crate) struct Cond {
     pub first_use: Option<bool>,
     pub from_step: Option<usize>,
     pub args_text: Option<Regex>,
+    /// Any of these shell facts (`shell:`).
+    pub shell: crate::shell::ShellFlags,
+    /// Subject and object ownership (`subject:`).
+    pub subject: Option<Box<SubjectPred>>,
+    /// Outliers against learned baselines or caps (`baseline:`).
+    pub baseline: BaselineSet,
+}
+
+/// `baseline: [amount, count]`: any of them is an outlier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BaselineSet {
+    pub amount: bool,
+    pub count: bool,
+}
+
+impl BaselineSet {
+    pub(crate) fn is_empty(self) -> bool {
+        !self.amount && !self.count
+    }
+}
+
+/// Conditions on the session's subject and the call's objects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SubjectPred {
+    pub bound: Option<bool>,
+    pub bound_by: Vec<crate::subject::BindSource>,
+    pub arg: Vec<crate::subject::Owner>,
+    pub object: Vec<crate::subject::Owner>,
+    pub payee: Vec<crate::subject::Owner>,
+    pub other: Option<bool>,
+    pub foreign: Option<bool>,
+    pub others_gte: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +281,14 @@ pub struct Settings {
     /// Risk points a result with injection signals adds to the session and
     /// agent (`injection_risk:`).
     pub injection_risk: u32,
+    /// How amounts and counts are compared with learned baselines
+    /// (`baseline:`).
+    pub baseline: crate::baseline::BaselineSettings,
+    /// The gateway's end-user ids are the ids the tools use, so the end
+    /// user is the session's subject from the first call
+    /// (`subject_from_user:`, default false: the end user is the subject
+    /// once a subject argument names them).
+    pub subject_from_user: bool,
 }
 
 impl Default for Settings {
@@ -258,6 +298,8 @@ impl Default for Settings {
             content: ContentActions::default(),
             custom: None,
             injection_risk: DEFAULT_INJECTION_RISK,
+            baseline: crate::baseline::BaselineSettings::default(),
+            subject_from_user: false,
         }
     }
 }

@@ -503,9 +503,20 @@ pub struct SessionState {
     pub(crate) intent_fps: Vec<u64>,
     /// Last time a call was judged.
     pub(crate) last: Millis,
+    /// Whom the session acts for and what belongs to them.
+    #[serde(default)]
+    pub(crate) subject: crate::subject::SubjectState,
+    /// Calls per side-effect tool (for the learned count baselines).
+    #[serde(default)]
+    pub(crate) counts: crate::baseline::SessionCounts,
 }
 
 impl SessionState {
+    /// Whom the session acts for, as far as the judge learnt it.
+    pub fn subject(&self) -> &crate::subject::SubjectState {
+        &self.subject
+    }
+
     /// A fresh session.
     pub fn new() -> SessionState {
         SessionState::default()
@@ -558,6 +569,8 @@ impl SessionState {
             + self.groups.heap_bytes()
             + self.baseline.heap_bytes()
             + self.intent_fps.capacity() * 8
+            + self.subject.heap_bytes()
+            + self.counts.heap_bytes()
     }
 
     /// Releases spare capacity (call when a session goes idle).
@@ -569,6 +582,8 @@ impl SessionState {
         self.baseline.tools.shrink_to_fit();
         self.baseline.dests.shrink_to_fit();
         self.intent_fps.shrink_to_fit();
+        self.subject.shrink();
+        self.counts.shrink();
     }
 }
 
@@ -581,6 +596,9 @@ pub struct AggregateState {
     /// Fingerprints of private, secret and financial results across sessions.
     pub(crate) prov: Provenance,
     pub(crate) quarantine: Option<Quarantine>,
+    /// Learned amount and count baselines per tool (agents only).
+    #[serde(default)]
+    pub(crate) learned: crate::baseline::Learned,
 }
 
 impl AggregateState {
@@ -592,6 +610,16 @@ impl AggregateState {
     /// The quarantine, if any.
     pub fn quarantine(&self) -> Option<&Quarantine> {
         self.quarantine.as_ref()
+    }
+
+    /// The learned baselines (what the caller persists across restarts).
+    pub fn learned(&self) -> &crate::baseline::Learned {
+        &self.learned
+    }
+
+    /// Restores learned baselines (read back at start).
+    pub fn set_learned(&mut self, learned: crate::baseline::Learned) {
+        self.learned = learned;
     }
 
     /// Quarantines the aggregate at once (an operator action); false if it
@@ -626,6 +654,7 @@ impl AggregateState {
                 .sum::<usize>()
             + self.groups.heap_bytes()
             + self.baseline.heap_bytes()
+            + self.learned.heap_bytes()
     }
 }
 

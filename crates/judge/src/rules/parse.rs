@@ -60,6 +60,29 @@ struct RawSettings {
     #[serde(default)]
     detectors: Vec<RawDetector>,
     injection_risk: Option<u32>,
+    baseline: Option<RawBaselineSettings>,
+    subject_from_user: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBaselineSettings {
+    min_samples: Option<u32>,
+    quantile: Option<f64>,
+    tolerance: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubject {
+    bound: Option<bool>,
+    bound_by: Option<OneOrMany>,
+    arg: Option<OneOrMany>,
+    object: Option<OneOrMany>,
+    payee: Option<OneOrMany>,
+    other: Option<bool>,
+    foreign: Option<bool>,
+    others_gte: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +153,9 @@ struct RawCond {
     first_use: Option<bool>,
     from_step: Option<usize>,
     args_text: Option<String>,
+    shell: Option<OneOrMany>,
+    subject: Option<RawSubject>,
+    baseline: Option<OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,7 +348,42 @@ fn settings(top: &Ctx<'_>, s: RawSettings) -> Result<Settings, Error> {
         injection_risk: s
             .injection_risk
             .unwrap_or(crate::rules::DEFAULT_INJECTION_RISK),
+        baseline: baseline_settings(top, s.baseline.as_ref())?,
+        subject_from_user: s.subject_from_user.unwrap_or(false),
     })
+}
+
+fn baseline_settings(
+    top: &Ctx<'_>,
+    b: Option<&RawBaselineSettings>,
+) -> Result<crate::baseline::BaselineSettings, Error> {
+    let mut out = crate::baseline::BaselineSettings::default();
+    let Some(b) = b else { return Ok(out) };
+    if let Some(n) = b.min_samples {
+        if n == 0 {
+            return Err(top.err(Some("min_samples"), "`min_samples` must be at least 1"));
+        }
+        out.min_samples = n;
+    }
+    if let Some(q) = b.quantile {
+        if !(q > 0.0 && q < 1.0) {
+            return Err(top.err(
+                Some("quantile"),
+                format!("`quantile` must be between 0 and 1 (0.99 for the p99), got {q}"),
+            ));
+        }
+        out.quantile = q;
+    }
+    if let Some(t) = b.tolerance {
+        if !(t.is_finite() && t >= 1.0) {
+            return Err(top.err(
+                Some("tolerance"),
+                format!("`tolerance` must be a number of at least 1, got {t}"),
+            ));
+        }
+        out.tolerance = t;
+    }
+    Ok(out)
 }
 
 fn kinds() -> String {
@@ -598,6 +659,39 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
     if let Some(t) = &r.args_text {
         c.args_text = Some(regex(ctx, "args_text", t)?);
     }
+    if let Some(sh) = &r.shell {
+        for f in sh.items() {
+            let flag = crate::shell::ShellFlag::parse(f).ok_or_else(|| {
+                ctx.err(
+                    Some("shell"),
+                    format!(
+                        "unknown shell fact `{f}`; expected {}",
+                        crate::shell::ShellFlag::ALL
+                            .map(crate::shell::ShellFlag::as_str)
+                            .join(", ")
+                    ),
+                )
+            })?;
+            c.shell.insert(flag);
+        }
+    }
+    if let Some(b) = &r.baseline {
+        for x in b.items() {
+            match x {
+                "amount" => c.baseline.amount = true,
+                "count" => c.baseline.count = true,
+                other => {
+                    return Err(ctx.err(
+                        Some("baseline"),
+                        format!("unknown baseline `{other}`; expected amount or count"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(s) = &r.subject {
+        c.subject = Some(Box::new(subject_pred(ctx, s)?));
+    }
     if let Some(d) = &r.detect {
         for k in d.items() {
             c.detect.push(Kind::parse(k).ok_or_else(|| {
@@ -655,6 +749,49 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
         }));
     }
     Ok(c)
+}
+
+fn subject_pred(ctx: &Ctx<'_>, s: &RawSubject) -> Result<super::SubjectPred, Error> {
+    use crate::subject::{BindSource, Owner};
+    let owners = |key: &str, v: Option<&OneOrMany>| -> Result<Vec<Owner>, Error> {
+        v.map(|v| v.items())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| {
+                Owner::parse(x).ok_or_else(|| {
+                    ctx.err(
+                        Some(key),
+                        format!("unknown owner `{x}`; expected own, public, unknown or other"),
+                    )
+                })
+            })
+            .collect()
+    };
+    let bound_by = s
+        .bound_by
+        .as_ref()
+        .map(|v| v.items())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| {
+            BindSource::parse(x).ok_or_else(|| {
+                ctx.err(
+                    Some("bound_by"),
+                    format!("unknown subject source `{x}`; expected user, intent or lookup"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(super::SubjectPred {
+        bound: s.bound,
+        bound_by,
+        arg: owners("arg", s.arg.as_ref())?,
+        object: owners("object", s.object.as_ref())?,
+        payee: owners("payee", s.payee.as_ref())?,
+        other: s.other,
+        foreign: s.foreign,
+        others_gte: s.others_gte,
+    })
 }
 
 fn sequence(ctx: &Ctx<'_>, s: &RawSeq) -> Result<Sequence, Error> {
