@@ -279,6 +279,9 @@ fn the_audit_log_is_signed_and_anchored_beside_itself_unless_turned_off() {
     let err = load("gw.yaml", &anon("audit:\n  signing_key: none\n"), &no_env)
         .expect_err("an anchor needs a key");
     assert!(err.to_string().contains("anchor"), "{err}");
+}
+
+#[test]
 fn tool_annotations_give_argument_roles_and_caps() {
     let cfg = load(
         "gw.yaml",
