@@ -39,6 +39,7 @@ pub mod session;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;
+mod uri;
 
 pub use gateway::Gateway;
 pub use server::serve;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::call::{Call, ToolResult};
+use crate::call::{Call, CallKind, ToolResult};
 use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
@@ -24,7 +24,7 @@ use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
 use crate::pack;
-use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet};
+use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet, Uninspectable};
 use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
 use crate::verdict::{
     Action, ContentFinding, Decision, Fact, Origin, ProvenanceFinding, Reason, Redaction,
@@ -69,6 +69,7 @@ pub struct ScannedResult {
     findings: Vec<ContentFinding>,
     signals: Vec<SignalFinding>,
     blocked: bool,
+    uninspectable: Option<String>,
     fps: Vec<Fp>,
     source: Source,
 }
@@ -215,7 +216,19 @@ impl Judge {
     pub fn scan_call<'c>(&self, call: &'c Call<'c>) -> ScannedCall<'c> {
         let labels = self.catalog.labels(call.server, call.tool);
         let args = ArgScan::new(call, &self.detectors, &self.rules.settings, labels);
-        let blocked = self.block_content(call, args.detected);
+        let mut blocked = self.block_content(call, args.detected);
+        let limits = &self.rules.settings.inspection;
+        if limits.uninspectable == Uninspectable::Block
+            && let Some(why) = budget::uninspectable(call.args, limits)
+        {
+            blocked.push(Reason {
+                rule: RuleId::new("content-uninspectable"),
+                origin: Origin::Content,
+                action: Action::Deny,
+                message: format!("the arguments carry {why}"),
+                facts: Vec::new(),
+            });
+        }
         ScannedCall {
             call,
             labels,
@@ -353,6 +366,20 @@ impl Judge {
             let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
             let denied = p.decide(call, &facts, &fired);
             reasons.extend(denied);
+            // A tool the policy hides from the agent's list is refused when
+            // called too: hiding must not be a weaker forbid.
+            if call.kind == CallKind::CallTool && !self.may_list(&Call { kind: CallKind::ListTools, ..*call }) {
+                reasons.push(Reason {
+                    rule: RuleId::new("policy-hidden-tool"),
+                    origin: Origin::Policy,
+                    action: Action::Deny,
+                    message: format!(
+                        "the policy hides `{}` from this agent's tool list (`list_tools`), so it may not call it",
+                        call.tool
+                    ),
+                    facts: Vec::new(),
+                });
+            }
         }
         let points = call_points(&mut fired_risk);
         let risk_after = if points > 0 {
@@ -587,8 +614,32 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
+        let limits = &self.rules.settings.inspection;
+        let uninspectable = budget::uninspectable(result.value, limits);
+        if uninspectable.is_some() {
+            // Not read at all: nothing in it is known, so it is held to be
+            // everything (or kept from the agent).
+            match limits.uninspectable {
+                Uninspectable::Block => blocked = true,
+                Uninspectable::Label => {
+                    for l in [
+                        Label::Untrusted,
+                        Label::Private,
+                        Label::Secret,
+                        Label::Financial,
+                    ] {
+                        labels.insert(l);
+                    }
+                }
+            }
+        }
+        let value = if uninspectable.is_some() {
+            &Value::Null
+        } else {
+            result.value
+        };
         walk_ptr(
-            result.value,
+            value,
             &mut String::new(),
             0,
             false,
@@ -661,7 +712,8 @@ impl Judge {
         if result.is_error {
             labels.remove(Label::Private);
         }
-        let injected = !signals.is_empty();
+        // Content let through unread may carry instructions too.
+        let injected = !signals.is_empty() || (uninspectable.is_some() && !blocked);
         if injected {
             labels.insert(Label::Untrusted);
         }
@@ -671,6 +723,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             fps,
             source: Source {
                 seq: 0,
@@ -697,6 +750,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             fps,
             source,
         } = scanned;
@@ -750,6 +804,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             risk_added,
         }
     }
@@ -1020,6 +1075,7 @@ fn step_threshold(
     })
 }
 
+mod budget;
 mod screen;
 
 #[cfg(test)]

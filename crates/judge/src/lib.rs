@@ -75,7 +75,7 @@ pub use call::{Call, CallKind, ToolResult};
 pub use catalog::{Annotations, Catalog, LabelOverride, ToolDef, ToolLabels};
 pub use detect::{
     ContentAction, DefinitionFinding, Kind as DetectorClass, Signal, SignalKind,
-    inspect_tool_definition,
+    inspect_definition, inspect_tool_definition,
 };
 pub use error::{Error, Location};
 pub use ids::{AgentId, Millis, RiskPoints, RuleId, ServerName, SessionKey, ToolName, UserId};
@@ -84,7 +84,7 @@ pub use label::{Label, LabelSet, LabelSource};
 #[cfg(feature = "cedar")]
 pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
-pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
+pub use rules::{Inspection, Ladder, LadderStep, Rule, RuleSet, Settings, Uninspectable};
 pub use state::{AggregateState, SessionState, StateMut};
 pub use verdict::{
     Action, ContentFinding, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict,

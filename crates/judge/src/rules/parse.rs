@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     ArgOp, ArgPred, Cond, DestPred, Group, KeyOf, Ladder, LadderStep, Measure, OriginSet, Rule,
-    RuleKind, RuleSet, Sequence, Settings, Severity, Threshold,
+    RuleKind, RuleSet, Sequence, Settings, Inspection, Uninspectable, Severity, Threshold,
 };
 use crate::detect::{
     ContentAction, ContentActions, CustomDetectors, CustomPattern, CustomSpec, Kind,
@@ -60,6 +60,14 @@ struct RawSettings {
     #[serde(default)]
     detectors: Vec<RawDetector>,
     injection_risk: Option<u32>,
+    inspection: Option<RawInspection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspection {
+    max_bytes: Option<usize>,
+    uninspectable: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,7 +330,32 @@ fn settings(top: &Ctx<'_>, s: RawSettings) -> Result<Settings, Error> {
         injection_risk: s
             .injection_risk
             .unwrap_or(crate::rules::DEFAULT_INJECTION_RISK),
+        inspection: inspection(top, s.inspection.as_ref())?,
     })
+}
+
+fn inspection(top: &Ctx<'_>, raw: Option<&RawInspection>) -> Result<Inspection, Error> {
+    let mut out = Inspection::default();
+    let Some(raw) = raw else {
+        return Ok(out);
+    };
+    if let Some(m) = raw.max_bytes {
+        if m == 0 {
+            return Err(top.err(Some("max_bytes"), "inspection.max_bytes must be at least 1"));
+        }
+        out.max_bytes = m;
+    }
+    out.uninspectable = match raw.uninspectable.as_deref() {
+        None | Some("block") => Uninspectable::Block,
+        Some("label") => Uninspectable::Label,
+        Some(other) => {
+            return Err(top.err(
+                Some("uninspectable"),
+                format!("unknown action `{other}` for uninspectable content; expected block or label"),
+            ));
+        }
+    };
+    Ok(out)
 }
 
 fn kinds() -> String {
