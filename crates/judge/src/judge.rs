@@ -365,10 +365,17 @@ impl Judge {
         if let Some(p) = &self.policy {
             let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
             let denied = p.decide(call, &facts, &fired);
+            let policy_refused = !denied.is_empty();
             reasons.extend(denied);
             // A tool the policy hides from the agent's list is refused when
             // called too: hiding must not be a weaker forbid.
-            if call.kind == CallKind::CallTool && !self.may_list(&Call { kind: CallKind::ListTools, ..*call }) {
+            if call.kind == CallKind::CallTool
+                && !policy_refused
+                && !self.may_list(&Call {
+                    kind: CallKind::ListTools,
+                    ..*call
+                })
+            {
                 reasons.push(Reason {
                     rule: RuleId::new("policy-hidden-tool"),
                     origin: Origin::Policy,
