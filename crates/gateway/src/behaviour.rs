@@ -561,7 +561,12 @@ impl Behaviour {
         self.decide_subject(principal, session, subject)
     }
 
-    fn decide_subject(&self, principal: &Principal, session: &str, subject: Subject) -> Arc<Judged> {
+    fn decide_subject(
+        &self,
+        principal: &Principal,
+        session: &str,
+        subject: Subject,
+    ) -> Arc<Judged> {
         let started = Instant::now();
         let now = now_ms();
         let judge = self.judge();

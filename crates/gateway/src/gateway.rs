@@ -547,7 +547,8 @@ impl Gateway {
         args: Value,
         meta: Option<RawObject>,
     ) -> Result<Arc<Judged>, Arc<Judged>> {
-        self.judge_as(caller, i, target, kind, args, meta, false).await
+        self.judge_as(caller, i, target, kind, args, meta, false)
+            .await
     }
 
     /// [`Self::judge`]; with `completion`, a `completion/complete` of the
@@ -573,8 +574,14 @@ impl Gateway {
                 .unwrap_or_else(|| "rolling".into()),
         };
         let judged = if completion {
-            self.behaviour
-                .decide_completion(caller.principal(), &session, &self.names[i], target, kind, args)
+            self.behaviour.decide_completion(
+                caller.principal(),
+                &session,
+                &self.names[i],
+                target,
+                kind,
+                args,
+            )
         } else {
             self.behaviour.decide(
                 caller.principal(),
@@ -1028,13 +1035,16 @@ impl Gateway {
                     .map(|n| (&*self.names[*i], n, self.routes.expose(*i, n)))
             })
             .collect();
-        let all: Vec<(&str, &str, &str)> = all.iter().map(|(s, n, e)| (*s, *n, e.as_str())).collect();
+        let all: Vec<(&str, &str, &str)> =
+            all.iter().map(|(s, n, e)| (*s, *n, e.as_str())).collect();
         // One automaton over every upstream's tools, built once per
         // screening: each definition is then read once.
         let shadows = castellan_integrity::Shadows::new(if tools { &all } else { &[] });
         let mut screened = Vec::with_capacity(per_upstream.len());
         for (i, items) in per_upstream {
-            let kept = self.integrity.screen_kept(&self.names[*i], kind, items, &shadows);
+            let kept = self
+                .integrity
+                .screen_kept(&self.names[*i], kind, items, &shadows);
             if tools {
                 self.behaviour.learn_tools(
                     &self.names[*i],
@@ -1103,16 +1113,27 @@ impl Gateway {
     ) -> Result<(), ErrorObject> {
         let server = &*self.names[i];
         if !self.integrity.was_listed(server, kind) {
-            let method = if kind == Listed::Prompts { "prompts/list" } else { "resources/list" };
+            let method = if kind == Listed::Prompts {
+                "prompts/list"
+            } else {
+                "resources/list"
+            };
             let _ = self.list(caller, method, &RawObject::default()).await;
         }
         let Some(finding) = self.integrity.withheld_item(server, kind, name) else {
             return Ok(());
         };
-        let what = if kind == Listed::Prompts { "prompt" } else { "resource" };
+        let what = if kind == Listed::Prompts {
+            "prompt"
+        } else {
+            "resource"
+        };
         Err(ErrorObject::new(
             INVALID_PARAMS,
-            format!("{what} `{name}` is withheld: {}; an operator must approve this version", finding.explain()),
+            format!(
+                "{what} `{name}` is withheld: {}; an operator must approve this version",
+                finding.explain()
+            ),
         )
         .with_data(json!({"upstream": server, what: name, "finding": finding.kind()})))
     }
@@ -1512,7 +1533,10 @@ impl Gateway {
         let (tx, body) = mpsc::channel(64);
         let max = self.config.limits.max_streams_per_agent;
         let agent = caller.principal().agent.clone();
-        let Some(ack) = self.listeners.add(agent.clone(), max, id.clone(), filter.clone(), tx.clone()) else {
+        let Some(ack) =
+            self.listeners
+                .add(agent.clone(), max, id.clone(), filter.clone(), tx.clone())
+        else {
             return Outcome::Json(
                 429,
                 ErrorObject::new(

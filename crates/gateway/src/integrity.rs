@@ -253,8 +253,8 @@ impl Integrity {
         gone.truncate(8);
         let mut status = HashMap::with_capacity(tools.len());
         let mut kept = Vec::with_capacity(tools.len());
-        for (tool, key) in tools.iter().zip(keys) {
-            let Some(name) = key else {
+        for (tool, key) in tools.iter().zip(&keys) {
+            let Some(name) = key.clone() else {
                 kept.push(false);
                 continue;
             };
@@ -271,7 +271,11 @@ impl Integrity {
             let verdict = match pin {
                 // A first-sight pin is no review: what it names is
                 // checked again against today's upstreams.
-                Some(p) if p.hash == def.hash && p.approved_by == FIRST_SIGHT && !shadowing.is_empty() => {
+                Some(p)
+                    if p.hash == def.hash
+                        && p.approved_by == FIRST_SIGHT
+                        && !shadowing.is_empty() =>
+                {
                     Assessment::Withheld(Finding::Poisoned { reasons: shadowing })
                 }
                 Some(_) => assess(pin, &def, self.first_sight, Vec::new()),
@@ -279,14 +283,17 @@ impl Integrity {
                     // Text aimed at the model anywhere in the definition
                     // (hidden instructions, invisible characters, look-alike
                     // letters, credential paths), then cross-server mentions.
-                    let mut poison: Vec<String> = castellan_judge::inspect_definition(tool, kind == Listed::Tools)
-                        .into_iter()
-                        .map(|f| format!("{} in {}", f.reason, f.location))
-                        .collect();
+                    let mut poison: Vec<String> =
+                        castellan_judge::inspect_definition(tool, kind == Listed::Tools)
+                            .into_iter()
+                            .map(|f| format!("{} in {}", f.reason, f.location))
+                            .collect();
                     poison.extend(shadowing);
                     let waiting = matches!(self.store.pending_of(server, &name), Ok(Some(_)));
                     match assess(None, &def, self.first_sight, poison) {
-                        Assessment::PinNow if !gone.is_empty() && self.renamed == FirstSight::Hold => {
+                        Assessment::PinNow
+                            if !gone.is_empty() && self.renamed == FirstSight::Hold =>
+                        {
                             Assessment::Withheld(Finding::Replaces { gone: gone.clone() })
                         }
                         Assessment::PinNow if waiting => Assessment::Withheld(Finding::New),
@@ -322,10 +329,19 @@ impl Integrity {
                 }
             }
         }
-        match self.store.seen(server, kind.prefix(), &listed, self.forget_after_ms) {
+        match self
+            .store
+            .seen(server, kind.prefix(), &listed, self.forget_after_ms)
+        {
             Ok(0) => {}
-            Ok(n) => tracing::info!(upstream = server, forgotten = n, "pins of tools gone from the upstream's list were forgotten"),
-            Err(e) => tracing::error!(upstream = server, error = %e, "could not record which tools were listed"),
+            Ok(n) => tracing::info!(
+                upstream = server,
+                forgotten = n,
+                "pins of tools gone from the upstream's list were forgotten"
+            ),
+            Err(e) => {
+                tracing::error!(upstream = server, error = %e, "could not record which tools were listed")
+            }
         }
         let mut all = write(&self.status);
         let known = all.entry(server.to_owned()).or_default();
@@ -594,7 +610,8 @@ mod tests {
         let input = vec![(0, tools("Echoes its input."))];
         let v = integrity.version().expect("version");
         assert!(memo.reuse(v, &input).is_none(), "empty memo");
-        let kept = vec![integrity.screen_kept("fx", Listed::Tools, &input[0].1, &Shadows::new(&[]))];
+        let kept =
+            vec![integrity.screen_kept("fx", Listed::Tools, &input[0].1, &Shadows::new(&[]))];
         assert_eq!(kept, vec![vec![true, false]]);
         memo.store(v, input.clone(), kept.clone());
         assert_eq!(memo.reuse(v, &input), Some(kept.clone()));
@@ -621,13 +638,19 @@ mod tests {
     fn an_approval_changes_the_version() {
         let integrity = Integrity::with_store(Store::in_memory().expect("store"), FirstSight::Hold);
         let input = tools("Echoes its input.");
-        assert_eq!(integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])), vec![false, false]);
+        assert_eq!(
+            integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])),
+            vec![false, false]
+        );
         let v = integrity.version().expect("version");
         integrity
             .approve("fx", "echo", None, "ops")
             .expect("approve");
         assert_ne!(integrity.version(), Some(v));
-        assert_eq!(integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])), vec![true, false]);
+        assert_eq!(
+            integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])),
+            vec![true, false]
+        );
         assert_eq!(integrity.check("fx", "echo"), Check::Approved);
     }
 }

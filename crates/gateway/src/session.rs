@@ -270,8 +270,6 @@ impl ClientSession {
     }
 }
 
-/// All legacy sessions.
-#[derive(Debug, Default)]
 /// Which session limit refused a new session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionLimit {
@@ -281,6 +279,8 @@ pub enum SessionLimit {
     Agent,
 }
 
+/// All legacy sessions.
+#[derive(Debug, Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<ClientSession>>>,
 }

@@ -166,10 +166,10 @@ impl Store {
         let stale: Vec<String> = {
             let mut stmt =
                 tx.prepare_cached("SELECT tool FROM pins WHERE server = ?1 AND last_seen < ?2")?;
-            let rows = stmt.query_map(
-                params![server, now.saturating_sub(forget_after_ms)],
-                |r| r.get(0),
-            )?;
+            let rows = stmt
+                .query_map(params![server, now.saturating_sub(forget_after_ms)], |r| {
+                    r.get(0)
+                })?;
             rows.collect::<Result<_, _>>()?
         };
         let mut forgotten = 0;

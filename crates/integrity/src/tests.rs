@@ -194,9 +194,15 @@ fn a_store_path_that_cannot_be_opened_is_an_error() {
 fn pins_of_tools_gone_are_forgotten_and_waiting_versions_of_unlisted_tools_dropped() {
     let store = Store::in_memory().expect("store");
     let def = |d: &str| Definition::of(&json!({"name": "t", "description": d}));
-    store.pin("up", "kept", &def("a"), "first-sight").expect("pin");
-    store.pin("up", "gone", &def("b"), "first-sight").expect("pin");
-    store.pin("up", "prompt:p", &def("c"), "first-sight").expect("pin");
+    store
+        .pin("up", "kept", &def("a"), "first-sight")
+        .expect("pin");
+    store
+        .pin("up", "gone", &def("b"), "first-sight")
+        .expect("pin");
+    store
+        .pin("up", "prompt:p", &def("c"), "first-sight")
+        .expect("pin");
     store
         .record_pending("up", "churn", &def("d"), &Finding::New)
         .expect("pending");

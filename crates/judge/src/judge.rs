@@ -645,77 +645,71 @@ impl Judge {
         } else {
             result.value
         };
-        walk_ptr(
-            value,
-            &mut String::new(),
-            0,
-            false,
-            &mut |ptr, s, _| {
-                sigs.clear();
-                // One pass of the detectors for the signals, the findings
-                // (left in `scratch`) and the fingerprints.
-                fingerprint::from_text_and_signals(
-                    &self.detectors,
-                    s,
-                    opts,
-                    &mut scratch,
-                    &mut fps,
-                    &mut sigs,
-                );
-                for g in sigs.drain(..) {
-                    if signals.len() < 16 {
-                        signals.push(SignalFinding {
-                            pointer: ptr.to_owned(),
-                            signal: g,
-                        });
-                    }
+        walk_ptr(value, &mut String::new(), 0, false, &mut |ptr, s, _| {
+            sigs.clear();
+            // One pass of the detectors for the signals, the findings
+            // (left in `scratch`) and the fingerprints.
+            fingerprint::from_text_and_signals(
+                &self.detectors,
+                s,
+                opts,
+                &mut scratch,
+                &mut fps,
+                &mut sigs,
+            );
+            for g in sigs.drain(..) {
+                if signals.len() < 16 {
+                    signals.push(SignalFinding {
+                        pointer: ptr.to_owned(),
+                        signal: g,
+                    });
                 }
-                let t = s.trim_start();
-                if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
-                    // JSON carried as text (common in MCP results): fingerprint
-                    // its values one by one too.
-                    if let Ok(inner) = serde_json::from_str::<Value>(t) {
-                        let mut inner_scratch = Vec::new();
-                        let mut inner_kinds = 0;
-                        fingerprint::from_json(
-                            &self.detectors,
-                            &inner,
-                            opts,
-                            &mut inner_scratch,
-                            &mut fps,
-                            &mut inner_kinds,
-                        );
-                    }
+            }
+            let t = s.trim_start();
+            if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
+                // JSON carried as text (common in MCP results): fingerprint
+                // its values one by one too.
+                if let Ok(inner) = serde_json::from_str::<Value>(t) {
+                    let mut inner_scratch = Vec::new();
+                    let mut inner_kinds = 0;
+                    fingerprint::from_json(
+                        &self.detectors,
+                        &inner,
+                        opts,
+                        &mut inner_scratch,
+                        &mut fps,
+                        &mut inner_kinds,
+                    );
                 }
-                for f in scratch.drain(..) {
-                    let action = self.detectors.action(&f, content);
-                    if action >= ContentAction::Label
-                        && let Some(l) = self.detectors.label(&f)
-                    {
-                        labels.insert(l);
-                    }
-                    blocked |= action == ContentAction::Block;
-                    if redact_all || action >= ContentAction::Redact {
-                        redactions.push(Redaction {
-                            pointer: ptr.to_owned(),
-                            start: f.range.start,
-                            end: f.range.end,
-                            kind: f.kind,
-                        });
-                    }
-                    if action > ContentAction::Ignore && findings.len() < 64 {
-                        findings.push(ContentFinding {
-                            pointer: ptr.to_owned(),
-                            start: f.range.start,
-                            end: f.range.end,
-                            kind: f.kind,
-                            detector: self.detectors.detector_name(f.detector).to_owned(),
-                            action,
-                        });
-                    }
+            }
+            for f in scratch.drain(..) {
+                let action = self.detectors.action(&f, content);
+                if action >= ContentAction::Label
+                    && let Some(l) = self.detectors.label(&f)
+                {
+                    labels.insert(l);
                 }
-            },
-        );
+                blocked |= action == ContentAction::Block;
+                if redact_all || action >= ContentAction::Redact {
+                    redactions.push(Redaction {
+                        pointer: ptr.to_owned(),
+                        start: f.range.start,
+                        end: f.range.end,
+                        kind: f.kind,
+                    });
+                }
+                if action > ContentAction::Ignore && findings.len() < 64 {
+                    findings.push(ContentFinding {
+                        pointer: ptr.to_owned(),
+                        start: f.range.start,
+                        end: f.range.end,
+                        kind: f.kind,
+                        detector: self.detectors.detector_name(f.detector).to_owned(),
+                        action,
+                    });
+                }
+            }
+        });
         if result.is_error {
             labels.remove(Label::Private);
         }

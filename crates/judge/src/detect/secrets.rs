@@ -163,8 +163,7 @@ impl Class {
             Class::AlnumSlash => alnum(c) || c == b'/',
             Class::UpperSpace => c.is_ascii_uppercase() || c == b' ',
             Class::Value => {
-                !c.is_ascii_whitespace()
-                    && !matches!(c, b'"' | b'\'' | b',' | b';' | b'}' | b'&')
+                !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b',' | b';' | b'}' | b'&')
             }
         }
     }
@@ -396,7 +395,13 @@ fn placeholder(b: &[u8], r: &RunInfo, k: usize) -> bool {
 /// (`AWS_SECRET_ACCESS_KEY`, `SECRET_TOKEN`), after a keyword that does
 /// not end the identifier itself.
 const CREDENTIAL_TAILS: [&[u8]; 7] = [
-    b"key", b"token", b"secret", b"password", b"passwd", b"pwd", b"pass",
+    b"key",
+    b"token",
+    b"secret",
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"pass",
 ];
 
 /// `password = value`, `"api_key": "value"`, `AWS_SECRET_ACCESS_KEY=value`:
@@ -417,7 +422,11 @@ pub(super) fn assignment(text: &str, kw_end: usize, memo: &mut Memo, out: &mut V
             .rsplit(|c| matches!(c, b'_' | b'-'))
             .next()
             .unwrap_or_default();
-        if e == end || !CREDENTIAL_TAILS.iter().any(|t| tail.eq_ignore_ascii_case(t)) {
+        if e == end
+            || !CREDENTIAL_TAILS
+                .iter()
+                .any(|t| tail.eq_ignore_ascii_case(t))
+        {
             return;
         }
         k = e;

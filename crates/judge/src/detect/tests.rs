@@ -844,7 +844,11 @@ fn credential_names_in_env_files_are_assignments() {
         "password_assignment",
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     ));
-    assert!(has("export STRIPE_SECRET_TOKEN='sk9_a8b7c6d5e4'", "password_assignment", "sk9_a8b7c6d5e4"));
+    assert!(has(
+        "export STRIPE_SECRET_TOKEN='sk9_a8b7c6d5e4'",
+        "password_assignment",
+        "sk9_a8b7c6d5e4"
+    ));
     // Names that only start like a credential's are not.
     assert!(
         !found("token_count=12345678 DB_PASSWORD_FILE=/run/secrets/db")
@@ -867,7 +871,18 @@ fn validators_do_linear_work_on_adversarial_repetitions() {
         .iter()
         .map(|h| h.0)
         .chain(WORDS.iter().map(|w| w.0))
-        .chain(["![", "](", "<img src=", "](http://x/?", "![a](https://x/", "-----BEGIN RSA PRIVATE KEY-----", "://", "@", "eyJhbGciOiJ", "Assistant, "]);
+        .chain([
+            "![",
+            "](",
+            "<img src=",
+            "](http://x/?",
+            "![a](https://x/",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "://",
+            "@",
+            "eyJhbGciOiJ",
+            "Assistant, ",
+        ]);
     for b in bases {
         for s in seps {
             pieces.push(format!("{b}{s}"));

@@ -36,7 +36,11 @@ fn measure(v: &Value, depth: usize, bytes: &mut usize, max: usize) -> Result<(),
     }
     let mut add = |n: usize| {
         *bytes = bytes.saturating_add(n);
-        if *bytes > max { Err(Over::Bytes) } else { Ok(()) }
+        if *bytes > max {
+            Err(Over::Bytes)
+        } else {
+            Ok(())
+        }
     };
     match v {
         Value::String(s) => add(s.len()),
@@ -67,7 +71,9 @@ impl super::Judge {
             found.clear();
             self.detectors.scan(s, &mut found);
             for f in &found {
-                if self.detectors.action(f, &settings.content) == crate::detect::ContentAction::Block {
+                if self.detectors.action(f, &settings.content)
+                    == crate::detect::ContentAction::Block
+                {
                     named.push(format!(
                         "{} (detector `{}`)",
                         f.kind.as_str(),

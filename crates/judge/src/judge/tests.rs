@@ -764,17 +764,23 @@ settings:
     }
 }
 
-
 #[test]
 fn agent_answers_going_upstream_meet_the_content_policy() {
-    let rules = RuleSet::from_yaml("r.yaml", "settings:\n  content: {secret: block}\nrules: []\n")
-        .expect("rules");
+    let rules = RuleSet::from_yaml(
+        "r.yaml",
+        "settings:\n  content: {secret: block}\nrules: []\n",
+    )
+    .expect("rules");
     let judge = Judge::new(Catalog::default(), rules);
     let answer = serde_json::json!({"role": "assistant", "content": {"type": "text", "text": "use AKIAIOSFODNN7EXAMPLE"}});
     let why = judge.screen_outbound(&answer).expect("refused");
     assert!(why.contains("aws_access_key"), "{why}");
     assert!(!why.contains("AKIA"), "{why}");
-    assert!(judge.screen_outbound(&serde_json::json!({"content": {"text": "Paris"}})).is_none());
+    assert!(
+        judge
+            .screen_outbound(&serde_json::json!({"content": {"text": "Paris"}}))
+            .is_none()
+    );
 }
 
 #[test]
@@ -791,7 +797,11 @@ fn uninspectable_results_fail_closed_and_arguments_are_denied() {
     let mut st = SessionState::default();
     let mut ag = AggregateState::default();
     let v = judge.judge_call(
-        StateMut { session: &mut st, agent: &mut ag, user: None },
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
         &call,
         Millis(1),
     );
@@ -800,17 +810,31 @@ fn uninspectable_results_fail_closed_and_arguments_are_denied() {
     let small = serde_json::json!({});
     let call = Call::tool(&agent, &session, "fetch", &small);
     let v = judge.judge_call(
-        StateMut { session: &mut st, agent: &mut ag, user: None },
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
         &call,
         Millis(2),
     );
     let rv = judge.observe_result(
-        StateMut { session: &mut st, agent: &mut ag, user: None },
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
         &call,
         &v,
-        &ToolResult { value: &big, is_error: false },
+        &ToolResult {
+            value: &big,
+            is_error: false,
+        },
         Millis(3),
     );
     assert!(rv.blocked, "{rv:?}");
-    assert!(rv.uninspectable.is_some_and(|w| w.contains("inspection budget")));
+    assert!(
+        rv.uninspectable
+            .is_some_and(|w| w.contains("inspection budget"))
+    );
 }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    ArgOp, ArgPred, Cond, DestPred, Group, KeyOf, Ladder, LadderStep, Measure, OriginSet, Rule,
-    RuleKind, RuleSet, Sequence, Settings, Inspection, Uninspectable, Severity, Threshold,
+    ArgOp, ArgPred, Cond, DestPred, Group, Inspection, KeyOf, Ladder, LadderStep, Measure,
+    OriginSet, Rule, RuleKind, RuleSet, Sequence, Settings, Severity, Threshold, Uninspectable,
 };
 use crate::detect::{
     ContentAction, ContentActions, CustomDetectors, CustomPattern, CustomSpec, Kind,
@@ -351,7 +351,9 @@ fn inspection(top: &Ctx<'_>, raw: Option<&RawInspection>) -> Result<Inspection, 
         Some(other) => {
             return Err(top.err(
                 Some("uninspectable"),
-                format!("unknown action `{other}` for uninspectable content; expected block or label"),
+                format!(
+                    "unknown action `{other}` for uninspectable content; expected block or label"
+                ),
             ));
         }
     };
