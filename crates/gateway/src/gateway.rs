@@ -906,6 +906,9 @@ impl Gateway {
                     );
                     self.left_out(i, method, &e);
                     failures.push((i, e));
+                    // Its earlier list no longer stands: calls list again
+                    // and get this error.
+                    self.integrity.invalidate(&self.names[i]);
                     None
                 }
                 Ok(items) => Some((i, items)),
