@@ -153,7 +153,19 @@ pub struct IntegrityConfig {
     pub store: String,
     /// What happens to a tool seen for the first time.
     pub first_sight: FirstSight,
+    /// What happens to a tool seen for the first time while pinned tools
+    /// of its upstream are missing from the list (a rename).
+    pub renamed: FirstSight,
+    /// Most tools (and prompts) one upstream may list; a longer list is
+    /// refused as a whole.
+    pub max_tools: usize,
+    /// Pins of tools missing from their upstream's lists for this long are
+    /// forgotten.
+    pub forget_after: std::time::Duration,
 }
+
+/// Most tools one upstream may list unless configured.
+pub const DEFAULT_MAX_TOOLS: usize = 1000;
 
 /// What happens to a tool seen for the first time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -327,6 +339,11 @@ pub struct Limits {
     pub session_idle: std::time::Duration,
     /// Most concurrent legacy sessions.
     pub max_sessions: usize,
+    /// Most concurrent legacy sessions of one agent.
+    pub max_sessions_per_agent: usize,
+    /// Most open server-to-agent streams (GET and `subscriptions/listen`)
+    /// of one agent.
+    pub max_streams_per_agent: usize,
     /// How long a client may take to send its request headers, and a new
     /// connection its first byte.
     pub header_timeout: std::time::Duration,
@@ -494,6 +511,9 @@ struct RawCertAgent {
 struct RawIntegrity {
     store: Option<String>,
     first_sight: Option<FirstSight>,
+    renamed: Option<FirstSight>,
+    max_tools: Option<usize>,
+    forget_after: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -735,6 +755,8 @@ struct RawLimits {
     connect_timeout: Option<Duration>,
     session_idle: Option<Duration>,
     max_sessions: Option<usize>,
+    max_sessions_per_agent: Option<usize>,
+    max_streams_per_agent: Option<usize>,
     header_timeout: Option<Duration>,
     body_timeout: Option<Duration>,
     max_connections_per_source: Option<usize>,
@@ -843,6 +865,8 @@ pub(crate) fn compile(
             .session_idle
             .map_or(std::time::Duration::from_secs(30 * 60), |d| d.0),
         max_sessions: l.max_sessions.unwrap_or(100_000),
+        max_sessions_per_agent: l.max_sessions_per_agent.unwrap_or(256),
+        max_streams_per_agent: l.max_streams_per_agent.unwrap_or(64),
         header_timeout: l
             .header_timeout
             .map_or(std::time::Duration::from_secs(10), |d| d.0),
@@ -1224,7 +1248,25 @@ pub(crate) fn compile(
             .store
             .unwrap_or_else(|| "castellan-pins.db".into()),
         first_sight: raw.integrity.first_sight.unwrap_or(FirstSight::Pin),
+        renamed: raw.integrity.renamed.unwrap_or(FirstSight::Hold),
+        max_tools: raw.integrity.max_tools.unwrap_or(DEFAULT_MAX_TOOLS),
+        forget_after: raw
+            .integrity
+            .forget_after
+            .map_or(std::time::Duration::from_secs(30 * 86_400), |d| d.0),
     };
+    if integrity.max_tools == 0 {
+        return Err(invalid(
+            top_line("integrity"),
+            "`integrity.max_tools` must be greater than zero".into(),
+        ));
+    }
+    if integrity.forget_after < std::time::Duration::from_secs(60) {
+        return Err(invalid(
+            top_line("integrity"),
+            "`integrity.forget_after` must be at least 1m".into(),
+        ));
+    }
     let tls = raw.tls.map(|t| Tls {
         cert: t.cert,
         key: t.key,

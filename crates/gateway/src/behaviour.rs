@@ -104,6 +104,10 @@ struct Subject {
     args_text: String,
     /// The intent the judge reads: only from a trusted credential.
     intent: Option<String>,
+    /// The MCP method when it is not the one `kind` implies
+    /// (`completion/complete` is judged as the prompt or resource it
+    /// completes).
+    method: Option<&'static str>,
     /// An intent the agent sent, trusted or not, as the audit notes it.
     intent_sent: Option<SentIntent>,
 }
@@ -207,6 +211,7 @@ impl Subject {
             args,
             intent,
             intent_sent: None,
+            method: None,
         }
     }
 }
@@ -232,6 +237,9 @@ impl Judged {
 
     /// The MCP method of the call.
     pub fn method(&self) -> &'static str {
+        if let Some(m) = self.subject.method {
+            return m;
+        }
         match self.subject.kind {
             CallKind::CallTool => "tools/call",
             CallKind::ListTools => "tools/list",
@@ -654,9 +662,6 @@ impl Behaviour {
         args: Value,
         intent: Option<String>,
     ) -> Arc<Judged> {
-        let started = Instant::now();
-        let now = now_ms();
-        let judge = self.judge();
         // Only a credential trusted to speak for the user may whitelist
         // what the user asked for; anyone else's claim is noted, not used.
         let intent_sent = intent.as_deref().map(|i| SentIntent {
@@ -666,6 +671,35 @@ impl Behaviour {
         let intent = intent.filter(|_| principal.trusted_intent);
         let mut subject = Subject::new(principal, session, server, tool, kind, args, intent);
         subject.intent_sent = intent_sent;
+        self.decide_subject(principal, session, subject)
+    }
+
+    /// Judges a `completion/complete` as the prompt (`kind` `GetPrompt`)
+    /// or resource (`ReadResource`) `target` it completes: the same policy
+    /// resource, rules and inspection, recorded under its own method.
+    pub fn decide_completion(
+        &self,
+        principal: &Principal,
+        session: &str,
+        server: &str,
+        target: &str,
+        kind: CallKind,
+        args: Value,
+    ) -> Arc<Judged> {
+        let mut subject = Subject::new(principal, session, server, target, kind, args, None);
+        subject.method = Some("completion/complete");
+        self.decide_subject(principal, session, subject)
+    }
+
+    fn decide_subject(
+        &self,
+        principal: &Principal,
+        session: &str,
+        subject: Subject,
+    ) -> Arc<Judged> {
+        let started = Instant::now();
+        let now = now_ms();
+        let judge = self.judge();
         // Detectors and fingerprints need no state: outside the lock, so
         // other agents' calls are judged meanwhile.
         let call = subject.call();
@@ -674,6 +708,7 @@ impl Behaviour {
             judge.judge_scanned(state, scanned, Millis(now))
         });
         let judged = Judged::new(self.next_id(now), subject, verdict);
+        let (server, tool) = (judged.subject.server.as_str(), judged.subject.tool.as_str());
         let elapsed = started.elapsed();
         let latency = elapsed.as_micros() as u64;
         metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
@@ -753,6 +788,16 @@ impl Behaviour {
         } else {
             "other".into()
         }
+    }
+
+    /// Whether an agent's answer to an upstream's request (sampling,
+    /// elicitation, roots) may go upstream: `Some` says why not (see
+    /// `Judge::screen_outbound`). Unreadable JSON is refused.
+    pub fn outbound_blocked(&self, raw: &serde_json::value::RawValue) -> Option<String> {
+        let Ok(value) = serde_json::from_str::<Value>(raw.get()) else {
+            return Some("content that cannot be read".into());
+        };
+        self.judge().screen_outbound(&value)
     }
 
     /// Shows a result to the judge (taint, provenance, redactions) and
@@ -870,7 +915,11 @@ impl Behaviour {
         if let Some(phrase) = rv.injection {
             tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, phrase, "content carries instructions aimed at the agent");
         }
-        let blocked = rv.blocked.then(|| blocked_classes(&rv.findings));
+        let blocked = rv.blocked.then(|| {
+            rv.uninspectable
+                .clone()
+                .unwrap_or_else(|| blocked_classes(&rv.findings))
+        });
         if let Some(why) = &blocked {
             tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, classes = %why, "content kept from the agent");
         }

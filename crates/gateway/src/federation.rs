@@ -60,6 +60,17 @@ impl Routes {
         }
     }
 
+    /// Whether `exposed`, listed by upstream `i`, lies in another
+    /// upstream's namespace (`mail__send_email` from an un-prefixed one).
+    pub fn foreign_prefix(&self, i: usize, exposed: &str) -> bool {
+        exposed.split_once(SEPARATOR).is_some_and(|(p, _)| {
+            self.prefixes
+                .iter()
+                .enumerate()
+                .any(|(j, x)| j != i && !x.is_empty() && x.eq_ignore_ascii_case(p))
+        })
+    }
+
     /// Whether upstream `i` has no prefix.
     pub fn is_plain(&self, i: usize) -> bool {
         self.prefixes.get(i).is_some_and(String::is_empty)
@@ -79,11 +90,12 @@ impl Routes {
 
     /// Records a resource URI; false if another upstream owns it.
     pub fn claim_uri(&self, i: usize, uri: &str) -> bool {
+        let uri = crate::uri::normalise(uri);
         let mut m = write(&self.uris);
-        match m.get(uri) {
+        match m.get(&uri) {
             Some(owner) if *owner != i => false,
             _ => {
-                m.insert(uri.to_owned(), i);
+                m.insert(uri, i);
                 true
             }
         }
@@ -100,8 +112,11 @@ impl Routes {
         }
     }
 
-    /// The upstream serving a resource URI.
+    /// The upstream serving a resource URI (compared in its canonical
+    /// spelling, see `uri`).
     pub fn resolve_uri(&self, uri: &str) -> Option<usize> {
+        let uri = crate::uri::normalise(uri);
+        let uri = uri.as_str();
         if let Some(i) = read(&self.uris).get(uri) {
             return Some(*i);
         }

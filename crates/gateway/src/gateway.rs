@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
-use crate::integrity::{Check, Integrity, ScreenMemo};
+use crate::integrity::{Check, Integrity, Listed, ScreenMemo};
 use crate::list_cache::{Answers, Claim, Entry, ListCache, Page, Slot, Stamp};
 use crate::listen::{Filter, Listeners};
 use crate::relay::{ParkedCalls, Routed};
@@ -118,8 +118,9 @@ pub struct Gateway {
     pub(crate) sessions: Sessions,
     pub(crate) behaviour: Behaviour,
     pub(crate) integrity: Integrity,
-    /// The last tools/list screening, reused while nothing changed.
-    screen_memo: std::sync::Mutex<ScreenMemo>,
+    /// The last screening of each kind of list (see [`Listed`]), reused
+    /// while nothing changed.
+    screen_memo: std::sync::Mutex<[ScreenMemo; 4]>,
     /// Fresh screenings so far (each rewrites the integrity status and
     /// teaches the judge): a cached list answer is reused only under the
     /// screening it was built after.
@@ -274,15 +275,30 @@ impl Gateway {
             .to_response(id));
         };
         let session = ClientSession::new(sid, profile, principal);
-        if !self
-            .sessions
-            .insert(session.clone(), self.config.limits.max_sessions)
-        {
-            return Err(ErrorObject::new(
-                jsonrpc::INTERNAL_ERROR,
-                "too many sessions; try again later",
-            )
-            .to_response(id));
+        let limits = &self.config.limits;
+        match self.sessions.insert(
+            session.clone(),
+            limits.max_sessions,
+            limits.max_sessions_per_agent,
+        ) {
+            Ok(()) => {}
+            Err(crate::session::SessionLimit::Total) => {
+                return Err(ErrorObject::new(
+                    jsonrpc::INTERNAL_ERROR,
+                    "too many sessions; try again later",
+                )
+                .to_response(id));
+            }
+            Err(crate::session::SessionLimit::Agent) => {
+                return Err(ErrorObject::new(
+                    jsonrpc::INTERNAL_ERROR,
+                    format!(
+                        "agent `{}` already has {} open sessions (`limits.max_sessions_per_agent`); end one with DELETE or let it expire",
+                        session.principal.agent, limits.max_sessions_per_agent
+                    ),
+                )
+                .to_response(id));
+            }
         }
         let result = json!({
             "protocolVersion": version,
@@ -408,6 +424,8 @@ impl Gateway {
                 })?;
                 if method == "tools/call" {
                     self.check_integrity(caller, i, &exposed, &name).await?;
+                } else {
+                    self.check_item(caller, i, Listed::Prompts, &name).await?;
                 }
                 params.set_str("name", &name);
                 let Some((args, meta)) = judged_params else {
@@ -423,12 +441,17 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/read" => {
-                let params = params_of(&env, parsed)?;
+                let mut params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "resources/read needs a string `uri`"))?;
+                // Judged and forwarded in its canonical spelling: the
+                // resource the policy saw is the one the upstream reads.
+                let uri = crate::uri::normalise(&uri);
+                params.set_str("uri", &uri);
                 let meta = if self.config.judge.enabled { Some(judged_meta(&params)?) } else { None };
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
+                self.check_item(caller, i, Listed::Resources, &uri).await?;
                 let Some(meta) = meta else {
                     let routed = Routed { upstream: i, method, params };
                     return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
@@ -442,8 +465,10 @@ impl Gateway {
                 self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "resources/subscribe" | "resources/unsubscribe" => {
-                let params = params_of(&env, parsed)?;
+                let mut params = params_of(&env, parsed)?;
                 let uri = params.get_str("uri").ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("{method} needs a string `uri`")))?;
+                let uri = crate::uri::normalise(&uri);
+                params.set_str("uri", &uri);
                 let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| {
                     ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")).with_data(json!({"uri": uri}))
                 })?;
@@ -457,20 +482,37 @@ impl Gateway {
                     .and_then(|r| serde_json::from_str(r.get()).ok())
                     .ok_or_else(|| ErrorObject::new(INVALID_PARAMS, "completion/complete needs a `ref` object"))?;
                 let mut reference = reference;
-                let i = match (reference.get_str("type").as_deref(), reference.get_str("name"), reference.get_str("uri")) {
+                let judged_args = if self.config.judge.enabled { Some(completion_args(&params)?) } else { None };
+                // Judged as the prompt or resource it completes: the same
+                // policy resource, so what an agent may not get or read it
+                // may not complete either.
+                let (i, kind, target) = match (reference.get_str("type").as_deref(), reference.get_str("name"), reference.get_str("uri")) {
                     (Some("ref/prompt"), Some(name), _) => {
                         let (i, local) = self.resolve_name(caller, &name, "prompts/get").await.ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown prompt `{name}`")))?;
                         reference.set_str("name", &local);
-                        i
+                        (i, CallKind::GetPrompt, local)
                     }
                     (Some("ref/resource"), _, Some(uri)) => {
-                        self.resolve_uri(caller, &uri).await.ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")))?
+                        let uri = crate::uri::normalise(&uri);
+                        reference.set_str("uri", &uri);
+                        let i = self.resolve_uri(caller, &uri).await.ok_or_else(|| ErrorObject::new(INVALID_PARAMS, format!("unknown resource `{uri}`")))?;
+                        (i, CallKind::ReadResource, uri)
                     }
                     _ => return Err(ErrorObject::new(INVALID_PARAMS, "`ref` must be a ref/prompt with `name` or a ref/resource with `uri`")),
                 };
                 params.set("ref", reference.to_raw());
+                let listed = if kind == CallKind::GetPrompt { Listed::Prompts } else { Listed::Resources };
+                self.check_item(caller, i, listed, &target).await?;
+                let Some((args, meta)) = judged_args else {
+                    let routed = Routed { upstream: i, method, params };
+                    return self.forward(caller, id, routed, wants_sse, Post::Passthrough).await;
+                };
+                let judged = match self.judge_as(caller, i, &target, kind, args, meta, true).await {
+                    Ok(j) => j,
+                    Err(refusal) => return Ok(self.refuse(caller, id, &method, &refusal)),
+                };
                 let routed = Routed { upstream: i, method, params };
-                self.forward(caller, id, routed, wants_sse, Post::Passthrough).await
+                self.forward(caller, id, routed, wants_sse, Post::Judged(judged)).await
             }
             "subscriptions/listen" if caller.is_modern() => {
                 let params = params_of(&env, parsed)?;
@@ -505,6 +547,23 @@ impl Gateway {
         args: Value,
         meta: Option<RawObject>,
     ) -> Result<Arc<Judged>, Arc<Judged>> {
+        self.judge_as(caller, i, target, kind, args, meta, false)
+            .await
+    }
+
+    /// [`Self::judge`]; with `completion`, a `completion/complete` of the
+    /// prompt or resource `target`.
+    #[allow(clippy::too_many_arguments)]
+    async fn judge_as(
+        &self,
+        caller: &Caller,
+        i: usize,
+        target: &str,
+        kind: CallKind,
+        args: Value,
+        meta: Option<RawObject>,
+        completion: bool,
+    ) -> Result<Arc<Judged>, Arc<Judged>> {
         let intent = meta.as_ref().and_then(|m| m.get_str(META_INTENT));
         let session = match caller {
             Caller::Legacy(s) => s.id.clone(),
@@ -514,15 +573,26 @@ impl Gateway {
                 .or_else(|| m.session.clone())
                 .unwrap_or_else(|| "rolling".into()),
         };
-        let judged = self.behaviour.decide(
-            caller.principal(),
-            &session,
-            &self.names[i],
-            target,
-            kind,
-            args,
-            intent,
-        );
+        let judged = if completion {
+            self.behaviour.decide_completion(
+                caller.principal(),
+                &session,
+                &self.names[i],
+                target,
+                kind,
+                args,
+            )
+        } else {
+            self.behaviour.decide(
+                caller.principal(),
+                &session,
+                &self.names[i],
+                target,
+                kind,
+                args,
+                intent,
+            )
+        };
         match judged.verdict.decision {
             d if d.forwards() => Ok(judged),
             // A held call waits for an operator, bounded; then fails closed.
@@ -819,6 +889,28 @@ impl Gateway {
             .enumerate()
             .filter_map(|(i, a)| Some((i, a.as_ref().ok()?)))
             .filter_map(|(i, pages)| match items_of(pages, key) {
+                // Each tool is pinned and screened: an upstream listing
+                // thousands of names (new ones every time) is refused
+                // rather than let grow the store and slow every list.
+                Ok(items)
+                    if matches!(method, "tools/list" | "prompts/list")
+                        && items.len() > self.config.integrity.max_tools =>
+                {
+                    let e = self.failed_upstream(
+                        i,
+                        &format!(
+                            "{method} has {} items, more than `integrity.max_tools` ({}); the upstream's list is left out",
+                            items.len(),
+                            self.config.integrity.max_tools
+                        ),
+                    );
+                    self.left_out(i, method, &e);
+                    failures.push((i, e));
+                    // Its earlier list no longer stands: calls list again
+                    // and get this error.
+                    self.integrity.invalidate(&self.names[i]);
+                    None
+                }
                 Ok(items) => Some((i, items)),
                 Err(e) => {
                     let e = self.failed_upstream(i, &format!("malformed {method} result: {e}"));
@@ -828,10 +920,9 @@ impl Gateway {
                 }
             })
             .collect();
-        let per_upstream = if method == "tools/list" {
-            self.screen_tools(per_upstream)
-        } else {
-            per_upstream
+        let per_upstream = match Listed::of(method) {
+            Some(kind) => self.screen_items(kind, per_upstream),
+            None => per_upstream,
         };
         // What an agent may see in a list: a tool it may list, a prompt it
         // may get, a resource it may read (the policy without behavioural
@@ -857,6 +948,13 @@ impl Gateway {
                         continue;
                     };
                     let exposed = self.routes.expose(i, &name);
+                    // Exposed names are unique: an un-prefixed upstream
+                    // may not list a name in another upstream's namespace
+                    // (`mail__send_email`).
+                    if self.routes.foreign_prefix(i, &exposed) {
+                        self.shadowed_name(i, &exposed);
+                        continue;
+                    }
                     if self.routes.is_plain(i) {
                         let got = self.routes.claim_name(i, &exposed);
                         claims.push(Claim::Name(i, exposed.clone(), got));
@@ -879,7 +977,7 @@ impl Gateway {
                         continue;
                     }
                     if let Some(kind) = visible_as
-                        && !may_see(i, kind, uri)
+                        && !may_see(i, kind, &crate::uri::normalise(uri))
                     {
                         continue;
                     }
@@ -893,24 +991,29 @@ impl Gateway {
         (merged, failures, claims)
     }
 
-    /// Holds each upstream's tools to their pins (withheld ones are left
-    /// out) and lets the judge learn the ones agents will see.
-    /// The same lists under the same integrity version screen the same way
-    /// (and teach the judge nothing new), so the last answer is reused.
-    fn screen_tools(&self, per_upstream: Vec<(usize, Vec<Value>)>) -> Vec<(usize, Vec<Value>)> {
+    /// Holds each upstream's tools (prompts, resources, templates) to their
+    /// pins (withheld ones are left out) and lets the judge learn the tools
+    /// agents will see. The same lists under the same integrity version
+    /// screen the same way (and teach the judge nothing new), so the last
+    /// answer is reused.
+    fn screen_items(
+        &self,
+        kind: Listed,
+        per_upstream: Vec<(usize, Vec<Value>)>,
+    ) -> Vec<(usize, Vec<Value>)> {
         let version = self.integrity.version();
         let lock = || match self.screen_memo.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let reused = version.and_then(|v| lock().reuse(v, &per_upstream));
+        let reused = version.and_then(|v| lock()[kind as usize].reuse(v, &per_upstream));
         let kept = match reused {
             Some(kept) => kept,
             None => {
-                let kept = self.screen_fresh(&per_upstream);
+                let kept = self.screen_fresh(kind, &per_upstream);
                 self.screenings.fetch_add(1, Ordering::AcqRel);
                 if let Some(v) = version {
-                    lock().store(v, per_upstream.clone(), kept.clone());
+                    lock()[kind as usize].store(v, per_upstream.clone(), kept.clone());
                 }
                 kept
             }
@@ -924,28 +1027,33 @@ impl Gateway {
 
     /// Screens each upstream's tools against their pins and lets the judge
     /// learn the ones agents will see; says which those are.
-    fn screen_fresh(&self, per_upstream: &[(usize, Vec<Value>)]) -> Vec<Vec<bool>> {
-        let all: Vec<(usize, String)> = per_upstream
+    fn screen_fresh(&self, kind: Listed, per_upstream: &[(usize, Vec<Value>)]) -> Vec<Vec<bool>> {
+        let tools = kind == Listed::Tools;
+        let all: Vec<(&str, &str, String)> = per_upstream
             .iter()
             .flat_map(|(i, items)| {
                 items
                     .iter()
                     .filter_map(|t| t.get("name")?.as_str())
-                    .map(|n| (*i, n.to_owned()))
+                    .map(|n| (&*self.names[*i], n, self.routes.expose(*i, n)))
             })
             .collect();
+        let all: Vec<(&str, &str, &str)> =
+            all.iter().map(|(s, n, e)| (*s, *n, e.as_str())).collect();
+        // One automaton over every upstream's tools, built once per
+        // screening: each definition is then read once.
+        let shadows = castellan_integrity::Shadows::new(if tools { &all } else { &[] });
         let mut screened = Vec::with_capacity(per_upstream.len());
         for (i, items) in per_upstream {
-            let others: Vec<(&str, &str)> = all
-                .iter()
-                .filter(|(j, _)| j != i)
-                .map(|(j, n)| (&*self.names[*j], n.as_str()))
-                .collect();
-            let kept = self.integrity.screen_kept(&self.names[*i], items, &others);
-            self.behaviour.learn_tools(
-                &self.names[*i],
-                items.iter().zip(&kept).filter_map(|(t, k)| k.then_some(t)),
-            );
+            let kept = self
+                .integrity
+                .screen_kept(&self.names[*i], kind, items, &shadows);
+            if tools {
+                self.behaviour.learn_tools(
+                    &self.names[*i],
+                    items.iter().zip(&kept).filter_map(|(t, k)| k.then_some(t)),
+                );
+            }
             screened.push(kept);
         }
         screened
@@ -994,6 +1102,43 @@ impl Gateway {
             )
             .with_data(data(finding.kind(), Some(&hash)))),
         }
+    }
+
+    /// Refuses a prompt or resource whose listed definition is withheld
+    /// (poisoned, changed, renamed ...); lists it first if its upstream's
+    /// list was not screened yet.
+    async fn check_item(
+        &self,
+        caller: &Caller,
+        i: usize,
+        kind: Listed,
+        name: &str,
+    ) -> Result<(), ErrorObject> {
+        let server = &*self.names[i];
+        if !self.integrity.was_listed(server, kind) {
+            let method = if kind == Listed::Prompts {
+                "prompts/list"
+            } else {
+                "resources/list"
+            };
+            let _ = self.list(caller, method, &RawObject::default()).await;
+        }
+        let Some(finding) = self.integrity.withheld_item(server, kind, name) else {
+            return Ok(());
+        };
+        let what = if kind == Listed::Prompts {
+            "prompt"
+        } else {
+            "resource"
+        };
+        Err(ErrorObject::new(
+            INVALID_PARAMS,
+            format!(
+                "{what} `{name}` is withheld: {}; an operator must approve this version",
+                finding.explain()
+            ),
+        )
+        .with_data(json!({"upstream": server, what: name, "finding": finding.kind()})))
     }
 
     /// Reads every page of upstream `i`'s list (see [`Self::fetch_lists`]).
@@ -1305,7 +1450,7 @@ impl Gateway {
     }
 
     /// An agent answered a server-to-agent request.
-    async fn client_response(&self, caller: &Caller, env: Envelope) {
+    async fn client_response(&self, caller: &Caller, mut env: Envelope) {
         let (Some(session), Some(id)) = (caller.session(), env.id.as_ref()) else {
             return;
         };
@@ -1313,6 +1458,22 @@ impl Gateway {
             tracing::debug!(session = %session.id, "answer to an unknown server request ignored");
             return;
         };
+        // The agent's answer (a sampled message, an elicited form) is
+        // agent content going upstream, held to the content policy like a
+        // call's arguments.
+        if self.config.judge.enabled
+            && let Some(result) = &env.result
+            && let Some(why) = self.behaviour.outbound_blocked(result)
+        {
+            tracing::warn!(agent = %caller.principal().agent, upstream = %self.names[route.upstream], classes = %why, "agent's answer to an upstream request refused");
+            metrics::counter!("castellan_outbound_refused_total").increment(1);
+            let text = format!(
+                "Castellan refused the agent's answer: it carries {why}, which the content policy does not let reach an upstream"
+            );
+            env.result = None;
+            env.error = Some(jsonrpc::to_raw(&json!({"code": REFUSED, "message": text})));
+            env.kind = Kind::Error;
+        }
         if let Some(reply) = route.reply {
             // The gateway itself asked (input for a modern upstream).
             let _ = reply.send(env);
@@ -1373,7 +1534,21 @@ impl Gateway {
     fn listen(self: &Arc<Self>, caller: &Caller, id: &RequestId, params: RawObject) -> Outcome {
         let filter = Filter::from_params(&params);
         let (tx, body) = mpsc::channel(64);
-        let ack = self.listeners.add(id.clone(), filter.clone(), tx.clone());
+        let max = self.config.limits.max_streams_per_agent;
+        let agent = caller.principal().agent.clone();
+        let Some(ack) =
+            self.listeners
+                .add(agent.clone(), max, id.clone(), filter.clone(), tx.clone())
+        else {
+            return Outcome::Json(
+                429,
+                ErrorObject::new(
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("agent `{agent}` already has {max} open streams (`limits.max_streams_per_agent`); close one first"),
+                )
+                .to_response(Some(id)),
+            );
+        };
         let _ = tx.try_send(ack);
         // Modern HTTP upstreams get their own subscription, narrowed to the
         // resources they serve; legacy upstreams feed it through pushes.
@@ -1593,6 +1768,20 @@ fn judged_params(params: &RawObject) -> Result<(Value, Option<RawObject>), Error
         Some(raw) => json::from_str_strict(raw.get()).map_err(|e| unreadable("arguments", &e))?,
     };
     Ok((args, judged_meta(params)?))
+}
+
+/// What the judge reads of a `completion/complete`: the argument being
+/// completed and the context's other arguments (agent content going
+/// upstream), strictly parsed, and `_meta`.
+fn completion_args(params: &RawObject) -> Result<(Value, Option<RawObject>), ErrorObject> {
+    let mut args = serde_json::Map::new();
+    for member in ["argument", "context"] {
+        if let Some(raw) = params.get(member) {
+            let v = json::from_str_strict(raw.get()).map_err(|e| unreadable(member, &e))?;
+            args.insert(member.to_owned(), v);
+        }
+    }
+    Ok((Value::Object(args), judged_meta(params)?))
 }
 
 /// The `_meta` of a judged request, whose intent and session the judge

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use castellan_config::IntegrityConfig;
 use castellan_integrity::{
-    Assessment, Definition, Finding, FirstSight, Pin, Store, StoreError, assess,
+    Assessment, Definition, Finding, FirstSight, Pin, Shadows, Store, StoreError, assess,
 };
 
 use crate::federation::{read, write};
@@ -24,6 +24,74 @@ const FIRST_SIGHT: &str = "first-sight";
 enum Status {
     Approved,
     Withheld { hash: String, finding: Finding },
+}
+
+/// What an upstream lists, each pinned and screened under its own key:
+/// tools by name, prompts, resources and resource templates under
+/// `prompt:<name>`, `resource:<uri>`, `template:<uriTemplate>` (so they
+/// never collide with a tool's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listed {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    Templates,
+}
+
+impl Listed {
+    /// The kind a list method lists.
+    pub fn of(method: &str) -> Option<Listed> {
+        Some(match method {
+            "tools/list" => Listed::Tools,
+            "prompts/list" => Listed::Prompts,
+            "resources/list" => Listed::Resources,
+            "resources/templates/list" => Listed::Templates,
+            _ => return None,
+        })
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Listed::Tools => "",
+            Listed::Prompts => "prompt:",
+            Listed::Resources => "resource:",
+            Listed::Templates => "template:",
+        }
+    }
+
+    /// The pin key of an item as listed.
+    pub fn key(self, item: &Value) -> Option<String> {
+        let field = match self {
+            Listed::Tools | Listed::Prompts => "name",
+            Listed::Resources => "uri",
+            Listed::Templates => "uriTemplate",
+        };
+        let v = item.get(field)?.as_str()?;
+        Some(self.key_of(v))
+    }
+
+    /// The pin key of a prompt name or resource URI (in its canonical
+    /// spelling, as reads are compared).
+    pub fn key_of(self, name: &str) -> String {
+        match self {
+            Listed::Resources => format!("{}{}", self.prefix(), crate::uri::normalise(name)),
+            _ => format!("{}{name}", self.prefix()),
+        }
+    }
+
+    /// Whether a pin key is of this kind.
+    fn owns(self, key: &str) -> bool {
+        match self {
+            Listed::Tools => !["prompt:", "resource:", "template:"]
+                .iter()
+                .any(|p| key.starts_with(p)),
+            other => key.starts_with(other.prefix()),
+        }
+    }
 }
 
 /// What a call may do with a tool.
@@ -49,8 +117,16 @@ pub enum Check {
 pub struct Integrity {
     store: Store,
     first_sight: FirstSight,
-    /// Upstream -> tool -> status, from the last list.
+    /// For a tool that appears while pinned ones of its upstream vanished.
+    renamed: FirstSight,
+    /// Pins of tools gone this long are forgotten (milliseconds).
+    forget_after_ms: i64,
+    /// Upstream -> tool (or prompt, resource ... key, see [`Listed`]) ->
+    /// status, from the last lists.
     status: RwLock<HashMap<String, HashMap<String, Status>>>,
+    /// The lists screened since start (or since the upstream announced a
+    /// change).
+    seen: RwLock<std::collections::HashSet<(String, Listed)>>,
     /// Bumped by every change made in this process that could change what
     /// [`Integrity::screen`] answers or what a call may use (approvals,
     /// invalidations); see [`Integrity::version`].
@@ -77,11 +153,14 @@ impl Integrity {
     /// Opens the pin store the configuration names.
     pub fn open(cfg: &IntegrityConfig) -> Result<Integrity, String> {
         let store = Store::open(&cfg.store).map_err(|e| format!("{}: {e}", cfg.store))?;
-        let first_sight = match cfg.first_sight {
+        let sight = |f| match f {
             castellan_config::FirstSight::Pin => FirstSight::Pin,
             castellan_config::FirstSight::Hold => FirstSight::Hold,
         };
-        Ok(Integrity::with_store(store, first_sight))
+        let mut i = Integrity::with_store(store, sight(cfg.first_sight));
+        i.renamed = sight(cfg.renamed);
+        i.forget_after_ms = i64::try_from(cfg.forget_after.as_millis()).unwrap_or(i64::MAX);
+        Ok(i)
     }
 
     /// Pins kept in memory only: every tool is pinned on first sight and
@@ -96,7 +175,10 @@ impl Integrity {
         Integrity {
             store,
             first_sight,
+            renamed: FirstSight::Hold,
+            forget_after_ms: 30 * 86_400_000,
             status: RwLock::new(HashMap::new()),
+            seen: RwLock::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -124,7 +206,8 @@ impl Integrity {
     /// the store cannot be read, nothing from this upstream is shown: the
     /// check fails closed.
     pub fn screen(&self, server: &str, tools: Vec<Value>, others: &[(&str, &str)]) -> Vec<Value> {
-        let kept = self.screen_kept(server, &tools, others);
+        let all: Vec<(&str, &str, &str)> = others.iter().map(|(s, n)| (*s, *n, *n)).collect();
+        let kept = self.screen_kept(server, Listed::Tools, &tools, &Shadows::new(&all));
         tools
             .into_iter()
             .zip(kept)
@@ -133,8 +216,24 @@ impl Integrity {
     }
 
     /// [`Integrity::screen`], answering for each tool whether agents may
-    /// see it.
-    pub fn screen_kept(&self, server: &str, tools: &[Value], others: &[(&str, &str)]) -> Vec<bool> {
+    /// see it. `shadows` holds every upstream's tools (this one's are not
+    /// shadowing).
+    ///
+    /// Every definition is read in full (`inspect_definition`: every text
+    /// the model reads) when first seen; shadowing is checked for every
+    /// tool, pinned ones included, so a tool that names a tool of an
+    /// upstream that was down when it was pinned is withheld once that
+    /// upstream lists it (an operator's approval stands). A tool seen for
+    /// the first time while pinned tools of the same upstream are missing
+    /// from the list (a rename) follows `renamed`; a tool with a version
+    /// already waiting for an operator stays withheld until approved.
+    pub fn screen_kept(
+        &self,
+        server: &str,
+        kind: Listed,
+        tools: &[Value],
+        shadows: &Shadows,
+    ) -> Vec<bool> {
         let pins: HashMap<String, Pin> = match self.store.pins_of(server) {
             Ok(pins) => pins.into_iter().map(|p| (p.tool.clone(), p)).collect(),
             Err(e) => {
@@ -142,31 +241,67 @@ impl Integrity {
                 return vec![false; tools.len()];
             }
         };
+        let keys: Vec<Option<String>> = tools.iter().map(|t| kind.key(t)).collect();
+        let listed: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        let listed_set: std::collections::HashSet<&str> = listed.iter().copied().collect();
+        let mut gone: Vec<String> = pins
+            .keys()
+            .filter(|k| kind.owns(k) && !listed_set.contains(k.as_str()))
+            .cloned()
+            .collect();
+        gone.sort();
+        gone.truncate(8);
         let mut status = HashMap::with_capacity(tools.len());
         let mut kept = Vec::with_capacity(tools.len());
-        for tool in tools {
-            let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else {
+        for (tool, key) in tools.iter().zip(&keys) {
+            let Some(name) = key.clone() else {
                 kept.push(false);
                 continue;
             };
+            if status.contains_key(&name) {
+                // The same name twice in one list: the first stands, the
+                // later one is never shown nor pinned.
+                tracing::warn!(upstream = server, tool = %name, "the upstream lists this tool name twice: the later definition is ignored");
+                kept.push(false);
+                continue;
+            }
             let def = Definition::of(tool);
-            let poison = if pins.contains_key(&name) {
-                Vec::new()
-            } else {
-                // Text aimed at the model (hidden instructions, invisible
-                // characters, credential paths), then cross-server mentions.
-                let mut reasons: Vec<String> = castellan_judge::inspect_tool_definition(
-                    &name,
-                    tool.get("description").and_then(Value::as_str),
-                    tool.get("inputSchema").unwrap_or(&Value::Null),
-                )
-                .into_iter()
-                .map(|f| format!("{} in {}", f.reason, f.location))
-                .collect();
-                reasons.extend(castellan_integrity::mentions_of_others(tool, others));
-                reasons
+            let pin = pins.get(&name);
+            let shadowing = shadows.mentions(server, tool);
+            let verdict = match pin {
+                // A first-sight pin is no review: what it names is
+                // checked again against today's upstreams.
+                Some(p)
+                    if p.hash == def.hash
+                        && p.approved_by == FIRST_SIGHT
+                        && !shadowing.is_empty() =>
+                {
+                    Assessment::Withheld(Finding::Poisoned { reasons: shadowing })
+                }
+                Some(_) => assess(pin, &def, self.first_sight, Vec::new()),
+                None => {
+                    // Text aimed at the model anywhere in the definition
+                    // (hidden instructions, invisible characters, look-alike
+                    // letters, credential paths), then cross-server mentions.
+                    let mut poison: Vec<String> =
+                        castellan_judge::inspect_definition(tool, kind == Listed::Tools)
+                            .into_iter()
+                            .map(|f| format!("{} in {}", f.reason, f.location))
+                            .collect();
+                    poison.extend(shadowing);
+                    let waiting = matches!(self.store.pending_of(server, &name), Ok(Some(_)));
+                    match assess(None, &def, self.first_sight, poison) {
+                        Assessment::PinNow
+                            if !gone.is_empty() && self.renamed == FirstSight::Hold =>
+                        {
+                            Assessment::Withheld(Finding::Replaces { gone: gone.clone() })
+                        }
+                        Assessment::PinNow if waiting => Assessment::Withheld(Finding::New),
+                        other => other,
+                    }
+                }
             };
-            let verdict = match assess(pins.get(&name), &def, self.first_sight, poison) {
+            let verdict = match verdict {
                 Assessment::PinNow => match self.store.pin(server, &name, &def, FIRST_SIGHT) {
                     Ok(_) => Assessment::Approved,
                     Err(e) => {
@@ -194,8 +329,44 @@ impl Integrity {
                 }
             }
         }
-        write(&self.status).insert(server.to_owned(), status);
+        match self
+            .store
+            .seen(server, kind.prefix(), &listed, self.forget_after_ms)
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                upstream = server,
+                forgotten = n,
+                "pins of tools gone from the upstream's list were forgotten"
+            ),
+            Err(e) => {
+                tracing::error!(upstream = server, error = %e, "could not record which tools were listed")
+            }
+        }
+        let mut all = write(&self.status);
+        let known = all.entry(server.to_owned()).or_default();
+        // This kind's entries are replaced; the other kinds' stay.
+        known.retain(|k, _| !kind.owns(k));
+        known.extend(status);
+        drop(all);
+        write(&self.seen).insert((server.to_owned(), kind));
         kept
+    }
+
+    /// Whether `server`'s list of `kind` was screened since start (or
+    /// since it announced a change).
+    pub fn was_listed(&self, server: &str, kind: Listed) -> bool {
+        read(&self.seen).contains(&(server.to_owned(), kind))
+    }
+
+    /// Whether a prompt or resource an upstream listed is withheld: the
+    /// finding, else `None` (approved, or not listed: a resource read
+    /// through a template).
+    pub fn withheld_item(&self, server: &str, kind: Listed, name: &str) -> Option<Finding> {
+        match read(&self.status).get(server)?.get(&kind.key_of(name))? {
+            Status::Approved => None,
+            Status::Withheld { finding, .. } => Some(finding.clone()),
+        }
     }
 
     /// Records a withheld version and tells the operator, once per version.
@@ -224,17 +395,23 @@ impl Integrity {
     /// May a call use `tool` of `server`?
     pub fn check(&self, server: &str, tool: &str) -> Check {
         let (hash, finding) = {
+            if !self.was_listed(server, Listed::Tools) {
+                return Check::Unknown;
+            }
             let status = read(&self.status);
             match status.get(server).map(|m| m.get(tool)) {
-                None => return Check::Unknown,
+                None => return Check::Unlisted,
                 Some(None) => return Check::Unlisted,
                 Some(Some(Status::Approved)) => return Check::Approved,
                 Some(Some(Status::Withheld { hash, finding })) => (hash.clone(), finding.clone()),
             }
         };
         // Approved since, perhaps from `castellan tools approve` beside us.
+        // (A first-sight pin withheld for shadowing has the same hash: only
+        // an operator's approval releases it.)
         if let Ok(Some(pin)) = self.store.pin_of(server, tool)
             && pin.hash == hash
+            && !(pin.approved_by == FIRST_SIGHT && matches!(finding, Finding::Poisoned { .. }))
         {
             self.mark_approved(server, tool);
             return Check::Approved;
@@ -253,6 +430,7 @@ impl Integrity {
     /// announced that its tools changed).
     pub fn invalidate(&self, server: &str) {
         write(&self.status).remove(server);
+        write(&self.seen).retain(|(s, _)| s != server);
         self.changed();
     }
 
@@ -435,7 +613,8 @@ mod tests {
         let input = vec![(0, tools("Echoes its input."))];
         let v = integrity.version().expect("version");
         assert!(memo.reuse(v, &input).is_none(), "empty memo");
-        let kept = vec![integrity.screen_kept("fx", &input[0].1, &[])];
+        let kept =
+            vec![integrity.screen_kept("fx", Listed::Tools, &input[0].1, &Shadows::new(&[]))];
         assert_eq!(kept, vec![vec![true, false]]);
         memo.store(v, input.clone(), kept.clone());
         assert_eq!(memo.reuse(v, &input), Some(kept.clone()));
@@ -462,13 +641,19 @@ mod tests {
     fn an_approval_changes_the_version() {
         let integrity = Integrity::with_store(Store::in_memory().expect("store"), FirstSight::Hold);
         let input = tools("Echoes its input.");
-        assert_eq!(integrity.screen_kept("fx", &input, &[]), vec![false, false]);
+        assert_eq!(
+            integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])),
+            vec![false, false]
+        );
         let v = integrity.version().expect("version");
         integrity
             .approve("fx", "echo", None, "ops")
             .expect("approve");
         assert_ne!(integrity.version(), Some(v));
-        assert_eq!(integrity.screen_kept("fx", &input, &[]), vec![true, false]);
+        assert_eq!(
+            integrity.screen_kept("fx", Listed::Tools, &input, &Shadows::new(&[])),
+            vec![true, false]
+        );
         assert_eq!(integrity.check("fx", "echo"), Check::Approved);
     }
 }

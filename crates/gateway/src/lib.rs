@@ -43,6 +43,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod upstream;
+mod uri;
 
 pub use gateway::Gateway;
 pub use server::serve;

@@ -87,6 +87,7 @@ impl Filter {
 /// A live subscription.
 #[derive(Debug)]
 struct Listener {
+    agent: std::sync::Arc<str>,
     id: RequestId,
     filter: Filter,
     tx: mpsc::Sender<Bytes>,
@@ -99,17 +100,34 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Registers a subscription; returns the acknowledgement frame.
-    pub fn add(&self, id: RequestId, filter: Filter, tx: mpsc::Sender<Bytes>) -> Bytes {
+    /// Registers a subscription of `agent`; returns the acknowledgement
+    /// frame, or `None` when the agent already has `max` open.
+    pub fn add(
+        &self,
+        agent: std::sync::Arc<str>,
+        max: usize,
+        id: RequestId,
+        filter: Filter,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Option<Bytes> {
         let ack = notification(
             "notifications/subscriptions/acknowledged",
             &id,
             json!({"notifications": filter.to_json()}),
         );
         if let Ok(mut l) = self.live.lock() {
-            l.push(Listener { id, filter, tx });
+            l.retain(|l| !l.tx.is_closed());
+            if l.iter().filter(|x| x.agent == agent).count() >= max {
+                return None;
+            }
+            l.push(Listener {
+                agent,
+                id,
+                filter,
+                tx,
+            });
         }
-        sse::encode(None, None, &ack)
+        Some(sse::encode(None, None, &ack))
     }
 
     /// Delivers a notification to every matching subscription, tagged with

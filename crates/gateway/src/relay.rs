@@ -637,9 +637,27 @@ impl Gateway {
             .get("inputResponses")
             .and_then(|r| serde_json::from_str(r.get()).ok())
             .unwrap_or(Value::Null);
-        let bytes = match responses.get("input") {
-            Some(answer) => Envelope::result_bytes(&parked.server_request, &to_raw(answer)),
-            None => ErrorObject::new(INVALID_PARAMS, "the agent gave no input")
+        // The agent's answer goes upstream: held to the content policy.
+        let refused = responses.get("input").and_then(|answer| {
+            if !self.config.judge.enabled {
+                return None;
+            }
+            self.behaviour.outbound_blocked(&to_raw(answer))
+        });
+        if let Some(why) = &refused {
+            tracing::warn!(agent = %caller.principal().agent, upstream = %self.names[parked.call.upstream], classes = %why, "agent's answer to an upstream request refused");
+            metrics::counter!("castellan_outbound_refused_total").increment(1);
+        }
+        let bytes = match (responses.get("input"), refused) {
+            (Some(_), Some(why)) => ErrorObject::new(
+                crate::gateway::REFUSED,
+                format!(
+                    "Castellan refused the agent's answer: it carries {why}, which the content policy does not let reach an upstream"
+                ),
+            )
+            .to_response(Some(&parked.server_request)),
+            (Some(answer), None) => Envelope::result_bytes(&parked.server_request, &to_raw(answer)),
+            (None, _) => ErrorObject::new(INVALID_PARAMS, "the agent gave no input")
                 .to_response(Some(&parked.server_request)),
         };
         self.deliver_to_upstream(

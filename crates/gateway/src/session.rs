@@ -295,6 +295,15 @@ fn log_event(
     (frame, log)
 }
 
+/// Which session limit refused a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLimit {
+    /// `limits.max_sessions`.
+    Total,
+    /// `limits.max_sessions_per_agent`.
+    Agent,
+}
+
 /// All legacy sessions.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -314,14 +323,26 @@ impl Sessions {
         self.lock().get(id).cloned()
     }
 
-    /// Adds a session; false if the limit is reached.
-    pub fn insert(&self, s: Arc<ClientSession>, max: usize) -> bool {
+    /// Adds a session unless `max` sessions are open, or `per_agent` of its
+    /// agent's (one credential must not hold the gateway's sessions and
+    /// descriptors); `Err` says which limit.
+    pub fn insert(
+        &self,
+        s: Arc<ClientSession>,
+        max: usize,
+        per_agent: usize,
+    ) -> Result<(), SessionLimit> {
         let mut m = self.lock();
         if m.len() >= max {
-            return false;
+            return Err(SessionLimit::Total);
+        }
+        let agent = &s.principal.agent;
+        // Counted when a session opens (rare next to calls).
+        if m.values().filter(|x| x.principal.agent == *agent).count() >= per_agent {
+            return Err(SessionLimit::Agent);
         }
         m.insert(s.id.clone(), s);
-        true
+        Ok(())
     }
 
     /// Removes a session.

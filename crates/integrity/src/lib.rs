@@ -12,7 +12,7 @@ mod shadow;
 mod store;
 
 pub use definition::{Definition, diff};
-pub use shadow::mentions_of_others;
+pub use shadow::{Shadows, mentions_of_others};
 pub use store::{Pending, Pin, Store, StoreError};
 
 /// Why a tool is withheld from agents.
@@ -35,6 +35,13 @@ pub enum Finding {
         /// What was found, one line each; never the offending text itself.
         reasons: Vec<String>,
     },
+    /// A tool never seen before that appeared while tools pinned for the
+    /// same upstream vanished from its list: perhaps a rename, perhaps a
+    /// rug pull under a new name.
+    Replaces {
+        /// The pinned tools missing from the list.
+        gone: Vec<String>,
+    },
 }
 
 impl Finding {
@@ -44,6 +51,7 @@ impl Finding {
             Finding::New => "new",
             Finding::Changed { .. } => "changed",
             Finding::Poisoned { .. } => "poisoned",
+            Finding::Replaces { .. } => "replaces",
         }
     }
 
@@ -57,6 +65,10 @@ impl Finding {
             Finding::Poisoned { reasons } => {
                 format!("its definition looks poisoned ({})", reasons.join("; "))
             }
+            Finding::Replaces { gone } => format!(
+                "it appeared while pinned tools of its upstream vanished ({}): a renamed tool is reviewed like a changed one",
+                gone.join(", ")
+            ),
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct Pin {
     pub approved_at: i64,
     /// Who approved it (`first-sight` for automatic pins).
     pub approved_by: String,
+    /// When its upstream last listed it (Unix milliseconds, refreshed at
+    /// most every few minutes); pins of tools gone for long are forgotten
+    /// (see [`Store::seen`]).
+    pub last_seen: i64,
 }
 
 /// A version seen but not approved.
@@ -90,11 +94,33 @@ CREATE TABLE IF NOT EXISTS pending (
     PRIMARY KEY (server, tool));
 ";
 
+/// Stores written before pins recorded when they were last listed get the
+/// column, starting from the approval time.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('pins') WHERE name = 'last_seen'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch(
+            "ALTER TABLE pins ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+             UPDATE pins SET last_seen = approved_at;",
+        )?;
+    }
+    Ok(())
+}
+
+/// A pin's `last_seen` is rewritten at most this often (milliseconds), so
+/// listing tools does not write to the store every time.
+const SEEN_REFRESH_MS: i64 = 5 * 60 * 1000;
+
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -104,9 +130,83 @@ impl Store {
     pub fn in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Records that `server` listed exactly `listed` now: the pins of
+    /// listed tools are marked seen, pins of tools missing for more than
+    /// `forget_after_ms` are deleted, and versions waiting for tools no
+    /// longer listed are dropped (there is nothing left to approve). So an
+    /// upstream that lists new names on every list cannot grow the store
+    /// without bound. Returns how many pins were forgotten.
+    /// Only keys starting with `kind` (`prompt:` ...; `""` for tools, whose
+    /// keys have none of the other kinds' prefixes) are affected.
+    pub fn seen(
+        &self,
+        server: &str,
+        kind: &str,
+        listed: &[&str],
+        forget_after_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut touch = tx.prepare_cached(
+                "UPDATE pins SET last_seen = ?3 WHERE server = ?1 AND tool = ?2 AND last_seen < ?4",
+            )?;
+            for t in listed {
+                touch.execute(params![server, t, now, now - SEEN_REFRESH_MS])?;
+            }
+        }
+        let listed: std::collections::HashSet<&str> = listed.iter().copied().collect();
+        let stale: Vec<String> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT tool FROM pins WHERE server = ?1 AND last_seen < ?2")?;
+            let rows = stmt
+                .query_map(params![server, now.saturating_sub(forget_after_ms)], |r| {
+                    r.get(0)
+                })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut forgotten = 0;
+        let ours = |t: &str| {
+            if kind.is_empty() {
+                !["prompt:", "resource:", "template:"]
+                    .iter()
+                    .any(|p| t.starts_with(p))
+            } else {
+                t.starts_with(kind)
+            }
+        };
+        for t in stale
+            .iter()
+            .filter(|t| ours(t) && !listed.contains(t.as_str()))
+        {
+            forgotten += tx.execute(
+                "DELETE FROM pins WHERE server = ?1 AND tool = ?2",
+                params![server, t],
+            )?;
+        }
+        let waiting: Vec<String> = {
+            let mut stmt = tx.prepare_cached("SELECT tool FROM pending WHERE server = ?1")?;
+            let rows = stmt.query_map(params![server], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for t in waiting
+            .iter()
+            .filter(|t| ours(t) && !listed.contains(t.as_str()))
+        {
+            tx.execute(
+                "DELETE FROM pending WHERE server = ?1 AND tool = ?2",
+                params![server, t],
+            )?;
+        }
+        tx.commit()?;
+        Ok(forgotten)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -152,7 +252,7 @@ impl Store {
         // Cached: every tools/list reads the pins of each upstream, and
         // parsing the statement cost more than running it.
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT server, tool, hash, definition, approved_at, approved_by FROM pins {filter} ORDER BY server, tool"
+            "SELECT server, tool, hash, definition, approved_at, approved_by, last_seen FROM pins {filter} ORDER BY server, tool"
         ))?;
         let rows = stmt.query_map(args, |r| {
             Ok(Pin {
@@ -162,6 +262,7 @@ impl Store {
                 definition: r.get(3)?,
                 approved_at: r.get(4)?,
                 approved_by: r.get(5)?,
+                last_seen: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -218,14 +319,15 @@ impl Store {
             definition: def.canonical.clone(),
             approved_at: now_ms(),
             approved_by: by.to_owned(),
+            last_seen: now_ms(),
         };
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO pins (server, tool, hash, definition, approved_at, approved_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO pins (server, tool, hash, definition, approved_at, approved_by, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
              ON CONFLICT (server, tool) DO UPDATE SET hash = ?3, definition = ?4,
-               approved_at = ?5, approved_by = ?6",
+               approved_at = ?5, approved_by = ?6, last_seen = ?5",
             params![
                 pin.server,
                 pin.tool,

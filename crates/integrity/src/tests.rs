@@ -189,3 +189,36 @@ fn a_store_path_that_cannot_be_opened_is_an_error() {
         .expect("error");
     assert!(err.to_string().starts_with("pin store:"), "{err}");
 }
+
+#[test]
+fn pins_of_tools_gone_are_forgotten_and_waiting_versions_of_unlisted_tools_dropped() {
+    let store = Store::in_memory().expect("store");
+    let def = |d: &str| Definition::of(&json!({"name": "t", "description": d}));
+    store
+        .pin("up", "kept", &def("a"), "first-sight")
+        .expect("pin");
+    store
+        .pin("up", "gone", &def("b"), "first-sight")
+        .expect("pin");
+    store
+        .pin("up", "prompt:p", &def("c"), "first-sight")
+        .expect("pin");
+    store
+        .record_pending("up", "churn", &def("d"), &Finding::New)
+        .expect("pending");
+    // Gone for less than the window: kept.
+    assert_eq!(store.seen("up", "", &["kept"], 60_000).expect("seen"), 0);
+    assert_eq!(store.pins_of("up").expect("pins").len(), 3);
+    // The waiting version of a tool no longer listed is dropped at once.
+    assert!(store.pending().expect("pending").is_empty());
+    // Past the window: the missing tool's pin goes; other kinds stay.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    assert_eq!(store.seen("up", "", &["kept"], 1).expect("seen"), 1);
+    let left: Vec<String> = store
+        .pins_of("up")
+        .expect("pins")
+        .into_iter()
+        .map(|p| p.tool)
+        .collect();
+    assert_eq!(left, vec!["kept".to_owned(), "prompt:p".to_owned()]);
+}

@@ -72,6 +72,26 @@ fn bench(c: &mut Criterion) {
         });
     });
     g.finish();
+    // Adversarial repetitions (issue 22): one keyword or prefix repeated
+    // without whitespace. Throughput per byte must stay flat from 1 KiB to
+    // 16 MiB (a validator rescanning the run made it quadratic).
+    let mut g = c.benchmark_group("detect/repeated");
+    g.sample_size(10);
+    for unit in ["password=", "sk-", "![a]("] {
+        for size in [1usize << 10, 1 << 16, 1 << 20, 1 << 24] {
+            let text = unit.repeat(size / unit.len());
+            g.throughput(Throughput::Bytes(text.len() as u64));
+            g.bench_function(format!("{unit}/{}KiB", size >> 10), |b| {
+                b.iter(|| {
+                    out.clear();
+                    sigs.clear();
+                    d.scan_and_signals(black_box(&text), &mut out, &mut sigs);
+                    black_box((out.len(), sigs.len()))
+                });
+            });
+        }
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);

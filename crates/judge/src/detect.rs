@@ -16,6 +16,7 @@
 
 mod blocks;
 mod definition;
+pub(crate) mod fold;
 mod keywords;
 pub(crate) use keywords::load8;
 mod numbers;
@@ -31,7 +32,7 @@ use serde::Serialize;
 use crate::label::Label;
 
 pub(crate) use blocks::{Block, Words, classify_all, digits_and_punct};
-pub use definition::{DefinitionFinding, inspect_tool_definition};
+pub use definition::{DefinitionFinding, inspect_definition, inspect_tool_definition};
 pub use signals::{Signal, SignalKind};
 
 /// A detector class: what the operator assigns an action to.
@@ -666,6 +667,8 @@ impl Detectors {
             n_ssn: 0,
             www: false,
         };
+        let mut memo = secrets::Memo::default();
+        let mut links = signals::Links::default();
         let mut tokens = [(0usize, 0usize); 8];
         let mut n_tokens = 0usize;
         let (mut num_next, mut tok_next) = (0usize, 0usize);
@@ -692,10 +695,10 @@ impl Detectors {
                     if bit & word_starts != 0
                         && let Some((e, w)) = self.words.at_candidate(b, i)
                     {
-                        keyword(text, i, e, w, &mut words, &mut kw);
+                        keyword(text, i, e, w, &mut words, &mut kw, &mut memo);
                     }
                     if SIGNALS && let Some((e, t)) = self.signals.at_candidate(b, i) {
-                        sigs.extend(signal(text, i, e, t));
+                        sigs.extend(signal(text, i, e, t, &mut links));
                     }
                     continue;
                 }
@@ -763,7 +766,7 @@ impl Detectors {
             push_re(&self.iban, Det::Iban, &iban_valid, out);
         }
         for m in self.hints.find_iter(text) {
-            secrets::hint(text, m.start(), m.pattern().as_usize(), out);
+            secrets::hint(text, m.start(), m.pattern().as_usize(), &mut memo, out);
         }
         out.append(&mut words);
         if has_colon_slash && has_at {
@@ -784,7 +787,32 @@ impl Detectors {
         }
         if SIGNALS {
             sigs.extend(signals::invisible(text));
+            self.folded_signals(text, sigs);
         }
+    }
+
+    /// The phrase, marker and address signals of `text` as a model reads
+    /// it (look-alike letters folded, invisible characters removed; see
+    /// `fold`) that the text as written hides, with their ranges in
+    /// `text`. Only non-ASCII text with something to fold is read again.
+    fn folded_signals(&self, text: &str, out: &mut Vec<Signal>) {
+        let Some((folded, at)) = fold::fold(text) else {
+            return;
+        };
+        let mut found = Vec::new();
+        let mut links = signals::Links::default();
+        self.signals.find(folded.as_bytes(), |s, e, t| {
+            // A few are enough to tell; more would only cost.
+            if found.len() < 16
+                && let Some(mut g) = signal(&folded, s, e, t, &mut links)
+            {
+                g.range = at[g.range.start]..at.get(g.range.end).copied().unwrap_or(text.len());
+                found.push(g);
+            }
+        });
+        // Only what the text as written did not show already.
+        found.retain(|g| !out.iter().any(|x| x.what == g.what && x.range == g.range));
+        out.append(&mut found);
     }
 
     /// Clears `out` and scans `text` into it.
@@ -796,10 +824,12 @@ impl Detectors {
     /// Every injection signal in `text`, in order of position (at most one
     /// invisible-character signal).
     pub fn signals(&self, text: &str, out: &mut Vec<Signal>) {
+        let mut links = signals::Links::default();
         self.signals.find(text.as_bytes(), |s, e, t| {
-            out.extend(signal(text, s, e, t));
+            out.extend(signal(text, s, e, t, &mut links));
         });
         out.extend(signals::invisible(text));
+        self.folded_signals(text, out);
     }
 
     /// The first injection signal's description, if any.
@@ -888,6 +918,7 @@ fn signal(
     s: usize,
     e: usize,
     (p, src): (&'static str, signals::Src),
+    links: &mut signals::Links,
 ) -> Option<Signal> {
     match src {
         signals::Src::Phrase => Some(Signal {
@@ -901,7 +932,7 @@ fn signal(
             range: s..e,
         }),
         signals::Src::Address => signals::imperative(text, s, e),
-        signals::Src::Link => signals::exfil_link(text, s, p),
+        signals::Src::Link => signals::exfil_link(text, s, p, links),
     }
 }
 
@@ -926,12 +957,13 @@ fn keyword(
     kw: secrets::Kw,
     out: &mut Vec<Finding>,
     st: &mut KwState,
+    memo: &mut secrets::Memo,
 ) {
     let b = text.as_bytes();
     let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
         && !b.get(e).is_some_and(u8::is_ascii_alphabetic);
     match kw {
-        secrets::Kw::Assign => secrets::assignment(text, e, out),
+        secrets::Kw::Assign => secrets::assignment(text, e, memo, out),
         secrets::Kw::Passport if alone || b.get(e) == Some(&b's') => {
             secrets::passport(text, e, out);
         }

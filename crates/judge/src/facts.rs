@@ -366,9 +366,9 @@ impl<'c> ArgScan<'c> {
                     det.scan_into(&s, &mut scratch);
                     if scan.fps.len() < opts.cap {
                         fingerprint::from_findings(&s, &scratch, opts, &mut scan.fps);
-                        for x in &scratch {
-                            scan.detected |= kind_bit(x.kind);
-                        }
+                    }
+                    for x in &scratch {
+                        scan.detected |= kind_bit(x.kind);
                     }
                     scan.add_dest(det, settings, k, &s, intent_lower.as_deref(), &mut scratch);
                 }
@@ -779,7 +779,7 @@ fn lookup<'c>(inp: &Inputs<'_>, arg: &'c str, fps: &[Fp]) -> Vec<Hit<'c>> {
 /// where possible.
 fn leaves(v: &Value) -> Vec<std::borrow::Cow<'_, str>> {
     fn go<'v>(v: &'v Value, depth: usize, out: &mut Vec<std::borrow::Cow<'v, str>>) {
-        if depth > 32 {
+        if depth > fingerprint::MAX_DEPTH {
             return;
         }
         match v {

@@ -603,17 +603,28 @@ pub fn from_json(
     walk(v, 0, &mut |s| {
         if out.len() < opts.cap {
             from_text(det, s, opts, scratch, out);
-            for f in scratch.iter() {
-                *detected |= 1 << (f.kind as u16);
-            }
+        } else {
+            // Past the cap nothing more is fingerprinted, but every value
+            // is still scanned: a class found late in a long argument must
+            // still meet the content policy.
+            det.scan_into(s, scratch);
+        }
+        for f in scratch.iter() {
+            *detected |= 1 << (f.kind as u16);
         }
     });
 }
 
+/// How deep the walks go. Above the JSON parsers' nesting limit (serde_json
+/// refuses more than 128 levels), so every parsed message is walked in
+/// full; a deeper value (built in process) is reported uninspectable by the
+/// judge, never passed as clean.
+pub const MAX_DEPTH: usize = 160;
+
 /// Calls `f` on every string leaf (and the decimal form of integers of six
-/// digits or more), depth first, up to depth 32.
+/// digits or more), depth first, up to depth [`MAX_DEPTH`].
 pub fn walk(v: &Value, depth: usize, f: &mut dyn FnMut(&str)) {
-    if depth > 32 {
+    if depth > MAX_DEPTH {
         return;
     }
     match v {
@@ -630,7 +641,7 @@ pub fn walk(v: &Value, depth: usize, f: &mut dyn FnMut(&str)) {
 }
 
 /// Depth-first over string leaves (and the decimal form of integers of six
-/// digits or more) with their JSON pointer, up to depth 32. With `keys`,
+/// digits or more) with their JSON pointer, up to depth [`MAX_DEPTH`]. With `keys`,
 /// object keys are visited too (the last argument is then true, and the
 /// pointer is that of the key's value).
 pub(crate) fn walk_ptr(
@@ -640,7 +651,7 @@ pub(crate) fn walk_ptr(
     keys: bool,
     f: &mut dyn FnMut(&str, &str, bool),
 ) {
-    if depth > 32 {
+    if depth > MAX_DEPTH {
         return;
     }
     match v {

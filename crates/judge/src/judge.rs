@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::call::{Call, ToolResult};
+use crate::call::{Call, CallKind, ToolResult};
 use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
@@ -25,7 +25,7 @@ use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
 use crate::pack;
 use crate::roles::{ArgRole, CallRoles};
-use crate::rules::{Cond, Group, Measure, Rule, RuleKind, RuleSet};
+use crate::rules::{Cond, Group, Measure, Rule, RuleKind, RuleSet, Uninspectable};
 use crate::shell::{ShellFlag, ShellReading};
 use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
 use crate::verdict::{
@@ -76,6 +76,7 @@ pub struct ScannedResult {
     findings: Vec<ContentFinding>,
     signals: Vec<SignalFinding>,
     blocked: bool,
+    uninspectable: Option<String>,
     fps: Vec<Fp>,
     source: Source,
     /// Ids in a result of a call with subject or object arguments.
@@ -249,7 +250,19 @@ impl Judge {
                 call.intent,
             );
         }
-        let blocked = self.block_content(call, args.detected);
+        let mut blocked = self.block_content(call, args.detected);
+        let limits = &self.rules.settings.inspection;
+        if limits.uninspectable == Uninspectable::Block
+            && let Some(why) = budget::uninspectable(call.args, limits)
+        {
+            blocked.push(Reason {
+                rule: RuleId::new("content-uninspectable"),
+                origin: Origin::Content,
+                action: Action::Deny,
+                message: format!("the arguments carry {why}"),
+                facts: Vec::new(),
+            });
+        }
         ScannedCall {
             call,
             labels,
@@ -419,7 +432,28 @@ impl Judge {
         if let Some(p) = &self.policy {
             let fired: Vec<&str> = reasons.iter().map(|r| r.rule.as_str()).collect();
             let denied = p.decide(call, &facts, &fired);
+            let policy_refused = !denied.is_empty();
             reasons.extend(denied);
+            // A tool the policy hides from the agent's list is refused when
+            // called too: hiding must not be a weaker forbid.
+            if call.kind == CallKind::CallTool
+                && !policy_refused
+                && !self.may_list(&Call {
+                    kind: CallKind::ListTools,
+                    ..*call
+                })
+            {
+                reasons.push(Reason {
+                    rule: RuleId::new("policy-hidden-tool"),
+                    origin: Origin::Policy,
+                    action: Action::Deny,
+                    message: format!(
+                        "the policy hides `{}` from this agent's tool list (`list_tools`), so it may not call it",
+                        call.tool
+                    ),
+                    facts: Vec::new(),
+                });
+            }
         }
         let points = call_points(&mut fired_risk);
         let risk_after = if points > 0 {
@@ -733,82 +767,101 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
-        walk_ptr(
-            result.value,
-            &mut String::new(),
-            0,
-            false,
-            &mut |ptr, s, _| {
-                sigs.clear();
-                // One pass of the detectors for the signals, the findings
-                // (left in `scratch`) and the fingerprints.
-                fingerprint::from_text_and_signals(
-                    &self.detectors,
-                    s,
-                    opts,
-                    &mut scratch,
-                    &mut fps,
-                    &mut sigs,
-                );
-                for g in sigs.drain(..) {
-                    if signals.len() < 16 {
-                        signals.push(SignalFinding {
-                            pointer: ptr.to_owned(),
-                            signal: g,
-                        });
-                    }
-                }
-                let t = s.trim_start();
-                if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
-                    // JSON carried as text (common in MCP results): fingerprint
-                    // its values one by one too.
-                    if let Ok(inner) = serde_json::from_str::<Value>(t) {
-                        let mut inner_scratch = Vec::new();
-                        let mut inner_kinds = 0;
-                        fingerprint::from_json(
-                            &self.detectors,
-                            &inner,
-                            opts,
-                            &mut inner_scratch,
-                            &mut fps,
-                            &mut inner_kinds,
-                        );
-                    }
-                }
-                for f in scratch.drain(..) {
-                    let action = self.detectors.action(&f, content);
-                    if action >= ContentAction::Label
-                        && let Some(l) = self.detectors.label(&f)
-                    {
+        let limits = &self.rules.settings.inspection;
+        let uninspectable = budget::uninspectable(result.value, limits);
+        if uninspectable.is_some() {
+            // Not read at all: nothing in it is known, so it is held to be
+            // everything (or kept from the agent).
+            match limits.uninspectable {
+                Uninspectable::Block => blocked = true,
+                Uninspectable::Label => {
+                    for l in [
+                        Label::Untrusted,
+                        Label::Private,
+                        Label::Secret,
+                        Label::Financial,
+                    ] {
                         labels.insert(l);
                     }
-                    blocked |= action == ContentAction::Block;
-                    if redact_all || action >= ContentAction::Redact {
-                        redactions.push(Redaction {
-                            pointer: ptr.to_owned(),
-                            start: f.range.start,
-                            end: f.range.end,
-                            kind: f.kind,
-                        });
-                    }
-                    if action > ContentAction::Ignore && findings.len() < 64 {
-                        findings.push(ContentFinding {
-                            pointer: ptr.to_owned(),
-                            start: f.range.start,
-                            end: f.range.end,
-                            kind: f.kind,
-                            detector: self.detectors.detector_name(f.detector).to_owned(),
-                            action,
-                        });
-                    }
                 }
-            },
-        );
+            }
+        }
+        let value = if uninspectable.is_some() {
+            &Value::Null
+        } else {
+            result.value
+        };
+        walk_ptr(value, &mut String::new(), 0, false, &mut |ptr, s, _| {
+            sigs.clear();
+            // One pass of the detectors for the signals, the findings
+            // (left in `scratch`) and the fingerprints.
+            fingerprint::from_text_and_signals(
+                &self.detectors,
+                s,
+                opts,
+                &mut scratch,
+                &mut fps,
+                &mut sigs,
+            );
+            for g in sigs.drain(..) {
+                if signals.len() < 16 {
+                    signals.push(SignalFinding {
+                        pointer: ptr.to_owned(),
+                        signal: g,
+                    });
+                }
+            }
+            let t = s.trim_start();
+            if (t.starts_with('{') || t.starts_with('[')) && t.len() < 256 * 1024 {
+                // JSON carried as text (common in MCP results): fingerprint
+                // its values one by one too.
+                if let Ok(inner) = serde_json::from_str::<Value>(t) {
+                    let mut inner_scratch = Vec::new();
+                    let mut inner_kinds = 0;
+                    fingerprint::from_json(
+                        &self.detectors,
+                        &inner,
+                        opts,
+                        &mut inner_scratch,
+                        &mut fps,
+                        &mut inner_kinds,
+                    );
+                }
+            }
+            for f in scratch.drain(..) {
+                let action = self.detectors.action(&f, content);
+                if action >= ContentAction::Label
+                    && let Some(l) = self.detectors.label(&f)
+                {
+                    labels.insert(l);
+                }
+                blocked |= action == ContentAction::Block;
+                if redact_all || action >= ContentAction::Redact {
+                    redactions.push(Redaction {
+                        pointer: ptr.to_owned(),
+                        start: f.range.start,
+                        end: f.range.end,
+                        kind: f.kind,
+                    });
+                }
+                if action > ContentAction::Ignore && findings.len() < 64 {
+                    findings.push(ContentFinding {
+                        pointer: ptr.to_owned(),
+                        start: f.range.start,
+                        end: f.range.end,
+                        kind: f.kind,
+                        detector: self.detectors.detector_name(f.detector).to_owned(),
+                        action,
+                    });
+                }
+            }
+        });
         if result.is_error {
             labels.remove(Label::Private);
         }
         let ids = crate::subject::ResultIds::scan(&self.roles(call, verdict.labels), result.value);
-        let injected = !signals.is_empty();
+        // Content let through unread may carry instructions too.
+        let injected = !signals.is_empty() || (uninspectable.is_some() && !blocked);
         if injected {
             labels.insert(Label::Untrusted);
         }
@@ -818,6 +871,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             fps,
             source: Source {
                 seq: 0,
@@ -846,6 +900,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             fps,
             source,
             ids,
@@ -904,6 +959,7 @@ impl Judge {
             findings,
             signals,
             blocked,
+            uninspectable,
             risk_added,
         }
     }
@@ -1261,6 +1317,7 @@ fn step_threshold(
     })
 }
 
+mod budget;
 mod screen;
 
 #[cfg(test)]

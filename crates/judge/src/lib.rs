@@ -85,7 +85,7 @@ pub use call::{Call, CallKind, ToolResult};
 pub use catalog::{Annotations, Catalog, LabelOverride, ToolDef, ToolLabels};
 pub use detect::{
     ContentAction, DefinitionFinding, Kind as DetectorClass, Signal, SignalKind,
-    inspect_tool_definition,
+    inspect_definition, inspect_tool_definition,
 };
 pub use error::{Error, Location};
 pub use ids::{
@@ -97,7 +97,7 @@ pub use label::{Label, LabelSet, LabelSource};
 pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
 pub use roles::{ArgRole, RoleEntry, RoleOverride, RoleSource};
-pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
+pub use rules::{Inspection, Ladder, LadderStep, Rule, RuleSet, Settings, Uninspectable};
 pub use state::{AggregateState, SessionState, StateMut};
 pub use verdict::{
     Action, ContentFinding, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict,

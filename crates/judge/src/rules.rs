@@ -289,6 +289,9 @@ pub struct Settings {
     /// (`subject_from_user:`, default false: the end user is the subject
     /// once a subject argument names them).
     pub subject_from_user: bool,
+    /// The inspection budget and what happens to content beyond it
+    /// (`inspection:`).
+    pub inspection: Inspection,
 }
 
 impl Default for Settings {
@@ -300,8 +303,45 @@ impl Default for Settings {
             injection_risk: DEFAULT_INJECTION_RISK,
             baseline: crate::baseline::BaselineSettings::default(),
             subject_from_user: false,
+            inspection: Inspection::default(),
         }
     }
+}
+
+/// How much of one message the detectors read, and what happens to a
+/// message they cannot read in full (larger than `max_bytes`, or nested
+/// deeper than the walk goes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspection {
+    /// Bytes of strings and keys inspected per message at most.
+    pub max_bytes: usize,
+    /// What happens to a message beyond the budget.
+    pub uninspectable: Uninspectable,
+}
+
+/// Bytes inspected per message unless configured: 16 MiB, the default
+/// message size limit.
+pub const DEFAULT_INSPECTION_BYTES: usize = 16 << 20;
+
+impl Default for Inspection {
+    fn default() -> Self {
+        Inspection {
+            max_bytes: DEFAULT_INSPECTION_BYTES,
+            uninspectable: Uninspectable::Block,
+        }
+    }
+}
+
+/// What happens to content the detectors cannot read in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Uninspectable {
+    /// Fail closed: a call is denied, a result kept from the agent.
+    #[default]
+    Block,
+    /// Let it through uninspected, but label the session as if it carried
+    /// everything (`untrusted`, `private`, `secret`, `financial`), so
+    /// egress after it meets the taint rules.
+    Label,
 }
 
 /// Risk points per result carrying injection signals, unless configured.

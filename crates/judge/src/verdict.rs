@@ -323,6 +323,10 @@ pub struct ResultVerdict {
     /// this result. (Its values are also listed in `redactions`, so a
     /// caller that only redacts still hides them.)
     pub blocked: bool,
+    /// The result could not be inspected (larger than the inspection
+    /// budget, or nested too deep): why, in words. It is then blocked, or
+    /// labels the session with every read label, as the operator chose.
+    pub uninspectable: Option<String>,
     /// Risk points the injection signals added.
     pub risk_added: u32,
 }

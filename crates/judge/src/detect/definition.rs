@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Detectors, Kind, SignalKind};
+use super::{Detectors, Kind, SignalKind, fold};
 use crate::fingerprint::walk_ptr;
 
 /// One finding in a tool definition. Carries where (a location such as
@@ -77,22 +77,7 @@ pub fn inspect_tool_definition(
 ) -> Vec<DefinitionFinding> {
     let det = Detectors::shared();
     let mut out = Vec::new();
-    let name_ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'));
-    if !name_ok {
-        out.push(DefinitionFinding {
-            location: "name".to_owned(),
-            signal: None,
-            start: 0,
-            end: name.len(),
-            reason: "tool name is empty, longer than 128 bytes or has characters outside \
-                     letters, digits, `_`, `-`, `.` and `/`"
-                .to_owned(),
-        });
-    }
+    name_rule(name, &mut out);
     text(&det, "name", name, &mut out);
     if let Some(d) = description {
         text(&det, "description", d, &mut out);
@@ -110,19 +95,91 @@ pub fn inspect_tool_definition(
     out
 }
 
+/// Checks every text of a definition an agent's model reads (tool, prompt,
+/// resource or resource template, as an upstream listed it): each string
+/// and object key at any depth (`title`, `annotations/title`, the input
+/// and output schemas, prompt arguments ...), except the free-form
+/// top-level `_meta`. Locations are JSON pointers without the leading `/`
+/// (`annotations/title`, `outputSchema/properties/x/description`, with
+/// `#key` when a key is at fault). A tool's `name` must also be well
+/// formed (see [`inspect_tool_definition`]).
+pub fn inspect_definition(def: &Value, is_tool: bool) -> Vec<DefinitionFinding> {
+    let det = Detectors::shared();
+    let mut out = Vec::new();
+    if is_tool {
+        let name = def.get("name").and_then(Value::as_str).unwrap_or("");
+        name_rule(name, &mut out);
+    }
+    let mut ptr = String::new();
+    walk_ptr(def, &mut ptr, 0, true, &mut |p, s, key| {
+        if out.len() >= 64 || p == "/_meta" || p.starts_with("/_meta/") {
+            return;
+        }
+        let loc = p.strip_prefix('/').unwrap_or(p);
+        if key {
+            text(&det, &format!("{loc}#key"), s, &mut out);
+        } else {
+            text(&det, loc, s, &mut out);
+        }
+    });
+    out
+}
+
+fn name_rule(name: &str, out: &mut Vec<DefinitionFinding>) {
+    let name_ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/'));
+    if !name_ok {
+        out.push(DefinitionFinding {
+            location: "name".to_owned(),
+            signal: None,
+            start: 0,
+            end: name.len(),
+            reason: "tool name is empty, longer than 128 bytes or has characters outside \
+                     letters, digits, `_`, `-`, `.` and `/`"
+                .to_owned(),
+        });
+    }
+}
+
+/// One text: hidden characters and look-alike letters, then the signals,
+/// credential paths and hijack phrases on the text as a model reads it
+/// (see `fold`), then secrets.
 fn text(det: &Detectors, location: &str, s: &str, out: &mut Vec<DefinitionFinding>) {
+    if let Some((r, why)) = fold::hidden(s) {
+        out.push(DefinitionFinding {
+            location: location.to_owned(),
+            signal: Some(SignalKind::Invisible),
+            start: r.start,
+            end: r.end,
+            reason: format!("invisible: {why}"),
+        });
+    }
+    let folded = fold::fold(s);
+    let (t, map) = match &folded {
+        Some((f, at)) => (f.as_str(), Some(at.as_slice())),
+        None => (s, None),
+    };
+    // A range of the folded text as a range of `s`.
+    let back = |start: usize, end: usize| match map {
+        Some(m) => (m[start], m.get(end).copied().unwrap_or(s.len())),
+        None => (start, end),
+    };
     let mut sigs = Vec::new();
-    det.signals(s, &mut sigs);
+    det.signals(t, &mut sigs);
     for g in sigs {
+        let (start, end) = back(g.range.start, g.range.end);
         out.push(DefinitionFinding {
             location: location.to_owned(),
             signal: Some(g.kind),
-            start: g.range.start,
-            end: g.range.end,
+            start,
+            end,
             reason: format!("{}: {}", g.kind.as_str(), g.what),
         });
     }
-    let lower = s.to_ascii_lowercase();
+    let lower = t.to_ascii_lowercase();
     for (list, why) in [
         (
             &SENSITIVE[..],
@@ -135,11 +192,12 @@ fn text(det: &Detectors, location: &str, s: &str, out: &mut Vec<DefinitionFindin
     ] {
         for p in list {
             if let Some(at) = lower.find(p) {
+                let (start, end) = back(at, at + p.len());
                 out.push(DefinitionFinding {
                     location: location.to_owned(),
                     signal: None,
-                    start: at,
-                    end: at + p.len(),
+                    start,
+                    end,
                     reason: format!("{why} (`{p}`)"),
                 });
             }

@@ -108,7 +108,184 @@ fn run(b: &[u8], from: usize, ok: impl Fn(u8) -> bool) -> usize {
     while k < b.len() && ok(b[k]) {
         k += 1;
     }
+    work::add(k - from);
     k
+}
+
+/// Steps the validators take, counted in tests only: the linearity tests
+/// assert on work done, not on time.
+pub(super) mod work {
+    #[cfg(test)]
+    thread_local! {
+        static STEPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Counts `n` steps (bytes looked at).
+    #[inline(always)]
+    pub(in crate::detect) fn add(n: usize) {
+        #[cfg(test)]
+        STEPS.with(|s| s.set(s.get() + n));
+        #[cfg(not(test))]
+        let _ = n;
+    }
+
+    /// The steps counted on this thread since the last call.
+    #[cfg(test)]
+    pub(in crate::detect) fn take() -> usize {
+        STEPS.with(|s| s.replace(0))
+    }
+}
+
+/// The byte classes whose runs the validators measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Capitals and digits (AWS key ids, PEM headers add the space).
+    UpperDigit,
+    /// Letters, digits, `_`.
+    Ident,
+    /// base64url: letters, digits, `_`, `-`.
+    B64url,
+    /// Letters, digits, `/`.
+    AlnumSlash,
+    /// Capitals and spaces (PEM headers).
+    UpperSpace,
+    /// An assigned value: anything up to whitespace, a quote, `,`, `;`,
+    /// `}` or `&`.
+    Value,
+}
+
+impl Class {
+    fn has(self, c: u8) -> bool {
+        match self {
+            Class::UpperDigit => c.is_ascii_uppercase() || c.is_ascii_digit(),
+            Class::Ident => alnum(c) || c == b'_',
+            Class::B64url => b64url(c),
+            Class::AlnumSlash => alnum(c) || c == b'/',
+            Class::UpperSpace => c.is_ascii_uppercase() || c == b' ',
+            Class::Value => {
+                !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b',' | b';' | b'}' | b'&')
+            }
+        }
+    }
+}
+
+/// What a run holds, by the position (plus one; 0 for none) of the last
+/// byte of each kind, so that any suffix of the run is judged in O(1).
+#[derive(Debug, Clone, Copy, Default)]
+struct RunInfo {
+    class: Option<Class>,
+    start: usize,
+    end: usize,
+    last_digit: usize,
+    last_upper: usize,
+    /// `(`, `)`, `[`, `]`.
+    last_bracket: usize,
+    /// A digit or a symbol other than `_` and `.`.
+    last_digit_or_symbol: usize,
+    /// Not `*`, `x`, `X`, `.` (a mask such as `xxxx` or `****`).
+    last_unmasked: usize,
+}
+
+impl RunInfo {
+    fn digit_from(&self, k: usize) -> bool {
+        self.last_digit > k
+    }
+    fn upper_from(&self, k: usize) -> bool {
+        self.last_upper > k
+    }
+}
+
+/// The runs measured so far in one text, and the last searches for PEM
+/// end markers. Validators run at increasing positions; a run's end
+/// depends only on its class, so a prefix or keyword repeated inside one
+/// run (`sk-sk-sk-…`, `password=password=…`) reuses it instead of
+/// scanning to its end again, which made the scan quadratic.
+#[derive(Debug, Default)]
+pub(super) struct Memo {
+    /// One slot per class, three for base64url (a JWT's three parts):
+    /// classes share no slot, so hits of one prefix cannot evict another's
+    /// run.
+    runs: [RunInfo; 8],
+    /// The next base64url slot to fill (of three).
+    next_b64: usize,
+    /// `(from, found)`: the first `-----END` at or after `from`.
+    pem_end: Option<(usize, Option<usize>)>,
+    /// `(from, found)`: the first `-----` at or after `from`.
+    dashes: Option<(usize, Option<usize>)>,
+}
+
+impl Memo {
+    /// The run of `class` starting at `from`.
+    fn run(&mut self, b: &[u8], from: usize, class: Class) -> RunInfo {
+        let slots = match class {
+            Class::UpperDigit => 0..1,
+            Class::Ident => 1..2,
+            Class::AlnumSlash => 2..3,
+            Class::UpperSpace => 3..4,
+            Class::Value => 4..5,
+            Class::B64url => 5..8,
+        };
+        if let Some(r) = self.runs[slots.clone()]
+            .iter()
+            .find(|r| r.class == Some(class) && r.start <= from && from <= r.end)
+        {
+            return *r;
+        }
+        let mut r = RunInfo {
+            class: Some(class),
+            start: from,
+            ..RunInfo::default()
+        };
+        let mut k = from;
+        while k < b.len() && class.has(b[k]) {
+            let c = b[k];
+            k += 1;
+            if c.is_ascii_digit() {
+                r.last_digit = k;
+                r.last_digit_or_symbol = k;
+            } else if c.is_ascii_uppercase() {
+                r.last_upper = k;
+            } else if !c.is_ascii_alphanumeric() && c != b'_' && c != b'.' {
+                r.last_digit_or_symbol = k;
+            }
+            if matches!(c, b'(' | b')' | b'[' | b']') {
+                r.last_bracket = k;
+            }
+            if !matches!(c, b'*' | b'x' | b'X' | b'.') {
+                r.last_unmasked = k;
+            }
+        }
+        work::add(k - from);
+        r.end = k;
+        let slot = if class == Class::B64url {
+            self.next_b64 = (self.next_b64 + 1) % 3;
+            5 + self.next_b64
+        } else {
+            slots.start
+        };
+        self.runs[slot] = r;
+        r
+    }
+
+    /// The first occurrence of `needle` at or after `from`, remembered in
+    /// `slot` (searches move forward, so one is enough).
+    fn find(
+        slot: &mut Option<(usize, Option<usize>)>,
+        text: &str,
+        from: usize,
+        needle: &str,
+    ) -> Option<usize> {
+        if let Some((f, found)) = *slot
+            && f <= from
+            && found.is_none_or(|p| p >= from)
+        {
+            return found;
+        }
+        let found = text[from..].find(needle).map(|p| from + p);
+        work::add(found.map_or(text.len(), |p| p + needle.len()) - from);
+        *slot = Some((from, found));
+        found
+    }
 }
 
 fn alnum(c: u8) -> bool {
@@ -120,7 +297,7 @@ fn b64url(c: u8) -> bool {
 }
 
 /// Validates a token prefix found at `at`.
-pub(super) fn hint(text: &str, at: usize, which: usize, out: &mut Vec<Finding>) {
+pub(super) fn hint(text: &str, at: usize, which: usize, memo: &mut Memo, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let (prefix, det, min) = HINTS[which];
     let body = at + prefix.len();
@@ -129,65 +306,62 @@ pub(super) fn hint(text: &str, at: usize, which: usize, out: &mut Vec<Finding>) 
     }
     match det {
         Det::AwsKey => {
-            let e = run(b, body, |c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            let e = memo.run(b, body, Class::UpperDigit).end;
             if e - body == min && !b.get(e).copied().is_some_and(word) {
                 push(out, det, at, e);
             }
         }
         Det::GithubToken | Det::StripeKey => {
-            let e = run(b, body, |c| alnum(c) || c == b'_');
+            let e = memo.run(b, body, Class::Ident).end;
             if e - body >= min {
                 push(out, det, at, e);
             }
         }
         Det::GitlabToken | Det::SlackToken => {
-            let e = run(b, body, b64url);
+            let e = memo.run(b, body, Class::B64url).end;
             if e - body >= min {
                 push(out, det, at, e);
             }
         }
         Det::SlackWebhook => {
-            let e = run(b, body, |c| alnum(c) || c == b'/');
+            let e = memo.run(b, body, Class::AlnumSlash).end;
             if e - body >= min {
                 push(out, det, at, e);
             }
         }
         Det::GoogleKey => {
-            let e = run(b, body, b64url);
+            let e = memo.run(b, body, Class::B64url).end;
             if e - body == min {
                 push(out, det, at, e);
             }
         }
         Det::OpenaiKey => {
-            let e = run(b, body, b64url);
-            let t = &b[body..e];
-            if t.len() >= min
-                && t.iter().any(u8::is_ascii_digit)
-                && t.iter().any(u8::is_ascii_uppercase)
-            {
+            let r = memo.run(b, body, Class::B64url);
+            if r.end - body >= min && r.digit_from(body) && r.upper_from(body) {
+                let e = r.end;
                 push(out, det, at, e);
             }
         }
         Det::Jwt => {
             // header.payload.signature, the payload a JSON object too.
-            let e1 = run(b, body, b64url);
+            let e1 = memo.run(b, body, Class::B64url).end;
             if e1 - at < 10 || b.get(e1) != Some(&b'.') {
                 return;
             }
             if !b[e1 + 1..].starts_with(b"eyJ") {
                 return;
             }
-            let e2 = run(b, e1 + 1, b64url);
+            let e2 = memo.run(b, e1 + 1, Class::B64url).end;
             if e2 - e1 < 10 || b.get(e2) != Some(&b'.') {
                 return;
             }
-            let e3 = run(b, e2 + 1, b64url);
+            let e3 = memo.run(b, e2 + 1, Class::B64url).end;
             if e3 - e2 > 8 {
                 push(out, det, at, e3);
             }
         }
         Det::PrivateKey => {
-            let head_end = run(b, body, |c| c.is_ascii_uppercase() || c == b' ');
+            let head_end = memo.run(b, body, Class::UpperSpace).end;
             if !b[head_end..].starts_with(b"-----")
                 || !text[body..head_end].ends_with("PRIVATE KEY")
             {
@@ -195,12 +369,10 @@ pub(super) fn hint(text: &str, at: usize, which: usize, out: &mut Vec<Finding>) 
             }
             let after = head_end + 5;
             // Mask the whole block when its end marker is there.
-            let end = text[after..]
-                .find("-----END")
-                .and_then(|p| {
-                    let s = after + p + 8;
-                    text[s..].find("-----").map(|q| s + q + 5)
-                })
+            // Both searches remembered: repeated headers without an end
+            // marker must not each search to the end of the text.
+            let end = Memo::find(&mut memo.pem_end, text, after, "-----END")
+                .and_then(|p| Memo::find(&mut memo.dashes, text, p + 8, "-----").map(|q| q + 5))
                 .unwrap_or(after);
             push(out, det, at, end);
         }
@@ -208,23 +380,57 @@ pub(super) fn hint(text: &str, at: usize, which: usize, out: &mut Vec<Finding>) 
     }
 }
 
-/// True for values that are placeholders or code, not secrets.
-fn placeholder(v: &[u8]) -> bool {
-    v.iter()
-        .all(|c| *c == b'*' || *c == b'x' || *c == b'X' || *c == b'.')
-        || matches!(v.first(), Some(b'$' | b'{' | b'<' | b'%' | b'*' | b'['))
-        || v.iter().any(|c| matches!(c, b'(' | b')' | b'[' | b']'))
-        || !v
-            .iter()
-            .any(|c| c.is_ascii_digit() || !c.is_ascii_alphanumeric() && *c != b'_' && *c != b'.')
+/// True for values that are placeholders or code, not secrets: the run's
+/// suffix from `k` (see [`RunInfo`]) is a mask (`****`, `xxxx`), starts
+/// like a template (`$X`, `{{x}}`, `<x>`), holds brackets (a call), or is
+/// a plain word without digits or symbols.
+fn placeholder(b: &[u8], r: &RunInfo, k: usize) -> bool {
+    r.last_unmasked <= k
+        || matches!(b.get(k), Some(b'$' | b'{' | b'<' | b'%' | b'*' | b'['))
+        || r.last_bracket > k
+        || r.last_digit_or_symbol <= k
 }
 
-/// `password = value`, `"api_key": "value"`: the keyword (ending an
-/// identifier), an optional closing quote, `:` or `=`, and a value of six
-/// characters or more. Reports the value's span.
-pub(super) fn assignment(text: &str, kw_end: usize, out: &mut Vec<Finding>) {
+/// Identifier endings that make a longer name a credential's
+/// (`AWS_SECRET_ACCESS_KEY`, `SECRET_TOKEN`), after a keyword that does
+/// not end the identifier itself.
+const CREDENTIAL_TAILS: [&[u8]; 7] = [
+    b"key",
+    b"token",
+    b"secret",
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"pass",
+];
+
+/// `password = value`, `"api_key": "value"`, `AWS_SECRET_ACCESS_KEY=value`:
+/// the keyword (ending an identifier, or followed by more of it ending in
+/// `_KEY`, `_TOKEN` ...), an optional closing quote, `:` or `=`, and a value
+/// of six characters or more. Reports the value's span.
+pub(super) fn assignment(text: &str, kw_end: usize, memo: &mut Memo, out: &mut Vec<Finding>) {
     let b = text.as_bytes();
     let mut k = kw_end;
+    if matches!(b.get(k), Some(b'_' | b'-')) {
+        // The rest of the identifier, bounded (names are short).
+        let end = (k + 40).min(b.len());
+        let mut e = k;
+        while e < end && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'_' | b'-')) {
+            e += 1;
+        }
+        let tail = b[k..e]
+            .rsplit(|c| matches!(c, b'_' | b'-'))
+            .next()
+            .unwrap_or_default();
+        if e == end
+            || !CREDENTIAL_TAILS
+                .iter()
+                .any(|t| tail.eq_ignore_ascii_case(t))
+        {
+            return;
+        }
+        k = e;
+    }
     if matches!(b.get(k), Some(b'"' | b'\'')) {
         k += 1;
     }
@@ -236,10 +442,9 @@ pub(super) fn assignment(text: &str, kw_end: usize, out: &mut Vec<Finding>) {
     if matches!(b.get(k), Some(b'"' | b'\'')) {
         k += 1;
     }
-    let e = run(b, k, |c| {
-        !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b',' | b';' | b'}' | b'&')
-    });
-    if e - k >= 6 && !placeholder(&b[k..e]) && text.is_char_boundary(e) {
+    let r = memo.run(b, k, Class::Value);
+    let e = r.end;
+    if e - k >= 6 && !placeholder(b, &r, k) && text.is_char_boundary(e) {
         push(out, Det::PasswordAssign, k, e);
     }
 }
@@ -285,7 +490,10 @@ pub(super) fn passport(text: &str, kw_end: usize, out: &mut Vec<Finding>) {
             k += 1;
             continue;
         }
-        let e = run(b, k, |c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        // Ten bytes tell a passport number (six to nine) from a longer run.
+        let e = run(&b[..(k + 10).min(b.len())], k, |c| {
+            c.is_ascii_uppercase() || c.is_ascii_digit()
+        });
         let len = e - k;
         let digits = b[k..e].iter().filter(|c| c.is_ascii_digit()).count();
         if (6..=9).contains(&len) && digits >= 5 && !b.get(e).copied().is_some_and(word) {

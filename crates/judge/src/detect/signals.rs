@@ -225,14 +225,64 @@ pub(super) fn imperative(text: &str, start: usize, end: usize) -> Option<Signal>
     })
 }
 
+/// The searches of [`exfil_link`] across one text, remembered: links are
+/// met at increasing positions, so repeated `![`, `](` or `<img` without
+/// their ends cost one pass over the text, not one each.
+#[derive(Debug, Default)]
+pub(super) struct Links {
+    /// `(from, found)`: the first `](` at or after `from`.
+    close: Option<(usize, Option<usize>)>,
+    /// `(from, found)`: the first `>` at or after `from`.
+    tag_end: Option<(usize, Option<usize>)>,
+    /// `(from, found)`: the first `src=` at or after `from`.
+    src: Option<(usize, Option<usize>)>,
+    /// The last `[` before `.0` (searched up to there).
+    open: (usize, Option<usize>),
+    /// The end of the last URL examined: a link starting inside it was
+    /// judged as part of that URL.
+    url_end: usize,
+}
+
+impl Links {
+    fn find(
+        slot: &mut Option<(usize, Option<usize>)>,
+        text: &str,
+        from: usize,
+        needle: &str,
+    ) -> Option<usize> {
+        if let Some((f, found)) = *slot
+            && f <= from
+            && found.is_none_or(|p| p >= from)
+        {
+            return found;
+        }
+        let found = text[from..].find(needle).map(|p| from + p);
+        super::secrets::work::add(found.map_or(text.len(), |p| p + needle.len()) - from);
+        *slot = Some((from, found));
+        found
+    }
+
+    /// The last `[` before `at`.
+    fn open_before(&mut self, text: &str, at: usize) -> Option<usize> {
+        let (upto, last) = self.open;
+        if at < upto {
+            return text[..at].rfind('[');
+        }
+        let found = memchr::memrchr(b'[', &text.as_bytes()[upto..at]).map(|p| upto + p);
+        super::secrets::work::add(at - upto);
+        self.open = (at, found.or(last));
+        self.open.1
+    }
+}
+
 /// An image or link starting at `at` whose URL carries data in its query:
 /// a placeholder (`{...}`, `<...>`, `$VAR`, `%7B`) in the query, or, for
 /// images, a query value of 16 characters or more.
-pub(super) fn exfil_link(text: &str, at: usize, which: &str) -> Option<Signal> {
+pub(super) fn exfil_link(text: &str, at: usize, which: &str, links: &mut Links) -> Option<Signal> {
     let b = text.as_bytes();
     let (url_start, image) = match which {
         "![" => {
-            let close = text[at..].find("](")?;
+            let close = Links::find(&mut links.close, text, at, "](")? - at;
             if close > 512 {
                 return None;
             }
@@ -240,23 +290,29 @@ pub(super) fn exfil_link(text: &str, at: usize, which: &str) -> Option<Signal> {
         }
         "](" => {
             // A link, unless it is the tail of an image (handled above).
-            let open = text[..at].rfind('[')?;
+            let open = links.open_before(text, at)?;
             if open > 0 && b[open - 1] == b'!' {
                 return None;
             }
             (at + 2, false)
         }
         _ => {
-            let mut tag_end = at + text[at..].find('>').unwrap_or(text.len() - at).min(1024);
+            let gt = Links::find(&mut links.tag_end, text, at, ">").unwrap_or(text.len());
+            let mut tag_end = gt.min(at + 1024);
             while !text.is_char_boundary(tag_end) {
                 tag_end -= 1;
             }
-            let tag = &text[at..tag_end];
-            let src = tag.find("src=")? + 4;
-            let q = usize::from(matches!(tag.as_bytes().get(src), Some(b'"' | b'\'')));
-            (at + src + q, true)
+            let src = Links::find(&mut links.src, text, at, "src=")? + 4;
+            if src > tag_end {
+                return None;
+            }
+            let q = usize::from(src < tag_end && matches!(b[src], b'"' | b'\''));
+            (src + q, true)
         }
     };
+    if url_start < links.url_end {
+        return None;
+    }
     let rest = &text[url_start..];
     if !(rest.starts_with("http://") || rest.starts_with("https://") || rest.starts_with("//")) {
         return None;
@@ -265,6 +321,8 @@ pub(super) fn exfil_link(text: &str, at: usize, which: &str) -> Option<Signal> {
         + rest
             .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>'))
             .unwrap_or(rest.len());
+    super::secrets::work::add(url_end - url_start);
+    links.url_end = url_end;
     let url = &text[url_start..url_end];
     let query = &url[url.find('?')? + 1..];
     let lower = query.to_ascii_lowercase();

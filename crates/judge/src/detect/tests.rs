@@ -555,15 +555,16 @@ fn reference_scan(d: &Detectors, text: &str, out: &mut Vec<Finding>) {
     if upper_pair {
         push_re(&d.iban, Det::Iban, &iban_valid, out);
     }
+    let mut memo = secrets::Memo::default();
     for m in d.hints.find_iter(text) {
-        secrets::hint(text, m.start(), m.pattern().as_usize(), out);
+        secrets::hint(text, m.start(), m.pattern().as_usize(), &mut memo, out);
     }
     let mut ssn_kw: Vec<usize> = Vec::new();
     d.words.find_bytewise(b, |s, e, kw| {
         let alone = (s == 0 || !b[s - 1].is_ascii_alphabetic())
             && !b.get(e).is_some_and(u8::is_ascii_alphabetic);
         match kw {
-            secrets::Kw::Assign => secrets::assignment(text, e, out),
+            secrets::Kw::Assign => secrets::assignment(text, e, &mut memo, out),
             secrets::Kw::Passport if alone || b.get(e) == Some(&b's') => {
                 secrets::passport(text, e, out);
             }
@@ -605,6 +606,7 @@ fn reference_scan(d: &Detectors, text: &str, out: &mut Vec<Finding>) {
 fn reference_signals(d: &Detectors, text: &str) -> Vec<super::Signal> {
     use super::signals::{self, Signal, Src};
     let mut out = Vec::new();
+    let mut links = signals::Links::default();
     d.signals.find_bytewise(text.as_bytes(), |s, e, (p, src)| {
         let sig = match src {
             Src::Phrase => Some(Signal {
@@ -618,11 +620,12 @@ fn reference_signals(d: &Detectors, text: &str) -> Vec<super::Signal> {
                 range: s..e,
             }),
             Src::Address => signals::imperative(text, s, e),
-            Src::Link => signals::exfil_link(text, s, p),
+            Src::Link => signals::exfil_link(text, s, p, &mut links),
         };
         out.extend(sig);
     });
     out.extend(signals::invisible(text));
+    d.folded_signals(text, &mut out);
     out
 }
 
@@ -830,5 +833,80 @@ mod props {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn credential_names_in_env_files_are_assignments() {
+    let env = "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nREGION=eu-west-1\n";
+    assert!(has(
+        env,
+        "password_assignment",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    ));
+    assert!(has(
+        "export STRIPE_SECRET_TOKEN='sk9_a8b7c6d5e4'",
+        "password_assignment",
+        "sk9_a8b7c6d5e4"
+    ));
+    // Names that only start like a credential's are not.
+    assert!(
+        !found("token_count=12345678 DB_PASSWORD_FILE=/run/secrets/db")
+            .iter()
+            .any(|(d, _)| d == "password_assignment")
+    );
+}
+
+/// Every keyword and token prefix the detectors validate at, repeated
+/// back to back with the separators that keep one run going: the work
+/// done (bytes the validators look at) must grow linearly with the
+/// input, never with its square.
+#[test]
+fn validators_do_linear_work_on_adversarial_repetitions() {
+    use super::secrets::{HINTS, WORDS, work};
+    let d = Detectors::shared();
+    let mut pieces: Vec<String> = Vec::new();
+    let seps = ["", "=", ":", "-", "_", ".", "/", "a1", "A1", " "];
+    let bases = HINTS
+        .iter()
+        .map(|h| h.0)
+        .chain(WORDS.iter().map(|w| w.0))
+        .chain([
+            "![",
+            "](",
+            "<img src=",
+            "](http://x/?",
+            "![a](https://x/",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "://",
+            "@",
+            "eyJhbGciOiJ",
+            "Assistant, ",
+        ]);
+    for b in bases {
+        for s in seps {
+            pieces.push(format!("{b}{s}"));
+        }
+    }
+    let work_on = |text: &str| {
+        let (mut out, mut sigs) = (Vec::new(), Vec::new());
+        work::take();
+        d.scan_and_signals(text, &mut out, &mut sigs);
+        d.scan(text, &mut out);
+        d.signals(text, &mut sigs);
+        work::take()
+    };
+    for p in &pieces {
+        let small = p.repeat(4096 / p.len() + 1);
+        let big = p.repeat(8 * (4096 / p.len() + 1));
+        let (w1, w2) = (work_on(&small), work_on(&big));
+        // Eight times the input: at most about eight times the work (a
+        // quadratic validator does sixty-four times).
+        assert!(
+            w2 <= 10 * w1 + 4096,
+            "{p:?}: {w1} steps for {} bytes, {w2} for {}",
+            small.len(),
+            big.len()
+        );
     }
 }

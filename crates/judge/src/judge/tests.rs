@@ -812,3 +812,78 @@ settings:
         assert_eq!(r.redactions[0].kind, Kind::Url);
     }
 }
+
+#[test]
+fn agent_answers_going_upstream_meet_the_content_policy() {
+    let rules = RuleSet::from_yaml(
+        "r.yaml",
+        "settings:\n  content: {secret: block}\nrules: []\n",
+    )
+    .expect("rules");
+    let judge = Judge::new(Catalog::default(), rules);
+    let answer = serde_json::json!({"role": "assistant", "content": {"type": "text", "text": "use AKIAIOSFODNN7EXAMPLE"}});
+    let why = judge.screen_outbound(&answer).expect("refused");
+    assert!(why.contains("aws_access_key"), "{why}");
+    assert!(!why.contains("AKIA"), "{why}");
+    assert!(
+        judge
+            .screen_outbound(&serde_json::json!({"content": {"text": "Paris"}}))
+            .is_none()
+    );
+}
+
+#[test]
+fn uninspectable_results_fail_closed_and_arguments_are_denied() {
+    let rules = RuleSet::from_yaml(
+        "r.yaml",
+        "settings:\n  inspection: {max_bytes: 64}\nrules: []\n",
+    )
+    .expect("rules");
+    let judge = Judge::new(Catalog::default(), rules);
+    let (agent, session) = (AgentId::new("a"), SessionKey::new("s"));
+    let big = serde_json::json!({"text": "x".repeat(100)});
+    let call = Call::tool(&agent, &session, "fetch", &big);
+    let mut st = SessionState::default();
+    let mut ag = AggregateState::default();
+    let v = judge.judge_call(
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        Millis(1),
+    );
+    assert_eq!(v.decision, Decision::Deny, "{v:?}");
+    assert!(v.rule_ids().contains(&"content-uninspectable"), "{v:?}");
+    let small = serde_json::json!({});
+    let call = Call::tool(&agent, &session, "fetch", &small);
+    let v = judge.judge_call(
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        Millis(2),
+    );
+    let rv = judge.observe_result(
+        StateMut {
+            session: &mut st,
+            agent: &mut ag,
+            user: None,
+        },
+        &call,
+        &v,
+        &ToolResult {
+            value: &big,
+            is_error: false,
+        },
+        Millis(3),
+    );
+    assert!(rv.blocked, "{rv:?}");
+    assert!(
+        rv.uninspectable
+            .is_some_and(|w| w.contains("inspection budget"))
+    );
+}

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    ArgOp, ArgPred, Cond, DestPred, Group, KeyOf, Ladder, LadderStep, Measure, OriginSet, Rule,
-    RuleKind, RuleSet, Sequence, Settings, Severity, Threshold,
+    ArgOp, ArgPred, Cond, DestPred, Group, Inspection, KeyOf, Ladder, LadderStep, Measure,
+    OriginSet, Rule, RuleKind, RuleSet, Sequence, Settings, Severity, Threshold, Uninspectable,
 };
 use crate::detect::{
     ContentAction, ContentActions, CustomDetectors, CustomPattern, CustomSpec, Kind,
@@ -62,6 +62,7 @@ struct RawSettings {
     injection_risk: Option<u32>,
     baseline: Option<RawBaselineSettings>,
     subject_from_user: Option<bool>,
+    inspection: Option<RawInspection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +84,13 @@ struct RawSubject {
     other: Option<bool>,
     foreign: Option<bool>,
     others_gte: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInspection {
+    max_bytes: Option<usize>,
+    uninspectable: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -350,6 +358,7 @@ fn settings(top: &Ctx<'_>, s: RawSettings) -> Result<Settings, Error> {
             .unwrap_or(crate::rules::DEFAULT_INJECTION_RISK),
         baseline: baseline_settings(top, s.baseline.as_ref())?,
         subject_from_user: s.subject_from_user.unwrap_or(false),
+        inspection: inspection(top, s.inspection.as_ref())?,
     })
 }
 
@@ -383,6 +392,32 @@ fn baseline_settings(
         }
         out.tolerance = t;
     }
+    Ok(out)
+}
+
+fn inspection(top: &Ctx<'_>, raw: Option<&RawInspection>) -> Result<Inspection, Error> {
+    let mut out = Inspection::default();
+    let Some(raw) = raw else {
+        return Ok(out);
+    };
+    if let Some(m) = raw.max_bytes {
+        if m == 0 {
+            return Err(top.err(Some("max_bytes"), "inspection.max_bytes must be at least 1"));
+        }
+        out.max_bytes = m;
+    }
+    out.uninspectable = match raw.uninspectable.as_deref() {
+        None | Some("block") => Uninspectable::Block,
+        Some("label") => Uninspectable::Label,
+        Some(other) => {
+            return Err(top.err(
+                Some("uninspectable"),
+                format!(
+                    "unknown action `{other}` for uninspectable content; expected block or label"
+                ),
+            ));
+        }
+    };
     Ok(out)
 }
 
