@@ -9,6 +9,8 @@
 //!   detectors, injection signals) and [`inspect_tool_definition`].
 //! - [`fingerprint`]: normalised value fingerprints for provenance.
 //! - [`state`]: session, agent and user state the caller keeps.
+//! - [`scope`]: escalation scopes (session, user, agent, source of
+//!   untrusted content) and when an agent-wide quarantine is corroborated.
 //! - [`call`]: the call and result views the judge is asked about.
 //! - [`rules`]: the YAML rule language (call, sequence, threshold rules,
 //!   risk ladder), compiled.
@@ -68,6 +70,7 @@ pub mod pack;
 pub mod policy;
 pub mod replay;
 pub mod rules;
+pub mod scope;
 pub mod state;
 pub mod verdict;
 
@@ -85,6 +88,7 @@ pub use label::{Label, LabelSet, LabelSource};
 pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
 pub use rules::{Ladder, LadderStep, Rule, RuleSet, Settings};
+pub use scope::{Corroboration, SourceKind, SourceMark};
 pub use state::{AggregateState, SessionState, StateMut};
 pub use verdict::{
     Action, ContentFinding, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict,

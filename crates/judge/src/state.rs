@@ -479,6 +479,11 @@ pub struct SessionState {
     pub(crate) intent_fps: Vec<u64>,
     /// Last time a call was judged.
     pub(crate) last: Millis,
+    /// Escalation scope: sources of injected content read in this session
+    /// (blamed when a call is stopped), whether the session was ended by a
+    /// quarantine-grade event, and whether a person refused a hold in it.
+    #[serde(default)]
+    pub(crate) scope: crate::scope::SessionScope,
 }
 
 impl SessionState {
@@ -527,6 +532,7 @@ impl SessionState {
             + self.groups.heap_bytes()
             + self.baseline.heap_bytes()
             + self.intent_fps.capacity() * 8
+            + self.scope.heap_bytes()
     }
 
     /// Releases spare capacity (call when a session goes idle).
@@ -550,6 +556,10 @@ pub struct AggregateState {
     /// Fingerprints of private, secret and financial results across sessions.
     pub(crate) prov: Provenance,
     pub(crate) quarantine: Option<Quarantine>,
+    /// Escalation scope: for an agent, the sources marked by stopped calls
+    /// and the quarantine-grade events awaiting corroboration.
+    #[serde(default)]
+    pub(crate) scope: crate::scope::AggregateScope,
 }
 
 impl AggregateState {
@@ -580,6 +590,7 @@ impl AggregateState {
                 .sum::<usize>()
             + self.groups.heap_bytes()
             + self.baseline.heap_bytes()
+            + self.scope.heap_bytes()
     }
 }
 
