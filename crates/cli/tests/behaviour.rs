@@ -203,6 +203,34 @@ fn replay_judges_recorded_sessions_line_by_line_with_a_summary() {
 }
 
 #[test]
+fn replay_reads_a_configuration_that_holds_only_a_judge_section() {
+    let dir = support::scratch("judge-only");
+    let cfg = dir.join("judge.yaml");
+    std::fs::write(&cfg, "judge:\n  pack: none\n").expect("write");
+    let traces = dir.join("t.jsonl");
+    std::fs::write(
+        &traces,
+        "{\"id\": \"s\", \"calls\": [{\"tool\": \"delete_file\", \"args\": {\"path\": \"/\"}}]}\n",
+    )
+    .expect("write");
+    let out = castellan(&[
+        "replay",
+        "--config",
+        &cfg.display().to_string(),
+        &traces.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `pack: none` was read: the wildcard delete the default pack holds is allowed.
+    let line: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one json line");
+    assert_eq!(line["decision"], "allow", "{line}");
+}
+
+#[test]
 fn check_reports_a_broken_rule_file_with_its_line() {
     let dir = support::scratch("badrules");
     let rules = dir.join("rules.yaml");

@@ -260,13 +260,14 @@ impl Judge {
         // The ladder reads the risk of the session and of its user; the
         // agent's own risk is kept for operators but never escalates other
         // users' sessions (see `scope`).
-        let scoped_risk = |session: &crate::state::SessionState,
-                           user: &Option<&mut crate::state::AggregateState>| {
-            session
-                .risk
-                .points_at(now, hl)
-                .max(user.as_deref().map_or(0, |u| u.risk.points_at(now, hl)))
-        };
+        let scoped_risk =
+            |session: &crate::state::SessionState,
+             user: &Option<&mut crate::state::AggregateState>| {
+                session
+                    .risk
+                    .points_at(now, hl)
+                    .max(user.as_deref().map_or(0, |u| u.risk.points_at(now, hl)))
+            };
         let risk_before = scoped_risk(session, &user);
         if let Some(q) = &agent.quarantine {
             return Verdict {
@@ -427,9 +428,9 @@ impl Judge {
             let counts = (!sourced || corroboration.count_sourced).then(|| {
                 let strike = Strike {
                     session: fingerprint::hash(FpKind::Value, call.session.as_str().as_bytes()),
-                    user: call
-                        .user
-                        .map_or(0, |u| fingerprint::hash(FpKind::Value, u.as_str().as_bytes())),
+                    user: call.user.map_or(0, |u| {
+                        fingerprint::hash(FpKind::Value, u.as_str().as_bytes())
+                    }),
                     at: now,
                 };
                 scope::strike(
@@ -1074,7 +1075,13 @@ fn step_threshold(
     if !f.eval(&t.when, None) {
         return None;
     }
-    let key = t.per.as_ref().and_then(|k| f.key(k)).unwrap_or(0);
+    // A call without the `per` key (a payment whose payee cannot be read)
+    // is not counted under a shared key: one identity serving many users
+    // would otherwise pool every such call into one "same payee".
+    let key = match &t.per {
+        Some(k) => f.key(k)?,
+        None => 0,
+    };
     let value = match &t.measure {
         Measure::Count | Measure::Distinct(_) => 1.0,
         Measure::Sum(p) => arg_at(f.call.args, p).and_then(as_number).unwrap_or(0.0),

@@ -299,7 +299,8 @@ pub(crate) fn side_effects() -> LabelSet {
 }
 
 /// What a result from a marked source says in place of a signal.
-pub(crate) const MARKED_SOURCE: &str = "content from a source an earlier stopped call was blamed on";
+pub(crate) const MARKED_SOURCE: &str =
+    "content from a source an earlier stopped call was blamed on";
 
 /// The first of `origins` that is marked, senders and hosts before tools.
 pub(crate) fn marked_origin(
@@ -365,7 +366,10 @@ pub(crate) fn restriction(
     index: u32,
     labels: LabelSet,
 ) -> Option<Verdict> {
-    let (rule, message) = match (user.and_then(|u| u.quarantine.as_ref()), &session.scope.ended) {
+    let (rule, message) = match (
+        user.and_then(|u| u.quarantine.as_ref()),
+        &session.scope.ended,
+    ) {
         (Some(q), _) => (
             q.rule.clone(),
             format!(
@@ -412,7 +416,9 @@ pub(crate) fn session_ended(
             c.users,
             c.within_ms / 60_000
         ),
-        None => "the session read untrusted content: its source is marked, not the agent".to_owned(),
+        None => {
+            "the session read untrusted content: its source is marked, not the agent".to_owned()
+        }
     };
     let user = if !sourced && has_user {
         "; the user is restricted"
@@ -434,7 +440,9 @@ pub(crate) fn after_refused_hold(rule: &RuleId) -> Reason {
         rule: rule.clone(),
         origin: Origin::Quarantine,
         action: Action::Quarantine,
-        message: "a side effect was attempted again after a person refused a held call in this session".to_owned(),
+        message:
+            "a side effect was attempted again after a person refused a held call in this session"
+                .to_owned(),
         facts: Vec::new(),
     }
 }

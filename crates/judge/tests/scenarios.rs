@@ -174,7 +174,11 @@ fn every_scenario_keeps_its_pinned_outcome_and_known_gaps_stay_known() {
             _ => {}
         }
     }
-    assert_eq!(pins.len(), traces.len(), "pins for sessions that no longer exist");
+    assert_eq!(
+        pins.len(),
+        traces.len(),
+        "pins for sessions that no longer exist"
+    );
     assert!(
         failures.is_empty(),
         "{} scenario(s) changed (rewrite the pins with CASTELLAN_WRITE_PINS=1 if meant):\n{}",
@@ -297,8 +301,7 @@ impl Row {
 fn benign_outcome(o: &[CallOutcome]) -> (u32, u32) {
     let denied = o.iter().any(|c| c.decision >= Decision::Deny);
     let held = !denied
-        && o
-            .iter()
+        && o.iter()
             .any(|c| matches!(c.decision, Decision::Hold | Decision::Throttle));
     (u32::from(held), u32::from(denied))
 }

@@ -194,12 +194,20 @@ fn a_flood_of_deletes_ends_its_session_and_restricts_its_user_not_the_agent() {
     // The agent-wide flood rule asks for a quarantine; one user's sessions
     // do not corroborate it, so their session ends and the user is refused.
     assert!(!decisions.contains(&Decision::Quarantine), "{decisions:?}");
-    assert_eq!(decisions[24], Decision::Deny, "the 25th delete: {decisions:?}");
+    assert_eq!(
+        decisions[24],
+        Decision::Deny,
+        "the 25th delete: {decisions:?}"
+    );
     assert_eq!(decisions.last(), Some(&Decision::Deny), "{decisions:?}");
     assert!(w.agent_state.quarantine().is_none());
     let v = w.call("read_file", json!({"path": "a"}), json!("x"));
     assert_eq!(v.decision, Decision::Deny);
-    assert!(v.reasons[0].message.contains("restricted"), "{:?}", v.reasons);
+    assert!(
+        v.reasons[0].message.contains("restricted"),
+        "{:?}",
+        v.reasons
+    );
 }
 
 #[test]
@@ -764,4 +772,37 @@ settings:
         );
         assert_eq!(r.redactions[0].kind, Kind::Url);
     }
+}
+
+#[test]
+fn payments_whose_payee_cannot_be_read_are_not_pooled_as_one_payee() {
+    let mut w = World::new();
+    for i in 0..5 {
+        w.new_session(&format!("r{i}"));
+        let v = w.call(
+            "issue_refund",
+            json!({"order_id": format!("OR{i}"), "amount": 50}),
+            json!("ok"),
+        );
+        assert!(
+            v.reasons.iter().all(|r| r.rule.as_str() != "payment-split"),
+            "refund {i}: {:?}",
+            v.reasons
+        );
+    }
+    let mut last = Vec::new();
+    for i in 0..4 {
+        w.new_session(&format!("p{i}"));
+        last = w
+            .call(
+                "transfer_funds",
+                json!({"iban": "DE89370400440532013000", "amount": 50}),
+                json!("ok"),
+            )
+            .reasons;
+    }
+    assert!(
+        last.iter().any(|r| r.rule.as_str() == "payment-split"),
+        "{last:?}"
+    );
 }

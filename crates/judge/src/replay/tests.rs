@@ -161,10 +161,18 @@ fn an_attack_counts_as_stopped_only_when_its_harmful_call_is() {
     )
     .unwrap();
     // Holding a read before the harm does not count; the harmful call must be stopped.
-    let read_held = [o(0, Decision::Allow), o(1, Decision::Hold), o(2, Decision::Allow)];
+    let read_held = [
+        o(0, Decision::Allow),
+        o(1, Decision::Hold),
+        o(2, Decision::Allow),
+    ];
     assert!(!e.stopped_before_harm(&read_held));
     assert!(e.check(&read_held).is_err());
-    let harm_denied = [o(0, Decision::Allow), o(1, Decision::Allow), o(2, Decision::Deny)];
+    let harm_denied = [
+        o(0, Decision::Allow),
+        o(1, Decision::Allow),
+        o(2, Decision::Deny),
+    ];
     assert!(e.stopped_before_harm(&harm_denied));
     assert!(e.check(&harm_denied).is_ok());
 }
