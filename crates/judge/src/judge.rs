@@ -463,7 +463,7 @@ impl Judge {
                         user.is_some(),
                     ));
                     session.scope.ended = Some(rule.clone());
-                    if let Some(u) = user.as_deref_mut().filter(|_| !sourced) {
+                    if let Some(u) = user.filter(|_| !sourced) {
                         u.quarantine = Some(Quarantine { since: now, rule });
                     }
                 }

@@ -159,7 +159,7 @@ fn an_attack_counts_as_stopped_only_when_its_harmful_call_is() {
     let e: Expect = serde_json::from_value(
         json!({"stopped": true, "kind": "attack", "harm_at": 2, "wording": "plain"}),
     )
-    .unwrap();
+    .expect("expectation");
     // Holding a read before the harm does not count; the harmful call must be stopped.
     let read_held = [
         o(0, Decision::Allow),
