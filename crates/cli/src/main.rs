@@ -267,7 +267,7 @@ async fn tools(cfg: Arc<castellan_config::Config>, json: bool) -> anyhow::Result
 /// The `judge` section of a configuration file, or of the builtin one.
 fn judge_config(config: Option<&std::path::Path>) -> anyhow::Result<castellan_config::JudgeConfig> {
     Ok(match config {
-        Some(path) => castellan_config::load_file(path)?.judge,
+        Some(path) => castellan_config::load_judge_file(path)?,
         None => {
             castellan_config::load("<default>", castellan_config::DEFAULT_YAML, &|k| {
                 std::env::var(k).ok()

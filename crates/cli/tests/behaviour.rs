@@ -95,7 +95,7 @@ async fn ordinary_work_passes_and_every_decision_is_recorded_in_a_verifiable_log
     let text = text_of(report.last());
     let post = call(&gw.url, &sid, 2, "tools/call", json!({"name": "chat__post_message", "arguments": {"channel": "finance", "text": format!("Q3 summary: {text}")}})).await;
     assert_ne!(post.last()["result"]["isError"], true, "{}", post.last());
-    let blocked = call(
+    let send = call(
         &gw.url,
         &sid,
         3,
@@ -103,9 +103,11 @@ async fn ordinary_work_passes_and_every_decision_is_recorded_in_a_verifiable_log
         json!({"name": "mail__send_email", "arguments": {"to": "partners@travel-deals.example", "body": "nothing sensitive"}}),
     )
     .await;
-    let decision = blocked.last()["result"]["_meta"]["io.castellan/decision"]["decision"]
+    // An answer without a decision in `_meta` was forwarded as allowed.
+    let decision = send.last()["result"]["_meta"]["io.castellan/decision"]["decision"]
         .as_str()
-        .map(str::to_owned);
+        .unwrap_or("allow")
+        .to_owned();
     drop(gw);
     let verify = castellan(&["audit", "verify", &db.display().to_string()]);
     assert!(
@@ -139,16 +141,18 @@ async fn ordinary_work_passes_and_every_decision_is_recorded_in_a_verifiable_log
             .starts_with('<'),
         "arguments are kept as shape only"
     );
-    if let Some(d) = decision {
-        let q = castellan(&[
-            "audit",
-            "query",
-            &db.display().to_string(),
-            "--decision",
-            &d,
-        ]);
-        assert!(String::from_utf8_lossy(&q.stdout).contains("send_email"));
-    }
+    let q = castellan(&[
+        "audit",
+        "query",
+        &db.display().to_string(),
+        "--decision",
+        &decision,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("send_email"),
+        "the send is recorded with the decision its answer carried ({decision}): {}",
+        String::from_utf8_lossy(&q.stdout)
+    );
 }
 
 #[test]
@@ -196,6 +200,34 @@ fn replay_judges_recorded_sessions_line_by_line_with_a_summary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn replay_reads_a_configuration_that_holds_only_a_judge_section() {
+    let dir = support::scratch("judge-only");
+    let cfg = dir.join("judge.yaml");
+    std::fs::write(&cfg, "judge:\n  pack: none\n").expect("write");
+    let traces = dir.join("t.jsonl");
+    std::fs::write(
+        &traces,
+        "{\"id\": \"s\", \"calls\": [{\"tool\": \"delete_file\", \"args\": {\"path\": \"/\"}}]}\n",
+    )
+    .expect("write");
+    let out = castellan(&[
+        "replay",
+        "--config",
+        &cfg.display().to_string(),
+        &traces.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `pack: none` was read: the wildcard delete the default pack holds is allowed.
+    let line: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("one json line");
+    assert_eq!(line["decision"], "allow", "{line}");
 }
 
 #[test]

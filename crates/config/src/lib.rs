@@ -46,5 +46,23 @@ pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigError> {
     load(&origin, &text, &|k| std::env::var(k).ok())
 }
 
+/// Reads a configuration file for its `judge` section alone (`castellan
+/// replay`): the sections only a listening gateway needs, such as `auth`,
+/// may be absent; those present are still validated.
+pub fn load_judge_file(path: &std::path::Path) -> Result<JudgeConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        file: origin.clone(),
+        message: e.to_string(),
+    })?;
+    model::compile_for(
+        &origin,
+        &text,
+        &|k| std::env::var(k).ok(),
+        model::Purpose::JudgeOnly,
+    )
+    .map(|c| c.judge)
+}
+
 #[cfg(test)]
 mod tests;

@@ -820,6 +820,23 @@ pub(crate) fn compile(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    compile_for(origin, text, env, Purpose::Gateway)
+}
+
+/// What a configuration is read for: the gateway needs every section that
+/// guards agents; judging recorded traces needs only `judge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Gateway,
+    JudgeOnly,
+}
+
+pub(crate) fn compile_for(
+    origin: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    purpose: Purpose,
+) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         ConfigError::Syntax {
@@ -1082,7 +1099,18 @@ pub(crate) fn compile(
             line,
         });
     }
-    let auth = compile_auth(raw.auth, raw.tls.is_some(), text, &invalid)?;
+    let auth = match raw.auth {
+        // Replay authenticates nobody: no agents, no credentials.
+        None if purpose == Purpose::JudgeOnly => Auth {
+            anonymous: false,
+            generate_key: false,
+            api_keys: Vec::new(),
+            jwt: None,
+            mtls: None,
+            resource: None,
+        },
+        raw_auth => compile_auth(raw_auth, raw.tls.is_some(), text, &invalid)?,
+    };
     let alerts = crate::alerts::compile(raw.alerts, text, env, &invalid)?;
     let telemetry = crate::telemetry::compile(raw.telemetry, text, &invalid)?;
     let j = raw.judge;

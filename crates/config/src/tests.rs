@@ -342,3 +342,20 @@ fn tool_annotation_mistakes_name_file_line_and_what_is_wrong() {
     .expect_err("typo");
     assert!(err.line().is_some(), "{err}");
 }
+
+#[test]
+fn a_judge_only_file_loads_for_replay_and_not_for_the_gateway() {
+    let dir = std::env::temp_dir().join(format!("castellan-judge-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("judge.yaml");
+    std::fs::write(&path, "judge:\n  hold_timeout: 5s\n").expect("write");
+    let judge = load_judge_file(&path).expect("a file with only `judge` serves replay");
+    assert_eq!(judge.hold_timeout, std::time::Duration::from_secs(5));
+    let err = load_file(&path).expect_err("the gateway still needs `auth`");
+    assert!(err.to_string().contains("auth"), "{err}");
+    // What is present is still checked.
+    std::fs::write(&path, "judge:\n  pack: other\n").expect("write");
+    assert!(load_judge_file(&path).is_err());
+    std::fs::write(&path, "auth:\n  mode: maybe\njudge: {}\n").expect("write");
+    assert!(load_judge_file(&path).is_err());
+}

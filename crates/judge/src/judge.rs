@@ -26,6 +26,7 @@ use crate::label::{Label, LabelSet};
 use crate::pack;
 use crate::roles::{ArgRole, CallRoles};
 use crate::rules::{Cond, Group, Measure, Rule, RuleKind, RuleSet, Uninspectable};
+use crate::scope::{self, SourceKind, Strike};
 use crate::shell::{ShellFlag, ShellReading};
 use crate::state::{Counter, Event, Groups, Partial, Quarantine, Source, StateMut};
 use crate::verdict::{
@@ -82,6 +83,11 @@ pub struct ScannedResult {
     /// Ids in a result of a call with subject or object arguments.
     ids: Option<crate::subject::ResultIds>,
     is_error: bool,
+    /// Every source the result names (senders, the URL host read, the
+    /// tool), to find sources an earlier stopped call marked.
+    origins: Vec<(u64, SourceKind)>,
+    /// The sources of the injected text in it (empty when there is none).
+    blamed: Vec<(u64, SourceKind)>,
 }
 
 /// The behaviour judge. Build once per configuration snapshot; share by
@@ -313,10 +319,18 @@ impl Judge {
         let index = session.calls;
         session.calls = session.calls.saturating_add(1);
         session.last = now.max(session.last);
-        let risk_before = session
-            .risk
-            .points_at(now, hl)
-            .max(agent.risk.points_at(now, hl));
+        // The ladder reads the risk of the session and of its user; the
+        // agent's own risk is kept for operators but never escalates other
+        // users' sessions (see `scope`).
+        let scoped_risk =
+            |session: &crate::state::SessionState,
+             user: &Option<&mut crate::state::AggregateState>| {
+                session
+                    .risk
+                    .points_at(now, hl)
+                    .max(user.as_deref().map_or(0, |u| u.risk.points_at(now, hl)))
+            };
+        let risk_before = scoped_risk(session, &user);
         if let Some(q) = &agent.quarantine {
             return Verdict {
                 decision: Decision::Quarantine,
@@ -339,6 +353,11 @@ impl Judge {
                 index,
                 labels,
             };
+        }
+        if let Some(refusal) =
+            scope::restriction(call, session, user.as_deref(), risk_before, index, labels)
+        {
+            return refusal;
         }
         if let (Some(intent), Some(h)) = (call.intent, intent_hash) {
             // Fingerprinted only when the intent changes, which is rare.
@@ -456,16 +475,16 @@ impl Judge {
             }
         }
         let points = call_points(&mut fired_risk);
+        // A session that read untrusted content answers to that content's
+        // source, not to its user.
+        let sourced = session.taint.contains(Label::Untrusted) || session.injection_seen;
         let risk_after = if points > 0 {
             session.risk.add(now, hl, points);
             agent.risk.add(now, hl, points);
-            if let Some(u) = user {
+            if let Some(u) = user.as_deref_mut().filter(|_| !sourced) {
                 u.risk.add(now, hl, points);
             }
-            session
-                .risk
-                .points_at(now, hl)
-                .max(agent.risk.points_at(now, hl))
+            scoped_risk(session, &user)
         } else {
             risk_before
         };
@@ -491,16 +510,73 @@ impl Judge {
             });
         }
         reasons.sort_by_key(|r| std::cmp::Reverse(r.action));
-        let decision = reasons
+        let mut decision = reasons
             .iter()
             .map(|r| r.action.decision())
             .max()
             .unwrap_or(Decision::Allow);
         let alert = reasons.iter().any(|r| r.action >= Action::Alert);
+        if decision >= Decision::Hold && sourced {
+            for src in &session.scope.sources {
+                scope::mark(&mut agent.scope.marks, *src, now);
+            }
+        }
+        let corroboration = &self.rules.ladder.corroboration;
         if decision == Decision::Quarantine {
             let rule = reasons
                 .first()
                 .map_or_else(|| RuleId::new("quarantine"), |r| r.rule.clone());
+            let counts = (!sourced || corroboration.count_sourced).then(|| {
+                let strike = Strike {
+                    session: fingerprint::hash(FpKind::Value, call.session.as_str().as_bytes()),
+                    user: call.user.map_or(0, |u| {
+                        fingerprint::hash(FpKind::Value, u.as_str().as_bytes())
+                    }),
+                    at: now,
+                };
+                scope::strike(
+                    &mut agent.scope.strikes,
+                    strike,
+                    corroboration.within_ms,
+                    now,
+                )
+            });
+            match counts {
+                Some((s, u)) if s >= corroboration.sessions && u >= corroboration.users => {
+                    if let Some(r) = reasons.first_mut() {
+                        r.facts.push(Fact {
+                            key: "corroborated",
+                            value: format!(
+                                "{s} sessions of {u} users within {} min",
+                                corroboration.within_ms / 60_000
+                            ),
+                        });
+                    }
+                    agent.quarantine = Some(Quarantine { since: now, rule });
+                }
+                counts => {
+                    decision = Decision::Deny;
+                    reasons.push(scope::session_ended(
+                        &rule,
+                        counts,
+                        corroboration,
+                        sourced,
+                        user.is_some(),
+                    ));
+                    session.scope.ended = Some(rule.clone());
+                    if let Some(u) = user.filter(|_| !sourced) {
+                        u.quarantine = Some(Quarantine { since: now, rule });
+                    }
+                }
+            }
+        } else if decision >= Decision::Hold
+            && session.scope.refused_hold
+            && corroboration.after_refused_hold
+            && labels.intersects(scope::side_effects())
+        {
+            let rule = RuleId::new("harm-after-refused-hold");
+            reasons.insert(0, scope::after_refused_hold(&rule));
+            decision = Decision::Quarantine;
             agent.quarantine = Some(Quarantine { since: now, rule });
         }
         if decision.forwards() {
@@ -767,6 +843,9 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
+        let mut origins: Vec<(u64, SourceKind)> = Vec::new();
+        let mut blamed: Vec<(u64, SourceKind)> = Vec::new();
+        let injected_text = |t: &str| self.detectors.has_injection(t);
         let limits = &self.rules.settings.inspection;
         let uninspectable = budget::uninspectable(result.value, limits);
         if uninspectable.is_some() {
@@ -803,6 +882,7 @@ impl Judge {
                 &mut fps,
                 &mut sigs,
             );
+            let had_signals = !sigs.is_empty();
             for g in sigs.drain(..) {
                 if signals.len() < 16 {
                     signals.push(SignalFinding {
@@ -826,6 +906,10 @@ impl Judge {
                         &mut fps,
                         &mut inner_kinds,
                     );
+                    // Only a text with signals has its objects' strings
+                    // checked for who wrote the injection.
+                    let check = |t: &str| had_signals && injected_text(t);
+                    scope::senders(&inner, &check, &mut origins, &mut blamed, 0);
                 }
             }
             for f in scratch.drain(..) {
@@ -862,6 +946,9 @@ impl Judge {
         let ids = crate::subject::ResultIds::scan(&self.roles(call, verdict.labels), result.value);
         // Content let through unread may carry instructions too.
         let injected = !signals.is_empty() || (uninspectable.is_some() && !blocked);
+        let check = |t: &str| injected && injected_text(t);
+        scope::senders(value, &check, &mut origins, &mut blamed, 0);
+        scope::call_origins(call, &mut origins, &mut blamed, injected);
         if injected {
             labels.insert(Label::Untrusted);
         }
@@ -883,6 +970,8 @@ impl Judge {
             },
             ids,
             is_error: result.is_error,
+            origins,
+            blamed,
         }
     }
 
@@ -895,16 +984,18 @@ impl Judge {
         now: Millis,
     ) -> ResultVerdict {
         let ScannedResult {
-            labels,
+            mut labels,
             redactions,
             findings,
             signals,
             blocked,
             uninspectable,
             fps,
-            source,
+            mut source,
             ids,
             is_error,
+            origins,
+            mut blamed,
         } = scanned;
         if let Some(ids) = ids {
             crate::subject::observe(&mut state.session.subject, ids, is_error, source.index);
@@ -914,19 +1005,34 @@ impl Judge {
             agent,
             user,
         } = state;
-        let injection = signals.first().map(|g| g.signal.what);
+        let mut injection = signals.first().map(|g| g.signal.what);
+        // Content from a source an earlier stopped call marked arrives
+        // tainted, however it is worded.
+        if let Some(hit) = scope::marked_origin(&agent.scope.marks, &origins) {
+            labels.insert(Label::Untrusted);
+            if hit.1 != SourceKind::Tool {
+                source.injected = true;
+                injection = injection.or(Some(scope::MARKED_SOURCE));
+                blamed.push(hit);
+            }
+            source.labels = labels;
+        }
         let injected = source.injected;
+        if injected {
+            for b in &blamed {
+                session.scope.add_source(*b);
+            }
+        }
         let mut risk_added = 0;
         if injected {
             session.injection_seen = true;
             risk_added = self.rules.settings.injection_risk;
             if risk_added > 0 {
                 let hl = self.half_life();
+                // Not the user's: they did not write the content.
+                let _ = user;
                 session.risk.add(now, hl, risk_added);
                 agent.risk.add(now, hl, risk_added);
-                if let Some(u) = user {
-                    u.risk.add(now, hl, risk_added);
-                }
             }
         }
         let added = LabelSet::of(&[]).union(labels);
@@ -1265,7 +1371,13 @@ fn step_threshold(
     if !f.eval(&t.when, None) {
         return None;
     }
-    let key = t.per.as_ref().and_then(|k| f.key(k)).unwrap_or(0);
+    // A call without the `per` key (a payment whose payee cannot be read)
+    // is not counted under a shared key: one identity serving many users
+    // would otherwise pool every such call into one "same payee".
+    let key = match &t.per {
+        Some(k) => f.key(k)?,
+        None => 0,
+    };
     let value = match &t.measure {
         Measure::Count | Measure::Distinct(_) => 1.0,
         Measure::Sum(p) => arg_at(f.call.args, p).and_then(as_number).unwrap_or(0.0),

@@ -15,6 +15,8 @@
 //! - [`baseline`]: learned amount and count baselines per agent and tool.
 //! - [`shell`]: shell commands read as the shell would (credential reads,
 //!   egress, download-and-run, persistence).
+//! - [`scope`]: escalation scopes (session, user, agent, source of
+//!   untrusted content) and when an agent-wide quarantine is corroborated.
 //! - [`call`]: the call and result views the judge is asked about.
 //! - [`rules`]: the YAML rule language (call, sequence, threshold rules,
 //!   risk ladder), compiled.
@@ -76,6 +78,7 @@ pub mod policy;
 pub mod replay;
 pub mod roles;
 pub mod rules;
+pub mod scope;
 pub mod shell;
 pub mod state;
 pub mod subject;
@@ -98,6 +101,7 @@ pub use policy::{ArgType, Policy};
 pub use replay::{CallOutcome, Expect, Replayer, Summary, TraceCall, TraceSession, replay};
 pub use roles::{ArgRole, RoleEntry, RoleOverride, RoleSource};
 pub use rules::{Inspection, Ladder, LadderStep, Rule, RuleSet, Settings, Uninspectable};
+pub use scope::{Corroboration, SourceKind, SourceMark};
 pub use state::{AggregateState, SessionState, StateMut};
 pub use verdict::{
     Action, ContentFinding, Decision, ProvenanceFinding, Reason, Redaction, ResultVerdict,

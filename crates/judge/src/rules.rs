@@ -256,6 +256,9 @@ pub struct Ladder {
     pub half_life_ms: u64,
     /// Steps, any order.
     pub steps: Vec<LadderStep>,
+    /// When a quarantine-grade event quarantines the whole agent
+    /// (`quarantine:`); otherwise it ends its session.
+    pub corroboration: crate::scope::Corroboration,
 }
 
 impl Default for Ladder {
@@ -263,6 +266,7 @@ impl Default for Ladder {
         Ladder {
             half_life_ms: 30 * 60 * 1000,
             steps: Vec::new(),
+            corroboration: crate::scope::Corroboration::default(),
         }
     }
 }
@@ -412,6 +416,13 @@ impl RuleSet {
                 self.settings.internal_domains.push(d.clone());
             }
         }
+    }
+
+    /// Removes the rule `id`; false when there is none.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.id.as_str() != id);
+        self.rules.len() != before
     }
 
     /// The rules in order.

@@ -483,6 +483,8 @@ pub struct Released {
     pub quarantine: Quarantine,
     /// The aggregate's risk points set aside (decayed to the release).
     pub risk: u32,
+    /// Quarantine-grade events awaiting corroboration that were forgiven.
+    pub strikes: usize,
 }
 
 /// The state of one behavioural session.
@@ -509,6 +511,11 @@ pub struct SessionState {
     /// Calls per side-effect tool (for the learned count baselines).
     #[serde(default)]
     pub(crate) counts: crate::baseline::SessionCounts,
+    /// Escalation scope: sources of injected content read in this session
+    /// (blamed when a call is stopped), whether the session was ended by a
+    /// quarantine-grade event, and whether a person refused a hold in it.
+    #[serde(default)]
+    pub(crate) scope: crate::scope::SessionScope,
 }
 
 impl SessionState {
@@ -571,6 +578,7 @@ impl SessionState {
             + self.intent_fps.capacity() * 8
             + self.subject.heap_bytes()
             + self.counts.heap_bytes()
+            + self.scope.heap_bytes()
     }
 
     /// Releases spare capacity (call when a session goes idle).
@@ -599,6 +607,10 @@ pub struct AggregateState {
     /// Learned amount and count baselines per tool (agents only).
     #[serde(default)]
     pub(crate) learned: crate::baseline::Learned,
+    /// Escalation scope: for an agent, the sources marked by stopped calls
+    /// and the quarantine-grade events awaiting corroboration.
+    #[serde(default)]
+    pub(crate) scope: crate::scope::AggregateScope,
 }
 
 impl AggregateState {
@@ -634,12 +646,20 @@ impl AggregateState {
 
     /// Lifts the quarantine (an operator action) and sets aside the risk
     /// that led to it: kept, that risk would quarantine again at the next
-    /// call. Sequences, windows, baselines and provenance stay. Returns what
+    /// call. The quarantine-grade events that corroborated it are forgiven
+    /// too (kept, the next one would quarantine again at once). Sequences,
+    /// windows, baselines, provenance and marked sources stay. Returns what
     /// was forgiven; nothing changes when there was no quarantine.
     pub fn release(&mut self, now: Millis, half_life_ms: u64) -> Option<Released> {
         let quarantine = self.quarantine.take()?;
         let risk = self.risk.clear(now, half_life_ms);
-        Some(Released { quarantine, risk })
+        let strikes = self.scope.strikes.len();
+        self.scope.strikes.clear();
+        Some(Released {
+            quarantine,
+            risk,
+            strikes,
+        })
     }
 
     /// A conservative estimate of the memory this state uses.
@@ -655,6 +675,7 @@ impl AggregateState {
             + self.groups.heap_bytes()
             + self.baseline.heap_bytes()
             + self.learned.heap_bytes()
+            + self.scope.heap_bytes()
     }
 }
 

@@ -216,7 +216,8 @@ pub struct Verdict {
     pub decision: Decision,
     /// Why, most severe first.
     pub reasons: Vec<Reason>,
-    /// Risk (session or agent, the larger) before this call, after decay.
+    /// Risk (of the session or of its user, the larger) before this call,
+    /// after decay.
     pub risk_before: RiskPoints,
     /// Risk after the points of the rules that fired.
     pub risk_after: RiskPoints,

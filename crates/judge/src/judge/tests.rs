@@ -177,7 +177,7 @@ fn recipient_named_in_trusted_intent_is_not_suspicious() {
 }
 
 #[test]
-fn throttles_a_burst_of_deletes_then_quarantines_the_agent() {
+fn a_flood_of_deletes_ends_its_session_and_restricts_its_user_not_the_agent() {
     let mut w = World::new();
     let mut decisions = Vec::new();
     for i in 0..30 {
@@ -191,24 +191,23 @@ fn throttles_a_burst_of_deletes_then_quarantines_the_agent() {
         );
         decisions.push(v.decision);
     }
-    assert!(decisions.contains(&Decision::Quarantine), "{decisions:?}");
-    // Once quarantined, every call of the agent is refused.
+    // The agent-wide flood rule asks for a quarantine; one user's sessions
+    // do not corroborate it, so their session ends and the user is refused.
+    assert!(!decisions.contains(&Decision::Quarantine), "{decisions:?}");
+    assert_eq!(
+        decisions[24],
+        Decision::Deny,
+        "the 25th delete: {decisions:?}"
+    );
+    assert_eq!(decisions.last(), Some(&Decision::Deny), "{decisions:?}");
+    assert!(w.agent_state.quarantine().is_none());
     let v = w.call("read_file", json!({"path": "a"}), json!("x"));
-    assert_eq!(v.decision, Decision::Quarantine);
-    // An operator's release lifts the quarantine and sets aside the risk
-    // that caused it (the agent's and its session's): kept, that risk
-    // quarantined again at the next call.
-    let hl = w.judge.rules().ladder().half_life_ms;
-    let released = w
-        .agent_state
-        .release(Millis(w.now), hl)
-        .expect("the agent was quarantined");
-    assert_eq!(released.quarantine.rule.as_str(), "destructive-flood");
-    assert!(released.risk > 0, "{released:?}");
-    let _ = w.session.forgive_risk(Millis(w.now), hl);
-    assert!(w.agent_state.release(Millis(w.now), hl).is_none());
-    let v = w.call("read_file", json!({"path": "a"}), json!("x"));
-    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
+    assert_eq!(v.decision, Decision::Deny);
+    assert!(
+        v.reasons[0].message.contains("restricted"),
+        "{:?}",
+        v.reasons
+    );
 }
 
 #[test]
@@ -885,5 +884,38 @@ fn uninspectable_results_fail_closed_and_arguments_are_denied() {
     assert!(
         rv.uninspectable
             .is_some_and(|w| w.contains("inspection budget"))
+    );
+}
+
+#[test]
+fn payments_whose_payee_cannot_be_read_are_not_pooled_as_one_payee() {
+    let mut w = World::new();
+    for i in 0..5 {
+        w.new_session(&format!("r{i}"));
+        let v = w.call(
+            "issue_refund",
+            json!({"order_id": format!("OR{i}"), "amount": 50}),
+            json!("ok"),
+        );
+        assert!(
+            v.reasons.iter().all(|r| r.rule.as_str() != "payment-split"),
+            "refund {i}: {:?}",
+            v.reasons
+        );
+    }
+    let mut last = Vec::new();
+    for i in 0..4 {
+        w.new_session(&format!("p{i}"));
+        last = w
+            .call(
+                "transfer_funds",
+                json!({"iban": "DE89370400440532013000", "amount": 50}),
+                json!("ok"),
+            )
+            .reasons;
+    }
+    assert!(
+        last.iter().any(|r| r.rule.as_str() == "payment-split"),
+        "{last:?}"
     );
 }

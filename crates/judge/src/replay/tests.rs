@@ -94,7 +94,12 @@ fn replayer_keeps_agent_state_across_sessions_of_one_agent() {
             json!({"id": format!("s{s}"), "agent": "bot", "calls": calls}),
         ));
     }
-    assert_eq!(last[3].decision, Decision::Quarantine);
+    // The agent-wide flood rule counted deletes across the four sessions
+    // (21 before this one): the 25th asks for quarantine, which one
+    // session without users does not corroborate, so this session ends.
+    assert_eq!(last[3].decision, Decision::Deny, "{:?}", last[3]);
+    assert_eq!(last[3].rules[0], "destructive-flood");
+    assert_eq!(last[4].rules[0], "destructive-flood", "{:?}", last[4]);
 }
 
 #[test]
@@ -114,6 +119,9 @@ fn expectation_checks_the_first_stopped_index() {
         kind: None,
         category: None,
         known_gap: false,
+        wording: None,
+        harm_at: None,
+        gap_hint: None,
     };
     assert!(
         e.check(&[o(0, Decision::Allow), o(1, Decision::Hold)])
@@ -129,9 +137,44 @@ fn expectation_checks_the_first_stopped_index() {
         kind: None,
         category: None,
         known_gap: false,
+        wording: None,
+        harm_at: None,
+        gap_hint: None,
     };
     assert!(benign.check(&[o(0, Decision::Redact)]).is_ok());
     assert!(benign.check(&[o(0, Decision::Throttle)]).is_err());
+}
+
+#[test]
+fn an_attack_counts_as_stopped_only_when_its_harmful_call_is() {
+    let o = |i: u32, d: Decision| CallOutcome {
+        id: "s".into(),
+        index: i,
+        tool: "t".into(),
+        decision: d,
+        rules: vec![],
+        risk: 0,
+        reason: String::new(),
+    };
+    let e: Expect = serde_json::from_value(
+        json!({"stopped": true, "kind": "attack", "harm_at": 2, "wording": "plain"}),
+    )
+    .expect("expectation");
+    // Holding a read before the harm does not count; the harmful call must be stopped.
+    let read_held = [
+        o(0, Decision::Allow),
+        o(1, Decision::Hold),
+        o(2, Decision::Allow),
+    ];
+    assert!(!e.stopped_before_harm(&read_held));
+    assert!(e.check(&read_held).is_err());
+    let harm_denied = [
+        o(0, Decision::Allow),
+        o(1, Decision::Allow),
+        o(2, Decision::Deny),
+    ];
+    assert!(e.stopped_before_harm(&harm_denied));
+    assert!(e.check(&harm_denied).is_ok());
 }
 
 #[test]

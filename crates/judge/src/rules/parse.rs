@@ -109,6 +109,17 @@ struct RawLadder {
     half_life: Option<String>,
     #[serde(default)]
     steps: Vec<RawStep>,
+    quarantine: Option<RawCorroboration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorroboration {
+    sessions: Option<u32>,
+    users: Option<u32>,
+    within: Option<String>,
+    after_refused_hold: Option<bool>,
+    count_sourced: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,6 +508,17 @@ pub(super) fn parse(file: &str, src: &str) -> Result<RuleSet, Error> {
         if let Some(h) = &l.half_life {
             ladder.half_life_ms = duration_ms(h)
                 .ok_or_else(|| top.err(Some("half_life"), format!("bad duration `{h}`")))?;
+        }
+        if let Some(q) = &l.quarantine {
+            let c = &mut ladder.corroboration;
+            c.sessions = q.sessions.unwrap_or(c.sessions).max(1);
+            c.users = q.users.unwrap_or(c.users).max(1);
+            if let Some(w) = &q.within {
+                c.within_ms = duration_ms(w)
+                    .ok_or_else(|| top.err(Some("within"), format!("bad duration `{w}`")))?;
+            }
+            c.after_refused_hold = q.after_refused_hold.unwrap_or(c.after_refused_hold);
+            c.count_sourced = q.count_sourced.unwrap_or(c.count_sourced);
         }
         for s in l.steps {
             let action = Action::parse(&s.action)
