@@ -902,6 +902,8 @@ fn signal(
         }),
         signals::Src::Address => signals::imperative(text, s, e),
         signals::Src::Link => signals::exfil_link(text, s, p),
+        signals::Src::Dismiss => signals::dismissal(text, s, e),
+        signals::Src::Secrecy => signals::secrecy(text, s, e),
     }
 }
 

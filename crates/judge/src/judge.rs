@@ -19,7 +19,8 @@ use crate::call::{Call, ToolResult};
 use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
-use crate::facts::{ArgScan, Facts, Inputs, arg_at, as_number};
+use crate::facts::{self, ArgScan, Facts, Inputs, arg_at, as_number};
+use crate::instruct;
 use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
 use crate::label::{Label, LabelSet};
@@ -70,6 +71,8 @@ pub struct ScannedResult {
     signals: Vec<SignalFinding>,
     blocked: bool,
     fps: Vec<Fp>,
+    /// Fingerprints untrusted text asked an action for, with the kinds.
+    asked: Vec<(u64, u8)>,
     source: Source,
 }
 
@@ -213,7 +216,20 @@ impl Judge {
     /// Most of a call's cost, so a caller that locks its state calls this
     /// before taking the lock.
     pub fn scan_call<'c>(&self, call: &'c Call<'c>) -> ScannedCall<'c> {
-        let labels = self.catalog.labels(call.server, call.tool);
+        let mut labels = self.catalog.labels(call.server, call.tool);
+        // A search or lookup on the open web sends its arguments to a third
+        // party: egress for them.
+        if labels.contains(Label::Untrusted)
+            && !labels.intersects(LabelSet::of(&[
+                Label::Egress,
+                Label::Private,
+                Label::Secret,
+                Label::Financial,
+            ]))
+            && facts::open_world_lookup(&self.catalog, call.server, call.tool)
+        {
+            labels.insert(Label::Egress);
+        }
         let args = ArgScan::new(call, &self.detectors, &self.rules.settings, labels);
         let blocked = self.block_content(call, args.detected);
         ScannedCall {
@@ -295,6 +311,7 @@ impl Judge {
                 );
                 session.intent_fps = fps.iter().map(|f| f.hash).collect();
                 session.intent_hash = h;
+                session.intent_kinds = instruct::intent_kinds(intent);
             }
         }
         let facts = Facts::build(
@@ -306,6 +323,7 @@ impl Judge {
                 agent,
                 risk: risk_before,
                 index,
+                now,
             },
         );
         let mut reasons: Vec<Reason> = Vec::new();
@@ -531,6 +549,8 @@ impl Judge {
                 agent,
                 risk: verdict.risk_after.0,
                 index: verdict.index,
+                // Only the tool and destination keys are used here.
+                now: Millis(0),
             },
         );
         let (tool, dests): (u64, Vec<u64>) =
@@ -587,6 +607,10 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
+        // Requests for actions are looked for in content from outside
+        // (and in any text that carries injection signals).
+        let outside = labels.contains(Label::Untrusted);
+        let mut asked: Vec<(Fp, u8)> = Vec::new();
         walk_ptr(
             result.value,
             &mut String::new(),
@@ -604,6 +628,9 @@ impl Judge {
                     &mut fps,
                     &mut sigs,
                 );
+                if (outside || !sigs.is_empty()) && asked.len() < 256 {
+                    instruct::asked_fps(s, &scratch, &mut asked);
+                }
                 for g in sigs.drain(..) {
                     if signals.len() < 16 {
                         signals.push(SignalFinding {
@@ -665,6 +692,10 @@ impl Judge {
         if injected {
             labels.insert(Label::Untrusted);
         }
+        // The values asked for join the result's fingerprints (references
+        // and amounts are only taken there), so their entries exist.
+        fps.extend(asked.iter().map(|(f, _)| *f));
+        let asked = asked.into_iter().map(|(f, k)| (f.hash, k)).collect();
         ScannedResult {
             labels,
             redactions: merge_redactions(redactions),
@@ -672,6 +703,7 @@ impl Judge {
             signals,
             blocked,
             fps,
+            asked,
             source: Source {
                 seq: 0,
                 session: call.session.clone(),
@@ -679,6 +711,7 @@ impl Judge {
                 tool: ToolName::new(call.tool),
                 labels,
                 injected,
+                at: Millis(0),
             },
         }
     }
@@ -698,6 +731,7 @@ impl Judge {
             signals,
             blocked,
             fps,
+            asked,
             source,
         } = scanned;
         let StateMut {
@@ -705,6 +739,8 @@ impl Judge {
             agent,
             user,
         } = state;
+        let mut source = source;
+        source.at = now;
         let injection = signals.first().map(|g| g.signal.what);
         let injected = source.injected;
         let mut risk_added = 0;
@@ -731,11 +767,23 @@ impl Judge {
         {
             agent
                 .prov
-                .record(source.clone(), &fps, AGENT_PROV_ENTRIES, AGENT_PROV_SOURCES);
+                .record(
+                source.clone(),
+                &fps,
+                &asked,
+                AGENT_PROV_ENTRIES,
+                AGENT_PROV_SOURCES,
+            );
         }
         session
             .prov
-            .record(source, &fps, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
+            .record(
+                source,
+                &fps,
+                &asked,
+                SESSION_PROV_ENTRIES,
+                SESSION_PROV_SOURCES,
+            );
         let mut gained = LabelSet::EMPTY;
         for l in added.iter() {
             if !before.contains(l) {
@@ -820,6 +868,28 @@ fn message(rule: &Rule, f: &Facts<'_>) -> String {
     } else {
         rule.description.clone()
     };
+    let asks = match &rule.kind {
+        RuleKind::Call(c) => c.instructed != 0,
+        RuleKind::Sequence(s) => s.steps.iter().any(|c| c.instructed != 0),
+        RuleKind::Threshold(t) => t.when.instructed != 0,
+    };
+    if asks && let Some((role, h)) = &f.instructed_by {
+        // Why the call looks like it follows outside text: which value,
+        // where it was seen, and what was asked next to it.
+        m.push_str(&format!(
+            "; its {} (`{}` {}) appears in untrusted content from call #{} {} next to a request to {}",
+            facts::role_name(*role),
+            h.arg,
+            h.kind.noun(),
+            h.src_index,
+            h.src_tool,
+            instruct::kind_names(h.asked & f.tool_kinds),
+        ));
+        if let Some(d) = h.finding().decoded_from {
+            m.push_str(&format!(" (decoded from {d})"));
+        }
+        return m;
+    }
     if let Some(h) = f
         .dests
         .iter()

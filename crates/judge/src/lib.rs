@@ -8,6 +8,8 @@
 //! - [`detect`]: content inspection (personal data, secrets, custom
 //!   detectors, injection signals) and [`inspect_tool_definition`].
 //! - [`fingerprint`]: normalised value fingerprints for provenance.
+//! - [`decode`]: decoded views of encoded argument text (base64, hex,
+//!   percent, HTML entities, reversal, separators) for provenance.
 //! - [`state`]: session, agent and user state the caller keeps.
 //! - [`call`]: the call and result views the judge is asked about.
 //! - [`rules`]: the YAML rule language (call, sequence, threshold rules,
@@ -55,12 +57,14 @@
 
 pub mod call;
 pub mod catalog;
+pub mod decode;
 pub mod detect;
 pub mod error;
 mod facts;
 pub mod fingerprint;
 pub mod glob;
 pub mod ids;
+mod instruct;
 pub mod judge;
 pub mod label;
 pub mod pack;

@@ -141,6 +141,12 @@ pub(crate) struct Cond {
     pub first_use: Option<bool>,
     pub from_step: Option<usize>,
     pub args_text: Option<Regex>,
+    /// Roles (destination, object, amount, payload) of which any must
+    /// have been asked for by untrusted text (`instructed:`).
+    pub instructed: u8,
+    /// The call fits (or does not fit) a known trusted intent
+    /// (`intent_aligned:`); never holds without intent.
+    pub intent_aligned: Option<bool>,
 }
 
 #[derive(Debug, Clone)]

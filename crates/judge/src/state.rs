@@ -33,6 +33,9 @@ pub struct Source {
     pub labels: LabelSet,
     /// The result contained instruction-like text aimed at the agent.
     pub injected: bool,
+    /// When the result was observed (for the agent's cross-session window).
+    #[serde(default)]
+    pub at: Millis,
 }
 
 /// One remembered fingerprint.
@@ -50,6 +53,10 @@ pub struct ProvEntry {
     pub trusted_seen: bool,
     /// Seen in a result that carried injected instructions.
     pub injected: bool,
+    /// Kinds of action (`instruct::SEND`, ...) untrusted text asked for
+    /// next to this value.
+    #[serde(default)]
+    pub asked: u8,
 }
 
 /// A bounded store of fingerprints and their sources, sorted by hash.
@@ -82,10 +89,13 @@ impl Provenance {
     /// in one pass: known hashes are updated in place, new ones merged in
     /// hash order, so each entry moves at most once per result (inserting
     /// one at a time moved the store's tail for every new fingerprint).
+    /// `asked` are fingerprints among `fps` that untrusted text asked an
+    /// action for, with the kinds asked (see `instruct`).
     pub(crate) fn record(
         &mut self,
         mut source: Source,
         fps: &[Fp],
+        asked: &[(u64, u8)],
         cap_entries: usize,
         cap_sources: usize,
     ) {
@@ -137,7 +147,9 @@ impl Provenance {
             kind: fps.get(at as usize).map_or(FpKind::Value, |f| f.kind),
             trusted_seen: trusted,
             injected,
+            asked: 0,
         });
+        self.mark_asked(asked);
         let dropped = self.sources.len() > cap_sources;
         if dropped {
             let drop = self.sources.len() - cap_sources;
@@ -159,6 +171,15 @@ impl Provenance {
             }
         } else {
             self.rebuild_filter();
+        }
+    }
+
+    /// Marks the entries of `asked` with the kinds of action asked.
+    fn mark_asked(&mut self, asked: &[(u64, u8)]) {
+        for &(fp, kinds) in asked {
+            if let Ok(i) = self.entries.binary_search_by_key(&fp, |e| e.fp) {
+                self.entries[i].asked |= kinds;
+            }
         }
     }
 
@@ -477,6 +498,9 @@ pub struct SessionState {
     /// Hash of the last trusted intent text and its value fingerprints.
     pub(crate) intent_hash: u64,
     pub(crate) intent_fps: Vec<u64>,
+    /// Kinds of action the intent names (see `instruct`).
+    #[serde(default)]
+    pub(crate) intent_kinds: u8,
     /// Last time a call was judged.
     pub(crate) last: Millis,
 }

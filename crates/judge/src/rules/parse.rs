@@ -130,6 +130,8 @@ struct RawCond {
     first_use: Option<bool>,
     from_step: Option<usize>,
     args_text: Option<String>,
+    instructed: Option<OneOrMany>,
+    intent_aligned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -593,8 +595,27 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
         injection_seen: r.injection_seen,
         first_use: r.first_use,
         from_step: r.from_step,
+        intent_aligned: r.intent_aligned,
         ..Cond::default()
     };
+    if let Some(roles) = &r.instructed {
+        for role in roles.items() {
+            c.instructed |= match role {
+                "destination" => crate::facts::ROLE_DESTINATION,
+                "object" => crate::facts::ROLE_OBJECT,
+                "amount" => crate::facts::ROLE_AMOUNT,
+                "payload" => crate::facts::ROLE_PAYLOAD,
+                other => {
+                    return Err(ctx.err(
+                        Some("instructed"),
+                        format!(
+                            "unknown role `{other}`; expected destination, object, amount or payload"
+                        ),
+                    ));
+                }
+            };
+        }
+    }
     if let Some(t) = &r.args_text {
         c.args_text = Some(regex(ctx, "args_text", t)?);
     }
