@@ -255,7 +255,8 @@ fn precise(b: &[u8], sg: &mut Signs) {
         }
         run = 0;
         hex = true;
-        k = end + 1;
+        // Padding ends a run; the byte after it may start the next one.
+        k = if end > k { end } else { k + 1 };
     }
 }
 
@@ -268,7 +269,7 @@ fn layer(s: &str, via: u8, out: &mut Vec<View>) {
     let Some(sg) = sg.or_else(|| reversed.then(Signs::default)) else {
         return;
     };
-    let mut push = |text: String, e: Encoding, out: &mut Vec<View>| {
+    let push = |text: String, e: Encoding, out: &mut Vec<View>| {
         if !text.is_empty() && text != s && out.len() < MAX_VIEWS {
             out.push(View {
                 text,

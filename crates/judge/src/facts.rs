@@ -463,13 +463,16 @@ impl<'c> ArgScan<'c> {
         if egress_like && !have_dest_key {
             // No recipient field: URLs and addresses anywhere in the
             // arguments (a shell command, a request body) are destinations.
+            // A web tool (it reads untrusted content) reaches URLs, never
+            // mails: addresses in a search query are data it carries.
+            let web = labels.contains(Label::Untrusted);
             for (k, v) in &args {
                 for s in leaves(v) {
                     scratch.clear();
                     det.scan(&s, &mut scratch);
                     let found: Vec<String> = scratch
                         .iter()
-                        .filter(|x| matches!(x.kind, Kind::Email | Kind::Url))
+                        .filter(|x| x.kind == Kind::Url || (x.kind == Kind::Email && !web))
                         .map(|x| s[x.range.clone()].to_owned())
                         .collect();
                     for d in found {
@@ -736,6 +739,8 @@ impl<'c> Facts<'c> {
     /// for this kind of action, and the user's own request did not name it.
     fn instructed(&mut self, inp: &Inputs<'_>) {
         let kinds = instruct::tool_kinds(self.labels);
+        self.intent_kinds = self.call.intent.map(|_| inp.session.intent_kinds);
+        self.tool_kinds = kinds;
         if kinds == 0 {
             return;
         }
@@ -775,8 +780,6 @@ impl<'c> Facts<'c> {
         }
         self.instructed = roles;
         self.instructed_by = by;
-        self.intent_kinds = self.call.intent.map(|_| inp.session.intent_kinds);
-        self.tool_kinds = kinds;
     }
 
     /// Whether the call fits the user's known request: it names this kind
@@ -866,6 +869,9 @@ impl<'c> Facts<'c> {
         if let Some(want) = c.intent_aligned
             && self.intent_aligned() != Some(want)
         {
+            return false;
+        }
+        if c.not_intent_aligned && self.intent_aligned() == Some(true) {
             return false;
         }
         if let Some(d) = &c.dest {

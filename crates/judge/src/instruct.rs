@@ -333,15 +333,19 @@ pub(crate) fn parse_amount(s: &str) -> Option<u64> {
     if s.is_empty() || s.len() > 18 {
         return None;
     }
-    let b = s.as_bytes();
-    // A separator followed by exactly two digits at the end is decimal.
-    let (int, frac) = match b.len().checked_sub(3).map(|i| (i, b[i])) {
-        Some((i, b'.' | b',')) => (&s[..i], &s[i + 1..]),
+    // The last separator is decimal when one or two digits follow it
+    // (`1,980.00`, `12.5`, `1.980,00`), grouping when three do (`2,400`).
+    let (int, frac) = match s.rfind(['.', ',']) {
+        Some(i) if (1..=2).contains(&(s.len() - i - 1)) => (&s[..i], &s[i + 1..]),
         _ => (s, ""),
     };
     let digits: String = int.chars().filter(char::is_ascii_digit).collect();
     let whole: u64 = digits.parse().ok()?;
-    let cents: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let cents: u64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<u64>().ok()? * 10,
+        _ => frac.parse().ok()?,
+    };
     whole.checked_mul(100)?.checked_add(cents)
 }
 

@@ -147,6 +147,9 @@ pub(crate) struct Cond {
     /// The call fits (or does not fit) a known trusted intent
     /// (`intent_aligned:`); never holds without intent.
     pub intent_aligned: Option<bool>,
+    /// No intent is known, or it is not aligned (`not_intent_aligned:
+    /// true`).
+    pub not_intent_aligned: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -619,6 +619,8 @@ fn reference_signals(d: &Detectors, text: &str) -> Vec<super::Signal> {
             }),
             Src::Address => signals::imperative(text, s, e),
             Src::Link => signals::exfil_link(text, s, p),
+            Src::Dismiss => signals::dismissal(text, s, e),
+            Src::Secrecy => signals::secrecy(text, s, e),
         };
         out.extend(sig);
     });

@@ -132,6 +132,7 @@ struct RawCond {
     args_text: Option<String>,
     instructed: Option<OneOrMany>,
     intent_aligned: Option<bool>,
+    not_intent_aligned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -596,6 +597,7 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
         first_use: r.first_use,
         from_step: r.from_step,
         intent_aligned: r.intent_aligned,
+        not_intent_aligned: r.not_intent_aligned.unwrap_or(false),
         ..Cond::default()
     };
     if let Some(roles) = &r.instructed {
