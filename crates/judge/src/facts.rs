@@ -547,9 +547,12 @@ impl<'c> ArgScan<'c> {
             fingerprint::from_text(det, trimmed, opts, scratch, fps);
         }
         let s = trimmed;
+        // The earliest finding names the destination: a URL whose query
+        // holds an address or an IBAN is a request to the URL's host.
         let (value, key, host, party) = match scratch
             .iter()
-            .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+            .filter(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+            .min_by_key(|x| x.range.start)
         {
             Some(x) if x.kind == Kind::Email => {
                 let e = s[x.range.clone()].to_ascii_lowercase();
@@ -561,6 +564,19 @@ impl<'c> ArgScan<'c> {
                 (e, k, host, true)
             }
             Some(x) if x.kind == Kind::Url => {
+                // Only the URL and its host identify the destination; what
+                // its path and query carry is data (looked up as the
+                // argument's, and counted as carried).
+                fps.truncate(start);
+                fingerprint::from_findings(
+                    s,
+                    std::slice::from_ref(x),
+                    Extract {
+                        values: false,
+                        ..opts
+                    },
+                    fps,
+                );
                 let (_, host) = fingerprint::normalise_url(&s[x.range.clone()]);
                 let k = fingerprint::hash(FpKind::Domain, host.as_bytes());
                 (host.clone(), k, host, true)
