@@ -206,7 +206,9 @@ fn signs(s: &str) -> Option<Signs> {
     while let Some(p) = memchr::memchr(b'&', &b[i..]) {
         let at = i + p;
         let tail = &b[at + 1..b.len().min(at + 12)];
-        if tail.first().is_some_and(|c| *c == b'#' || c.is_ascii_alphabetic())
+        if tail
+            .first()
+            .is_some_and(|c| *c == b'#' || c.is_ascii_alphabetic())
             && tail.contains(&b';')
         {
             sg.entity = true;
@@ -233,11 +235,7 @@ fn precise(b: &[u8], sg: &mut Signs) {
     let mut k = 0;
     while k <= b.len() {
         let c = b.get(k).map_or(0, |c| CLASS[usize::from(*c)]);
-        if c & SEP != 0
-            && k >= 2
-            && b[k - 2] == b[k]
-            && b[k - 1].is_ascii_alphanumeric()
-        {
+        if c & SEP != 0 && k >= 2 && b[k - 2] == b[k] && b[k - 1].is_ascii_alphanumeric() {
             sg.singles += 1;
         }
         if c & B64 != 0 {
@@ -290,13 +288,18 @@ fn layer(s: &str, via: u8, out: &mut Vec<View>) {
         } else {
             None
         };
-        if let Some((t, enc)) = decoded.or_else(|| base64_decode(run).map(|t| (t, Encoding::Base64)))
+        if let Some((t, enc)) =
+            decoded.or_else(|| base64_decode(run).map(|t| (t, Encoding::Base64)))
         {
             push(t, enc, out);
         }
     }
     if reversed {
-        push(s.chars().rev().take(MAX_VIEW).collect(), Encoding::Reversed, out);
+        push(
+            s.chars().rev().take(MAX_VIEW).collect(),
+            Encoding::Reversed,
+            out,
+        );
     }
     if via & Encoding::Separated.bit() == 0 && sg.singles > 0 {
         push(unspread(s), Encoding::Separated, out);

@@ -904,6 +904,7 @@ fn signal(
         signals::Src::Link => signals::exfil_link(text, s, p),
         signals::Src::Dismiss => signals::dismissal(text, s, e),
         signals::Src::Secrecy => signals::secrecy(text, s, e),
+        signals::Src::Template => signals::url_template(text, s, e),
     }
 }
 

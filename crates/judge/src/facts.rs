@@ -7,12 +7,12 @@
 use serde_json::Value;
 
 use crate::call::Call;
+use crate::catalog::Catalog;
 use crate::decode::{self, Encoding};
 use crate::detect::{Detectors, Finding, Kind};
 use crate::fingerprint::{self, Extract, Fp, FpKind};
 use crate::glob::Glob;
 use crate::ids::{Millis, ToolName};
-use crate::catalog::Catalog;
 use crate::instruct;
 use crate::label::{Label, LabelSet, LabelSource};
 use crate::rules::{ArgOp, Cond, KeyOf, OriginSet, Settings};
@@ -137,8 +137,10 @@ pub(crate) struct Hit<'c> {
     pub earlier_session: bool,
     /// The encodings undone to find the value (0: found as written).
     pub via: u8,
-    /// Kinds of action untrusted text asked for next to the value.
+    /// Kinds of action text asked for next to the value.
     pub asked: u8,
+    /// Seen in trusted content outside any request.
+    pub vouched: bool,
 }
 
 impl Hit<'_> {
@@ -238,9 +240,12 @@ fn is_object_key(k: &str) -> bool {
         || k.ends_with("_id")
         || k.ends_with("_ids")
         || (k.ends_with("id") && k.len() > 4)
-        || ["path", "file", "name", "key", "item", "record", "document", "object", "folder", "dir", "branch", "repo"]
-            .iter()
-            .any(|w| k.contains(w))
+        || [
+            "path", "file", "name", "key", "item", "record", "document", "object", "folder", "dir",
+            "branch", "repo",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 /// Integer object references in an id-like argument (`{"id": 12}`,
@@ -744,6 +749,7 @@ impl<'c> Facts<'c> {
                 earlier_session: false,
                 via: 0,
                 asked: 0,
+                vouched: true,
             });
         }
         f.instructed(inp);
@@ -771,9 +777,10 @@ impl<'c> Facts<'c> {
         };
         for (d, hits) in self.dests.iter().zip(&self.dest_hits) {
             // A destination the agent already uses, or that trusted content
-            // also named, is not taken on the word of outside text alone.
+            // names on its own (a contact list), is not taken on the word
+            // of a request alone.
             if d.new && !d.in_intent {
-                if let Some(h) = hits.iter().find(|h| asked(h) && !h.trusted_seen) {
+                if let Some(h) = hits.iter().find(|h| asked(h) && !h.vouched) {
                     note(ROLE_DESTINATION, h, &mut roles);
                 }
             }
@@ -968,6 +975,7 @@ fn lookup<'c>(inp: &Inputs<'_>, arg: &'c str, fps: &[Fp]) -> Vec<Hit<'c>> {
                 earlier_session: earlier,
                 via: 0,
                 asked: e.asked,
+                vouched: e.vouched,
             });
         }
     }

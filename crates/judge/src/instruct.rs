@@ -172,9 +172,9 @@ const PARTICIPLES: &[(&str, u8)] = &[
 /// someone did or will do, or a prohibition, rather than a request.
 const NOT_A_REQUEST: &[&str] = &[
     "i", "we", "they", "he", "she", "it", "who", "will", "would", "ll", "shall", "did", "does",
-    "was", "were", "is", "are", "am", "has", "have", "had", "been", "ve", "d", "not", "never",
-    "t", "already", "cannot", "can't", "won't", "don't", "didn't", "the", "a", "an", "your",
-    "our", "my", "this", "that", "their", "his", "her", "its", "no",
+    "was", "were", "is", "are", "am", "has", "have", "had", "been", "ve", "d", "not", "never", "t",
+    "already", "cannot", "can't", "won't", "don't", "didn't", "the", "a", "an", "your", "our",
+    "my", "this", "that", "their", "his", "her", "its", "no",
 ];
 
 struct Lexicon {
@@ -300,7 +300,9 @@ fn sentence_end(text: &str, from: usize, span: usize) -> usize {
                 while j < b.len() && b[j] == b' ' {
                     j += 1;
                 }
-                if b.get(j).is_none_or(|c| c.is_ascii_uppercase() || *c == b'\n') {
+                if b.get(j)
+                    .is_none_or(|c| c.is_ascii_uppercase() || *c == b'\n')
+                {
                     return i;
                 }
             }
@@ -430,20 +432,60 @@ pub(crate) fn asked_fps(text: &str, found: &[Finding], out: &mut Vec<(Fp, u8)>) 
     }
 }
 
-/// The kinds of action a user's request names (any use of a verb counts:
-/// the user's own words are trusted).
+/// Verbs users ask with that outside text rarely uses as a request for
+/// the action itself (only read in the trusted intent).
+const INTENT_VERBS: &[(&str, u8)] = &[
+    ("answer", SEND),
+    ("contact", SEND),
+    ("message", SEND),
+    ("text", SEND),
+    ("dm", SEND),
+    ("ping", SEND),
+    ("tell", SEND),
+    ("inform", SEND),
+    ("invoice", SEND),
+    ("clean", DELETE),
+    ("tidy", DELETE),
+    ("archive", DELETE),
+    ("unsubscribe", DELETE),
+    ("buy", PAY),
+    ("purchase", PAY),
+    ("order", PAY),
+    ("book", PAY),
+    ("tip", PAY),
+    ("onboard", GRANT),
+    ("offboard", GRANT),
+];
+
+static INTENT_LEXICON: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(INTENT_VERBS.iter().map(|(v, _)| *v))
+        .ok()
+});
+
+/// The kinds of action a user's request names: any use of a verb of the
+/// request lexicon or of a few more a user asks with (`answer`, `tidy`,
+/// `buy`), inflected or not (`replies`, `cleaning`): the user's own
+/// words are trusted.
 pub(crate) fn intent_kinds(intent: &str) -> u8 {
-    let Some(lex) = LEXICON.as_ref() else {
-        return 0;
-    };
     let b = intent.as_bytes();
     let mut k = 0;
-    for m in lex.ac.find_iter(b) {
-        let (s, e) = (m.start(), m.end());
-        if (s > 0 && is_word(b[s - 1])) || b.get(e).is_some_and(|c| is_word(*c)) {
-            continue;
+    let starts_word = |s: usize| s == 0 || !is_word(b[s - 1]);
+    if let Some(lex) = LEXICON.as_ref() {
+        for m in lex.ac.find_iter(b) {
+            if starts_word(m.start()) {
+                k |= lex.kinds[m.pattern().as_usize()].0;
+            }
         }
-        k |= lex.kinds[m.pattern().as_usize()].0;
+    }
+    if let Some(ac) = INTENT_LEXICON.as_ref() {
+        for m in ac.find_iter(b) {
+            if starts_word(m.start()) {
+                k |= INTENT_VERBS[m.pattern().as_usize()].1;
+            }
+        }
     }
     k
 }

@@ -20,9 +20,9 @@ use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
 use crate::facts::{self, ArgScan, Facts, Inputs, arg_at, as_number};
-use crate::instruct;
 use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
+use crate::instruct;
 use crate::label::{Label, LabelSet};
 use crate::pack;
 use crate::rules::{Group, Measure, Rule, RuleKind, RuleSet};
@@ -607,9 +607,8 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
-        // Requests for actions are looked for in content from outside
-        // (and in any text that carries injection signals).
-        let outside = labels.contains(Label::Untrusted);
+        // Requests for actions are looked for in every result: a shared
+        // document or a CRM note can carry one as well as a web page.
         let mut asked: Vec<(Fp, u8)> = Vec::new();
         walk_ptr(
             result.value,
@@ -628,7 +627,7 @@ impl Judge {
                     &mut fps,
                     &mut sigs,
                 );
-                if (outside || !sigs.is_empty()) && asked.len() < 256 {
+                if asked.len() < 256 {
                     instruct::asked_fps(s, &scratch, &mut asked);
                 }
                 for g in sigs.drain(..) {
@@ -765,9 +764,7 @@ impl Judge {
             Label::Financial,
         ])) || injected
         {
-            agent
-                .prov
-                .record(
+            agent.prov.record(
                 source.clone(),
                 &fps,
                 &asked,
@@ -775,15 +772,13 @@ impl Judge {
                 AGENT_PROV_SOURCES,
             );
         }
-        session
-            .prov
-            .record(
-                source,
-                &fps,
-                &asked,
-                SESSION_PROV_ENTRIES,
-                SESSION_PROV_SOURCES,
-            );
+        session.prov.record(
+            source,
+            &fps,
+            &asked,
+            SESSION_PROV_ENTRIES,
+            SESSION_PROV_SOURCES,
+        );
         let mut gained = LabelSet::EMPTY;
         for l in added.iter() {
             if !before.contains(l) {

@@ -53,10 +53,14 @@ pub struct ProvEntry {
     pub trusted_seen: bool,
     /// Seen in a result that carried injected instructions.
     pub injected: bool,
-    /// Kinds of action (`instruct::SEND`, ...) untrusted text asked for
-    /// next to this value.
+    /// Kinds of action (`instruct::SEND`, ...) text asked for next to
+    /// this value.
     #[serde(default)]
     pub asked: u8,
+    /// Also seen in a result that was not untrusted, outside any request
+    /// (a contact list, the CRM): the value stands on its own.
+    #[serde(default)]
+    pub vouched: bool,
 }
 
 /// A bounded store of fingerprints and their sources, sorted by hash.
@@ -103,6 +107,8 @@ impl Provenance {
         self.next_seq = self.next_seq.wrapping_add(1);
         let seq = source.seq;
         let trusted = !source.labels.contains(crate::label::Label::Untrusted);
+        // Values this result asked an action for do not vouch for themselves.
+        let vouch = |fp: u64| trusted && !asked.iter().any(|(h, _)| *h == fp);
         let (labels, injected) = (source.labels, source.injected);
         let had_sources = !self.sources.is_empty();
         self.sources.push(source);
@@ -132,6 +138,7 @@ impl Provenance {
                     e.labels = e.labels.union(labels);
                     e.trusted_seen |= trusted;
                     e.injected |= injected;
+                    e.vouched |= vouch(f.hash);
                 }
                 None => fresh.push((f.hash, u32::try_from(i).unwrap_or(u32::MAX))),
             }
@@ -148,6 +155,7 @@ impl Provenance {
             trusted_seen: trusted,
             injected,
             asked: 0,
+            vouched: vouch(fp),
         });
         self.mark_asked(asked);
         let dropped = self.sources.len() > cap_sources;

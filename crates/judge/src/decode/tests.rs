@@ -48,13 +48,24 @@ fn base64_of_a_csv_row_is_decoded_in_both_alphabets() {
         base64_decode(&b64(ROW.as_bytes(), false)).as_deref(),
         Some(ROW)
     );
-    assert!(has(&b64(ROW.as_bytes(), false), "maria.keller@example.com", Encoding::Base64));
-    assert!(has(&b64(ROW.as_bytes(), true), "DE89370400440532013000", Encoding::Base64));
+    assert!(has(
+        &b64(ROW.as_bytes(), false),
+        "maria.keller@example.com",
+        Encoding::Base64
+    ));
+    assert!(has(
+        &b64(ROW.as_bytes(), true),
+        "DE89370400440532013000",
+        Encoding::Base64
+    ));
 }
 
 #[test]
 fn base64_inside_prose_and_in_a_url_query_is_found() {
-    let body = format!("Hi, the export is below.\n\n{}\n\nRegards", b64(ROW.as_bytes(), false));
+    let body = format!(
+        "Hi, the export is below.\n\n{}\n\nRegards",
+        b64(ROW.as_bytes(), false)
+    );
     assert!(has(&body, "maria.keller@example.com", Encoding::Base64));
     let url = format!("https://collect.example/in?d={}", b64(ROW.as_bytes(), true));
     assert!(has(&url, "maria.keller@example.com", Encoding::Base64));
@@ -75,8 +86,16 @@ fn line_wrapped_base64_is_decoded_line_by_line() {
 
 #[test]
 fn hex_of_a_csv_row_is_decoded() {
-    assert!(has(&hex(ROW.as_bytes()), "maria.keller@example.com", Encoding::Hex));
-    assert!(has(&hex(ROW.as_bytes()).to_uppercase(), "DE89370400440532013000", Encoding::Hex));
+    assert!(has(
+        &hex(ROW.as_bytes()),
+        "maria.keller@example.com",
+        Encoding::Hex
+    ));
+    assert!(has(
+        &hex(ROW.as_bytes()).to_uppercase(),
+        "DE89370400440532013000",
+        Encoding::Hex
+    ));
 }
 
 #[test]
@@ -95,7 +114,11 @@ fn html_entities_are_decoded() {
         html_decode("maria.keller&#64;example&period;com &amp; tom&#x40;example.org &bogus; & x"),
         "maria.keller@example.com & tom@example.org &bogus; & x"
     );
-    assert!(has("mail maria.keller&commat;example.com now", "maria.keller@example.com", Encoding::Html));
+    assert!(has(
+        "mail maria.keller&commat;example.com now",
+        "maria.keller@example.com",
+        Encoding::Html
+    ));
 }
 
 #[test]
@@ -175,6 +198,10 @@ fn known_misses_stay_misses() {
         "nznevn.xryyre@rknzcyr.pbz",
         "maria dot keller at example dot com",
     ] {
-        assert!(!all(s).iter().any(|v| v.text.contains("maria.keller@example.com")));
+        assert!(
+            !all(s)
+                .iter()
+                .any(|v| v.text.contains("maria.keller@example.com"))
+        );
     }
 }

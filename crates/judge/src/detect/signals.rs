@@ -93,7 +93,7 @@ pub(super) const DISMISS: [&str; 6] = [
 ];
 
 /// Words for the guidance an injection wants dismissed.
-const GUIDANCE: [&str; 16] = [
+const GUIDANCE: [&str; 18] = [
     "instruction",
     "rules",
     "guideline",
@@ -109,14 +109,19 @@ const GUIDANCE: [&str; 16] = [
     "safety",
     "system message",
     "what you were told",
-    "your task",
+    "task",
+    "goal",
+    "objective",
 ];
 
 /// Negations that start hiding something; a signal when a verb of
 /// telling and the user follow ([`secrecy`]).
-pub(super) const NEGATIONS: [&str; 6] = ["do not", "don't", "dont", "never", "without", "no need to"];
+pub(super) const NEGATIONS: [&str; 6] =
+    ["do not", "don't", "dont", "never", "without", "no need to"];
 
-const TELLING: [&str; 7] = ["tell", "inform", "mention", "notify", "alert", "let", "report"];
+const TELLING: [&str; 7] = [
+    "tell", "inform", "mention", "notify", "alert", "let", "report",
+];
 const AUDIENCE: [&str; 7] = [
     "the user",
     "your user",
@@ -216,7 +221,13 @@ pub(super) enum Src {
     Link,
     Dismiss,
     Secrecy,
+    Template,
 }
+
+/// Starts of a placeholder as a URL query value (`?d=<summary>`,
+/// `?q={data}`, `?k=$SECRET`): a URL template for the model to fill in
+/// with data, in plain text as well as in links ([`url_template`]).
+pub(super) const TEMPLATES: [&str; 5] = ["=<", "={", "=$", "=%7b", "=%3c"];
 
 /// All literal patterns of the signal automaton, with their list.
 pub(super) fn patterns() -> Vec<(&'static str, Src)> {
@@ -228,6 +239,7 @@ pub(super) fn patterns() -> Vec<(&'static str, Src)> {
         .chain(LINKS.iter().map(|p| (*p, Src::Link)))
         .chain(DISMISS.iter().map(|p| (*p, Src::Dismiss)))
         .chain(NEGATIONS.iter().map(|p| (*p, Src::Secrecy)))
+        .chain(TEMPLATES.iter().map(|p| (*p, Src::Template)))
         .collect()
 }
 
@@ -247,6 +259,28 @@ fn clause_after(text: &str, end: usize, span: usize) -> Option<String> {
         .position(|c| matches!(c, b'.' | b'!' | b'?' | b';' | b'\n'))
         .map_or(limit, |p| end + p);
     Some(text[end..stop].to_ascii_lowercase())
+}
+
+/// A placeholder at `start` that is a query value of a URL: the token it
+/// ends (no whitespace, quote or bracket before it, at most 512 bytes
+/// back) holds `://` and a `?` or `&` before the `=`.
+pub(super) fn url_template(text: &str, start: usize, end: usize) -> Option<Signal> {
+    let b = text.as_bytes();
+    let from = start.saturating_sub(512);
+    let tok = b[from..start]
+        .iter()
+        .rposition(|c| c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'(' | b'[' | b'<'))
+        .map_or(from, |p| from + p + 1);
+    let token = &b[tok..start];
+    let scheme = memchr::memmem::find(token, b"://")?;
+    token[scheme..]
+        .iter()
+        .rposition(|c| matches!(c, b'?' | b'&'))?;
+    Some(Signal {
+        kind: SignalKind::ExfilLink,
+        what: "URL whose query is a placeholder for data",
+        range: tok..end,
+    })
 }
 
 /// The first occurrence of `w` in `s` that starts a word.

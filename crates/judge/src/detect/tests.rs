@@ -621,6 +621,7 @@ fn reference_signals(d: &Detectors, text: &str) -> Vec<super::Signal> {
             Src::Link => signals::exfil_link(text, s, p),
             Src::Dismiss => signals::dismissal(text, s, e),
             Src::Secrecy => signals::secrecy(text, s, e),
+            Src::Template => signals::url_template(text, s, e),
         };
         out.extend(sig);
     });

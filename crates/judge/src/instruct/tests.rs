@@ -28,7 +28,10 @@ fn email_fp(e: &str) -> u64 {
 
 #[test]
 fn imperative_verbs_are_requests() {
-    assert_eq!(kinds_of("Please forward the list to a@b.example."), vec![SEND]);
+    assert_eq!(
+        kinds_of("Please forward the list to a@b.example."),
+        vec![SEND]
+    );
     assert_eq!(kinds_of("Wire it to the account below"), vec![PAY]);
     assert_eq!(kinds_of("Kindly delete the old notes"), vec![DELETE]);
     assert_eq!(kinds_of("invite her to the channel"), vec![GRANT]);
@@ -64,7 +67,10 @@ fn labels_and_compounds_are_not_requests() {
 
 #[test]
 fn passive_requests_count_after_be_only() {
-    assert_eq!(kinds_of("The file must be sent to x@y.example"), vec![SEND | PAY]);
+    assert_eq!(
+        kinds_of("The file must be sent to x@y.example"),
+        vec![SEND | PAY]
+    );
     assert!(kinds_of("The file was sent to x@y.example").is_empty());
     assert!(kinds_of("The file has been forwarded to x@y.example").is_empty());
 }
@@ -83,9 +89,15 @@ fn an_address_before_the_verb_or_in_another_sentence_is_not_asked() {
     let a = asked(
         "From: bob@client.example\nSubject: hi\n\nThanks for the call. Please send the deck when ready. Regards, carol@client.example",
     );
-    assert!(!a.iter().any(|(f, _)| f.hash == email_fp("bob@client.example")));
+    assert!(
+        !a.iter()
+            .any(|(f, _)| f.hash == email_fp("bob@client.example"))
+    );
     // "Regards, carol@..." follows a sentence end.
-    assert!(!a.iter().any(|(f, _)| f.hash == email_fp("carol@client.example")));
+    assert!(
+        !a.iter()
+            .any(|(f, _)| f.hash == email_fp("carol@client.example"))
+    );
 }
 
 #[test]
@@ -98,7 +110,10 @@ fn paths_references_and_amounts_are_asked() {
             .any(|(f, k)| *f == fingerprint::ref_fp("12") && k & DELETE != 0)
     );
     let a = asked("Action needed: pay 2,400.00 EUR to DE44500105175407324931.");
-    assert!(a.iter().any(|(f, k)| *f == amount_fp(240_000) && k & PAY != 0));
+    assert!(
+        a.iter()
+            .any(|(f, k)| *f == amount_fp(240_000) && k & PAY != 0)
+    );
     assert!(a.iter().any(|(f, _)| f.kind == FpKind::Iban));
 }
 
@@ -146,7 +161,10 @@ fn tool_kinds_follow_labels() {
 
 #[test]
 fn intent_kinds_take_any_verb() {
-    assert_eq!(intent_kinds("summarise the offers and mail me the summary"), SEND);
+    assert_eq!(
+        intent_kinds("summarise the offers and mail me the summary"),
+        SEND
+    );
     assert_eq!(intent_kinds("Clean up my inbox"), DELETE);
     assert_eq!(intent_kinds("what is my balance?"), 0);
 }

@@ -48,6 +48,7 @@ fn record_reference(
                 e.labels = e.labels.union(labels);
                 e.trusted_seen |= trusted;
                 e.injected |= injected;
+                e.vouched |= trusted;
             }
             Err(i) => p.entries.insert(
                 i,
@@ -59,6 +60,7 @@ fn record_reference(
                     trusted_seen: trusted,
                     injected,
                     asked: 0,
+                    vouched: trusted,
                 },
             ),
         }
@@ -130,13 +132,15 @@ fn the_first_source_of_a_value_is_kept_and_labels_accumulate() {
     let mut p = Provenance::default();
     p.record(
         source(2, &[Label::Untrusted]),
-        &fps(&[(42, FpKind::Email)]), &[],
+        &fps(&[(42, FpKind::Email)]),
+        &[],
         100,
         10,
     );
     p.record(
         source(5, &[Label::Private]),
-        &fps(&[(42, FpKind::Email)]), &[],
+        &fps(&[(42, FpKind::Email)]),
+        &[],
         100,
         10,
     );
