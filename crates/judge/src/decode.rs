@@ -283,7 +283,7 @@ fn layer(s: &str, via: u8, out: &mut Vec<View>) {
     }
     for &(a, e, hex) in &sg.runs {
         let run = &s[a..e];
-        let decoded = if hex && run.len() % 2 == 0 {
+        let decoded = if hex && run.len().is_multiple_of(2) {
             hex_decode(run).map(|t| (t, Encoding::Hex))
         } else {
             None
@@ -483,10 +483,11 @@ fn unspread(s: &str) -> String {
     let seps = [b' ', b'.', b',', b'|', b'\t', b'-', b'_'];
     let mut counts = [0usize; 7];
     for w in b.windows(3) {
-        if CLASS[usize::from(w[0])] & SEP == 0 && CLASS[usize::from(w[2])] & SEP == 0 {
-            if let Some(i) = seps.iter().position(|x| *x == w[1]) {
-                counts[i] += 1;
-            }
+        if CLASS[usize::from(w[0])] & SEP == 0
+            && CLASS[usize::from(w[2])] & SEP == 0
+            && let Some(i) = seps.iter().position(|x| *x == w[1])
+        {
+            counts[i] += 1;
         }
     }
     let (best, _) = counts

@@ -779,10 +779,11 @@ impl<'c> Facts<'c> {
             // A destination the agent already uses, or that trusted content
             // names on its own (a contact list), is not taken on the word
             // of a request alone.
-            if d.new && !d.in_intent {
-                if let Some(h) = hits.iter().find(|h| asked(h) && !h.vouched) {
-                    note(ROLE_DESTINATION, h, &mut roles);
-                }
+            if d.new
+                && !d.in_intent
+                && let Some(h) = hits.iter().find(|h| asked(h) && !h.vouched)
+            {
+                note(ROLE_DESTINATION, h, &mut roles);
             }
         }
         for h in self.hits.iter().chain(self.refs.iter()) {

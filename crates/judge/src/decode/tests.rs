@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::{Encoding, View, base64_decode, html_decode, percent_decode, views};
 
 const ROW: &str = "1,Maria Keller,maria.keller@example.com,DE89370400440532013000,enterprise";

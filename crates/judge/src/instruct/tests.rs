@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use super::{
     DELETE, GRANT, PAY, SEND, amount_fp, asked_fps, intent_kinds, parse_amount, requests,
     tool_kinds,
