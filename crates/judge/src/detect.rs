@@ -933,6 +933,9 @@ fn signal(
         }),
         signals::Src::Address => signals::imperative(text, s, e),
         signals::Src::Link => signals::exfil_link(text, s, p, links),
+        signals::Src::Dismiss => signals::dismissal(text, s, e),
+        signals::Src::Secrecy => signals::secrecy(text, s, e),
+        signals::Src::Template => signals::url_template(text, s, e),
     }
 }
 

@@ -7,11 +7,14 @@
 use serde_json::Value;
 
 use crate::call::Call;
+use crate::catalog::Catalog;
+use crate::decode::{self, Encoding};
 use crate::detect::{Detectors, Finding, Kind};
 use crate::fingerprint::{self, Extract, Fp, FpKind};
 use crate::glob::Glob;
-use crate::ids::ToolName;
-use crate::label::{Label, LabelSet};
+use crate::ids::{Millis, ToolName};
+use crate::instruct;
+use crate::label::{Label, LabelSet, LabelSource};
 use crate::rules::{ArgOp, Cond, KeyOf, OriginSet, Settings};
 use crate::state::{AggregateState, Partial, SessionState};
 use crate::verdict::ProvenanceFinding;
@@ -132,6 +135,12 @@ pub(crate) struct Hit<'c> {
     pub trusted_seen: bool,
     pub in_intent: bool,
     pub earlier_session: bool,
+    /// The encodings undone to find the value (0: found as written).
+    pub via: u8,
+    /// Kinds of action text asked for next to the value.
+    pub asked: u8,
+    /// Seen in trusted content outside any request.
+    pub vouched: bool,
 }
 
 impl Hit<'_> {
@@ -157,6 +166,7 @@ impl Hit<'_> {
             labels: self.labels,
             injected: self.injected,
             earlier_session: self.earlier_session,
+            decoded_from: (self.via != 0).then(|| Encoding::names(self.via)),
         }
     }
 }
@@ -189,6 +199,18 @@ pub(crate) struct Facts<'c> {
     pub dests: Vec<Dest<'c>>,
     pub hits: Vec<Hit<'c>>,
     pub carries: Vec<Hit<'c>>,
+    /// Object references (`#12`, id arguments) found in earlier results.
+    pub refs: Vec<Hit<'c>>,
+    /// Every provenance hit of each destination, for `instructed`.
+    dest_hits: Vec<Vec<Hit<'c>>>,
+    /// Roles (`ROLE_*`) of the call that untrusted text asked for.
+    pub instructed: u8,
+    /// The role and hit that made the call instructed first.
+    pub instructed_by: Option<(u8, Hit<'c>)>,
+    /// The kinds of action the tool performs (`instruct::SEND`, ...).
+    pub tool_kinds: u8,
+    /// The kinds of action the trusted intent names, when there is one.
+    pub intent_kinds: Option<u8>,
     pub detected: u16,
     /// Facts from argument roles: the shell reading, subject and object
     /// ownership, baseline outliers (set by the judge after `build`).
@@ -240,6 +262,88 @@ impl RoleFacts {
     }
 }
 
+/// Roles of a call's values for `instructed`.
+pub(crate) const ROLE_DESTINATION: u8 = 1;
+pub(crate) const ROLE_OBJECT: u8 = 2;
+pub(crate) const ROLE_AMOUNT: u8 = 4;
+pub(crate) const ROLE_PAYLOAD: u8 = 8;
+
+/// The name of a role, for messages.
+pub(crate) fn role_name(role: u8) -> &'static str {
+    match role {
+        ROLE_DESTINATION => "destination",
+        ROLE_OBJECT => "object",
+        ROLE_AMOUNT => "amount",
+        _ => "payload",
+    }
+}
+
+/// Argument keys that name the object a call acts on (a file, a
+/// message, a record), as opposed to its destination or free text.
+fn is_object_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k == "id"
+        || k == "ids"
+        || k.ends_with("_id")
+        || k.ends_with("_ids")
+        || (k.ends_with("id") && k.len() > 4)
+        || [
+            "path", "file", "name", "key", "item", "record", "document", "object", "folder", "dir",
+            "branch", "repo",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// Integer object references in an id-like argument (`{"id": 12}`,
+/// `{"message_ids": [3, 4]}`, `{"ticket_id": "#12"}`) as reference
+/// fingerprints.
+fn arg_refs(k: &str, v: &Value, out: &mut Vec<Fp>) {
+    if !is_object_key(k) {
+        return;
+    }
+    let mut one = |v: &Value| match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_u64().filter(|i| *i < 1_000_000_000) {
+                out.push(fingerprint::ref_fp(&i.to_string()));
+            }
+        }
+        Value::String(s) => {
+            let d = s.trim().trim_start_matches('#');
+            if (1..=9).contains(&d.len()) && d.bytes().all(|c| c.is_ascii_digit()) {
+                out.push(fingerprint::ref_fp(d));
+            }
+        }
+        _ => {}
+    };
+    match v {
+        Value::Array(a) => a.iter().take(32).for_each(&mut one),
+        other => one(other),
+    }
+}
+
+/// Whether a tool that reads outside content without sending anything
+/// (no `egress` label) sends its arguments to a third party: a web search
+/// or lookup, by its MCP `openWorldHint` or a name about the web.
+pub(crate) fn open_world_lookup(catalog: &Catalog, server: Option<&str>, tool: &str) -> bool {
+    let t = catalog.explain_one(server, tool);
+    t.sources.iter().any(|(l, src)| {
+        *l == Label::Untrusted
+            && match src {
+                LabelSource::Annotation(a) => *a == "openWorldHint",
+                LabelSource::Inferred(ev) => ev
+                    .strip_prefix("name: ")
+                    .is_some_and(|w| WEB_WORDS.contains(&w)),
+                LabelSource::Config(_) => false,
+            }
+    })
+}
+
+const WEB_WORDS: &[&str] = &[
+    "web", "webpage", "page", "url", "website", "internet", "search", "news", "browse", "fetch",
+    "scrape", "crawl", "link", "html", "download",
+];
+
 fn kind_bit(k: Kind) -> u16 {
     1 << (k as u16)
 }
@@ -288,6 +392,10 @@ struct ScannedArg<'c> {
     /// the destination itself.
     in_url: bool,
     fps: std::ops::Range<usize>,
+    /// The fingerprints of decoded views (base64, percent, ...) of the
+    /// argument's strings, after `fps`, and the encodings undone.
+    decoded: std::ops::Range<usize>,
+    via: u8,
 }
 
 /// A destination value, before provenance and baselines are consulted.
@@ -340,6 +448,16 @@ impl<'c> ArgScan<'c> {
             Label::Money,
             Label::Identity,
         ]));
+        // Data leaves through side effects: only their arguments are looked
+        // at for encoded text.
+        let side_effect = labels.intersects(LabelSet::of(&[
+            Label::Egress,
+            Label::Money,
+            Label::Identity,
+            Label::Write,
+            Label::Destructive,
+        ]));
+        let mut views: Vec<decode::View> = Vec::new();
         let mut have_dest_key = false;
         scan.args.reserve(args.len());
         for (k, v) in &args {
@@ -382,23 +500,35 @@ impl<'c> ArgScan<'c> {
                     &mut scan.detected,
                 );
             }
+            arg_refs(&kl, v, &mut scan.fps);
+            let plain_end = scan.fps.len();
+            let via = if side_effect {
+                scan.decoded_fps(det, v, opts, &mut scratch, &mut views)
+            } else {
+                0
+            };
             scan.args.push(ScannedArg {
                 name: k,
                 is_dest,
                 in_url: is_dest && fingerprint_has_url(v),
-                fps: start..scan.fps.len(),
+                fps: start..plain_end,
+                decoded: plain_end..scan.fps.len(),
+                via,
             });
         }
         if egress_like && !have_dest_key {
             // No recipient field: URLs and addresses anywhere in the
             // arguments (a shell command, a request body) are destinations.
+            // A web tool (it reads untrusted content) reaches URLs, never
+            // mails: addresses in a search query are data it carries.
+            let web = labels.contains(Label::Untrusted);
             for (k, v) in &args {
                 for s in leaves(v) {
                     scratch.clear();
                     det.scan(&s, &mut scratch);
                     let found: Vec<String> = scratch
                         .iter()
-                        .filter(|x| matches!(x.kind, Kind::Email | Kind::Url))
+                        .filter(|x| x.kind == Kind::Url || (x.kind == Kind::Email && !web))
                         .map(|x| s[x.range.clone()].to_owned())
                         .collect();
                     for d in found {
@@ -428,6 +558,36 @@ impl<'c> ArgScan<'c> {
             det.scan_into(&url, &mut scratch);
             self.add_dest(det, settings, arg, &url, intent.as_deref(), &mut scratch);
         }
+    }
+
+    /// Fingerprints the decoded views of `v`'s strings after the
+    /// argument's own fingerprints; returns the encodings undone (0 when
+    /// no string looked encoded).
+    fn decoded_fps(
+        &mut self,
+        det: &Detectors,
+        v: &Value,
+        opts: Extract,
+        scratch: &mut Vec<Finding>,
+        views: &mut Vec<decode::View>,
+    ) -> u8 {
+        let mut via = 0u8;
+        let fps = &mut self.fps;
+        fingerprint::walk(v, 0, &mut |s| {
+            views.clear();
+            decode::views(s, views);
+            for view in views.iter() {
+                if fps.len() >= opts.cap {
+                    return;
+                }
+                let before = fps.len();
+                fingerprint::from_text(det, &view.text, opts, scratch, fps);
+                if fps.len() > before {
+                    via |= view.via;
+                }
+            }
+        });
+        via
     }
 
     /// Adds a destination value of argument `arg`; `scratch` holds the
@@ -462,9 +622,12 @@ impl<'c> ArgScan<'c> {
             fingerprint::from_text(det, trimmed, opts, scratch, fps);
         }
         let s = trimmed;
+        // The earliest finding names the destination: a URL whose query
+        // holds an address or an IBAN is a request to the URL's host.
         let (value, key, host, party) = match scratch
             .iter()
-            .find(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+            .filter(|x| matches!(x.kind, Kind::Email | Kind::Url | Kind::Iban | Kind::Card))
+            .min_by_key(|x| x.range.start)
         {
             Some(x) if x.kind == Kind::Email => {
                 let e = s[x.range.clone()].to_ascii_lowercase();
@@ -476,6 +639,19 @@ impl<'c> ArgScan<'c> {
                 (e, k, host, true)
             }
             Some(x) if x.kind == Kind::Url => {
+                // Only the URL and its host identify the destination; what
+                // its path and query carry is data (looked up as the
+                // argument's, and counted as carried).
+                fps.truncate(start);
+                fingerprint::from_findings(
+                    s,
+                    std::slice::from_ref(x),
+                    Extract {
+                        values: false,
+                        ..opts
+                    },
+                    fps,
+                );
                 let (_, host) = fingerprint::normalise_url(&s[x.range.clone()]);
                 let k = fingerprint::hash(FpKind::Domain, host.as_bytes());
                 (host.clone(), k, host, true)
@@ -525,7 +701,14 @@ pub(crate) struct Inputs<'s> {
     pub agent: &'s AggregateState,
     pub risk: u32,
     pub index: u32,
+    /// When the call is judged: the agent's provenance answers only for
+    /// results younger than [`CROSS_SESSION_WINDOW_MS`].
+    pub now: Millis,
 }
+
+/// How long data read in one session is recognised in the agent's later
+/// sessions (24 hours).
+pub(crate) const CROSS_SESSION_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl<'c> Facts<'c> {
     /// The call's facts: its scan, looked up in the session's and agent's
@@ -555,6 +738,12 @@ impl<'c> Facts<'c> {
             dests: Vec::with_capacity(dests.len()),
             hits: Vec::new(),
             carries: Vec::new(),
+            refs: Vec::new(),
+            dest_hits: Vec::with_capacity(dests.len()),
+            instructed: 0,
+            instructed_by: None,
+            tool_kinds: 0,
+            intent_kinds: None,
             detected,
             roles: RoleFacts::default(),
             args_text: std::cell::OnceCell::new(),
@@ -564,10 +753,11 @@ impl<'c> Facts<'c> {
             hits.sort_by_key(|h| (!h.injected, h.trusted_seen, h.src_seq));
             let known =
                 inp.session.baseline.knows_dest(d.key) || inp.agent.baseline.knows_dest(d.key);
-            let origin = hits.into_iter().next().map(|mut h| {
+            let origin = hits.first().cloned().map(|mut h| {
                 h.in_intent |= d.in_intent;
                 h
             });
+            f.dest_hits.push(hits);
             f.dests.push(Dest {
                 arg: d.arg,
                 value: d.value,
@@ -579,10 +769,25 @@ impl<'c> Facts<'c> {
             });
         }
         for a in &args {
-            for h in lookup(inp, a.name, &fps[a.fps.clone()]) {
+            let plain = lookup(inp, a.name, &fps[a.fps.clone()]);
+            let decoded = lookup(inp, a.name, &fps[a.decoded.clone()]);
+            for h in plain.into_iter().chain(decoded.into_iter().map(|mut h| {
+                h.via = a.via;
+                h
+            })) {
+                // Data riding inside a destination (a URL's query or path,
+                // or anything decoded out of it) is carried, the
+                // destination itself is not.
+                let inside = a.in_url || h.via != 0;
+                if h.kind == FpKind::Ref {
+                    // A reference links a call to the object a result named;
+                    // it is neither carried data nor a value's origin.
+                    f.refs.push(h);
+                    continue;
+                }
                 if h.kind == FpKind::Shingle
                     || !a.is_dest
-                    || (a.in_url && !matches!(h.kind, FpKind::Url | FpKind::Domain))
+                    || (inside && !matches!(h.kind, FpKind::Url | FpKind::Domain))
                 {
                     f.carries.push(h.clone());
                 }
@@ -613,9 +818,70 @@ impl<'c> Facts<'c> {
                 trusted_seen: true,
                 in_intent: false,
                 earlier_session: false,
+                via: 0,
+                asked: 0,
+                vouched: true,
             });
         }
+        f.instructed(inp);
         f
+    }
+
+    /// Whether the call does what untrusted text asked for: its
+    /// destination, object, amount or payload was seen next to a request
+    /// for this kind of action, and the user's own request did not name it.
+    fn instructed(&mut self, inp: &Inputs<'_>) {
+        let kinds = instruct::tool_kinds(self.labels);
+        self.intent_kinds = self.call.intent.map(|_| inp.session.intent_kinds);
+        self.tool_kinds = kinds;
+        if kinds == 0 {
+            return;
+        }
+        let asked = |h: &Hit<'_>| h.asked & kinds != 0 && !h.in_intent;
+        let mut roles = 0u8;
+        let mut by: Option<(u8, Hit<'c>)> = None;
+        let mut note = |role: u8, h: &Hit<'c>, roles: &mut u8| {
+            *roles |= role;
+            if by.is_none() {
+                by = Some((role, h.clone()));
+            }
+        };
+        for (d, hits) in self.dests.iter().zip(&self.dest_hits) {
+            // A destination the agent already uses, or that trusted content
+            // names on its own (a contact list), is not taken on the word
+            // of a request alone.
+            if d.new
+                && !d.in_intent
+                && let Some(h) = hits.iter().find(|h| asked(h) && !h.vouched)
+            {
+                note(ROLE_DESTINATION, h, &mut roles);
+            }
+        }
+        for h in self.hits.iter().chain(self.refs.iter()) {
+            if !asked(h) {
+                continue;
+            }
+            match h.kind {
+                FpKind::Amount => note(ROLE_AMOUNT, h, &mut roles),
+                FpKind::Ref => note(ROLE_OBJECT, h, &mut roles),
+                _ if is_object_key(h.arg) => note(ROLE_OBJECT, h, &mut roles),
+                _ => {}
+            }
+        }
+        for h in &self.carries {
+            if h.kind == FpKind::Shingle && asked(h) {
+                note(ROLE_PAYLOAD, h, &mut roles);
+            }
+        }
+        self.instructed = roles;
+        self.instructed_by = by;
+    }
+
+    /// Whether the call fits the user's known request: it names this kind
+    /// of action or one of the call's destinations. `None` without intent.
+    pub(crate) fn intent_aligned(&self) -> Option<bool> {
+        let named = self.intent_kinds?;
+        Some(named & self.tool_kinds != 0 || self.dests.iter().any(|d| d.in_intent))
     }
 
     pub(crate) fn args_text(&self) -> &str {
@@ -692,6 +958,17 @@ impl<'c> Facts<'c> {
         if !c.carries.is_empty() && !self.carries.iter().any(|h| h.matches(c.carries)) {
             return false;
         }
+        if c.instructed != 0 && self.instructed & c.instructed == 0 {
+            return false;
+        }
+        if let Some(want) = c.intent_aligned
+            && self.intent_aligned() != Some(want)
+        {
+            return false;
+        }
+        if c.not_intent_aligned && self.intent_aligned() == Some(true) {
+            return false;
+        }
         if let Some(d) = &c.dest {
             let ok = self.dests.iter().any(|x| {
                 (d.from.is_empty() || x.origin.as_ref().is_some_and(|o| o.matches(d.from)))
@@ -729,6 +1006,7 @@ impl<'c> Facts<'c> {
                 .hits
                 .iter()
                 .chain(self.carries.iter())
+                .chain(self.refs.iter())
                 .any(|h| !h.earlier_session && h.src_index == want)
             {
                 return false;
@@ -750,6 +1028,7 @@ fn lookup<'c>(inp: &Inputs<'_>, arg: &'c str, fps: &[Fp]) -> Vec<Hit<'c>> {
                 inp.agent
                     .prov
                     .lookup(fp.hash)
+                    .filter(|(_, s)| inp.now.since(s.at) <= CROSS_SESSION_WINDOW_MS)
                     .map(|(e, s)| (e, s, s.session.as_str() != inp.session_key))
             });
         if let Some((e, s, earlier)) = found {
@@ -769,6 +1048,9 @@ fn lookup<'c>(inp: &Inputs<'_>, arg: &'c str, fps: &[Fp]) -> Vec<Hit<'c>> {
                 trusted_seen: e.trusted_seen,
                 in_intent: inp.session.intent_fps.contains(&fp.hash),
                 earlier_session: earlier,
+                via: 0,
+                asked: e.asked,
+                vouched: e.vouched,
             });
         }
     }

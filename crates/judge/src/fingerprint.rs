@@ -32,6 +32,10 @@ pub enum FpKind {
     Value,
     /// A hashed run of words from longer text.
     Shingle,
+    /// A short object reference: `#12` in text, an integer id argument.
+    Ref,
+    /// An amount of money, in cents.
+    Amount,
 }
 
 impl FpKind {
@@ -47,6 +51,8 @@ impl FpKind {
             FpKind::Secret => "secret",
             FpKind::Value => "value",
             FpKind::Shingle => "text",
+            FpKind::Ref => "reference",
+            FpKind::Amount => "amount",
         }
     }
 
@@ -255,8 +261,47 @@ fn from_findings_classified(
     if opts.values && t.len() > 3 {
         tokens(t, pre, opts.cap, out);
     }
+    if opts.values {
+        refs(t, out, opts.cap);
+    }
     if opts.shingles && t.len() >= 48 {
         shingles(t, pre, opts.cap, opts.sample, out);
+    }
+}
+
+/// The fingerprint of an object reference (`#12` in text, an integer id
+/// argument), without leading zeros.
+pub(crate) fn ref_fp(digits: &str) -> Fp {
+    let d = digits.trim_start_matches('0');
+    Fp {
+        hash: hash(FpKind::Ref, if d.is_empty() { b"0" } else { d.as_bytes() }),
+        kind: FpKind::Ref,
+    }
+}
+
+/// The references `#12` (one to nine digits, not inside a word) in
+/// `text`: a message, ticket or item number a result names, so that a
+/// later call on that object (`delete_email {"id": 12}`) is linked to it.
+pub(crate) fn refs(text: &str, out: &mut Vec<Fp>, cap: usize) {
+    let b = text.as_bytes();
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'#', &b[i..]) {
+        let at = i + p;
+        i = at + 1;
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if (1..=9).contains(&digits)
+            && b.get(at + 1 + digits).is_none_or(|c| !word(*c))
+            && (at == 0 || !word(b[at - 1]))
+        {
+            if out.len() >= cap {
+                return;
+            }
+            out.push(ref_fp(&text[at + 1..at + 1 + digits]));
+        }
     }
 }
 

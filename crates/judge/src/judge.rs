@@ -19,9 +19,10 @@ use crate::call::{Call, CallKind, ToolResult};
 use crate::catalog::Catalog;
 use crate::detect::{ContentAction, Detectors, Finding, Kind};
 use crate::error::Error;
-use crate::facts::{ArgScan, Facts, Inputs, arg_at, as_number};
+use crate::facts::{self, ArgScan, Facts, Inputs, arg_at, as_number};
 use crate::fingerprint::{self, Extract, Fp, FpKind, walk_ptr};
 use crate::ids::{Millis, RiskPoints, RuleId, ToolName};
+use crate::instruct;
 use crate::label::{Label, LabelSet};
 use crate::pack;
 use crate::roles::{ArgRole, CallRoles};
@@ -79,6 +80,8 @@ pub struct ScannedResult {
     blocked: bool,
     uninspectable: Option<String>,
     fps: Vec<Fp>,
+    /// Fingerprints untrusted text asked an action for, with the kinds.
+    asked: Vec<(u64, u8)>,
     source: Source,
     /// Ids in a result of a call with subject or object arguments.
     ids: Option<crate::subject::ResultIds>,
@@ -231,6 +234,19 @@ impl Judge {
     /// before taking the lock.
     pub fn scan_call<'c>(&self, call: &'c Call<'c>) -> ScannedCall<'c> {
         let mut labels = self.catalog.labels(call.server, call.tool);
+        // A search or lookup on the open web sends its arguments to a third
+        // party: egress for them.
+        if labels.contains(Label::Untrusted)
+            && !labels.intersects(LabelSet::of(&[
+                Label::Egress,
+                Label::Private,
+                Label::Secret,
+                Label::Financial,
+            ]))
+            && facts::open_world_lookup(&self.catalog, call.server, call.tool)
+        {
+            labels.insert(Label::Egress);
+        }
         let roles = self.roles(call, labels);
         let shell = read_shell(call, &roles, labels);
         if let Some(r) = &shell {
@@ -378,6 +394,7 @@ impl Judge {
                 );
                 session.intent_fps = fps.iter().map(|f| f.hash).collect();
                 session.intent_hash = h;
+                session.intent_kinds = instruct::intent_kinds(intent);
             }
         }
         let subject = self.judge_subject(session, call, &roles, labels);
@@ -390,6 +407,7 @@ impl Judge {
                 agent,
                 risk: risk_before,
                 index,
+                now,
             },
         );
         let amount = largest_amount(&roles);
@@ -757,6 +775,8 @@ impl Judge {
                 agent,
                 risk: verdict.risk_after.0,
                 index: verdict.index,
+                // Only the tool and destination keys are used here.
+                now: Millis(0),
             },
         );
         let (tool, dests): (u64, Vec<u64>) =
@@ -843,6 +863,9 @@ impl Judge {
         // Reserved once: a 1 KiB result reaches the cap, which took eight
         // reallocations growing from empty.
         let mut fps: Vec<Fp> = Vec::with_capacity(opts.cap);
+        // Requests for actions are looked for in every result: a shared
+        // document or a CRM note can carry one as well as a web page.
+        let mut asked: Vec<(Fp, u8)> = Vec::new();
         let mut origins: Vec<(u64, SourceKind)> = Vec::new();
         let mut blamed: Vec<(u64, SourceKind)> = Vec::new();
         let injected_text = |t: &str| self.detectors.has_injection(t);
@@ -882,6 +905,9 @@ impl Judge {
                 &mut fps,
                 &mut sigs,
             );
+            if asked.len() < 256 {
+                instruct::asked_fps(s, &scratch, &mut asked);
+            }
             let had_signals = !sigs.is_empty();
             for g in sigs.drain(..) {
                 if signals.len() < 16 {
@@ -952,6 +978,10 @@ impl Judge {
         if injected {
             labels.insert(Label::Untrusted);
         }
+        // The values asked for join the result's fingerprints (references
+        // and amounts are only taken there), so their entries exist.
+        fps.extend(asked.iter().map(|(f, _)| *f));
+        let asked = asked.into_iter().map(|(f, k)| (f.hash, k)).collect();
         ScannedResult {
             labels,
             redactions: merge_redactions(redactions),
@@ -960,6 +990,7 @@ impl Judge {
             blocked,
             uninspectable,
             fps,
+            asked,
             source: Source {
                 seq: 0,
                 session: call.session.clone(),
@@ -967,6 +998,7 @@ impl Judge {
                 tool: ToolName::new(call.tool),
                 labels,
                 injected,
+                at: Millis(0),
             },
             ids,
             is_error: result.is_error,
@@ -996,6 +1028,7 @@ impl Judge {
             is_error,
             origins,
             mut blamed,
+            asked,
         } = scanned;
         if let Some(ids) = ids {
             crate::subject::observe(&mut state.session.subject, ids, is_error, source.index);
@@ -1005,6 +1038,7 @@ impl Judge {
             agent,
             user,
         } = state;
+        source.at = now;
         let mut injection = signals.first().map(|g| g.signal.what);
         // Content from a source an earlier stopped call marked arrives
         // tainted, however it is worded.
@@ -1044,13 +1078,21 @@ impl Judge {
             Label::Financial,
         ])) || injected
         {
-            agent
-                .prov
-                .record(source.clone(), &fps, AGENT_PROV_ENTRIES, AGENT_PROV_SOURCES);
+            agent.prov.record(
+                source.clone(),
+                &fps,
+                &asked,
+                AGENT_PROV_ENTRIES,
+                AGENT_PROV_SOURCES,
+            );
         }
-        session
-            .prov
-            .record(source, &fps, SESSION_PROV_ENTRIES, SESSION_PROV_SOURCES);
+        session.prov.record(
+            source,
+            &fps,
+            &asked,
+            SESSION_PROV_ENTRIES,
+            SESSION_PROV_SOURCES,
+        );
         let mut gained = LabelSet::EMPTY;
         for l in added.iter() {
             if !before.contains(l) {
@@ -1196,31 +1238,18 @@ fn message(rule: &Rule, f: &Facts<'_>, settings: &crate::rules::Settings) -> Str
     } else {
         rule.description.clone()
     };
-    if let Some(c) = deciding_cond(rule) {
-        // The numbers and evidence behind role facts, in the reason.
-        let tool = f.call.tool;
-        let b = &f.roles.baseline;
-        for o in [
-            b.amount.as_ref().filter(|_| c.baseline.amount),
-            b.count.as_ref().filter(|_| c.baseline.count),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            m.push_str("; ");
-            m.push_str(&o.message(&settings.baseline, tool));
-        }
-        if c.subject.is_some()
-            && let Some(d) = &f.roles.subject.detail
-        {
-            m.push_str("; ");
-            m.push_str(d);
-        }
-        if !c.shell.is_empty()
-            && let Some(r) = &f.roles.shell
-        {
-            m.push_str("; ");
-            m.push_str(&r.summary());
+        source.at = now;
+        let mut injection = signals.first().map(|g| g.signal.what);
+        // Content from a source an earlier stopped call marked arrives
+        // tainted, however it is worded.
+        if let Some(hit) = scope::marked_origin(&agent.scope.marks, &origins) {
+            labels.insert(Label::Untrusted);
+            if hit.1 != SourceKind::Tool {
+                source.injected = true;
+                injection = injection.or(Some(scope::MARKED_SOURCE));
+                blamed.push(hit);
+            }
+            source.labels = labels;
         }
     }
     if let Some(h) = f

@@ -10,6 +10,8 @@
 //! - [`detect`]: content inspection (personal data, secrets, custom
 //!   detectors, injection signals) and [`inspect_tool_definition`].
 //! - [`fingerprint`]: normalised value fingerprints for provenance.
+//! - [`decode`]: decoded views of encoded argument text (base64, hex,
+//!   percent, HTML entities, reversal, separators) for provenance.
 //! - [`state`]: session, agent and user state the caller keeps.
 //! - [`subject`]: whom a session acts for and which objects are theirs.
 //! - [`baseline`]: learned amount and count baselines per agent and tool.
@@ -64,12 +66,14 @@
 pub mod baseline;
 pub mod call;
 pub mod catalog;
+pub mod decode;
 pub mod detect;
 pub mod error;
 mod facts;
 pub mod fingerprint;
 pub mod glob;
 pub mod ids;
+mod instruct;
 pub mod judge;
 pub mod label;
 pub mod pack;

@@ -147,6 +147,15 @@ pub(crate) struct Cond {
     pub subject: Option<Box<SubjectPred>>,
     /// Outliers against learned baselines or caps (`baseline:`).
     pub baseline: BaselineSet,
+    /// Roles (destination, object, amount, payload) of which any must
+    /// have been asked for by untrusted text (`instructed:`).
+    pub instructed: u8,
+    /// The call fits (or does not fit) a known trusted intent
+    /// (`intent_aligned:`); never holds without intent.
+    pub intent_aligned: Option<bool>,
+    /// No intent is known, or it is not aligned (`not_intent_aligned:
+    /// true`).
+    pub not_intent_aligned: bool,
 }
 
 /// `baseline: [amount, count]`: any of them is an outlier.

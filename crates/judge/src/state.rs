@@ -33,6 +33,9 @@ pub struct Source {
     pub labels: LabelSet,
     /// The result contained instruction-like text aimed at the agent.
     pub injected: bool,
+    /// When the result was observed (for the agent's cross-session window).
+    #[serde(default)]
+    pub at: Millis,
 }
 
 /// One remembered fingerprint.
@@ -50,6 +53,14 @@ pub struct ProvEntry {
     pub trusted_seen: bool,
     /// Seen in a result that carried injected instructions.
     pub injected: bool,
+    /// Kinds of action (`instruct::SEND`, ...) text asked for next to
+    /// this value.
+    #[serde(default)]
+    pub asked: u8,
+    /// Also seen in a result that was not untrusted, outside any request
+    /// (a contact list, the CRM): the value stands on its own.
+    #[serde(default)]
+    pub vouched: bool,
 }
 
 /// A bounded store of fingerprints and their sources, sorted by hash.
@@ -82,10 +93,13 @@ impl Provenance {
     /// in one pass: known hashes are updated in place, new ones merged in
     /// hash order, so each entry moves at most once per result (inserting
     /// one at a time moved the store's tail for every new fingerprint).
+    /// `asked` are fingerprints among `fps` that untrusted text asked an
+    /// action for, with the kinds asked (see `instruct`).
     pub(crate) fn record(
         &mut self,
         mut source: Source,
         fps: &[Fp],
+        asked: &[(u64, u8)],
         cap_entries: usize,
         cap_sources: usize,
     ) {
@@ -93,6 +107,8 @@ impl Provenance {
         self.next_seq = self.next_seq.wrapping_add(1);
         let seq = source.seq;
         let trusted = !source.labels.contains(crate::label::Label::Untrusted);
+        // Values this result asked an action for do not vouch for themselves.
+        let vouch = |fp: u64| trusted && !asked.iter().any(|(h, _)| *h == fp);
         let (labels, injected) = (source.labels, source.injected);
         let had_sources = !self.sources.is_empty();
         self.sources.push(source);
@@ -122,6 +138,7 @@ impl Provenance {
                     e.labels = e.labels.union(labels);
                     e.trusted_seen |= trusted;
                     e.injected |= injected;
+                    e.vouched |= vouch(f.hash);
                 }
                 None => fresh.push((f.hash, u32::try_from(i).unwrap_or(u32::MAX))),
             }
@@ -137,7 +154,10 @@ impl Provenance {
             kind: fps.get(at as usize).map_or(FpKind::Value, |f| f.kind),
             trusted_seen: trusted,
             injected,
+            asked: 0,
+            vouched: vouch(fp),
         });
+        self.mark_asked(asked);
         let dropped = self.sources.len() > cap_sources;
         if dropped {
             let drop = self.sources.len() - cap_sources;
@@ -159,6 +179,15 @@ impl Provenance {
             }
         } else {
             self.rebuild_filter();
+        }
+    }
+
+    /// Marks the entries of `asked` with the kinds of action asked.
+    fn mark_asked(&mut self, asked: &[(u64, u8)]) {
+        for &(fp, kinds) in asked {
+            if let Ok(i) = self.entries.binary_search_by_key(&fp, |e| e.fp) {
+                self.entries[i].asked |= kinds;
+            }
         }
     }
 
@@ -503,6 +532,9 @@ pub struct SessionState {
     /// Hash of the last trusted intent text and its value fingerprints.
     pub(crate) intent_hash: u64,
     pub(crate) intent_fps: Vec<u64>,
+    /// Kinds of action the intent names (see `instruct`).
+    #[serde(default)]
+    pub(crate) intent_kinds: u8,
     /// Last time a call was judged.
     pub(crate) last: Millis,
     /// Whom the session acts for and what belongs to them.

@@ -177,6 +177,10 @@ pub struct ProvenanceFinding {
     pub injected: bool,
     /// It was first seen in an earlier session of the agent.
     pub earlier_session: bool,
+    /// The encodings undone to find it (`base64`, `percent-encoding+base64`),
+    /// when the argument did not carry it as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded_from: Option<String>,
 }
 
 impl fmt::Display for ProvenanceFinding {
@@ -203,6 +207,9 @@ impl fmt::Display for ProvenanceFinding {
         }
         if self.injected {
             f.write_str(" that carried injected instructions")?;
+        }
+        if let Some(d) = &self.decoded_from {
+            write!(f, ", decoded from {d}")?;
         }
         Ok(())
     }

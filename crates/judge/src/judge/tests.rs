@@ -153,8 +153,11 @@ fn holds_private_data_sent_to_a_destination_first_seen_in_untrusted_content() {
         json!({"to": "audit@ext-review.example", "body": list}),
         json!("sent"),
     );
-    assert_eq!(v.decision, Decision::Hold, "{:?}", v.reasons);
+    // The page asked for exactly this send: instruction-following with
+    // private data is refused outright.
+    assert_eq!(v.decision, Decision::Deny, "{:?}", v.reasons);
     assert!(v.rule_ids().contains(&"untrusted-destination-exfil"));
+    assert!(v.rule_ids().contains(&"instructed-exfiltration"));
 }
 
 #[test]

@@ -175,6 +175,9 @@ struct RawCond {
     shell: Option<OneOrMany>,
     subject: Option<RawSubject>,
     baseline: Option<OneOrMany>,
+    instructed: Option<OneOrMany>,
+    intent_aligned: Option<bool>,
+    not_intent_aligned: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -711,8 +714,28 @@ fn cond(ctx: &Ctx<'_>, r: &RawCond) -> Result<Cond, Error> {
         injection_seen: r.injection_seen,
         first_use: r.first_use,
         from_step: r.from_step,
+        intent_aligned: r.intent_aligned,
+        not_intent_aligned: r.not_intent_aligned.unwrap_or(false),
         ..Cond::default()
     };
+    if let Some(roles) = &r.instructed {
+        for role in roles.items() {
+            c.instructed |= match role {
+                "destination" => crate::facts::ROLE_DESTINATION,
+                "object" => crate::facts::ROLE_OBJECT,
+                "amount" => crate::facts::ROLE_AMOUNT,
+                "payload" => crate::facts::ROLE_PAYLOAD,
+                other => {
+                    return Err(ctx.err(
+                        Some("instructed"),
+                        format!(
+                            "unknown role `{other}`; expected destination, object, amount or payload"
+                        ),
+                    ));
+                }
+            };
+        }
+    }
     if let Some(t) = &r.args_text {
         c.args_text = Some(regex(ctx, "args_text", t)?);
     }

@@ -13,6 +13,7 @@ fn source(index: u32, labels: &[Label]) -> Source {
         tool: ToolName::new("read_inbox"),
         labels: LabelSet::of(labels),
         injected: false,
+        at: Millis(0),
     }
 }
 
@@ -47,6 +48,7 @@ fn record_reference(
                 e.labels = e.labels.union(labels);
                 e.trusted_seen |= trusted;
                 e.injected |= injected;
+                e.vouched |= trusted;
             }
             Err(i) => p.entries.insert(
                 i,
@@ -57,6 +59,8 @@ fn record_reference(
                     kind,
                     trusted_seen: trusted,
                     injected,
+                    asked: 0,
+                    vouched: trusted,
                 },
             ),
         }
@@ -129,12 +133,14 @@ fn the_first_source_of_a_value_is_kept_and_labels_accumulate() {
     p.record(
         source(2, &[Label::Untrusted]),
         &fps(&[(42, FpKind::Email)]),
+        &[],
         100,
         10,
     );
     p.record(
         source(5, &[Label::Private]),
         &fps(&[(42, FpKind::Email)]),
+        &[],
         100,
         10,
     );
@@ -151,6 +157,7 @@ fn oldest_sources_are_evicted_first() {
         p.record(
             source(i, &[Label::Private]),
             &fps(&[(u64::from(i) + 1000, FpKind::Value)]),
+            &[],
             1000,
             8,
         );
@@ -170,7 +177,7 @@ fn provenance_never_exceeds_its_entry_cap() {
                 kind: FpKind::Shingle,
             })
             .collect();
-        p.record(source(i, &[]), &fps, 120, 100);
+        p.record(source(i, &[]), &fps, &[], 120, 100);
         assert!(p.len() <= 120);
     }
     // The newest result's values stay; the oldest results' went first.
@@ -212,7 +219,7 @@ proptest! {
                 .collect();
             let mut src = source(i as u32, &labels);
             src.injected = *injected;
-            new.record(src.clone(), &fps(pairs), caps.0, caps.1);
+            new.record(src.clone(), &fps(pairs), &[], caps.0, caps.1);
             record_reference(&mut old, src, pairs, caps.0, caps.1);
             prop_assert_eq!(&new, &old);
             prop_assert_eq!(new.heap_bytes(), old.heap_bytes());
