@@ -500,7 +500,7 @@ impl<'c> ArgScan<'c> {
                     &mut scan.detected,
                 );
             }
-            arg_refs(&kl, v, &mut scan.fps);
+            arg_refs(k, v, &mut scan.fps);
             let plain_end = scan.fps.len();
             let via = if side_effect {
                 scan.decoded_fps(det, v, opts, &mut scratch, &mut views)

@@ -1238,18 +1238,53 @@ fn message(rule: &Rule, f: &Facts<'_>, settings: &crate::rules::Settings) -> Str
     } else {
         rule.description.clone()
     };
-        source.at = now;
-        let mut injection = signals.first().map(|g| g.signal.what);
-        // Content from a source an earlier stopped call marked arrives
-        // tainted, however it is worded.
-        if let Some(hit) = scope::marked_origin(&agent.scope.marks, &origins) {
-            labels.insert(Label::Untrusted);
-            if hit.1 != SourceKind::Tool {
-                source.injected = true;
-                injection = injection.or(Some(scope::MARKED_SOURCE));
-                blamed.push(hit);
-            }
-            source.labels = labels;
+    let asks = match &rule.kind {
+        RuleKind::Call(c) => c.instructed != 0,
+        RuleKind::Sequence(s) => s.steps.iter().any(|c| c.instructed != 0),
+        RuleKind::Threshold(t) => t.when.instructed != 0,
+    };
+    if asks && let Some((role, h)) = &f.instructed_by {
+        // Why the call looks like it follows outside text: which value,
+        // where it was seen, and what was asked next to it.
+        m.push_str(&format!(
+            "; its {} (`{}` {}) appears in untrusted content from call #{} {} next to a request to {}",
+            facts::role_name(*role),
+            h.arg,
+            h.kind.noun(),
+            h.src_index,
+            h.src_tool,
+            instruct::kind_names(h.asked & f.tool_kinds),
+        ));
+        if let Some(d) = h.finding().decoded_from {
+            m.push_str(&format!(" (decoded from {d})"));
+        }
+        return m;
+    }
+    if let Some(c) = deciding_cond(rule) {
+        // The numbers and evidence behind role facts, in the reason.
+        let tool = f.call.tool;
+        let b = &f.roles.baseline;
+        for o in [
+            b.amount.as_ref().filter(|_| c.baseline.amount),
+            b.count.as_ref().filter(|_| c.baseline.count),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            m.push_str("; ");
+            m.push_str(&o.message(&settings.baseline, tool));
+        }
+        if c.subject.is_some()
+            && let Some(d) = &f.roles.subject.detail
+        {
+            m.push_str("; ");
+            m.push_str(d);
+        }
+        if !c.shell.is_empty()
+            && let Some(r) = &f.roles.shell
+        {
+            m.push_str("; ");
+            m.push_str(&r.summary());
         }
     }
     if let Some(h) = f
