@@ -47,9 +47,9 @@ pub struct Corroboration {
 impl Default for Corroboration {
     fn default() -> Self {
         Corroboration {
-            sessions: 3,
-            users: 2,
-            within_ms: 60 * 60 * 1000,
+            sessions: 5,
+            users: 5,
+            within_ms: 15 * 60 * 1000,
             after_refused_hold: true,
             count_sourced: false,
         }
@@ -373,9 +373,9 @@ pub(crate) fn restriction(
         (Some(q), _) => (
             q.rule.clone(),
             format!(
-                "user `{}` is restricted since {} ms by `{}`",
+                "user `{}` is restricted since {} by `{}`",
                 call.user.map_or("", |u| u.as_str()),
-                q.since.0,
+                q.since.rfc3339(),
                 q.rule
             ),
         ),

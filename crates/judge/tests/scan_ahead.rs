@@ -167,7 +167,13 @@ fn judges() -> Vec<Judge> {
         )
         .replace("ssn: redact", "ssn: block")
         .replace("email: ignore", "email: label")
-        .replace("injection_risk: 15", "injection_risk: 40");
+        .replace("injection_risk: 15", "injection_risk: 40")
+        // One agent, one user, two sessions: corroborated by any one
+        // session, so the scripts reach agent quarantine too.
+        .replace(
+            "quarantine: { sessions: 5, users: 5, within: 15m, after_refused_hold: true, count_sourced: false }",
+            "quarantine: { sessions: 1, users: 1, within: 1h, after_refused_hold: true, count_sourced: true }",
+        );
     let strict = RuleSet::from_yaml("strict.yaml", &strict).expect("strict rules load");
     vec![
         Judge::with_default_pack(Catalog::default()).expect("default pack loads"),
@@ -382,7 +388,8 @@ fn scripts_reach_every_kind_of_outcome() {
         "0 allow",
         "0 hold",
         "0 deny",
-        "0 quarantine",
+        "0 Quarantine",
+        "1 quarantine",
         "0 Rule",
         "0 Ladder",
         "0 provenance",

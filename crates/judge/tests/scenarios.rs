@@ -214,6 +214,11 @@ fn rule_cases() -> Vec<(String, Vec<TraceSession>)> {
                {"server": "payments", "tool": "transfer_funds", "args": {"iban": "DE44500105175407324931", "amount": 4000}, "result": "ok"},
                {"server": "payments", "tool": "transfer_funds", "args": {"iban": "DE44500105175407324931", "amount": 4000}, "result": "ok"}]),
         json!([{"server": "files", "tool": "delete_file", "args": {"path": "*"}}]),
+        json!([{"server": "files", "tool": "delete_file", "args": {"path": "q1.md"}},
+               {"server": "files", "tool": "delete_file", "args": {"path": "q2.md"}},
+               {"server": "files", "tool": "delete_file", "args": {"path": "q3.md"}},
+               {"server": "files", "tool": "delete_file", "args": {"path": "q4.md"}},
+               {"server": "files", "tool": "delete_file", "args": {"path": "q5.md"}}]),
         json!([{"server": "mail", "tool": "send_email", "args": {"to": "a@ours.example", "body": "x"}},
                {"server": "mail", "tool": "delete_emails", "args": {"folder": "sent"}}]),
         json!([{"server": "mail", "tool": "send_email", "args": {"to": "a@ours.example", "body": "x"}},
@@ -225,7 +230,7 @@ fn rule_cases() -> Vec<(String, Vec<TraceSession>)> {
         json!([{"server": "chat", "tool": "set_user_role", "args": {"user": "bob", "role": "admin"}}]),
         json!([plain_page, {"server": "idp", "tool": "reset_password", "args": {"user": "bob"}}]),
     ];
-    let sessions = cases
+    let mut sessions: Vec<TraceSession> = cases
         .into_iter()
         .enumerate()
         .map(|(i, calls)| {
@@ -233,7 +238,56 @@ fn rule_cases() -> Vec<(String, Vec<TraceSession>)> {
                 .expect("case")
         })
         .collect();
+    sessions.extend(customer_service_cases());
     vec![("rule-cases".to_owned(), sessions)]
+}
+
+/// Customer-service cases for the subject, object and baseline rules: one
+/// support agent whose sessions are hours apart, a customer looked up by
+/// e-mail, records that name their owner.
+fn customer_service_cases() -> Vec<TraceSession> {
+    let at = |h: u32, s: u32| format!("2026-04-{:02}T{:02}:00:{:02}Z", 1 + h / 24, h % 24, s);
+    let lookup = |h: u32| {
+        json!({"server": "air", "tool": "get_customer", "args": {"email": "ann.lee@example.com"}, "at": at(h, 0),
+            "result": {"customer_id": "cus_311", "bookings": ["BK-1001", "BK-1002"],
+                       "payment_methods": {"card_4821": {"last4": "4821"}}}})
+    };
+    let own = |h: u32, amount: u32, cancels: u32| {
+        let mut calls = vec![lookup(h)];
+        for c in 0..cancels {
+            calls.push(json!({"server": "air", "tool": "cancel_booking", "args": {"booking_id": "BK-1002"}, "at": at(h, 1 + c), "result": "cancelled"}));
+        }
+        calls.push(json!({"server": "air", "tool": "refund_payment",
+            "args": {"booking_id": "BK-1002", "amount": amount, "payment_method_id": "card_4821"}, "at": at(h, 30), "result": "refunded"}));
+        calls
+    };
+    let mut out: Vec<Value> = Vec::new();
+    // A month of ordinary refunds and one cancellation per session, then a
+    // refund forty times the usual and a session cancelling over and over.
+    for h in 0..40 {
+        out.push(json!({"id": format!("cs-own-{h}"), "calls": own(h * 3, 20 + (h % 9) * 15, 1)}));
+    }
+    out.push(json!({"id": "cs-big-refund", "calls": own(130, 4800, 1)}));
+    out.push(json!({"id": "cs-many-cancels", "calls": own(133, 40, 12)}));
+    // Another customer's booking, shown by its record.
+    out.push(json!({"id": "cs-other-booking", "calls": [lookup(136),
+        {"server": "air", "tool": "get_booking", "args": {"booking_id": "BK-2002"}, "at": at(136, 1),
+         "result": {"booking_id": "BK-2002", "customer_id": "cus_977"}},
+        {"server": "air", "tool": "cancel_booking", "args": {"booking_id": "BK-2002"}, "at": at(136, 2), "result": "cancelled"}]}));
+    // A booking nobody looked up.
+    out.push(json!({"id": "cs-unseen-booking", "calls": [lookup(139),
+        {"server": "air", "tool": "update_booking", "args": {"booking_id": "BK-7777", "seat": "1A"}, "at": at(139, 1), "result": "ok"}]}));
+    // A refund to a card seen in another customer's record.
+    out.push(json!({"id": "cs-credit-other", "calls": [lookup(142),
+        {"server": "air", "tool": "get_customer", "args": {"email": "raj.patel@example.com"}, "at": at(142, 1),
+         "result": {"customer_id": "cus_588", "payment_methods": {"card_9034": {"brand": "amex"}}}},
+        {"server": "air", "tool": "refund_payment", "args": {"booking_id": "BK-1001", "amount": 80, "payment_method_id": "card_9034"}, "at": at(142, 2), "result": "ok"}]}));
+    out.into_iter()
+        .map(|mut v| {
+            v["agent"] = json!("case-support");
+            serde_json::from_value(v).expect("case")
+        })
+        .collect()
 }
 
 #[test]
