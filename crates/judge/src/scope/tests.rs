@@ -121,30 +121,28 @@ fn a_quarantine_grade_event_ends_its_session_and_restricts_its_user_not_the_agen
 #[test]
 fn sessions_of_several_users_corroborate_an_agent_quarantine() {
     let mut d = Deployment::rules(NUKE);
-    assert_eq!(
-        d.call("a", "ann", "nuke", json!({}), json!("")).0.decision,
-        Decision::Deny
-    );
-    assert_eq!(
-        d.call("b", "bo", "nuke", json!({}), json!("")).0.decision,
-        Decision::Deny
-    );
-    // The third session, from a third user, within the hour.
-    let (v, _) = d.call("c", "cy", "nuke", json!({}), json!(""));
+    for (s, u) in [("a", "ann"), ("b", "bo"), ("c", "cy"), ("d", "di")] {
+        assert_eq!(
+            d.call(s, u, "nuke", json!({}), json!("")).0.decision,
+            Decision::Deny
+        );
+    }
+    // The fifth session, from a fifth user, within the window.
+    let (v, _) = d.call("e", "ed", "nuke", json!({}), json!(""));
     assert_eq!(v.decision, Decision::Quarantine, "{:?}", v.reasons);
     assert!(v.reasons[0].facts.iter().any(|f| f.key == "corroborated"));
-    let (v, _) = d.call("d", "di", "read_file", json!({"path": "x"}), json!("x"));
+    let (v, _) = d.call("f", "fe", "read_file", json!({"path": "x"}), json!("x"));
     assert_eq!(v.decision, Decision::Quarantine);
     // Reversible: an operator's release lets the agent work again.
     let released = d
         .agent_state
         .release(Millis(d.now), 30 * 60 * 1000)
         .expect("quarantined");
-    assert_eq!(released.strikes, 3, "the corroborating events are forgiven");
-    let (v, _) = d.call("e", "ed", "read_file", json!({"path": "x"}), json!("x"));
+    assert_eq!(released.strikes, 5, "the corroborating events are forgiven");
+    let (v, _) = d.call("g", "gu", "read_file", json!({"path": "x"}), json!("x"));
     assert_eq!(v.decision, Decision::Allow);
     // A fresh event after the release needs fresh corroboration.
-    let (v, _) = d.call("f", "fe", "nuke", json!({}), json!(""));
+    let (v, _) = d.call("h", "hal", "nuke", json!({}), json!(""));
     assert_eq!(v.decision, Decision::Deny, "{:?}", v.reasons);
 }
 
@@ -217,7 +215,13 @@ fn stops_in_sessions_that_read_untrusted_content_blame_its_source_not_the_agent(
     let mut d = Deployment::rules(&format!(
         "ladder:\n  quarantine: {{ count_sourced: true }}\n{NUKE}"
     ));
-    for (s, u) in [("a", "ann"), ("b", "bo"), ("c", "cy")] {
+    for (s, u) in [
+        ("a", "ann"),
+        ("b", "bo"),
+        ("c", "cy"),
+        ("d", "di"),
+        ("e", "ed"),
+    ] {
         let _ = planted(&mut d, s, u);
     }
     assert!(d.agent_state.quarantine().is_some());
