@@ -154,10 +154,21 @@ impl Catalog {
 
     /// The labels of one tool with their sources.
     pub fn explain_one(&self, server: Option<&str>, tool: &str) -> ToolLabels {
-        if let Some(t) = self.lookup(server, tool) {
-            return t.clone();
+        self.with_labels(server, tool, ToolLabels::clone)
+    }
+
+    /// Reads one tool's labels and sources without copying them (the
+    /// judge asks on the call path); an uncatalogued tool's are inferred.
+    pub(crate) fn with_labels<R>(
+        &self,
+        server: Option<&str>,
+        tool: &str,
+        f: impl FnOnce(&ToolLabels) -> R,
+    ) -> R {
+        match self.lookup(server, tool) {
+            Some(t) => f(t),
+            None => f(&self.compute(server.unwrap_or(""), tool, None)),
         }
-        self.compute(server.unwrap_or(""), tool, None)
     }
 
     fn lookup(&self, server: Option<&str>, tool: &str) -> Option<&ToolLabels> {

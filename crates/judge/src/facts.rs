@@ -326,16 +326,17 @@ fn arg_refs(k: &str, v: &Value, out: &mut Vec<Fp>) {
 /// (no `egress` label) sends its arguments to a third party: a web search
 /// or lookup, by its MCP `openWorldHint` or a name about the web.
 pub(crate) fn open_world_lookup(catalog: &Catalog, server: Option<&str>, tool: &str) -> bool {
-    let t = catalog.explain_one(server, tool);
-    t.sources.iter().any(|(l, src)| {
-        *l == Label::Untrusted
-            && match src {
-                LabelSource::Annotation(a) => *a == "openWorldHint",
-                LabelSource::Inferred(ev) => ev
-                    .strip_prefix("name: ")
-                    .is_some_and(|w| WEB_WORDS.contains(&w)),
-                LabelSource::Config(_) => false,
-            }
+    catalog.with_labels(server, tool, |t| {
+        t.sources.iter().any(|(l, src)| {
+            *l == Label::Untrusted
+                && match src {
+                    LabelSource::Annotation(a) => *a == "openWorldHint",
+                    LabelSource::Inferred(ev) => ev
+                        .strip_prefix("name: ")
+                        .is_some_and(|w| WEB_WORDS.contains(&w)),
+                    LabelSource::Config(_) => false,
+                }
+        })
     })
 }
 

@@ -266,26 +266,27 @@ impl Memo {
         self.runs[slot] = r;
         r
     }
+}
 
-    /// The first occurrence of `needle` at or after `from`, remembered in
-    /// `slot` (searches move forward, so one is enough).
-    fn find(
-        slot: &mut Option<(usize, Option<usize>)>,
-        text: &str,
-        from: usize,
-        needle: &str,
-    ) -> Option<usize> {
-        if let Some((f, found)) = *slot
-            && f <= from
-            && found.is_none_or(|p| p >= from)
-        {
-            return found;
-        }
-        let found = text[from..].find(needle).map(|p| from + p);
-        work::add(found.map_or(text.len(), |p| p + needle.len()) - from);
-        *slot = Some((from, found));
-        found
+/// The first occurrence of `needle` at or after `from`, remembered in
+/// `slot`: validators search forward, so one remembered answer serves every
+/// later search that starts before it (what keeps repeated keywords linear).
+pub(super) fn find_forward(
+    slot: &mut Option<(usize, Option<usize>)>,
+    text: &str,
+    from: usize,
+    needle: &str,
+) -> Option<usize> {
+    if let Some((f, found)) = *slot
+        && f <= from
+        && found.is_none_or(|p| p >= from)
+    {
+        return found;
     }
+    let found = text[from..].find(needle).map(|p| from + p);
+    work::add(found.map_or(text.len(), |p| p + needle.len()) - from);
+    *slot = Some((from, found));
+    found
 }
 
 fn alnum(c: u8) -> bool {
@@ -371,8 +372,8 @@ pub(super) fn hint(text: &str, at: usize, which: usize, memo: &mut Memo, out: &m
             // Mask the whole block when its end marker is there.
             // Both searches remembered: repeated headers without an end
             // marker must not each search to the end of the text.
-            let end = Memo::find(&mut memo.pem_end, text, after, "-----END")
-                .and_then(|p| Memo::find(&mut memo.dashes, text, p + 8, "-----").map(|q| q + 5))
+            let end = find_forward(&mut memo.pem_end, text, after, "-----END")
+                .and_then(|p| find_forward(&mut memo.dashes, text, p + 8, "-----").map(|q| q + 5))
                 .unwrap_or(after);
             push(out, det, at, end);
         }

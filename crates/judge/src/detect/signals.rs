@@ -375,24 +375,6 @@ pub(super) struct Links {
 }
 
 impl Links {
-    fn find(
-        slot: &mut Option<(usize, Option<usize>)>,
-        text: &str,
-        from: usize,
-        needle: &str,
-    ) -> Option<usize> {
-        if let Some((f, found)) = *slot
-            && f <= from
-            && found.is_none_or(|p| p >= from)
-        {
-            return found;
-        }
-        let found = text[from..].find(needle).map(|p| from + p);
-        super::secrets::work::add(found.map_or(text.len(), |p| p + needle.len()) - from);
-        *slot = Some((from, found));
-        found
-    }
-
     /// The last `[` before `at`.
     fn open_before(&mut self, text: &str, at: usize) -> Option<usize> {
         let (upto, last) = self.open;
@@ -413,7 +395,7 @@ pub(super) fn exfil_link(text: &str, at: usize, which: &str, links: &mut Links) 
     let b = text.as_bytes();
     let (url_start, image) = match which {
         "![" => {
-            let close = Links::find(&mut links.close, text, at, "](")? - at;
+            let close = super::secrets::find_forward(&mut links.close, text, at, "](")? - at;
             if close > 512 {
                 return None;
             }
@@ -428,12 +410,13 @@ pub(super) fn exfil_link(text: &str, at: usize, which: &str, links: &mut Links) 
             (at + 2, false)
         }
         _ => {
-            let gt = Links::find(&mut links.tag_end, text, at, ">").unwrap_or(text.len());
+            let gt = super::secrets::find_forward(&mut links.tag_end, text, at, ">")
+                .unwrap_or(text.len());
             let mut tag_end = gt.min(at + 1024);
             while !text.is_char_boundary(tag_end) {
                 tag_end -= 1;
             }
-            let src = Links::find(&mut links.src, text, at, "src=")? + 4;
+            let src = super::secrets::find_forward(&mut links.src, text, at, "src=")? + 4;
             if src > tag_end {
                 return None;
             }
