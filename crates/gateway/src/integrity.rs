@@ -85,12 +85,7 @@ impl Listed {
 
     /// Whether a pin key is of this kind.
     fn owns(self, key: &str) -> bool {
-        match self {
-            Listed::Tools => !["prompt:", "resource:", "template:"]
-                .iter()
-                .any(|p| key.starts_with(p)),
-            other => key.starts_with(other.prefix()),
-        }
+        castellan_integrity::key_of_kind(key, self.prefix())
     }
 }
 

@@ -13,7 +13,7 @@ mod store;
 
 pub use definition::{Definition, diff};
 pub use shadow::{Shadows, mentions_of_others};
-pub use store::{Pending, Pin, Store, StoreError};
+pub use store::{Pending, Pin, Store, StoreError, key_of_kind};
 
 /// Why a tool is withheld from agents.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -173,18 +173,9 @@ impl Store {
             rows.collect::<Result<_, _>>()?
         };
         let mut forgotten = 0;
-        let ours = |t: &str| {
-            if kind.is_empty() {
-                !["prompt:", "resource:", "template:"]
-                    .iter()
-                    .any(|p| t.starts_with(p))
-            } else {
-                t.starts_with(kind)
-            }
-        };
         for t in stale
             .iter()
-            .filter(|t| ours(t) && !listed.contains(t.as_str()))
+            .filter(|t| key_of_kind(t, kind) && !listed.contains(t.as_str()))
         {
             forgotten += tx.execute(
                 "DELETE FROM pins WHERE server = ?1 AND tool = ?2",
@@ -198,7 +189,7 @@ impl Store {
         };
         for t in waiting
             .iter()
-            .filter(|t| ours(t) && !listed.contains(t.as_str()))
+            .filter(|t| key_of_kind(t, kind) && !listed.contains(t.as_str()))
         {
             tx.execute(
                 "DELETE FROM pending WHERE server = ?1 AND tool = ?2",
@@ -430,4 +421,17 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Kinds of pinned item other than tools, by the prefix of their key.
+const KIND_PREFIXES: [&str; 3] = ["prompt:", "resource:", "template:"];
+
+/// Whether the pin `key` is of `kind`: the key prefix (`prompt:`,
+/// `resource:`, `template:`), or `""` for tools, whose keys carry none.
+pub fn key_of_kind(key: &str, kind: &str) -> bool {
+    if kind.is_empty() {
+        !KIND_PREFIXES.iter().any(|p| key.starts_with(p))
+    } else {
+        key.starts_with(kind)
+    }
 }
