@@ -258,6 +258,10 @@ pub(crate) enum Limit {
     Cap(f64),
     /// The learned quantile (its value, the samples it is from).
     Learned { quantile: f64, samples: u32 },
+    /// The largest amount the session's records about its own subject
+    /// showed (none read): value granted to the requester is based on
+    /// what they paid or are due, before any baseline is learnt.
+    Quoted(Option<f64>),
 }
 
 /// An outlying amount or count, with the numbers.
@@ -284,6 +288,17 @@ impl Outlier {
                 s.tolerance,
                 (s.quantile * 100.0).round(),
                 num(*quantile)
+            ),
+            Limit::Quoted(Some(q)) => format!(
+                "{} {} granted to the session's own subject with `{tool}` is above every amount its records showed (largest {})",
+                self.what,
+                num(self.value),
+                num(*q)
+            ),
+            Limit::Quoted(None) => format!(
+                "{} {} granted to the session's own subject with `{tool}` is what the requester asked for, and no record read in this session shows an amount it could rest on",
+                self.what,
+                num(self.value)
             ),
         }
     }

@@ -419,6 +419,13 @@ const DO_WORDS: &[Lex] = &[
             "reset",
             "overwrite",
             "format",
+            // Ending a service or an object's validity.
+            "suspend",
+            "void",
+            "freeze",
+            "discard",
+            "revert",
+            "rollback",
         ],
         &[Label::Destructive, Label::Write],
     ),

@@ -370,10 +370,12 @@ impl Judge {
                 labels,
             };
         }
-        if let Some(refusal) =
-            scope::restriction(call, session, user.as_deref(), risk_before, index, labels)
+        if let Some(u) = user.as_deref_mut()
+            && u.quarantine
+                .as_ref()
+                .is_some_and(|q| q.until.is_some_and(|t| now >= t))
         {
-            return refusal;
+            u.quarantine = None;
         }
         if let (Some(intent), Some(h)) = (call.intent, intent_hash) {
             // Fingerprinted only when the intent changes, which is rare.
@@ -398,6 +400,15 @@ impl Judge {
             }
         }
         let subject = self.judge_subject(session, call, &roles, labels);
+        if let Some(refusal) = scope::restriction(
+            call,
+            session,
+            user.as_deref(),
+            (risk_before, index, labels, now),
+            subject.only_own(),
+        ) {
+            return refusal;
+        }
         let mut facts = Facts::build(
             call,
             args,
@@ -425,6 +436,19 @@ impl Judge {
                 &self.rules.settings.baseline,
             ),
         };
+        if side_effect && facts.roles.baseline.amount.is_none() {
+            // Before a baseline is learnt (and beside it): value granted to
+            // the requester (a refund, a store credit, a voucher, whatever
+            // the tool is called) must rest on a record the session read.
+            facts.roles.baseline.amount = amount.and_then(|a| {
+                crate::subject::unquoted(&session.subject, &facts.roles.subject, a, call.intent)
+                    .map(|q| crate::baseline::Outlier {
+                        what: "amount",
+                        value: a,
+                        limit: crate::baseline::Limit::Quoted(q),
+                    })
+            });
+        }
         let mut reasons: Vec<Reason> = Vec::new();
         let mut fired_risk: Vec<u32> = Vec::new();
         for (ri, rule) in self.rules.rules.iter().enumerate() {
@@ -506,24 +530,45 @@ impl Judge {
         } else {
             risk_before
         };
-        let mut ladder_action: Option<(Action, u32)> = None;
-        for st in &self.rules.ladder.steps {
-            if risk_after >= st.min
-                && (st.labels_any.is_empty() || labels.intersects(st.labels_any))
-                && ladder_action.is_none_or(|(a, _)| st.action > a)
-            {
-                ladder_action = Some((st.action, st.min));
+        // A read is escalated by what its own session did, not by risk the
+        // user carries from earlier sessions: a customer who once attacked
+        // may still look at their own records (their side effects still
+        // climb the ladder with that risk).
+        // Carried risk alone holds a side effect for a person (it does not
+        // refuse it): what the user attempted before is restricted by
+        // kind (`scope::restricted_kinds`), the rest is theirs to do.
+        let own_risk = session.risk.points_at(now, hl);
+        let ladder = |risk: u32| {
+            let mut best: Option<(Action, u32)> = None;
+            for st in &self.rules.ladder.steps {
+                if risk >= st.min
+                    && (st.labels_any.is_empty() || labels.intersects(st.labels_any))
+                    && best.is_none_or(|(a, _)| st.action > a)
+                {
+                    best = Some((st.action, st.min));
+                }
             }
-        }
+            best
+        };
+        let carried = if labels.intersects(side_effects()) {
+            ladder(risk_after).map(|(a, min)| (a.min(Action::Hold), min))
+        } else {
+            None
+        };
+        let ladder_action = ladder(own_risk).max(carried);
+        let ladder_risk = match (ladder(own_risk), carried) {
+            (own, Some(c)) if Some(c) > own => risk_after,
+            _ => own_risk,
+        };
         if let Some((a, min)) = ladder_action {
             reasons.push(Reason {
                 rule: RuleId::new(format!("risk-ladder-{}", a.as_str())),
                 origin: Origin::Ladder,
                 action: a,
-                message: format!("risk {risk_after} is at or above {min}"),
+                message: format!("risk {ladder_risk} is at or above {min}"),
                 facts: vec![Fact {
                     key: "risk",
-                    value: risk_after.to_string(),
+                    value: ladder_risk.to_string(),
                 }],
             });
         }
@@ -570,7 +615,7 @@ impl Judge {
                             ),
                         });
                     }
-                    agent.quarantine = Some(Quarantine { since: now, rule });
+                    agent.quarantine = Some(Quarantine::whole(now, rule));
                 }
                 counts => {
                     decision = Decision::Deny;
@@ -583,7 +628,17 @@ impl Judge {
                     ));
                     session.scope.ended = Some(rule.clone());
                     if let Some(u) = user.filter(|_| !sourced) {
-                        u.quarantine = Some(Quarantine { since: now, rule });
+                        // Scoped to what the user attempted, and lapsing:
+                        // a customer who tried it once is not refused
+                        // every later read of their own records.
+                        u.quarantine = Some(Quarantine {
+                            since: now,
+                            rule,
+                            covers: scope::restricted_kinds(labels),
+                            until: Some(Millis(
+                                now.0.saturating_add(corroboration.user_restriction_ms),
+                            )),
+                        });
                     }
                 }
             }
@@ -595,7 +650,7 @@ impl Judge {
             let rule = RuleId::new("harm-after-refused-hold");
             reasons.insert(0, scope::after_refused_hold(&rule));
             decision = Decision::Quarantine;
-            agent.quarantine = Some(Quarantine { since: now, rule });
+            agent.quarantine = Some(Quarantine::whole(now, rule));
         }
         if decision.forwards() {
             crate::baseline::learn(

@@ -139,6 +139,11 @@ impl LabelSet {
         LabelSet(self.0 | other.0)
     }
 
+    /// The labels in both sets.
+    pub fn intersection(self, other: LabelSet) -> LabelSet {
+        LabelSet(self.0 & other.0)
+    }
+
     /// Only the read (taint) labels of this set.
     pub fn read_labels(self) -> LabelSet {
         LabelSet(self.0 & 0b1111)

@@ -42,6 +42,13 @@ pub struct Corroboration {
     /// Events in sessions that read untrusted content count too (off by
     /// default: those blame the content's source, not the agent).
     pub count_sourced: bool,
+    /// How long a user stays restricted after a quarantine-grade event in
+    /// a session of theirs without untrusted content, in milliseconds. The
+    /// restriction covers only side effects of the kinds that session
+    /// attempted: a customer who once tried to cancel someone else's
+    /// booking can still read their own records, and after this time act
+    /// again (their risk still decays on the ladder).
+    pub user_restriction_ms: u64,
 }
 
 impl Default for Corroboration {
@@ -52,6 +59,7 @@ impl Default for Corroboration {
             within_ms: 15 * 60 * 1000,
             after_refused_hold: true,
             count_sourced: false,
+            user_restriction_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -356,18 +364,36 @@ pub(crate) fn call_origins(
     }
 }
 
+/// The kinds of side effect a user's restriction covers: those of the
+/// call that caused it, its most specific ones (a cancellation is a write
+/// too, but an address change is not a cancellation); empty (every side
+/// effect) when it was a read.
+pub(crate) fn restricted_kinds(labels: LabelSet) -> LabelSet {
+    let all = labels.intersection(side_effects());
+    let specific = all.intersection(LabelSet::of(&[
+        Label::Egress,
+        Label::Money,
+        Label::Identity,
+        Label::Destructive,
+    ]));
+    if specific.is_empty() { all } else { specific }
+}
+
 /// The refusal of a call whose user is restricted or whose session was
 /// ended by a quarantine-grade event; `None` when neither holds.
 pub(crate) fn restriction(
     call: &Call<'_>,
     session: &SessionState,
     user: Option<&AggregateState>,
-    risk: u32,
-    index: u32,
-    labels: LabelSet,
+    (risk, index, labels, now): (u32, u32, LabelSet, Millis),
+    only_own: bool,
 ) -> Option<Verdict> {
+    // A user's restriction answers for what they did to others: a call on
+    // nothing but their own records (the authenticated subject's account
+    // and objects) is judged as usual.
     let (rule, message) = match (
-        user.and_then(|u| u.quarantine.as_ref()),
+        user.and_then(|u| u.quarantine.as_ref())
+            .filter(|q| q.refuses(labels, now) && !(only_own && q.until.is_some())),
         &session.scope.ended,
     ) {
         (Some(q), _) => (

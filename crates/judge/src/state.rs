@@ -503,6 +503,49 @@ pub struct Quarantine {
     pub since: Millis,
     /// The rule (or ladder step) that quarantined it.
     pub rule: RuleId,
+    /// For a user restricted by one of their own sessions: the kinds of
+    /// side effect the restriction covers (the labels of the call that
+    /// caused it; empty: every side effect). Reads and other kinds are
+    /// judged as usual. An agent's quarantine covers every call.
+    #[serde(default, skip_serializing_if = "no_labels")]
+    pub covers: LabelSet,
+    /// When a user's restriction lapses (none: until an operator lifts it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Millis>,
+}
+
+fn no_labels(l: &LabelSet) -> bool {
+    l.is_empty()
+}
+
+impl Quarantine {
+    /// A quarantine of everything until an operator lifts it.
+    pub fn whole(since: Millis, rule: RuleId) -> Quarantine {
+        Quarantine {
+            since,
+            rule,
+            covers: LabelSet::EMPTY,
+            until: None,
+        }
+    }
+
+    /// True when it refuses a call with `labels` at `now`. A scoped (user)
+    /// restriction refuses only side effects of the kinds it covers.
+    pub fn refuses(&self, labels: LabelSet, now: Millis) -> bool {
+        if self.until.is_some_and(|u| now >= u) {
+            return false;
+        }
+        if self.until.is_none() && self.covers.is_empty() {
+            return true;
+        }
+        let side = crate::scope::side_effects();
+        let covers = if self.covers.is_empty() {
+            side
+        } else {
+            self.covers
+        };
+        labels.intersects(covers)
+    }
 }
 
 /// What an operator's release of a quarantined agent forgave.
@@ -672,7 +715,7 @@ impl AggregateState {
         if self.quarantine.is_some() {
             return false;
         }
-        self.quarantine = Some(Quarantine { since: now, rule });
+        self.quarantine = Some(Quarantine::whole(now, rule));
         true
     }
 

@@ -30,6 +30,8 @@ pub const OWNED_CAP: usize = 64;
 pub const OTHERS_CAP: usize = 32;
 /// Most distinct other subjects counted per session.
 pub const OTHER_SUBJECTS_CAP: usize = 8;
+/// Most barred objects kept per session.
+pub const BARRED_CAP: usize = 8;
 /// Most ids taken from one result.
 const IDS_PER_RESULT: usize = 64;
 
@@ -89,6 +91,16 @@ pub struct SubjectState {
     pub(crate) others: Vec<Foreign>,
     /// Other subjects named in this session.
     pub(crate) other_subjects: Vec<u64>,
+    /// The largest amount (in cents) a result about the subject showed
+    /// under an amount-like field (a price paid, a balance, a refund due):
+    /// what a refund or credit to the subject can be based on.
+    #[serde(default)]
+    pub(crate) quoted: Option<u64>,
+    /// The subject's objects whose own record says they may not be
+    /// cancelled or refunded (`non-refundable`, `refundable: false`, `final
+    /// sale`), with the words that said so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) barred: Vec<(u64, String)>,
 }
 
 impl SubjectState {
@@ -107,6 +119,11 @@ impl SubjectState {
             + self.owned.capacity() * 8
             + self.others.capacity() * std::mem::size_of::<Foreign>()
             + self.other_subjects.capacity() * 8
+            + self
+                .barred
+                .iter()
+                .map(|(_, w)| 8 + std::mem::size_of::<String>() + w.capacity())
+                .sum::<usize>()
     }
 
     pub(crate) fn shrink(&mut self) {
@@ -173,6 +190,9 @@ pub enum Owner {
     Unknown,
     /// Another subject.
     Other,
+    /// The subject's own, but its record forbids cancelling or refunding
+    /// it (set only when every object of the call is the subject's own).
+    Barred,
 }
 
 impl Owner {
@@ -183,14 +203,21 @@ impl Owner {
             Owner::Public => "public",
             Owner::Unknown => "unknown",
             Owner::Other => "other",
+            Owner::Barred => "barred",
         }
     }
 
     /// Parses a name.
     pub fn parse(s: &str) -> Option<Owner> {
-        [Owner::Own, Owner::Public, Owner::Unknown, Owner::Other]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Owner::Own,
+            Owner::Public,
+            Owner::Unknown,
+            Owner::Other,
+            Owner::Barred,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 
@@ -215,6 +242,18 @@ impl SubjectFacts {
     /// The call names another subject or one of their objects.
     pub(crate) fn other(&self) -> bool {
         self.arg == Some(Owner::Other) || self.object == Some(Owner::Other)
+    }
+
+    /// The call names the authenticated subject or their objects and
+    /// nothing else: no other subject, no object or payee that is not
+    /// theirs, no object whose record forbids the change.
+    pub(crate) fn only_own(&self) -> bool {
+        let own_or_none = |o: Option<Owner>| o.is_none_or(|o| o == Owner::Own);
+        matches!(self.bound, Some(BindSource::User | BindSource::Intent))
+            && (self.arg == Some(Owner::Own) || self.object == Some(Owner::Own))
+            && own_or_none(self.arg)
+            && own_or_none(self.object)
+            && own_or_none(self.payee)
     }
 
     /// The call reaches past the subject's own records.
@@ -322,6 +361,17 @@ pub(crate) fn judge(
             }
         }
     }
+    if f.object == Some(Owner::Own)
+        && let Some((_, why)) = objects
+            .iter()
+            .find_map(|(h, _)| st.barred.iter().find(|(b, _)| b == h))
+    {
+        f.object = Some(Owner::Barred);
+        f.detail = Some(format!(
+            "the record of this `{}` object says `{why}`",
+            st.shown
+        ));
+    }
     if money {
         let mut dests = Vec::new();
         for (arg, v) in roles.of(ArgRole::Destination) {
@@ -340,6 +390,36 @@ pub(crate) fn judge(
     }
     f.others = u32::try_from(st.other_subjects.len()).unwrap_or(u32::MAX);
     f
+}
+
+/// An amount the call grants to the session's own subject (its own
+/// account, object or payee, nobody else's) that no record about the
+/// subject supports: above every amount such a record showed, or, with no
+/// such record read at all, an amount the requester named himself
+/// (`intent`: a customer's word is not a record). `None` when the call
+/// does not grant to the subject or the amount is supported. Returns the
+/// largest amount quoted.
+pub(crate) fn unquoted(
+    st: &SubjectState,
+    f: &SubjectFacts,
+    amount: f64,
+    intent: Option<&str>,
+) -> Option<Option<f64>> {
+    let to_self = [f.arg, f.object, f.payee].contains(&Some(Owner::Own));
+    if !to_self || f.other() || f.payee == Some(Owner::Other) {
+        return None;
+    }
+    let asked = cents(amount)?;
+    match st.quoted {
+        Some(q) if asked <= q => None,
+        Some(q) => Some(Some(q as f64 / 100.0)),
+        None => intent
+            .is_some_and(|i| {
+                i.split_whitespace()
+                    .any(|w| crate::instruct::parse_amount(w) == Some(asked))
+            })
+            .then_some(None),
+    }
 }
 
 fn classify(st: &SubjectState, prov: &Provenance, h: u64) -> Owner {
@@ -366,7 +446,7 @@ fn describe(st: &SubjectState, arg: &str, value: &str, o: Owner) -> String {
         Owner::Unknown => format!(
             "`{arg}` `{value}` was never seen in a result about `{who}`, whom this session acts for"
         ),
-        Owner::Public | Owner::Own => format!("`{arg}` `{value}`"),
+        Owner::Public | Owner::Own | Owner::Barred => format!("`{arg}` `{value}`"),
     }
 }
 
@@ -380,6 +460,10 @@ pub(crate) struct ResultIds {
     object_args: Vec<u64>,
     fields: Vec<u64>,
     ids: Vec<u64>,
+    /// The largest amount under an amount-like field, in cents.
+    amount: Option<u64>,
+    /// Words of the result that forbid cancelling or refunding.
+    barred: Option<String>,
 }
 
 impl ResultIds {
@@ -429,6 +513,17 @@ fn walk(v: &Value, key: Option<&str>, depth: usize, r: &mut ResultIds) {
                 }
                 return;
             }
+            if key.is_some_and(is_amount_key)
+                && let Some(c) = crate::instruct::parse_amount(t)
+            {
+                r.amount = Some(r.amount.map_or(c, |a| a.max(c)));
+            }
+            if r.barred.is_none()
+                && t.len() <= 256
+                && let Some(w) = forbidding_words(t)
+            {
+                r.barred = Some(w.to_owned());
+            }
             if key.is_some_and(is_owner_key) && !t.is_empty() && t.len() <= 128 {
                 r.fields.push(id_hash(t));
             }
@@ -437,6 +532,11 @@ fn walk(v: &Value, key: Option<&str>, depth: usize, r: &mut ResultIds) {
             }
         }
         Value::Number(n) => {
+            if key.is_some_and(is_amount_key)
+                && let Some(c) = n.as_f64().and_then(cents)
+            {
+                r.amount = Some(r.amount.map_or(c, |a| a.max(c)));
+            }
             if n.as_u64().is_some_and(|x| x >= 100) {
                 let s = n.to_string();
                 if key.is_some_and(is_owner_key) {
@@ -455,8 +555,95 @@ fn walk(v: &Value, key: Option<&str>, depth: usize, r: &mut ResultIds) {
                 walk(x, Some(k.as_str()), depth + 1, r);
             }
         }
-        Value::Bool(_) | Value::Null => {}
+        Value::Bool(b) => {
+            // `refundable: false`, `non_refundable: true`.
+            if r.barred.is_none()
+                && let Some(k) = key
+                && forbidding_flag(k, *b)
+            {
+                r.barred = Some(format!("{k}: {b}"));
+            }
+        }
+        Value::Null => {}
     }
+}
+
+/// Phrases with which a record says its object may not be cancelled or
+/// refunded. Record vocabulary, not a domain's: fares, rates, orders and
+/// plans use the same words.
+const FORBIDDING: &[&str] = &[
+    "non-refundable",
+    "nonrefundable",
+    "non refundable",
+    "not refundable",
+    "no refunds",
+    "non-cancellable",
+    "non-cancelable",
+    "not cancellable",
+    "not cancelable",
+    "cannot be cancelled",
+    "cannot be canceled",
+    "cannot be refunded",
+    "final sale",
+    "no cancellation",
+    "non-returnable",
+    "not returnable",
+];
+
+fn forbidding_words(s: &str) -> Option<&'static str> {
+    if s.len() < 6 {
+        return None;
+    }
+    let low = s.to_ascii_lowercase();
+    FORBIDDING.iter().copied().find(|w| low.contains(w))
+}
+
+fn forbidding_flag(key: &str, b: bool) -> bool {
+    let ws = crate::catalog::words(key);
+    let allowed = ws.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "refundable" | "cancellable" | "cancelable" | "returnable" | "changeable"
+        )
+    });
+    let negated = ws
+        .iter()
+        .any(|w| matches!(w.as_str(), "non" | "not" | "no"));
+    allowed && (b == negated)
+}
+
+/// Fields that hold what something cost, what was paid or what is due.
+/// Words of the field name, so `total_price`, `amountPaid` and `fare` all
+/// count and `price_id` or `payment_method` do not.
+fn is_amount_key(k: &str) -> bool {
+    const AMOUNT_WORDS: &[&str] = &[
+        "price",
+        "amount",
+        "total",
+        "cost",
+        "fare",
+        "paid",
+        "balance",
+        "refund",
+        "refundable",
+        "charge",
+        "charged",
+        "fee",
+        "fees",
+        "value",
+        "subtotal",
+        "due",
+        "credit",
+    ];
+    let ws = crate::catalog::words(k);
+    ws.last()
+        .is_some_and(|w| w != "id" && w != "method" && w != "currency")
+        && !ws.iter().any(|w| w == "card" || w == "number")
+        && ws.iter().any(|w| AMOUNT_WORDS.contains(&w.as_str()))
+}
+
+fn cents(x: f64) -> Option<u64> {
+    (x.is_finite() && x > 0.0 && x < 1e15).then(|| (x * 100.0).round() as u64)
 }
 
 fn is_owner_key(k: &str) -> bool {
@@ -500,6 +687,20 @@ pub(crate) fn observe(st: &mut SubjectState, ids: ResultIds, is_error: bool, at:
     };
     let Some(about) = about else { return };
     if st.is_self(about) {
+        if let Some(w) = &ids.barred {
+            for h in &ids.object_args {
+                if st.barred.iter().any(|(b, _)| b == h) {
+                    continue;
+                }
+                if st.barred.len() >= BARRED_CAP {
+                    st.barred.remove(0);
+                }
+                st.barred.push((*h, w.clone()));
+            }
+        }
+        if let Some(a) = ids.amount {
+            st.quoted = Some(st.quoted.map_or(a, |q| q.max(a)));
+        }
         // Aliases too: the subject fields of a result about the subject
         // (a user id behind the e-mail address looked up).
         for h in ids.fields.iter().chain(&ids.ids).chain(&ids.object_args) {

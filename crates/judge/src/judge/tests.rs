@@ -204,13 +204,16 @@ fn a_flood_of_deletes_ends_its_session_and_restricts_its_user_not_the_agent() {
     );
     assert_eq!(decisions.last(), Some(&Decision::Deny), "{decisions:?}");
     assert!(w.agent_state.quarantine().is_none());
-    let v = w.call("read_file", json!({"path": "a"}), json!("x"));
+    let v = w.call("delete_file", json!({"path": "a"}), json!("x"));
     assert_eq!(v.decision, Decision::Deny);
     assert!(
         v.reasons[0].message.contains("restricted"),
         "{:?}",
         v.reasons
     );
+    // The restriction covers deletions; the user may still read.
+    let v = w.call("read_file", json!({"path": "a"}), json!("x"));
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
 }
 
 #[test]

@@ -110,12 +110,65 @@ fn a_quarantine_grade_event_ends_its_session_and_restricts_its_user_not_the_agen
     // The session is over, and the user who drove it is restricted...
     let (v, _) = d.call("a", "ann", "read_file", json!({"path": "x"}), json!("x"));
     assert_eq!(v.decision, Decision::Deny);
-    let (v, _) = d.call("a2", "ann", "read_file", json!({"path": "x"}), json!("x"));
+    let (v, _) = d.call(
+        "a2",
+        "ann",
+        "delete_file",
+        json!({"path": "x"}),
+        json!("ok"),
+    );
     assert_eq!(v.decision, Decision::Deny);
     assert!(v.reasons[0].message.contains("user `ann` is restricted"));
+    // ...but only from side effects: reading their own records goes on...
+    let (v, _) = d.call("a2", "ann", "read_file", json!({"path": "x"}), json!("x"));
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
     // ...while other users of the same agent work on.
     let (v, _) = d.call("b", "bo", "read_file", json!({"path": "x"}), json!("x"));
     assert_eq!(v.decision, Decision::Allow);
+    // The restriction lapses after a day.
+    d.now += 24 * 60 * 60 * 1000;
+    let (v, _) = d.call(
+        "a3",
+        "ann",
+        "delete_file",
+        json!({"path": "x"}),
+        json!("ok"),
+    );
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
+    assert!(d.users["ann"].quarantine().is_none());
+}
+
+#[test]
+fn a_restricted_user_is_refused_only_the_kind_of_side_effect_they_attempted() {
+    let mut d = Deployment::rules(
+        "rules:\n  - id: takeover\n    action: quarantine\n    when: { tool: cancel_booking }\n",
+    );
+    let (v, _) = d.call(
+        "a",
+        "ann",
+        "cancel_booking",
+        json!({"booking_id": "B1"}),
+        json!("ok"),
+    );
+    assert_eq!(v.decision, Decision::Deny, "{:?}", v.reasons);
+    // A later session of the same customer: destructive calls are refused,
+    // an address change (a write, not destructive) is judged as usual.
+    let (v, _) = d.call(
+        "a2",
+        "ann",
+        "delete_card",
+        json!({"card_id": "C1"}),
+        json!("ok"),
+    );
+    assert_eq!(v.decision, Decision::Deny);
+    let (v, _) = d.call(
+        "a2",
+        "ann",
+        "update_address",
+        json!({"address": "3 Quay Road"}),
+        json!("ok"),
+    );
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
 }
 
 #[test]

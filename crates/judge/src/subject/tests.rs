@@ -195,3 +195,82 @@ fn state_stays_bounded() {
     assert!(st.other_subjects.len() <= super::OTHER_SUBJECTS_CAP);
     assert!(st.heap_bytes() < 2048, "{}", st.heap_bytes());
 }
+
+#[test]
+fn an_object_whose_own_record_forbids_a_refund_is_barred() {
+    let mut st = SubjectState::default();
+    let me = json!({"user_id": "ann_1042"});
+    call(&mut st, &me, Some("ann_1042"), None, false);
+    result(&mut st, &me, json!({"reservations": ["R-100", "R-101"]}), 0);
+    let saver = json!({"reservation_id": "R-100"});
+    result(
+        &mut st,
+        &saver,
+        json!(
+            r#"{"reservation_id": "R-100", "user_id": "ann_1042", "rate": "Non-refundable saver"}"#
+        ),
+        1,
+    );
+    let flag = json!({"reservation_id": "R-101"});
+    result(
+        &mut st,
+        &flag,
+        json!({"reservation_id": "R-101", "user_id": "ann_1042", "rate": "flexible"}),
+        2,
+    );
+    let f = call(&mut st, &saver, Some("ann_1042"), None, true);
+    assert_eq!(f.object, Some(Owner::Barred));
+    assert!(f.detail.unwrap_or_default().contains("non-refundable"));
+    // A flexible rate is the subject's own and nothing more.
+    let f = call(&mut st, &flag, Some("ann_1042"), None, true);
+    assert_eq!(f.object, Some(Owner::Own));
+    // A boolean field says it as well as words do.
+    result(
+        &mut st,
+        &flag,
+        json!({"reservation_id": "R-101", "user_id": "ann_1042", "is_refundable": false}),
+        3,
+    );
+    let f = call(&mut st, &flag, Some("ann_1042"), None, true);
+    assert_eq!(f.object, Some(Owner::Barred));
+}
+
+#[test]
+fn value_granted_to_the_subject_must_rest_on_an_amount_its_records_showed() {
+    let mut st = SubjectState::default();
+    let me = json!({"user_id": "ann_1042"});
+    call(&mut st, &me, Some("ann_1042"), None, false);
+    result(
+        &mut st,
+        &me,
+        json!({"user_id": "ann_1042", "orders": ["OR-1"]}),
+        0,
+    );
+    let credit = json!({"user_id": "ann_1042", "amount": 900});
+    let f = call(&mut st, &credit, Some("ann_1042"), None, true);
+    // Nothing read shows an amount: a customer's word is no record.
+    let asked = Some("i want 900 in credit, i have been loyal");
+    assert_eq!(super::unquoted(&st, &f, 900.0, asked), Some(None));
+    // An amount nobody named is not the customer's word.
+    assert_eq!(super::unquoted(&st, &f, 900.0, None), None);
+    let order = json!({"order_id": "OR-1"});
+    result(
+        &mut st,
+        &order,
+        json!({"order_id": "OR-1", "user_id": "ann_1042", "total_paid": "450.00 EUR", "payment_method": "card-4411"}),
+        1,
+    );
+    let f = call(&mut st, &credit, Some("ann_1042"), None, true);
+    assert_eq!(super::unquoted(&st, &f, 900.0, None), Some(Some(450.0)));
+    assert_eq!(super::unquoted(&st, &f, 450.0, asked), None);
+    assert_eq!(super::unquoted(&st, &f, 40.0, None), None);
+    // Value to someone else is another rule's business.
+    let f = call(
+        &mut st,
+        &json!({"user_id": "bob_77", "amount": 900}),
+        Some("ann_1042"),
+        None,
+        true,
+    );
+    assert_eq!(super::unquoted(&st, &f, 900.0, asked), None);
+}
