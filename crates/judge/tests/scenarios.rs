@@ -512,5 +512,6 @@ fn render(
          injection findings; `src/detect/tests.rs` has valid values and near misses for every detector. Speed: \
          `cargo bench -p castellan-judge --bench detect`."
     );
+    t.push_str(include_str!("detection_capabilities.md"));
     t
 }
