@@ -12,11 +12,11 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use base64::Engine as _;
-use rusqlite::{Connection, OptionalExtension};
-
+use crate::location::Location;
 use crate::sign::{PublicKey, SignedHead};
-use crate::store::{AuditError, Verification};
+use crate::store::AuditError;
+use crate::verify::Verification;
+use base64::Engine as _;
 
 /// Appends one signed head to the anchor file and syncs it to disk.
 pub(crate) fn append(path: &Path, head: &SignedHead) -> std::io::Result<()> {
@@ -75,13 +75,13 @@ pub struct AnchorReport {
     pub unreadable: u64,
 }
 
-/// Checks the log at `db` against the anchor file: each signed head must
+/// Checks the log (a SQLite file or a PostgreSQL log) against the anchor file: each signed head must
 /// name a record still in the log with that hash (heads older than the
 /// retention anchor were pruned on purpose and are skipped), and, with
 /// `key`, carry a valid signature. Intact reports how many records the
 /// anchor proves: every record up to its newest head.
 pub fn verify_anchor(
-    db: &Path,
+    log: impl Into<Location>,
     anchor: &Path,
     key: Option<&PublicKey>,
 ) -> Result<AnchorReport, AuditError> {
@@ -89,30 +89,15 @@ pub fn verify_anchor(
         path: anchor.display().to_string(),
         message: format!("cannot read the anchor: {e}"),
     })?;
-    let db_err = |e: rusqlite::Error| AuditError::Db {
-        path: db.display().to_string(),
-        message: e.to_string(),
-    };
-    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(db_err)?;
-    let (first, last): (Option<i64>, Option<i64>) = conn
-        .query_row("SELECT MIN(seq), MAX(seq) FROM records", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(db_err)?;
-    let pruned_before = crate::sign::anchor(&conn)
-        .ok()
-        .flatten()
-        .map_or(1, |a| a.seq);
+    let mut log = crate::read::open(&log.into())?;
+    let (first, last) = log.bounds()?;
+    let pruned_before = log.anchor().ok().flatten().map_or(1, |a| a.seq);
     let mut report = AnchorReport {
         verification: Verification::Intact { records: 0 },
         last_anchored: None,
         heads: 0,
         unreadable: 0,
     };
-    let mut stmt = conn
-        .prepare("SELECT hash FROM records WHERE seq = ?1")
-        .map_err(db_err)?;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Some(h) = parse(line) else {
             report.unreadable += 1;
@@ -132,11 +117,7 @@ pub fn verify_anchor(
             );
             return Ok(report);
         }
-        let stored: Option<Vec<u8>> = stmt
-            .query_row([h.seq], |r| r.get(0))
-            .optional()
-            .map_err(db_err)?;
-        match stored {
+        match log.hash_at(h.seq)? {
             None => {
                 report.verification = broken(format!(
                     "the anchor vouches for record {} but the log ends at {} (records deleted from the end)",

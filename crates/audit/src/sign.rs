@@ -12,13 +12,15 @@
 //! record's sequence number and the hash it chains from, recorded in the
 //! `prunes` table (signed the same way when a key is configured), so
 //! verification starts from the anchor instead of the genesis hash.
+//!
+//! This file is the cryptography; each store keeps the tables
+//! (`store/sqlite.rs`, `store/postgres.rs`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine as _;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::AuditError;
 
@@ -28,23 +30,6 @@ const ANCHOR_CONTEXT: &[u8] = b"castellan-anchor-v1";
 const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
-
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    head BLOB NOT NULL,
-    signature BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS prunes (
-    id INTEGER PRIMARY KEY,
-    at_ms INTEGER NOT NULL,
-    removed INTEGER NOT NULL,
-    anchor_seq INTEGER NOT NULL,
-    anchor_prev BLOB NOT NULL,
-    signature BLOB
-);
-";
 
 fn bad(path: &Path, message: impl Into<String>) -> AuditError {
     AuditError::Key {
@@ -116,6 +101,22 @@ impl SigningKey {
 
     fn sign(&self, context: &[u8], seq: i64, hash: &[u8]) -> Vec<u8> {
         self.0.sign(&message(context, seq, hash)).as_ref().to_vec()
+    }
+
+    /// Signs record `seq`'s chain hash: a checkpoint of the chain head.
+    pub(crate) fn sign_head(&self, seq: i64, hash: &[u8], at_ms: u64) -> SignedHead {
+        SignedHead {
+            seq,
+            at_ms,
+            head: hash.to_vec(),
+            signature: self.sign(CHECKPOINT_CONTEXT, seq, hash),
+        }
+    }
+
+    /// Signs a retention anchor: the first kept record and the hash it
+    /// chains from.
+    pub(crate) fn sign_anchor(&self, seq: i64, prev: &[u8]) -> Vec<u8> {
+        self.sign(ANCHOR_CONTEXT, seq, prev)
     }
 }
 
@@ -195,113 +196,12 @@ impl SignedHead {
     }
 }
 
-/// Signs the current chain head unless it is already signed. Returns what
-/// was signed, if anything.
-pub(crate) fn checkpoint(
-    conn: &Connection,
-    key: &SigningKey,
-    now_ms: u64,
-) -> rusqlite::Result<Option<SignedHead>> {
-    let head: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((seq, hash)) = head else {
-        return Ok(None);
-    };
-    let signature = key.sign(CHECKPOINT_CONTEXT, seq, &hash);
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO checkpoints (seq, at_ms, head, signature) VALUES (?1, ?2, ?3, ?4)",
-        params![seq, now_ms as i64, hash, signature],
-    )?;
-    Ok((n > 0).then_some(SignedHead {
-        seq,
-        at_ms: now_ms,
-        head: hash,
-        signature,
-    }))
-}
-
-/// Deletes what `retention` no longer keeps and records the new anchor (in
-/// one transaction). Returns how many records were removed.
-pub(crate) fn prune(
-    conn: &mut Connection,
-    retention: &Retention,
-    key: Option<&SigningKey>,
-    now_ms: u64,
-) -> rusqlite::Result<u64> {
-    let tx = conn.transaction()?;
-    let mut cut: Option<i64> = None; // first seq kept
-    if let Some(age) = retention.max_age {
-        let oldest = now_ms.saturating_sub(age.as_millis() as u64) as i64;
-        cut = tx
-            .query_row(
-                "SELECT MIN(seq) FROM records WHERE at_ms >= ?1",
-                [oldest],
-                |r| r.get::<_, Option<i64>>(0),
-            )?
-            // Every record is too old: keep the newest one as the anchor.
-            .or(tx.query_row("SELECT MAX(seq) FROM records", [], |r| r.get(0))?);
-    }
-    if let Some(max) = retention.max_records {
-        let by_count: Option<i64> = tx
-            .query_row(
-                "SELECT seq FROM records ORDER BY seq DESC LIMIT 1 OFFSET ?1",
-                [max.max(1) as i64 - 1],
-                |r| r.get(0),
-            )
-            .optional()?;
-        cut = cut.max(by_count);
-    }
-    let Some(first_kept) = cut else {
-        return Ok(0);
-    };
-    let removed = tx.execute("DELETE FROM records WHERE seq < ?1", [first_kept])? as u64;
-    if removed == 0 {
-        return Ok(0);
-    }
-    tx.execute("DELETE FROM checkpoints WHERE seq < ?1", [first_kept])?;
-    let prev: Vec<u8> = tx.query_row(
-        "SELECT prev_hash FROM records WHERE seq = ?1",
-        [first_kept],
-        |r| r.get(0),
-    )?;
-    let signature = key.map(|k| k.sign(ANCHOR_CONTEXT, first_kept, &prev));
-    tx.execute(
-        "INSERT INTO prunes (at_ms, removed, anchor_seq, anchor_prev, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_ms as i64, removed as i64, first_kept, prev, signature],
-    )?;
-    tx.commit()?;
-    Ok(removed)
-}
-
 /// Where verification starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Anchor {
     pub seq: i64,
     pub prev: [u8; 32],
     pub signature: Option<Vec<u8>>,
-}
-
-pub(crate) fn anchor(conn: &Connection) -> rusqlite::Result<Option<Anchor>> {
-    let row: Option<(i64, Vec<u8>, Option<Vec<u8>>)> = conn
-        .query_row(
-            "SELECT anchor_seq, anchor_prev, signature FROM prunes ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    Ok(row.and_then(|(seq, p, signature)| {
-        let prev: [u8; 32] = p.try_into().ok()?;
-        Some(Anchor {
-            seq,
-            prev,
-            signature,
-        })
-    }))
 }
 
 impl Anchor {
@@ -323,20 +223,4 @@ impl Checkpoint {
     pub(crate) fn signed_by(&self, key: &PublicKey, seq: i64) -> bool {
         key.verifies(CHECKPOINT_CONTEXT, seq, &self.head, &self.signature)
     }
-}
-
-pub(crate) fn checkpoints(
-    conn: &Connection,
-) -> rusqlite::Result<std::collections::BTreeMap<i64, Checkpoint>> {
-    let mut stmt = conn.prepare("SELECT seq, head, signature FROM checkpoints ORDER BY seq")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            Checkpoint {
-                head: r.get(1)?,
-                signature: r.get(2)?,
-            },
-        ))
-    })?;
-    rows.collect()
 }

@@ -3,7 +3,6 @@
 //! the ones the gateway writes, and a table beside JSON Lines.
 
 use std::io::Write as _;
-use std::path::Path;
 
 use clap::ValueEnum;
 
@@ -146,7 +145,7 @@ pub struct Filters {
 }
 
 /// Prints the records `q` selects from the audit log `file`.
-pub fn run(file: &Path, q: Filters) -> anyhow::Result<()> {
+pub fn run(log: &castellan_audit::Location, q: Filters) -> anyhow::Result<()> {
     // `mail__send_email` (what the agent called) is upstream `mail`'s
     // `send_email`; a name without the separator is the upstream's own.
     let (upstream, target) = match q.tool {
@@ -182,7 +181,7 @@ pub fn run(file: &Path, q: Filters) -> anyhow::Result<()> {
         } else {
             Format::Json
         });
-    let records = castellan_audit::query(file, &filter)?;
+    let records = castellan_audit::query(log, &filter)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         Format::Json => {

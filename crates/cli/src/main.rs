@@ -121,8 +121,10 @@ enum AuditCommand {
     /// record; exit 1 naming the first modified, deleted, inserted or
     /// reordered record (2 when the log cannot be read at all).
     Verify {
-        /// The audit database.
-        file: PathBuf,
+        /// The audit log: a SQLite file, or a fleet's `postgres://` URL
+        /// (password from `PGPASSWORD` when the URL has none).
+        #[arg(value_name = "FILE_OR_URL")]
+        log: String,
         /// Also check every signed checkpoint against this Ed25519 public
         /// key (PEM); fails if nothing is signed.
         #[arg(long)]
@@ -143,9 +145,11 @@ enum AuditCommand {
     /// Print records, oldest first: a table at a terminal, JSON Lines
     /// (every field) otherwise or with `--format json`.
     Query {
-        /// The audit database (`castellan-audit.db` where the gateway ran,
-        /// unless `audit.path` says otherwise).
-        file: PathBuf,
+        /// The audit log (`castellan-audit.db` where the gateway ran,
+        /// unless `audit.path` says otherwise), or a fleet's `postgres://`
+        /// URL.
+        #[arg(value_name = "FILE_OR_URL")]
+        log: String,
         #[command(flatten)]
         query: audit_query::Filters,
     },
@@ -340,8 +344,12 @@ fn write_new(path: &std::path::Path, bytes: &[u8], mode: u32) -> anyhow::Result<
         .with_context(|| format!("{}: cannot create", path.display()))
 }
 
-fn ensure_exists(path: &std::path::Path) -> anyhow::Result<()> {
-    if !path.exists() {
+/// A file that is not there is a typo, not an empty log (SQLite would
+/// create it); a database is asked when it is read.
+fn ensure_exists(log: &castellan_audit::Location) -> anyhow::Result<()> {
+    if let Some(path) = log.file()
+        && !path.exists()
+    {
         anyhow::bail!("{}: no such audit log", path.display());
     }
     Ok(())
@@ -480,22 +488,23 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
         Command::Audit {
             command:
                 AuditCommand::Verify {
-                    file,
+                    log,
                     public_key,
                     anchor,
                 },
         } => {
-            ensure_exists(&file)?;
+            let log = castellan_audit::Location::parse(&log);
+            ensure_exists(&log)?;
             let key = public_key
                 .as_deref()
                 .map(castellan_audit::PublicKey::from_file)
                 .transpose()?;
-            let report = castellan_audit::verify_with(&file, key.as_ref())?;
+            let report = castellan_audit::verify_with(&log, key.as_ref())?;
             if matches!(
                 report.verification,
                 castellan_audit::Verification::Intact { .. }
             ) {
-                verify_anchor(&file, anchor.as_deref(), key.as_ref())?;
+                verify_anchor(&log, anchor.as_deref(), key.as_ref())?;
             }
             let anchor = report
                 .anchor
@@ -506,13 +515,13 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                     if records > 0 && report.checkpoints == 0 {
                         eprintln!(
                             "castellan: {}: no signed checkpoint; nothing vouches for these {records} records",
-                            file.display()
+                            log
                         );
                         std::process::exit(1);
                     }
                     println!(
                         "{}: intact ({records} records{anchor}; {} signed checkpoints verified, last at record {}; {} records after it not yet signed)",
-                        file.display(),
+                        log,
                         report.checkpoints,
                         report.last_checkpoint.unwrap_or(0),
                         report.unsigned_tail
@@ -520,23 +529,24 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
                     Ok(())
                 }
                 castellan_audit::Verification::Intact { records } => {
-                    println!("{}: intact ({records} records{anchor})", file.display());
+                    println!("{}: intact ({records} records{anchor})", log);
                     Ok(())
                 }
                 castellan_audit::Verification::Broken { seq, id, reason } => {
                     eprintln!(
                         "castellan: {}: chain broken at record {seq} (id `{id}`): {reason}",
-                        file.display()
+                        log
                     );
                     std::process::exit(1);
                 }
             }
         }
         Command::Audit {
-            command: AuditCommand::Query { file, query },
+            command: AuditCommand::Query { log, query },
         } => {
-            ensure_exists(&file)?;
-            audit_query::run(&file, query)
+            let log = castellan_audit::Location::parse(&log);
+            ensure_exists(&log)?;
+            audit_query::run(&log, query)
         }
         Command::Serve {
             config,
@@ -562,25 +572,28 @@ fn run(command: Command, log_format: LogFormat) -> anyhow::Result<()> {
 /// beside it when it exists) and prints what the anchor proves; exits 1
 /// when the log no longer holds what the anchor vouches for.
 fn verify_anchor(
-    file: &std::path::Path,
+    log: &castellan_audit::Location,
     anchor: Option<&std::path::Path>,
     key: Option<&castellan_audit::PublicKey>,
 ) -> anyhow::Result<()> {
-    let beside = PathBuf::from(castellan_config::beside_audit_log(
-        &file.display().to_string(),
-        "anchor",
-    ));
-    let anchor = match anchor {
-        Some(a) => a.to_path_buf(),
-        None if beside.exists() => beside,
-        None => return Ok(()),
+    // A fleet's replicas each keep their own anchor: name it.
+    let beside = log.file().map(|file| {
+        PathBuf::from(castellan_config::beside_audit_log(
+            &file.display().to_string(),
+            "anchor",
+        ))
+    });
+    let anchor = match (anchor, beside) {
+        (Some(a), _) => a.to_path_buf(),
+        (None, Some(beside)) if beside.exists() => beside,
+        (None, _) => return Ok(()),
     };
-    let r = castellan_audit::verify_anchor(file, &anchor, key)?;
+    let r = castellan_audit::verify_anchor(log, &anchor, key)?;
     match r.verification {
         castellan_audit::Verification::Intact { records } => {
             println!(
                 "{}: anchor {} proves {records} records (up to record {}; {} signed heads{})",
-                file.display(),
+                log,
                 anchor.display(),
                 r.last_anchored.unwrap_or(0),
                 r.heads,
@@ -595,7 +608,7 @@ fn verify_anchor(
         castellan_audit::Verification::Broken { seq, reason, .. } => {
             eprintln!(
                 "castellan: {}: does not match the anchor {} at record {seq}: {reason}",
-                file.display(),
+                log,
                 anchor.display()
             );
             std::process::exit(1);

@@ -1476,7 +1476,8 @@ impl Behaviour {
             limit: Some(limit),
             ..Default::default()
         };
-        let records = castellan_audit::query(audit.path(), &filter).map_err(|e| e.to_string())?;
+        let records =
+            castellan_audit::query(audit.location(), &filter).map_err(|e| e.to_string())?;
         Ok(records
             .into_iter()
             .map(|s| {

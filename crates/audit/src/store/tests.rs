@@ -1,5 +1,13 @@
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+
+use super::sqlite::open;
 use super::*;
-use crate::sign::SigningKey;
+use crate::record::{GENESIS, chain_hash};
+use crate::sign::{Checkpointing, PublicKey, Retention, SigningKey};
+use crate::{Filter, Report, Verification, query, verify, verify_with};
 
 fn record(i: u64, decision: &str) -> Record {
     Record {
@@ -332,7 +340,7 @@ fn a_rewritten_and_fully_rehashed_chain_is_caught_by_the_signed_checkpoint() {
     conn.execute("DELETE FROM checkpoints", []).expect("drop");
     drop(conn);
     let conn = Connection::open(&path).expect("open");
-    crate::sign::checkpoint(&conn, &forged, 1).expect("forge");
+    super::sqlite::sign_head(&conn, &forged).expect("forge");
     drop(conn);
     assert!(matches!(
         report(&path, &public).verification,
@@ -374,7 +382,7 @@ fn retention_by_count_keeps_the_chain_verifiable_from_a_signed_anchor() {
     write_signed(&path, &key, 0, 30, 10);
     let signing = SigningKey::from_file(&key).expect("key");
     let mut conn = Connection::open(&path).expect("open");
-    let removed = crate::sign::prune(
+    let removed = super::sqlite::prune(
         &mut conn,
         &Retention {
             max_age: None,
