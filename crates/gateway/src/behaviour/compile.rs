@@ -5,18 +5,19 @@
 use castellan_config::JudgeConfig;
 use castellan_judge::{Catalog, Judge, Label, LabelOverride, LabelSet, Policy, RuleSet};
 
+use crate::error::Error;
+
 /// Compiles the judge the configuration describes. Every error names the
 /// file and line at fault.
-pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), String> {
+pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), Error> {
     let mut roles = Vec::with_capacity(cfg.tools.len());
     for t in &cfg.tools {
         let mut args = Vec::with_capacity(t.arguments.len());
         for (arg, role) in &t.arguments {
-            let r = castellan_judge::ArgRole::parse(role).ok_or_else(|| {
-                format!(
-                    "judge.tools `{}`: argument `{arg}` has unknown role `{role}`",
-                    t.matches
-                )
+            let r = castellan_judge::ArgRole::parse(role).ok_or_else(|| Error::JudgeEntry {
+                section: "tools",
+                matches: t.matches.clone(),
+                message: format!("argument `{arg}` has unknown role `{role}`"),
             })?;
             args.push((arg.clone(), r));
         }
@@ -27,19 +28,20 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
     }
     let mut overrides = Vec::with_capacity(cfg.labels.len());
     for l in &cfg.labels {
-        let parse = |names: &[String]| -> Result<LabelSet, String> {
+        let parse = |names: &[String]| -> Result<LabelSet, Error> {
             let mut set = LabelSet::EMPTY;
             for n in names {
-                set.insert(Label::parse(n).ok_or_else(|| {
-                    format!(
-                        "judge.labels `{}`: unknown label `{n}`; known: {}",
-                        l.matches,
+                set.insert(Label::parse(n).ok_or_else(|| Error::JudgeEntry {
+                    section: "labels",
+                    matches: l.matches.clone(),
+                    message: format!(
+                        "unknown label `{n}`; known: {}",
                         Label::ALL
                             .iter()
                             .map(|x| x.as_str())
                             .collect::<Vec<_>>()
                             .join(", ")
-                    )
+                    ),
                 })?);
             }
             Ok(set)
@@ -52,34 +54,35 @@ pub fn compile_judge(cfg: &JudgeConfig) -> Result<(Judge, Vec<LabelOverride>), S
     }
     let catalog = Catalog::new(overrides.clone()).with_roles(roles);
     let mut rules = if cfg.default_pack {
-        castellan_judge::pack::rules().map_err(|e| e.to_string())?
+        castellan_judge::pack::rules()?
     } else {
-        RuleSet::from_yaml("<empty>", "rules: []").map_err(|e| e.to_string())?
+        RuleSet::from_yaml("<empty>", "rules: []")?
     };
     for file in &cfg.rules {
-        let text =
-            std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
-        rules
-            .merge(RuleSet::from_yaml(file, &text).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        let text = read(file)?;
+        rules.merge(RuleSet::from_yaml(file, &text)?)?;
     }
     rules.add_internal_domains(&cfg.internal_domains);
     let policy = match &cfg.policy {
         Some(file) => {
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("{file}: cannot read: {e}"))?;
-            castellan_judge::policy::check_servers(file, &text, &cfg.servers)
-                .map_err(|e| e.to_string())?;
-            Policy::with_attributes(&catalog, &cfg.attributes, file, &text)
-                .map_err(|e| e.to_string())?
+            let text = read(file)?;
+            castellan_judge::policy::check_servers(file, &text, &cfg.servers)?;
+            Policy::with_attributes(&catalog, &cfg.attributes, file, &text)?
         }
         None => Policy::with_attributes(
             &catalog,
             &cfg.attributes,
             castellan_judge::pack::POLICY_FILE,
             castellan_judge::pack::POLICY,
-        )
-        .map_err(|e| e.to_string())?,
+        )?,
     };
     Ok((Judge::new(catalog, rules).with_policy(policy), overrides))
+}
+
+/// A rule or policy file's text.
+fn read(file: &str) -> Result<String, Error> {
+    std::fs::read_to_string(file).map_err(|error| Error::Read {
+        file: file.to_owned(),
+        error,
+    })
 }

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use castellan_judge::Millis;
-use serde_json::{Value, json};
+use castellan_judge::{Millis, Reason};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::judged::Judged;
 use super::{Behaviour, lock, now_ms};
@@ -37,6 +38,41 @@ impl Drop for Waiting {
             }
         });
     }
+}
+
+/// A call waiting for a human, as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldView {
+    /// The decision id.
+    pub id: String,
+    /// The decision (`hold`).
+    pub decision: &'static str,
+    /// The rules and policies that caused it.
+    pub rules: Vec<String>,
+    /// Its most severe reason in words.
+    pub reason: String,
+    /// The risk after the call.
+    pub risk: u32,
+    /// Where argument values came from.
+    pub provenance: Vec<String>,
+    /// The agent.
+    pub agent: String,
+    /// The behavioural session (`<agent>/<name>`).
+    pub session: String,
+    /// The upstream.
+    pub server: String,
+    /// The tool, prompt or resource.
+    pub tool: String,
+    /// The arguments as the agent sent them.
+    pub arguments: Value,
+    /// Every reason with its facts.
+    pub reasons: Vec<Reason>,
+    /// When it was held (ms since the epoch).
+    pub since_ms: u64,
+    /// When it was held (RFC 3339).
+    pub since: String,
+    /// When it times out (RFC 3339).
+    pub expires: String,
 }
 
 /// A call waiting for a human.
@@ -98,11 +134,11 @@ impl Behaviour {
         lock(&self.held).remove(&judged.id);
         let approved = outcome == "approved";
         if approved {
-            self.approved(judged);
+            self.approved(judged).await;
         } else if outcome == "refused" {
             // A person said no (a timeout is nobody's answer): harm
             // attempted again in this session corroborates a quarantine.
-            self.refused(judged);
+            self.refused(judged).await;
         }
         if outcome == "timed out" {
             tracing::warn!(decision_id = %judged.id, timeout = ?hold_timeout, "hold timed out: nobody answered, the call is refused");
@@ -116,29 +152,46 @@ impl Behaviour {
     /// them: the arguments as the agent sent them (where the mail or money
     /// goes, how much), the provenance and rules that caused the hold. The
     /// audit log keeps only their shape; the admin API is the operator's.
-    pub fn holds(&self) -> Vec<Value> {
+    pub fn holds(&self) -> Vec<HoldView> {
+        let timeout = u64::try_from(self.hold_timeout().as_millis()).unwrap_or(u64::MAX);
         lock(&self.held)
             .values()
             .map(|h| {
                 let j = &h.judged;
-                let mut v = j.explanation();
-                v["agent"] = json!(j.subject.agent.as_str());
-                v["session"] = json!(j.subject.session.as_str());
-                v["server"] = json!(j.subject.server);
-                v["tool"] = json!(j.subject.tool);
-                v["arguments"] = j.subject.args.clone();
-                v["reasons"] = json!(j.verdict.reasons);
-                v["since_ms"] = json!(h.since_ms);
-                v["since"] = json!(Millis(h.since_ms).rfc3339().to_string());
-                v["expires"] = json!(
-                    Millis(h.since_ms)
-                        .plus(u64::try_from(self.hold_timeout().as_millis()).unwrap_or(u64::MAX))
-                        .rfc3339()
-                        .to_string()
-                );
-                v
+                HoldView {
+                    id: j.id.clone(),
+                    decision: j.verdict.decision.as_str(),
+                    rules: j
+                        .verdict
+                        .rule_ids()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                    reason: j.verdict.summary(),
+                    risk: j.verdict.risk_after.0,
+                    provenance: j
+                        .verdict
+                        .provenance
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
+                    agent: j.subject.agent.as_str().to_owned(),
+                    session: j.subject.session.as_str().to_owned(),
+                    server: j.subject.server.clone(),
+                    tool: j.subject.tool.clone(),
+                    arguments: j.subject.args.clone(),
+                    reasons: j.verdict.reasons.clone(),
+                    since_ms: h.since_ms,
+                    since: Millis(h.since_ms).rfc3339().to_string(),
+                    expires: Millis(h.since_ms).plus(timeout).rfc3339().to_string(),
+                }
             })
             .collect()
+    }
+
+    /// How many calls wait for approval.
+    pub fn held_count(&self) -> usize {
+        lock(&self.held).len()
     }
 
     /// Answers a held call; false if there is no such hold. The call of an
@@ -156,17 +209,27 @@ impl Behaviour {
     }
 
     /// A held call approved by a human joins the baseline.
-    pub fn approved(&self, judged: &Judged) {
+    pub async fn approved(&self, judged: &Judged) {
         let _ = judged.released.set(Instant::now());
         let judge = self.judge();
-        self.with_state(&judged.subject, |state| {
-            judge.record_approved(state, &judged.subject.call(), &judged.verdict)
-        });
+        let recorded = self
+            .with_state(&judged.subject, |state| {
+                judge.record_approved(state, &judged.subject.call(), &judged.verdict)
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(decision_id = %judged.id, error = %e, "the approval is not in the agent's baseline");
+        }
     }
 
     /// A held call refused by a person: its session remembers it.
-    pub(super) fn refused(&self, judged: &Judged) {
+    async fn refused(&self, judged: &Judged) {
         let judge = self.judge();
-        self.with_state(&judged.subject, |state| judge.record_refused(state));
+        let recorded = self
+            .with_state(&judged.subject, |state| judge.record_refused(state))
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(decision_id = %judged.id, error = %e, "the refusal is not in the session's state");
+        }
     }
 }

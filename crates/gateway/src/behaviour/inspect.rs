@@ -35,7 +35,7 @@ impl Behaviour {
     /// Shows a result to the judge (taint, provenance, redactions) and
     /// masks what the agent may not see. `Some` says which classes block
     /// the whole result: the agent must not get it.
-    pub fn inspect(&self, judged: &Judged, result: &mut Value) -> Option<String> {
+    pub async fn inspect(&self, judged: &Judged, result: &mut Value) -> Option<String> {
         let started = Instant::now();
         let sent = judged.released.get().copied().unwrap_or(judged.decided);
         metrics::histogram!("castellan_upstream_seconds", "upstream" => judged.subject.server.clone())
@@ -44,7 +44,10 @@ impl Behaviour {
             .get("isError")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        let blocked = self.observe(judged, result, is_error, "result").blocked;
+        let blocked = self
+            .observe(judged, result, is_error, "result")
+            .await
+            .blocked;
         metrics::histogram!("castellan_inspect_seconds").record(started.elapsed().as_secs_f64());
         blocked
     }
@@ -52,7 +55,7 @@ impl Behaviour {
     /// Inspects one message streamed to the agent before the result (a log
     /// or progress notification, a server request) like the result itself.
     /// Messages with nothing to act on are only scanned, never parsed.
-    pub fn inspect_event(
+    pub async fn inspect_event(
         &self,
         judged: &Judged,
         method: &str,
@@ -62,16 +65,12 @@ impl Behaviour {
         if !self.needs_inspection(params, redact_all) {
             return Screened::Clean;
         }
-        self.inspect_params(judged, method, params)
+        self.inspect_params(judged, method, params).await
     }
 
     /// The judge's raw pre-screen: whether `params` may hold anything to
     /// find (clean ones are relayed without being parsed).
-    pub(super) fn needs_inspection(
-        &self,
-        params: &serde_json::value::RawValue,
-        redact_all: bool,
-    ) -> bool {
+    fn needs_inspection(&self, params: &serde_json::value::RawValue, redact_all: bool) -> bool {
         match self.judge.read() {
             Ok(j) => j.needs_inspection(params.get(), redact_all),
             Err(p) => p.into_inner().needs_inspection(params.get(), redact_all),
@@ -79,7 +78,7 @@ impl Behaviour {
     }
 
     /// Parses, shows to the judge and masks params the pre-screen flagged.
-    pub(super) fn inspect_params(
+    async fn inspect_params(
         &self,
         judged: &Judged,
         method: &str,
@@ -88,7 +87,7 @@ impl Behaviour {
         let Ok(mut value) = serde_json::from_str::<Value>(params.get()) else {
             return Screened::Blocked("content that cannot be inspected".into());
         };
-        let seen = self.observe(judged, &mut value, false, method);
+        let seen = self.observe(judged, &mut value, false, method).await;
         match (seen.blocked, seen.redacted) {
             (Some(why), _) => Screened::Blocked(why),
             (None, true) => Screened::Redacted(castellan_protocol::jsonrpc::to_raw(&value)),
@@ -102,7 +101,7 @@ impl Behaviour {
     /// whose tool is the message's method. Findings and signals label the
     /// session like any result and are written as a `<id>.result` audit
     /// record of their own.
-    pub fn inspect_push(
+    pub async fn inspect_push(
         &self,
         principal: &Principal,
         session: &str,
@@ -129,14 +128,14 @@ impl Behaviour {
             ),
             Verdict::allow(),
         );
-        let screened = self.inspect_params(&judged, method, params);
+        let screened = self.inspect_params(&judged, method, params).await;
         self.report_result(&judged);
         screened
     }
 
     /// Shows content on its way to the agent to the judge, masks what must
     /// be masked and notes the findings for the call's result record.
-    pub(super) fn observe(
+    async fn observe(
         &self,
         judged: &Judged,
         value: &mut Value,
@@ -151,9 +150,22 @@ impl Behaviour {
             &judged.verdict,
             &ToolResult { value, is_error },
         );
-        let rv = self.with_state(&judged.subject, |state| {
-            judge.observe_scanned(state, scanned, now)
-        });
+        let rv = match self
+            .with_state(&judged.subject, |state| {
+                judge.observe_scanned(state, scanned, now)
+            })
+            .await
+        {
+            Ok(rv) => rv,
+            // Content the judge could not record must not reach the agent.
+            Err(e) => {
+                tracing::error!(decision_id = %judged.id, origin, error = %e, "content kept from the agent: its inspection could not be recorded");
+                return Seen {
+                    blocked: Some("content that cannot be inspected".into()),
+                    redacted: false,
+                };
+            }
+        };
         if let Some(phrase) = rv.injection {
             tracing::warn!(decision_id = %judged.id, agent = %judged.subject.agent.as_str(), tool = %judged.subject.tool, origin, phrase, "content carries instructions aimed at the agent");
         }
@@ -172,40 +184,17 @@ impl Behaviour {
         redact(value, rv.redactions);
         Seen { blocked, redacted }
     }
-
-    /// Writes what inspecting a call's answer found as an audit record
-    /// linked to the decision (id `<decision>.result`), once, and raises an
-    /// alert when content was blocked or carried injected instructions. A
-    /// clean answer writes nothing.
-    pub fn report_result(&self, judged: &Judged) {
-        let report = {
-            let mut r = lock(&judged.report);
-            if r.written || (r.findings.is_empty() && r.signals.is_empty() && r.blocked.is_empty())
-            {
-                return;
-            }
-            let taken = std::mem::take(&mut *r);
-            r.written = true;
-            taken
-        };
-        let signalled = !report.signals.is_empty();
-        let record = self.result_record(judged, report, now_ms());
-        if record.decision == "result_block" || signalled {
-            self.alerts.raise(crate::alerts::Alert::from(&record));
-        }
-        self.append(record);
-    }
 }
 
 /// What [`Behaviour::observe`] did to one message.
-pub(super) struct Seen {
-    pub(super) blocked: Option<String>,
-    pub(super) redacted: bool,
+struct Seen {
+    blocked: Option<String>,
+    redacted: bool,
 }
 
 /// The classes (and detectors) whose action is `block`, in words: what the
 /// agent and the operator are told, never the values.
-pub(super) fn blocked_classes(findings: &[castellan_judge::ContentFinding]) -> String {
+fn blocked_classes(findings: &[castellan_judge::ContentFinding]) -> String {
     let mut named: Vec<String> = findings
         .iter()
         .filter(|f| f.action == castellan_judge::ContentAction::Block)
@@ -222,7 +211,7 @@ pub(super) fn blocked_classes(findings: &[castellan_judge::ContentFinding]) -> S
 
 /// Masks each redaction's byte range in its string, from the end of each
 /// string so earlier ranges stay valid; the JSON stays valid.
-pub(super) fn redact(value: &mut Value, mut redactions: Vec<castellan_judge::Redaction>) {
+fn redact(value: &mut Value, mut redactions: Vec<castellan_judge::Redaction>) {
     redactions.sort_by(|a, b| (a.pointer.as_str(), b.start).cmp(&(b.pointer.as_str(), a.start)));
     for r in redactions {
         let target = if r.pointer.is_empty() {

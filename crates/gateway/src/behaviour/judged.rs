@@ -7,7 +7,6 @@ use std::time::Instant;
 use castellan_judge::{AgentId, Call, CallKind, LabelSet, SessionKey, UserId, Verdict};
 use serde_json::{Value, json};
 
-use super::record::args_digest;
 use crate::identity::Principal;
 
 /// What a call is about, owned, so its result can be judged later.
@@ -195,4 +194,14 @@ impl ResultReport {
             self.blocked.push(origin.to_owned());
         }
     }
+}
+
+/// BLAKE3 of the arguments' compact JSON (serde_json's serialisation of
+/// the parsed value, as [`castellan_protocol::json::to_string`] writes it),
+/// hex: the digest records have always carried.
+pub(super) fn args_digest(args_text: &str) -> String {
+    blake3::hash(args_text.as_bytes())
+        .to_hex()
+        .as_str()
+        .to_owned()
 }

@@ -16,19 +16,22 @@
 //! its digest).
 
 //!
-//! Layout: [`compile`] builds the judge; this file keeps it (reloads,
-//! learnt tools); [`decide`] judges calls; [`inspect`] shows answers to
-//! the judge; [`state`] keeps the behavioural state; [`holds`] is the
-//! approval queue; [`record`] writes the audit records; [`views`] is what
-//! operators see.
+//! Layout: `compile` builds the judge; this file keeps it (reloads,
+//! learnt tools); `decide` judges calls; `inspect` shows answers to the
+//! judge; [`store`] is the seam to the behavioural state (`memory` its
+//! in-process implementation) and `state` what the gateway does with it;
+//! `holds` is the approval queue; `record` records decisions (metrics,
+//! logs, audit, alerts) in one place; `views` is what operators see.
 
 mod compile;
 mod decide;
 mod holds;
 mod inspect;
 mod judged;
+mod memory;
 mod record;
 mod state;
+pub mod store;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -43,12 +46,17 @@ use castellan_judge::{AgentId, Call, CallKind, Judge, SessionKey, ToolDef, UserI
 use serde_json::{Value, json};
 
 pub use compile::compile_judge;
+pub use decide::STATE_UNAVAILABLE;
 use holds::Held;
+pub use holds::HoldView;
 pub use inspect::Screened;
 pub use judged::Judged;
-use state::States;
-pub use views::RecentAction;
+pub use state::ReleaseView;
+use store::{MemoryStore, StateStore};
+use views::Activity;
+pub use views::{AgentView, QuarantineView, RecentAction, SessionView};
 
+use crate::error::Error;
 use crate::identity::Principal;
 
 /// `_meta` key naming a modern agent's behavioural session.
@@ -65,7 +73,10 @@ pub const UNTRUSTED_INTENT: &str = "untrusted-intent";
 pub struct Behaviour {
     judge: RwLock<Judge>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
-    states: Mutex<States>,
+    /// Where the behavioural state lives between calls.
+    state: Arc<dyn StateStore>,
+    /// What operators see of recent decisions, in this process.
+    activity: Mutex<Activity>,
     audit: Option<Writer>,
     ids: std::sync::atomic::AtomicU64,
     /// How long a held call waits, in milliseconds; zero refuses at once.
@@ -107,12 +118,13 @@ fn millis(d: std::time::Duration) -> u64 {
 impl Behaviour {
     /// The live judge with its audit log (`None` for offline tools that
     /// judge nothing, such as `castellan tools`).
-    pub fn new(cfg: &JudgeConfig, audit: Option<Writer>) -> Result<Behaviour, String> {
+    pub fn new(cfg: &JudgeConfig, audit: Option<Writer>) -> Result<Behaviour, Error> {
         let (judge, _) = compile_judge(cfg)?;
         Ok(Behaviour {
             judge: RwLock::new(judge),
             defs: Mutex::new(BTreeMap::new()),
-            states: Mutex::new(States::default()),
+            state: Arc::new(MemoryStore::default()),
+            activity: Mutex::new(Activity::default()),
             audit,
             ids: std::sync::atomic::AtomicU64::new(0),
             hold_timeout_ms: std::sync::atomic::AtomicU64::new(millis(cfg.hold_timeout)),
@@ -134,34 +146,28 @@ impl Behaviour {
     pub fn with_baselines(
         mut self,
         store: Box<dyn crate::baselines::BaselineStore>,
-    ) -> Result<Behaviour, String> {
-        let saved = store.load().map_err(|e| e.to_string())?;
-        {
-            let mut states = lock(&self.states);
-            for (agent, learned) in saved {
-                states
-                    .agents
-                    .entry(AgentId::new(agent))
-                    .or_default()
-                    .set_learned(learned);
-            }
-        }
+    ) -> Result<Behaviour, Error> {
+        let saved = store.load()?;
+        // Before any call: the in-process state starts from what was saved.
+        self.state = Arc::new(MemoryStore::with_learned(saved));
         self.baselines = Some(store);
         Ok(self)
     }
 
     /// Writes every agent's learned baselines to the store, if any.
-    pub fn save_baselines(&self) {
+    pub async fn save_baselines(&self) {
         let Some(store) = &self.baselines else { return };
-        let agents: Vec<(String, castellan_judge::baseline::Learned)> = {
-            let states = lock(&self.states);
-            states
-                .agents
-                .iter()
-                .filter(|(_, a)| !a.learned().is_empty())
-                .map(|(id, a)| (id.as_str().to_owned(), a.learned().clone()))
-                .collect()
-        };
+        let agents: Vec<(String, castellan_judge::baseline::Learned)> =
+            match self.state.learned().await {
+                Ok(learned) => learned
+                    .into_iter()
+                    .map(|(id, l)| (id.as_str().to_owned(), l))
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "learned baselines not saved");
+                    return;
+                }
+            };
         if agents.is_empty() {
             return;
         }
@@ -186,7 +192,7 @@ impl Behaviour {
     /// Replaces rules, policy and label overrides with a new configuration's,
     /// keeping the tools learnt so far and all behavioural state. A broken
     /// configuration is reported and the running judge stays in force.
-    pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), String> {
+    pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), Error> {
         let (fresh, _) = compile_judge(cfg)?;
         let mut catalog = fresh.catalog().without_tools();
         for d in lock(&self.defs).values() {
@@ -197,7 +203,7 @@ impl Behaviour {
         // Against the tools learnt so far the new policy must validate; with
         // none learnt yet it stays pending until they are.
         if let Some(e) = error.filter(|_| known) {
-            return Err(e.to_string());
+            return Err(Error::Judge(e));
         }
         match self.judge.write() {
             Ok(mut j) => *j = next,

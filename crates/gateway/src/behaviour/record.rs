@@ -1,12 +1,106 @@
-//! The audit records of decisions, results and operator actions.
+//! Decision recording, in one place: metrics, log lines, what operators
+//! see, audit records (decisions, results, operator actions) and alerts.
 
 use castellan_audit::{Record, Writer};
 use serde_json::{Value, json};
 
-use super::Behaviour;
-use super::judged::{Judged, ResultReport};
+use std::time::Duration;
+
+use super::judged::{Judged, ResultReport, args_digest};
+use super::{Behaviour, META_INTENT, UNTRUSTED_INTENT, lock, now_ms};
+use crate::error::Error;
+use crate::identity::Principal;
 
 impl Behaviour {
+    /// Records a decision, in this one place: its metrics, its log line
+    /// and trace span event when it is flagged, what operators see of it,
+    /// its audit record and its alert.
+    pub(super) fn record_decision(
+        &self,
+        judged: &Judged,
+        principal: &Principal,
+        session: &str,
+        now: u64,
+        elapsed: Duration,
+    ) {
+        let (server, tool) = (judged.subject.server.as_str(), judged.subject.tool.as_str());
+        let latency = elapsed.as_micros() as u64;
+        metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
+        metrics::counter!("castellan_decisions_total", "decision" => judged.verdict.decision.as_str(), "upstream" => judged.subject.server.clone(), "tool" => self.tool_label(server, tool)).increment(1);
+        for r in &judged.verdict.reasons {
+            metrics::counter!("castellan_rule_firings_total", "rule" => r.rule.as_str().to_owned())
+                .increment(1);
+        }
+        let mut flagged = false;
+        if judged.verdict.alert || !judged.verdict.decision.forwards() {
+            tracing::warn!(decision_id = %judged.id, agent = %principal.agent, tool, decision = judged.verdict.decision.as_str(), rules = ?judged.verdict.rule_ids(), reason = %judged.verdict.summary(), "call flagged");
+            flagged = true;
+        }
+        let untrusted_intent = judged
+            .subject
+            .intent_sent
+            .as_ref()
+            .is_some_and(|i| !i.trusted);
+        if untrusted_intent {
+            tracing::warn!(decision_id = %judged.id, agent = %principal.agent, method = principal.method, tool, "intent ignored: this credential is not trusted to speak for the user (`trusted_intent` is not set for it)");
+        }
+        crate::telemetry::record_decision(judged, &principal.agent, server, tool);
+        self.note(judged, session, now);
+        let record = self.to_record(judged, now, latency, shape_of(&judged.subject.args));
+        if flagged || untrusted_intent {
+            let mut alert = crate::alerts::Alert::from(&record);
+            if untrusted_intent {
+                alert.rules.push(UNTRUSTED_INTENT.into());
+                alert.reason = format!(
+                    "the agent sent `_meta[\"{META_INTENT}\"]` from a credential not trusted to speak for the user; it was ignored{}",
+                    if record.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", record.reason)
+                    }
+                );
+            }
+            self.alerts.raise(alert);
+        }
+        self.append(record);
+    }
+
+    /// Writes what inspecting a call's answer found as an audit record
+    /// linked to the decision (id `<decision>.result`), once, and raises an
+    /// alert when content was blocked or carried injected instructions. A
+    /// clean answer writes nothing.
+    pub fn report_result(&self, judged: &Judged) {
+        let report = {
+            let mut r = lock(&judged.report);
+            if r.written || (r.findings.is_empty() && r.signals.is_empty() && r.blocked.is_empty())
+            {
+                return;
+            }
+            let taken = std::mem::take(&mut *r);
+            r.written = true;
+            taken
+        };
+        let signalled = !report.signals.is_empty();
+        let record = self.result_record(judged, report, now_ms());
+        if record.decision == "result_block" || signalled {
+            self.alerts.raise(crate::alerts::Alert::from(&record));
+        }
+        self.append(record);
+    }
+
+    /// The `tool` metrics label: the tool's name if the upstream listed it
+    /// and it is among the first [`METRIC_TOOLS`], else `other`.
+    fn tool_label(&self, server: &str, tool: &str) -> String {
+        let known = match self.metric_tools.read() {
+            Ok(m) => m.contains(&format!("{server}/{tool}")),
+            Err(_) => false,
+        };
+        if known {
+            tool.to_owned()
+        } else {
+            "other".into()
+        }
+    }
     /// Appends a record to the audit log. A strict log holds the caller
     /// until the record is durable; on the gateway's runtime that wait
     /// moves off the executor thread so other agents' calls go on.
@@ -156,8 +250,8 @@ impl Behaviour {
 
     /// Waits until every record appended so far is on disk, and saves the
     /// learned baselines.
-    pub fn flush(&self) {
-        self.save_baselines();
+    pub async fn flush(&self) {
+        self.save_baselines().await;
         if let Some(Err(e)) = self.audit.as_ref().map(Writer::flush) {
             tracing::error!(error = %e, "audit flush failed");
         }
@@ -165,18 +259,18 @@ impl Behaviour {
 
     /// A session's decisions in order, from the audit log (blocking: call
     /// off the executor). At most the newest `limit`.
-    pub fn timeline(&self, agent: &str, session: &str, limit: u64) -> Result<Vec<Value>, String> {
+    pub fn timeline(&self, agent: &str, session: &str, limit: u64) -> Result<Vec<Value>, Error> {
         let Some(audit) = &self.audit else {
-            return Err("no audit log".into());
+            return Err(Error::NoAudit);
         };
         // Batched records may still be on their way to the file.
-        audit.flush().map_err(|e| e.to_string())?;
+        audit.flush()?;
         let filter = castellan_audit::Filter {
             session: Some(format!("{agent}/{session}")),
             limit: Some(limit),
             ..Default::default()
         };
-        let records = castellan_audit::query(audit.path(), &filter).map_err(|e| e.to_string())?;
+        let records = castellan_audit::query(audit.path(), &filter)?;
         Ok(records
             .into_iter()
             .map(|s| {
@@ -234,16 +328,6 @@ pub(super) fn admin_record(
         risk_after,
         latency_us: 0,
     }
-}
-
-/// BLAKE3 of the arguments' compact JSON (serde_json's serialisation of
-/// the parsed value, as [`castellan_protocol::json::to_string`] writes it),
-/// hex: the digest records have always carried.
-pub(super) fn args_digest(args_text: &str) -> String {
-    blake3::hash(args_text.as_bytes())
-        .to_hex()
-        .as_str()
-        .to_owned()
 }
 
 /// The arguments with every string replaced by its length: the audit log

@@ -1,75 +1,80 @@
-//! The behavioural state of sessions, agents and users between calls.
+//! The behavioural state of sessions, agents and users as the request path
+//! and operators use it, through the [`StateStore`]: one update per
+//! judged call, and the operators' actions (quarantine, release, session
+//! ends, idle expiry).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use castellan_judge::{
-    AgentId, AggregateState, Millis, SessionKey, SessionState, StateMut, UserId,
-};
-use serde_json::{Value, json};
+use castellan_judge::{AgentId, Millis, RuleId, SessionKey, StateMut};
+use serde::Serialize;
+use serde_json::json;
 
 use super::judged::Subject;
 use super::record::admin_record;
-use super::views::{AgentSeen, SessionSeen};
+use super::store::{StateKey, StateStore, StoreError};
 use super::{Behaviour, lock, now_ms};
 
-#[derive(Debug, Default)]
-pub(super) struct States {
-    pub(super) sessions: HashMap<SessionKey, SessionState>,
-    pub(super) agents: HashMap<AgentId, AggregateState>,
-    pub(super) users: HashMap<UserId, AggregateState>,
-    /// What operators see of each session (dropped with the session).
-    pub(super) seen: HashMap<SessionKey, SessionSeen>,
-    /// The latest actions of each agent, newest last.
-    pub(super) recent: HashMap<AgentId, AgentSeen>,
+/// What an operator's release of a quarantined agent set aside.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseView {
+    /// Since when it was quarantined (RFC 3339).
+    pub quarantined_since: String,
+    /// The rule or operator that had quarantined it.
+    pub quarantined_by: String,
+    /// The agent's risk points set aside.
+    pub agent_risk: u32,
+    /// Quarantine-grade events awaiting corroboration that were forgiven.
+    pub corroborating_events: usize,
+    /// The risk points set aside on each of its live sessions, by name.
+    pub session_risk: BTreeMap<String, u32>,
+}
+
+impl Subject {
+    /// The keys of the state this call reads and changes.
+    pub(super) fn state_key(&self) -> StateKey<'_> {
+        StateKey {
+            agent: &self.agent,
+            user: self.user.as_ref(),
+            session: &self.session,
+        }
+    }
 }
 
 impl Behaviour {
-    pub(super) fn with_state<T>(&self, subject: &Subject, f: impl FnOnce(StateMut<'_>) -> T) -> T {
-        let mut states = match self.states.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
-        let States {
-            sessions,
-            agents,
-            users,
-            ..
-        } = &mut *states;
-        let session = sessions.entry(subject.session.clone()).or_default();
-        let agent = agents.entry(subject.agent.clone()).or_default();
-        let user = subject
-            .user
-            .as_ref()
-            .map(|u| users.entry(u.clone()).or_default());
-        f(StateMut {
-            session,
-            agent,
-            user,
-        })
+    /// The one read-modify-write of `subject`'s state that `f` makes.
+    pub(super) async fn with_state<T: Send>(
+        &self,
+        subject: &Subject,
+        f: impl FnOnce(StateMut<'_>) -> T + Send,
+    ) -> Result<T, StoreError> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.state
+            .update(subject.state_key(), &mut |state| {
+                out = f.take().map(|f| f(state));
+            })
+            .await?;
+        out.ok_or_else(|| StoreError::Unavailable("the store did not apply the update".into()))
+    }
+
+    /// The store behind the behavioural state.
+    pub fn store(&self) -> &dyn StateStore {
+        &*self.state
     }
 
     /// Live behavioural sessions and quarantined agents.
-    pub fn counts(&self) -> (usize, usize) {
-        let states = lock(&self.states);
-        (
-            states.sessions.len(),
-            states
-                .agents
-                .values()
-                .filter(|a| a.quarantine().is_some())
-                .count(),
-        )
+    pub async fn counts(&self) -> Result<(usize, usize), StoreError> {
+        self.state.counts().await
     }
 
     /// Quarantines an agent at once (an operator action): every call it
     /// makes is refused until it is released. False if it already was.
-    pub fn quarantine(&self, agent: &str, rule: &str) -> bool {
+    pub async fn quarantine(&self, agent: &str, rule: &str) -> Result<bool, StoreError> {
         let now = now_ms();
-        let newly = lock(&self.states)
-            .agents
-            .entry(AgentId::new(agent))
-            .or_default()
-            .quarantine_now(Millis(now), castellan_judge::RuleId::new(rule));
+        let newly = self
+            .state
+            .quarantine(&AgentId::new(agent), Millis(now), RuleId::new(rule))
+            .await?;
         if newly {
             self.append(admin_record(
                 self.next_id(now),
@@ -82,75 +87,79 @@ impl Behaviour {
                 (0, 0),
             ));
         }
-        newly
+        Ok(newly)
     }
 
     /// Whether the gateway has judged a call of `agent` since it started
     /// (or holds state for it).
-    pub fn knows_agent(&self, agent: &str) -> bool {
-        let states = lock(&self.states);
+    pub async fn knows_agent(&self, agent: &str) -> Result<bool, StoreError> {
         let id = AgentId::new(agent);
-        states.recent.contains_key(&id) || states.agents.contains_key(&id)
+        if lock(&self.activity).recent.contains_key(&id) {
+            return Ok(true);
+        }
+        Ok(self.state.agents().await?.iter().any(|(a, _)| *a == id))
     }
 
     /// Drops a behavioural session's state (its MCP session ended). The
     /// agent's and user's aggregates, which outlive sessions, stay. False if
     /// there was no such session.
-    pub fn forget_session(&self, agent: &str, session: &str) -> bool {
+    pub async fn forget_session(&self, agent: &str, session: &str) -> Result<bool, StoreError> {
         let key = SessionKey::new(format!("{agent}/{session}"));
-        let mut states = lock(&self.states);
-        let seen = states.seen.remove(&key).is_some();
-        states.sessions.remove(&key).is_some() || seen
+        let seen = lock(&self.activity).seen.remove(&key).is_some();
+        Ok(self.state.end_session(&key).await? || seen)
     }
 
     /// Ends behavioural sessions idle for longer than `idle`: a 2026-07-28
     /// agent's named or rolling session ends with its activity, so the next
     /// call starts a fresh one (the agent's and user's aggregates stay).
     /// Returns how many ended.
-    pub fn expire_idle(&self, idle: std::time::Duration) -> usize {
+    pub async fn expire_idle(&self, idle: std::time::Duration) -> Result<usize, StoreError> {
         let cutoff = now_ms().saturating_sub(u64::try_from(idle.as_millis()).unwrap_or(u64::MAX));
-        let mut states = lock(&self.states);
-        let before = states.sessions.len();
-        states.sessions.retain(|_, s| s.last_activity().0 >= cutoff);
-        before - states.sessions.len()
+        self.state.expire_idle(Millis(cutoff)).await
     }
 
     /// Releases a quarantined agent and sets aside the risk that caused
     /// the quarantine, its own and its live sessions' (kept, it would
     /// quarantine the agent again at its next call). Audited as a `release`
     /// record naming what was forgiven. `None` if it was not quarantined.
-    pub fn release(&self, agent: &str) -> Option<Value> {
+    pub async fn release(&self, agent: &str) -> Result<Option<ReleaseView>, StoreError> {
         let now = now_ms();
         let half_life = self.judge().rules().ladder().half_life_ms;
-        let (released, sessions) = {
-            let mut states = lock(&self.states);
-            let released = states
-                .agents
-                .get_mut(&AgentId::new(agent))?
-                .release(Millis(now), half_life)?;
-            let States { sessions, seen, .. } = &mut *states;
-            let mut forgiven = serde_json::Map::new();
-            for (key, s) in seen.iter_mut().filter(|(_, s)| s.agent.as_str() == agent) {
-                let points = sessions
-                    .get_mut(key)
-                    .map_or(0, |st| st.forgive_risk(Millis(now), half_life));
-                s.risk = 0;
-                forgiven.insert(s.name.clone(), json!(points));
-            }
-            if let Some(r) = states.recent.get_mut(&AgentId::new(agent)) {
+        let id = AgentId::new(agent);
+        let Some(released) = self.state.release(&id, Millis(now), half_life).await? else {
+            return Ok(None);
+        };
+        let sessions: Vec<(SessionKey, String)> = {
+            let mut activity = lock(&self.activity);
+            if let Some(r) = activity.recent.get_mut(&id) {
                 r.risk = 0;
             }
-            (released, forgiven)
+            activity
+                .seen
+                .iter_mut()
+                .filter(|(_, s)| s.agent == id)
+                .map(|(key, s)| {
+                    s.risk = 0;
+                    (key.clone(), s.name.clone())
+                })
+                .collect()
         };
-        let since = released.quarantine.since.rfc3339().to_string();
-        let rule = released.quarantine.rule.as_str();
-        let forgiven = json!({
-            "quarantined_since": since,
-            "quarantined_by": rule,
-            "agent_risk": released.risk,
-            "corroborating_events": released.strikes,
-            "session_risk": sessions,
-        });
+        let mut session_risk = BTreeMap::new();
+        for (key, name) in sessions {
+            let points = self
+                .state
+                .forgive_session(&key, Millis(now), half_life)
+                .await?;
+            session_risk.insert(name, points);
+        }
+        let forgiven = ReleaseView {
+            quarantined_since: released.quarantine.since.rfc3339().to_string(),
+            quarantined_by: released.quarantine.rule.as_str().to_owned(),
+            agent_risk: released.risk,
+            corroborating_events: released.strikes,
+            session_risk,
+        };
+        let (since, rule) = (&forgiven.quarantined_since, &forgiven.quarantined_by);
         self.append(admin_record(
             self.next_id(now),
             now,
@@ -160,14 +169,15 @@ impl Behaviour {
             format!(
                 "released by an operator (quarantined since {since} by `{rule}`); risk set aside: {} on the agent{}",
                 released.risk,
-                sessions
+                forgiven
+                    .session_risk
                     .iter()
                     .map(|(name, points)| format!(", {points} on session `{name}`"))
                     .collect::<String>()
             ),
-            forgiven.clone(),
+            json!(forgiven),
             (released.risk, 0),
         ));
-        Some(forgiven)
+        Ok(Some(forgiven))
     }
 }
