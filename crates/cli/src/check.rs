@@ -52,7 +52,7 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
         "configuration ({} upstreams)",
         cfg.upstreams.len()
     )));
-    match crate::audit_writer_config(&cfg.audit, false) {
+    match crate::audit::audit_writer_config(&cfg.audit, false) {
         Ok(_) => findings.push(Finding::Ok("audit settings (signing key, anchor)".into())),
         Err(e) => findings.push(Finding::Error(format!("audit: {e:#}"))),
     }
@@ -65,7 +65,7 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
             Some(judge)
         }
         Err(e) => {
-            findings.push(Finding::Error(e));
+            findings.push(Finding::Error(e.to_string()));
             None
         }
     };
@@ -85,7 +85,7 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
                 .build()
                 .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
             let (problem, silent) =
-                runtime.block_on(crate::policy_problem(Arc::new(cfg.clone())))?;
+                runtime.block_on(crate::tools::policy_problem(Arc::new(cfg.clone())))?;
             match problem {
                 Some(p) => findings.push(Finding::Error(p)),
                 None => findings.push(Finding::Ok(

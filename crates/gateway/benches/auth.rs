@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
                 let principal = rt
                     .block_on(auth.authenticate(black_box(&key), None))
                     .expect("authenticated");
-                black_box(behaviour.decide(
+                black_box(rt.block_on(behaviour.decide(
                     &principal,
                     "s1",
                     "payments",
@@ -161,7 +161,7 @@ fn bench(c: &mut Criterion) {
                     CallKind::CallTool,
                     args.clone(),
                     None,
-                ))
+                )))
             })
         });
     }

@@ -40,8 +40,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::gateway::Gateway;
 use crate::identity::digest;
+use crate::operator::Operator;
 use crate::transport::{FirstByte, HostRules, PerSource};
 
 /// Installs the process-wide metrics recorder; call once at start, before
@@ -84,21 +84,15 @@ pub struct Options {
 
 /// Serves the admin API until `shutdown` resolves.
 pub async fn serve(
-    gateway: Arc<Gateway>,
+    operator: Operator,
     listener: TcpListener,
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) {
-    gateway
-        .behaviour
-        .approvals
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Ok(addr) = listener.local_addr() {
-        let _ = gateway.behaviour.admin_url.set(format!("http://{addr}"));
-    }
+    operator.open_approvals(listener.local_addr().ok().map(|a| format!("http://{a}")));
     let options = Arc::new(options);
     let bound = listener.local_addr().ok();
-    let limits = &gateway.config.limits;
+    let limits = &operator.config().limits;
     let header_timeout = limits.header_timeout;
     let per_source = PerSource::new(limits.max_connections_per_source, "admin");
     tokio::pin!(shutdown);
@@ -110,12 +104,12 @@ pub async fn serve(
                     crate::server::refuse_busy(stream, false);
                     continue;
                 };
-                let gw = gateway.clone();
+                let op = operator.clone();
                 let options = options.clone();
                 let svc = service_fn(move |req| {
-                    let gw = gw.clone();
+                    let op = op.clone();
                     let options = options.clone();
-                    async move { Ok::<_, Infallible>(route(gw, &options, bound, req).await) }
+                    async move { Ok::<_, Infallible>(route(&op, &options, bound, req).await) }
                 });
                 // The same connection limits as the agent listener.
                 let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -151,21 +145,22 @@ fn error(status: StatusCode, code: &str, description: String) -> Response<Full<B
 }
 
 /// Decodes `%XX` escapes in a path segment; `None` if malformed.
+/// `percent-encoding` passes a malformed escape through as it came; the
+/// admin API refuses it instead, so a typo never names another agent.
 fn percent_decode(seg: &str) -> Option<String> {
     let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = seg.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let well_formed = b.iter().enumerate().all(|(i, c)| {
+        *c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The value of `key` in a query string.
@@ -189,15 +184,17 @@ fn authorised(req: &Request<Incoming>, token_sha256: &[u8; 32]) -> bool {
     })
 }
 
+/// One admin request: host rules, the unauthenticated endpoints, the
+/// token, then the operator's resources.
 async fn route(
-    gw: Arc<Gateway>,
+    op: &Operator,
     options: &Options,
     bound: Option<std::net::SocketAddr>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     // DNS rebinding: a page on another site must not read `/metrics` or
     // anything else here, just as on the agent listener.
-    if let Some(admin) = &gw.config.admin {
+    if let Some(admin) = &op.config().admin {
         let rules = HostRules {
             listen: admin.addr,
             bound,
@@ -213,7 +210,7 @@ async fn route(
         return reply(StatusCode::OK, json!({"status": "ok"}));
     }
     if path == "/metrics" {
-        observe_gauges(&gw);
+        observe_gauges(op).await;
         let text = options
             .metrics
             .as_ref()
@@ -252,28 +249,49 @@ async fn route(
     };
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let query = req.uri().query();
-    let limit = |default: u64| {
-        query_param(query, "limit")
-            .and_then(|l| l.parse::<u64>().ok())
-            .unwrap_or(default)
-            .clamp(1, 10_000)
-    };
-    match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["ready"]) => reply(
+    let method = req.method();
+    match parts.as_slice() {
+        ["ready"] if method == Method::GET => reply(
             StatusCode::OK,
-            json!({"status": "ready", "sessions": gw.sessions.len()}),
+            json!({"status": "ready", "sessions": op.mcp_sessions()}),
         ),
-        (&Method::GET, ["agents"]) => {
-            reply(StatusCode::OK, json!({"agents": gw.behaviour.agents()}))
-        }
-        (&Method::POST, ["agents", agent, "quarantine"]) => {
-            // A typo must not pass for a quarantine: say when the name was
-            // never seen (the quarantine still applies if it turns up).
-            let known = gw.behaviour.knows_agent(agent);
-            let newly = gw.behaviour.quarantine(agent, "operator");
-            tracing::warn!(agent, known, "agent quarantined by an operator");
-            let mut body = json!({"agent": agent, "quarantined": true, "changed": newly});
-            if !known {
+        ["agents", ..] => agents(op, method, &parts[1..]).await,
+        ["tools", ..] => tools(op, method, &parts[1..], query),
+        ["sessions", ..] => sessions(op, method, &parts[1..], query).await,
+        ["alerts"] if method == Method::GET => reply(
+            StatusCode::OK,
+            json!({"alerts": op.alerts(limit(query, 100) as usize)}),
+        ),
+        ["holds", ..] => holds(op, method, &parts[1..]),
+        ["reload"] if method == Method::POST => reload(op, options).await,
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    reply(StatusCode::NOT_FOUND, json!({"error": "not_found"}))
+}
+
+/// `?limit=N`, within 1..=10,000.
+fn limit(query: Option<&str>, default: u64) -> u64 {
+    query_param(query, "limit")
+        .and_then(|l| l.parse::<u64>().ok())
+        .unwrap_or(default)
+        .clamp(1, 10_000)
+}
+
+/// `/agents`: list, quarantine, release.
+async fn agents(op: &Operator, method: &Method, parts: &[&str]) -> Response<Full<Bytes>> {
+    match (method, parts) {
+        (&Method::GET, []) => reply(StatusCode::OK, json!({"agents": op.agents().await})),
+        (&Method::POST, [agent, "quarantine"]) => {
+            let q = match op.quarantine(agent).await {
+                Ok(q) => q,
+                Err(e) => return state_error(&e),
+            };
+            tracing::warn!(agent, known = q.known, "agent quarantined by an operator");
+            let mut body = json!({"agent": agent, "quarantined": true, "changed": q.changed});
+            if !q.known {
                 tracing::warn!(agent, "quarantined an agent this gateway has not seen");
                 body["warning"] = json!(format!(
                     "no agent `{agent}` has called this gateway since it started: check the name (GET /agents lists them); the quarantine applies if it appears"
@@ -281,40 +299,46 @@ async fn route(
             }
             reply(StatusCode::OK, body)
         }
-        (&Method::POST, ["agents", agent, "release"]) => match gw.behaviour.release(agent) {
-            Some(forgiven) => {
+        (&Method::POST, [agent, "release"]) => match op.release(agent).await {
+            Ok(Some(forgiven)) => {
+                let forgiven = json!(forgiven);
                 tracing::warn!(agent, forgiven = %forgiven, "quarantine lifted by an operator; its risk set aside");
                 reply(
                     StatusCode::OK,
                     json!({"agent": agent, "released": true, "forgiven": forgiven}),
                 )
             }
-            None => reply(StatusCode::OK, json!({"agent": agent, "released": false})),
+            Ok(None) => reply(StatusCode::OK, json!({"agent": agent, "released": false})),
+            Err(e) => state_error(&e),
         },
-        (&Method::GET, ["tools", "pins"]) => match gw.integrity.report() {
+        _ => not_found(),
+    }
+}
+
+/// `/tools`: pins, a withheld version's diff, its approval.
+fn tools(
+    op: &Operator,
+    method: &Method,
+    parts: &[&str],
+    query: Option<&str>,
+) -> Response<Full<Bytes>> {
+    match (method, parts) {
+        (&Method::GET, ["pins"]) => match op.pins() {
             Ok(report) => reply(StatusCode::OK, report),
             Err(e) => store_error(&e),
         },
-        (&Method::GET, ["tools", upstream, tool, "diff"]) => {
-            match gw.integrity.diff(upstream, tool) {
-                Ok(Some(diff)) => reply(StatusCode::OK, diff),
-                Ok(None) => reply(
-                    StatusCode::NOT_FOUND,
-                    json!({"error": "not_found", "error_description": format!("no version of `{upstream}` tool `{tool}` is waiting for approval")}),
-                ),
-                Err(e) => store_error(&e),
-            }
-        }
-        (&Method::POST, ["tools", upstream, tool, "approve"]) => {
+        (&Method::GET, [upstream, tool, "diff"]) => match op.pin_diff(upstream, tool) {
+            Ok(Some(diff)) => reply(StatusCode::OK, diff),
+            Ok(None) => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "not_found", "error_description": format!("no version of `{upstream}` tool `{tool}` is waiting for approval")}),
+            ),
+            Err(e) => store_error(&e),
+        },
+        (&Method::POST, [upstream, tool, "approve"]) => {
             let hash = query_param(query, "hash");
-            match gw
-                .integrity
-                .approve(upstream, tool, hash.as_deref(), "admin-api")
-            {
-                Ok(pin) => {
-                    gw.announce_tools_changed();
-                    reply(StatusCode::OK, json!({"approved": pin}))
-                }
+            match op.approve_pin(upstream, tool, hash.as_deref()) {
+                Ok(pin) => reply(StatusCode::OK, json!({"approved": pin})),
                 Err(e @ castellan_integrity::StoreError::NothingPending { .. }) => reply(
                     StatusCode::NOT_FOUND,
                     json!({"error": "not_found", "error_description": e.to_string()}),
@@ -326,23 +350,28 @@ async fn route(
                 Err(e) => store_error(&e),
             }
         }
-        (&Method::GET, ["sessions"]) => {
+        _ => not_found(),
+    }
+}
+
+/// `/sessions`: list, one with its timeline, end one.
+async fn sessions(
+    op: &Operator,
+    method: &Method,
+    parts: &[&str],
+    query: Option<&str>,
+) -> Response<Full<Bytes>> {
+    match (method, parts) {
+        (&Method::GET, []) => {
             let agent = query_param(query, "agent");
             reply(
                 StatusCode::OK,
-                json!({"sessions": gw.behaviour.sessions(agent.as_deref())}),
+                json!({"sessions": op.sessions(agent.as_deref()).await}),
             )
         }
-        (&Method::GET, ["sessions", agent, session]) => {
-            let live = gw.behaviour.session(agent, session);
-            let (a, s, n) = ((*agent).to_owned(), (*session).to_owned(), limit(1000));
-            let b = gw.clone();
-            let timeline =
-                match tokio::task::spawn_blocking(move || b.behaviour.timeline(&a, &s, n)).await {
-                    Ok(t) => t,
-                    Err(e) => Err(e.to_string()),
-                };
-            match timeline {
+        (&Method::GET, [agent, session]) => {
+            let live = op.session(agent, session).await;
+            match op.timeline(agent, session, limit(query, 1000)).await {
                 Ok(t) if t.is_empty() && live.is_none() => error(
                     StatusCode::NOT_FOUND,
                     "not_found",
@@ -352,11 +381,15 @@ async fn route(
                     StatusCode::OK,
                     json!({"agent": agent, "session": session, "live": live.is_some(), "state": live, "timeline": t}),
                 ),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    e.to_string(),
+                ),
             }
         }
-        (&Method::DELETE, ["sessions", agent, session]) => {
-            if end_session(&gw, agent, session).await {
+        (&Method::DELETE, [agent, session]) => {
+            if op.end_session(agent, session).await {
                 tracing::warn!(agent, session, "session ended by an operator");
                 reply(
                     StatusCode::OK,
@@ -370,14 +403,17 @@ async fn route(
                 )
             }
         }
-        (&Method::GET, ["alerts"]) => reply(
-            StatusCode::OK,
-            json!({"alerts": gw.behaviour.alerts.recent(limit(100) as usize)}),
-        ),
-        (&Method::GET, ["holds"]) => reply(StatusCode::OK, json!({"holds": gw.behaviour.holds()})),
-        (&Method::POST, ["holds", id, verb @ ("approve" | "refuse")]) => {
+        _ => not_found(),
+    }
+}
+
+/// `/holds`: list, approve, refuse.
+fn holds(op: &Operator, method: &Method, parts: &[&str]) -> Response<Full<Bytes>> {
+    match (method, parts) {
+        (&Method::GET, []) => reply(StatusCode::OK, json!({"holds": op.holds()})),
+        (&Method::POST, [id, verb @ ("approve" | "refuse")]) => {
             let approve = *verb == "approve";
-            if gw.behaviour.answer_hold(id, approve) {
+            if op.answer_hold(id, approve) {
                 tracing::info!(decision_id = id, approve, "hold answered by an operator");
                 reply(StatusCode::OK, json!({"id": id, "approved": approve}))
             } else {
@@ -388,33 +424,40 @@ async fn route(
                 )
             }
         }
-        (&Method::POST, ["reload"]) => match &options.source.path {
-            None => error(
-                StatusCode::CONFLICT,
-                "no_config_file",
-                "the gateway runs the builtin demo configuration; there is no file to reload"
-                    .into(),
-            ),
-            Some(path) => match crate::reload::reload(&gw, &options.source).await {
-                Ok(done) => {
-                    tracing::info!(config = %path.display(), applied = ?done.applied, restart_needed = ?done.restart_needed, "configuration reloaded by an operator");
-                    reply(
-                        StatusCode::OK,
-                        json!({
-                            "reloaded": true,
-                            "config": path.display().to_string(),
-                            "applied": done.applied,
-                            "restart_needed": done.restart_needed,
-                        }),
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration reload refused; the running configuration stays in force");
-                    error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e)
-                }
-            },
-        },
-        _ => reply(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
+        _ => not_found(),
+    }
+}
+
+/// `POST /reload`.
+async fn reload(op: &Operator, options: &Options) -> Response<Full<Bytes>> {
+    let Some(path) = &options.source.path else {
+        return error(
+            StatusCode::CONFLICT,
+            "no_config_file",
+            "the gateway runs the builtin demo configuration; there is no file to reload".into(),
+        );
+    };
+    match op.reload(&options.source).await {
+        Ok(done) => {
+            tracing::info!(config = %path.display(), applied = ?done.applied, restart_needed = ?done.restart_needed, "configuration reloaded by an operator");
+            reply(
+                StatusCode::OK,
+                json!({
+                    "reloaded": true,
+                    "config": path.display().to_string(),
+                    "applied": done.applied,
+                    "restart_needed": done.restart_needed,
+                }),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; the running configuration stays in force");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                e.to_string(),
+            )
+        }
     }
 }
 
@@ -426,29 +469,25 @@ fn store_error(e: &castellan_integrity::StoreError) -> Response<Full<Bytes>> {
     )
 }
 
+fn state_error(e: &crate::Error) -> Response<Full<Bytes>> {
+    tracing::error!(error = %e, "behavioural state store");
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "state_unavailable", "error_description": "the behavioural state could not be read or written; see the gateway log"}),
+    )
+}
+
 /// Gauges read at scrape time.
-fn observe_gauges(gw: &Gateway) {
-    let (sessions, quarantined) = gw.behaviour.counts();
-    metrics::gauge!("castellan_sessions").set(gw.sessions.len() as f64);
-    metrics::gauge!("castellan_behaviour_sessions").set(sessions as f64);
-    metrics::gauge!("castellan_quarantined_agents").set(quarantined as f64);
-    metrics::gauge!("castellan_held_calls").set(gw.behaviour.holds().len() as f64);
-    if let Some((depth, lag)) = gw.behaviour.audit_stats() {
+async fn observe_gauges(op: &Operator) {
+    let g = op.gauges().await;
+    metrics::gauge!("castellan_sessions").set(g.mcp_sessions as f64);
+    metrics::gauge!("castellan_behaviour_sessions").set(g.behaviour_sessions as f64);
+    metrics::gauge!("castellan_quarantined_agents").set(g.quarantined as f64);
+    metrics::gauge!("castellan_held_calls").set(g.held as f64);
+    if let Some((depth, lag)) = g.audit {
         metrics::gauge!("castellan_audit_queue_depth").set(depth as f64);
         metrics::gauge!("castellan_audit_write_lag_seconds").set(lag.as_secs_f64());
     }
-}
-
-/// Ends a session for good: a legacy MCP session is closed (the agent's
-/// next request with its id gets 404, upstream sessions are closed) and
-/// the behavioural state is dropped either way.
-async fn end_session(gw: &Gateway, agent: &str, session: &str) -> bool {
-    if let Some(s) = gw.sessions.get(session)
-        && &*s.principal.agent == agent
-    {
-        return gw.end_session(session).await;
-    }
-    gw.behaviour.forget_session(agent, session)
 }
 
 #[cfg(test)]

@@ -20,99 +20,26 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::behaviour::{Behaviour, Judged, META_DECISION, META_INTENT, META_SESSION};
+pub use crate::call::{Caller, ModernCaller, Outcome};
+use crate::call::{ParkedCalls, Post, Routed};
+use crate::error::Error;
 use crate::federation::{Routes, list_shape};
 use crate::identity::{Authenticator, Principal};
 use crate::integrity::{Check, Integrity, Listed, ScreenMemo};
 use crate::list_cache::{Answers, Claim, Entry, ListCache, Page, Slot, Stamp};
 use crate::listen::{Filter, Listeners};
-use crate::relay::{ParkedCalls, Routed};
 use crate::reload::Live;
 use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
-use crate::upstream::builtin::BuiltinUpstream;
-use crate::upstream::http::{ClientProfile, Credentials, HttpUpstream, UpSession, modern_meta};
-use crate::upstream::stdio::StdioUpstream;
+use crate::upstream::http::{ClientProfile, Credentials, HttpUpstream, UpSession};
 use crate::upstream::{Outbound, Push, ReplyRx, UpMsg, UpstreamError};
+use crate::upstreams::{OnBehalf, Upstreams};
 use castellan_judge::{CallKind, Decision};
-
-/// How an upstream is reached.
-#[derive(Debug)]
-pub enum Upstream {
-    /// In-process demo server.
-    Builtin(BuiltinUpstream),
-    /// Streamable HTTP.
-    Http(Box<HttpUpstream>),
-    /// Child process.
-    Stdio(StdioUpstream),
-}
-
-/// Who is asking: a legacy session, or a stateless modern request.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// Legacy era: a session opened with `initialize`.
-    Legacy(Arc<ClientSession>),
-    /// Modern era: what this one request declared in `_meta`.
-    Modern(Arc<ModernCaller>),
-}
-
-/// What a modern (2026-07-28) request declared about its agent.
-#[derive(Debug)]
-pub struct ModernCaller {
-    /// Version, capabilities and client info from `_meta`.
-    pub profile: ClientProfile,
-    /// The authenticated agent.
-    pub principal: Principal,
-    /// The behavioural session it named (`Castellan-Session` header), if any.
-    pub session: Option<String>,
-    /// `Mcp-Param-*` headers, forwarded as they came.
-    pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-impl Caller {
-    pub(crate) fn is_modern(&self) -> bool {
-        matches!(self, Caller::Modern(_))
-    }
-
-    /// The authenticated agent behind the call.
-    pub(crate) fn principal(&self) -> &Principal {
-        match self {
-            Caller::Legacy(s) => &s.principal,
-            Caller::Modern(m) => &m.principal,
-        }
-    }
-
-    pub(crate) fn session(&self) -> Option<&Arc<ClientSession>> {
-        match self {
-            Caller::Legacy(s) => Some(s),
-            Caller::Modern(_) => None,
-        }
-    }
-}
-
-/// What the HTTP layer sends back.
-#[derive(Debug)]
-pub enum Outcome {
-    /// One JSON-RPC message with its HTTP status.
-    Json(u16, Vec<u8>),
-    /// An SSE stream of already-framed events.
-    Sse(mpsc::Receiver<Bytes>),
-    /// 202, no body (notifications and responses).
-    Accepted,
-}
-
-/// What to do with a result before the agent sees it.
-#[derive(Debug, Clone)]
-pub(crate) enum Post {
-    /// Pass it through (plus `resultType` for modern agents).
-    Passthrough,
-    /// Show it to the judge first (taint, provenance, redaction).
-    Judged(Arc<Judged>),
-}
 
 /// The gateway: upstreams, routing tables and sessions.
 #[derive(Debug)]
 pub struct Gateway {
     pub(crate) config: Arc<Config>,
-    upstreams: Vec<Upstream>,
+    upstreams: Upstreams,
     pub(crate) names: Vec<Arc<str>>,
     routes: Routes,
     pub(crate) sessions: Sessions,
@@ -151,44 +78,16 @@ impl Gateway {
         auth: Authenticator,
         behaviour: Behaviour,
         integrity: Integrity,
-    ) -> Result<Arc<Gateway>, String> {
+    ) -> Result<Arc<Gateway>, Error> {
         let tls = match &config.tls {
-            Some(t) => Some(Live::new(crate::tls::server_config(
-                t,
-                config.auth.mtls.as_ref(),
-            )?)),
+            Some(t) => Some(Live::new(
+                crate::tls::server_config(t, config.auth.mtls.as_ref()).map_err(Error::Tls)?,
+            )),
             None => None,
         };
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let mut upstreams = Vec::with_capacity(config.upstreams.len());
-        for (i, u) in config.upstreams.iter().enumerate() {
-            let l = &config.limits;
-            upstreams.push(match &u.transport {
-                Transport::Builtin(b) => Upstream::Builtin(
-                    BuiltinUpstream::new(b).ok_or_else(|| format!("unknown builtin `{b}`"))?,
-                ),
-                Transport::Http(h) => Upstream::Http(Box::new(HttpUpstream::new(
-                    i,
-                    &u.name,
-                    h,
-                    l.upstream_timeout,
-                    l.connect_timeout,
-                    l.max_message_bytes,
-                    push_tx.clone(),
-                    ids.clone(),
-                )?)),
-                Transport::Stdio(s) => Upstream::Stdio(StdioUpstream::start(
-                    i,
-                    &u.name,
-                    s,
-                    l.upstream_timeout,
-                    l.max_message_bytes,
-                    push_tx.clone(),
-                    ids.clone(),
-                )),
-            });
-        }
+        let upstreams = Upstreams::start(&config, &push_tx, &ids).map_err(Error::Upstream)?;
         let gw = Arc::new_cyclic(|me| Gateway {
             me: me.clone(),
             names: config
@@ -224,13 +123,13 @@ impl Gateway {
         next: &Config,
     ) -> Result<Vec<(&HttpUpstream, Credentials)>, String> {
         let mut out = Vec::new();
-        for (up, name) in self.upstreams.iter().zip(&self.names) {
-            let Upstream::Http(h) = up else { continue };
+        for (i, h) in self.upstreams.https() {
+            let name = &self.names[i];
             let Some(cfg) = next.upstreams.iter().find(|u| *u.name == **name) else {
                 continue;
             };
             if let Transport::Http(c) = &cfg.transport {
-                out.push((&**h, Credentials::new(name, c)?));
+                out.push((h, Credentials::new(name, c)?));
             }
         }
         Ok(out)
@@ -574,24 +473,28 @@ impl Gateway {
                 .unwrap_or_else(|| "rolling".into()),
         };
         let judged = if completion {
-            self.behaviour.decide_completion(
-                caller.principal(),
-                &session,
-                &self.names[i],
-                target,
-                kind,
-                args,
-            )
+            self.behaviour
+                .decide_completion(
+                    caller.principal(),
+                    &session,
+                    &self.names[i],
+                    target,
+                    kind,
+                    args,
+                )
+                .await
         } else {
-            self.behaviour.decide(
-                caller.principal(),
-                &session,
-                &self.names[i],
-                target,
-                kind,
-                args,
-                intent,
-            )
+            self.behaviour
+                .decide(
+                    caller.principal(),
+                    &session,
+                    &self.names[i],
+                    target,
+                    kind,
+                    args,
+                    intent,
+                )
+                .await
         };
         match judged.verdict.decision {
             d if d.forwards() => Ok(judged),
@@ -1184,71 +1087,21 @@ impl Gateway {
         &self,
         caller: &Caller,
         i: usize,
-        mut out: Outbound,
+        out: Outbound,
     ) -> Result<(ReplyRx, Option<Arc<UpSession>>), UpstreamError> {
-        match (&self.upstreams[i], caller) {
-            (Upstream::Builtin(b), _) => Ok((b.request(&out), None)),
-            (Upstream::Stdio(s), _) => Ok((s.request(&out).await?, None)),
-            (Upstream::Http(h), Caller::Modern(_)) => {
-                if h.speaks_modern().await {
-                    Ok((h.request(None, &out).await?, None))
-                } else {
-                    let s = h.shared_session().await?;
-                    Ok((h.request(Some(&s), &out).await?, Some(s)))
-                }
-            }
-            (Upstream::Http(h), Caller::Legacy(session)) if h.forced_modern() => {
-                // A modern-only upstream: speak for the legacy agent statelessly.
-                out.params = Some(with_meta(
-                    out.params.as_deref(),
-                    &modern_meta(&session.profile),
-                ));
-                Ok((h.request(None, &out).await?, None))
-            }
-            (Upstream::Http(h), Caller::Legacy(session)) => {
-                let opened = self.up_session(session, i, h).await;
-                let s = match opened {
-                    Ok(s) => s,
-                    Err(e) => {
-                        if !h.speaks_modern().await {
-                            return Err(e);
-                        }
-                        // A modern-only upstream: speak for the legacy agent statelessly.
-                        out.params = Some(with_meta(
-                            out.params.as_deref(),
-                            &modern_meta(&session.profile),
-                        ));
-                        return Ok((h.request(None, &out).await?, None));
-                    }
+        match caller {
+            Caller::Modern(_) => self.upstreams.send(i, OnBehalf::Modern, out).await,
+            Caller::Legacy(session) => {
+                let pushes = |rx| {
+                    tokio::spawn(session_pushes(self.me.clone(), Arc::downgrade(session), rx));
                 };
-                match h.request(Some(&s), &out).await {
-                    Err(_) if s.is_dead() => {
-                        session.forget_upstream(i);
-                        let s = self.up_session(session, i, h).await?;
-                        Ok((h.request(Some(&s), &out).await?, Some(s)))
-                    }
-                    r => Ok((r?, Some(s))),
-                }
+                let on = OnBehalf::Legacy {
+                    session,
+                    pushes: &pushes,
+                };
+                self.upstreams.send(i, on, out).await
             }
         }
-    }
-
-    async fn up_session(
-        &self,
-        session: &Arc<ClientSession>,
-        i: usize,
-        h: &HttpUpstream,
-    ) -> Result<Arc<UpSession>, UpstreamError> {
-        let cell = session.upstream_cell(i);
-        let s = cell
-            .get_or_try_init(|| {
-                let push = session.push_tx(|rx| {
-                    tokio::spawn(session_pushes(self.me.clone(), Arc::downgrade(session), rx));
-                });
-                h.open_session(&session.profile, push)
-            })
-            .await?;
-        Ok(s.clone())
     }
 
     pub(crate) fn done(&self, caller: &Caller, client_id: &RequestId) {
@@ -1288,28 +1141,11 @@ impl Gateway {
         up_id: &RequestId,
         up_session: &Option<Arc<UpSession>>,
     ) {
-        match &self.upstreams[i] {
-            Upstream::Stdio(s) => s.cancel(up_id),
-            Upstream::Http(h) => {
-                if let Some(s) = up_session {
-                    let params = to_raw(
-                        &json!({"requestId": serde_json::from_str::<Value>(up_id.as_json()).unwrap_or_default(), "reason": "cancelled by the gateway"}),
-                    );
-                    let out = Outbound {
-                        id: RequestId::number(0),
-                        method: "notifications/cancelled".into(),
-                        params: Some(params),
-                        extra_headers: Vec::new(),
-                    };
-                    h.notify(Some(s), &out).await;
-                }
-            }
-            Upstream::Builtin(_) => {}
-        }
+        self.upstreams.cancel(i, up_id, up_session).await;
     }
 
     /// The agent's answer, with its id and, for modern agents, `resultType`.
-    pub(crate) fn finalize(
+    pub(crate) async fn finalize(
         &self,
         caller: &Caller,
         client_id: &RequestId,
@@ -1336,7 +1172,7 @@ impl Gateway {
                         .to_response(Some(client_id));
                     }
                 };
-                let blocked = self.behaviour.inspect(&judged, &mut value);
+                let blocked = self.behaviour.inspect(&judged, &mut value).await;
                 // The record is written before the agent's answer.
                 self.behaviour.report_result(&judged);
                 if let Some(why) = blocked {
@@ -1442,11 +1278,7 @@ impl Gateway {
         up_session: &Option<Arc<UpSession>>,
         bytes: Bytes,
     ) {
-        match &self.upstreams[i] {
-            Upstream::Stdio(s) => s.send_raw(bytes),
-            Upstream::Http(h) => h.post_message(up_session.as_deref(), bytes).await,
-            Upstream::Builtin(_) => {}
-        }
+        self.upstreams.deliver(i, up_session, bytes).await;
     }
 
     /// An agent answered a server-to-agent request.
@@ -1513,17 +1345,7 @@ impl Gateway {
                 let Some(session) = caller.session() else {
                     return;
                 };
-                for (i, s) in session.upstream_sessions() {
-                    if let Upstream::Http(h) = &self.upstreams[i] {
-                        let out = Outbound {
-                            id: RequestId::number(0),
-                            method: env.method().into(),
-                            params: None,
-                            extra_headers: Vec::new(),
-                        };
-                        h.notify(Some(&s), &out).await;
-                    }
-                }
+                self.upstreams.notify_sessions(session, env.method()).await;
             }
             _ => {}
         }
@@ -1552,8 +1374,7 @@ impl Gateway {
         let _ = tx.try_send(ack);
         // Modern HTTP upstreams get their own subscription, narrowed to the
         // resources they serve; legacy upstreams feed it through pushes.
-        for (i, u) in self.upstreams.iter().enumerate() {
-            let Upstream::Http(_) = u else { continue };
+        for (i, _) in self.upstreams.https() {
             let gw = self.clone();
             let caller = caller.clone();
             let tx = tx.clone();
@@ -1565,7 +1386,7 @@ impl Gateway {
             let mut p = params.clone();
             p.set("notifications", to_raw(&up_filter.to_json()));
             tokio::spawn(async move {
-                let Upstream::Http(h) = &gw.upstreams[i] else {
+                let Some(h) = gw.upstreams.http(i) else {
                     return;
                 };
                 if !h.speaks_modern().await {
@@ -1634,13 +1455,13 @@ impl Gateway {
 
     /// Swaps in new judge rules, policy and label overrides (hot reload);
     /// on error the running ones stay.
-    pub fn reload_judge(&self, cfg: &castellan_config::JudgeConfig) -> Result<(), String> {
+    pub fn reload_judge(&self, cfg: &castellan_config::JudgeConfig) -> Result<(), Error> {
         self.behaviour.reload(cfg)
     }
 
     /// Waits until every decision so far is in the audit log (shutdown).
-    pub fn flush_audit(&self) {
-        self.behaviour.flush();
+    pub async fn flush_audit(&self) {
+        self.behaviour.flush().await;
     }
 
     /// Ends a legacy session and the upstream sessions opened for it.
@@ -1655,13 +1476,14 @@ impl Gateway {
     /// Closes what a removed session held: its upstream sessions and its
     /// behavioural session state (the agent's aggregate state stays).
     async fn close_session(&self, session: &ClientSession) {
-        for (i, s) in session.upstream_sessions() {
-            if let Upstream::Http(h) = &self.upstreams[i] {
-                h.close_session(&s).await;
-            }
+        self.upstreams.close_sessions(session).await;
+        if let Err(e) = self
+            .behaviour
+            .forget_session(&session.principal.agent, &session.id)
+            .await
+        {
+            tracing::error!(session = %session.id, error = %e, "behavioural session state not dropped");
         }
-        self.behaviour
-            .forget_session(&session.principal.agent, &session.id);
     }
 
     /// Tells every agent that its tool list changed (an operator approved a
@@ -1687,7 +1509,10 @@ impl Gateway {
     /// Delivers an upstream push to a legacy session's standalone stream.
     async fn deliver_push(&self, session: &Arc<ClientSession>, mut push: Push) {
         self.note_push(&push);
-        let blocked = match self.screen_push(session, push.upstream, &push.message) {
+        let blocked = match self
+            .screen_push(session, push.upstream, &push.message)
+            .await
+        {
             Ok(None) => None,
             Ok(Some((params, bytes))) => {
                 push.message.params = Some(params);
@@ -1853,15 +1678,6 @@ fn server_info() -> Value {
     json!({"name": "castellan", "title": "Castellan MCP gateway", "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// Adds (or replaces) `_meta` in a params object.
-fn with_meta(params: Option<&RawValue>, meta: &Value) -> Box<RawValue> {
-    let mut obj: RawObject = params
-        .and_then(|p| serde_json::from_str(p.get()).ok())
-        .unwrap_or_default();
-    obj.set("_meta", to_raw(meta));
-    obj.to_raw()
-}
-
 /// Waits for a reply's final answer.
 async fn final_of(mut rx: ReplyRx, timeout: Duration) -> Result<Envelope, UpstreamError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -1915,7 +1731,7 @@ async fn broadcast(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver
         }
         for s in gw.sessions.all() {
             // Each agent's session is labelled by what it is shown.
-            let bytes = match gw.screen_push(&s, push.upstream, &push.message) {
+            let bytes = match gw.screen_push(&s, push.upstream, &push.message).await {
                 Ok(None) => push.bytes.clone(),
                 Ok(Some((_, redacted))) => redacted,
                 Err(_) => continue,
@@ -1941,11 +1757,12 @@ async fn expire_sessions(gw: std::sync::Weak<Gateway>) {
             gw.close_session(&s).await;
         }
         // Learned baselines outlive a crash, not only a clean stop.
-        gw.behaviour.save_baselines();
+        gw.behaviour.save_baselines().await;
         // Stateless (2026-07-28) behavioural sessions, named or rolling.
-        let ended = gw.behaviour.expire_idle(idle);
-        if ended > 0 {
-            tracing::debug!(ended, "behavioural sessions ended after idle time");
+        match gw.behaviour.expire_idle(idle).await {
+            Ok(0) => {}
+            Ok(ended) => tracing::debug!(ended, "behavioural sessions ended after idle time"),
+            Err(e) => tracing::error!(error = %e, "idle behavioural sessions not ended"),
         }
     }
 }

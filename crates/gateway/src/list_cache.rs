@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::gateway::Caller;
+use crate::call::Caller;
 use crate::identity::Principal;
 use crate::integrity::Version;
 use crate::upstream::UpstreamError;
@@ -304,7 +304,7 @@ impl ListCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::ModernCaller;
+    use crate::call::ModernCaller;
     use crate::upstream::http::ClientProfile;
     use proptest::prelude::*;
 

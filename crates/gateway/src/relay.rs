@@ -10,8 +10,7 @@
 //!   into server requests on the agent's SSE stream; the answers go back
 //!   upstream as `inputResponses` on a retried request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +21,8 @@ use castellan_protocol::{Kind, mcp, sse};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::{Caller, Gateway, Outcome, Post, status_for};
+use crate::call::{Call, Caller, Outcome, Parked, Post, Routed};
+use crate::gateway::{Gateway, status_for};
 use crate::session::{InFlight, ServerRequestRoute};
 use crate::upstream::http::UpSession;
 use crate::upstream::{Outbound, ReplyRx, UpMsg};
@@ -31,58 +31,6 @@ use crate::upstream::{Outbound, ReplyRx, UpMsg};
 const STATE_PREFIX: &str = "castellan-mrtr:";
 /// Most rounds of input a legacy agent is asked for in one call.
 const MAX_ROUNDS: usize = 10;
-
-/// A request routed to one upstream, with its params as they go there.
-#[derive(Debug)]
-pub(crate) struct Routed {
-    /// Upstream index.
-    pub(crate) upstream: usize,
-    /// JSON-RPC method.
-    pub(crate) method: String,
-    /// Params with names un-namespaced.
-    pub(crate) params: RawObject,
-}
-
-/// An upstream call waiting for a modern agent's input.
-#[derive(Debug)]
-pub(crate) struct Parked {
-    call: Call,
-    /// The upstream's id for its server request.
-    server_request: RequestId,
-    /// The method and name the retry must repeat.
-    binding: (String, Option<String>),
-}
-
-/// Upstream calls parked for modern agents, by `requestState` token.
-#[derive(Debug, Default)]
-pub(crate) struct ParkedCalls(Mutex<HashMap<String, Parked>>);
-
-impl ParkedCalls {
-    fn insert(&self, token: String, p: Parked) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(token, p);
-        }
-    }
-
-    fn take(&self, token: &str) -> Option<Parked> {
-        self.0.lock().ok()?.remove(token)
-    }
-}
-
-/// One forwarded request on its way back.
-#[derive(Debug)]
-pub(crate) struct Call {
-    pub(crate) caller: Caller,
-    pub(crate) client_id: RequestId,
-    pub(crate) upstream: usize,
-    pub(crate) up_id: RequestId,
-    pub(crate) up_session: Option<Arc<UpSession>>,
-    pub(crate) rx: ReplyRx,
-    pub(crate) method: String,
-    /// The params as sent upstream (for input-required retries).
-    pub(crate) params: RawObject,
-    pub(crate) post: Post,
-}
 
 fn result_type(env: &Envelope) -> Option<String> {
     let r = env.result.as_ref()?;
@@ -230,8 +178,9 @@ impl Gateway {
         if !needs_stream {
             return match first {
                 UpMsg::Final(env, _, status) => {
-                    let bytes =
-                        self.finalize(&call.caller, &call.client_id, env, call.post.clone());
+                    let bytes = self
+                        .finalize(&call.caller, &call.client_id, env, call.post.clone())
+                        .await;
                     self.answer_now(&call, status_for(&call.caller, status), bytes)
                 }
                 UpMsg::Message(..) => self.json_only(call).await,
@@ -270,7 +219,9 @@ impl Gateway {
         let answer = loop {
             match tokio::time::timeout(timeout, call.rx.recv()).await {
                 Ok(Some(Ok(UpMsg::Final(env, ..)))) => {
-                    break self.finalize(&call.caller, &call.client_id, env, call.post.clone());
+                    break self
+                        .finalize(&call.caller, &call.client_id, env, call.post.clone())
+                        .await;
                 }
                 Ok(Some(Ok(UpMsg::Message(env, _)))) => {
                     if env.kind == Kind::Request {
@@ -386,8 +337,9 @@ impl Gateway {
                     }
                 }
                 UpMsg::Final(env, ..) => {
-                    let answer =
-                        self.finalize(&call.caller, &call.client_id, env, call.post.clone());
+                    let answer = self
+                        .finalize(&call.caller, &call.client_id, env, call.post.clone())
+                        .await;
                     // Waits for room rather than dropping the answer behind
                     // a flood of notifications (bounded by the timeout).
                     let (frame, live) = match (&call.caller, stream_id) {
@@ -488,8 +440,9 @@ impl Gateway {
                     .with_data(json!({"requiredCapabilities": {needed: {}}})));
                 }
                 // What the agent is asked may carry the upstream's content.
-                let params =
-                    self.screen_input(&call.post, method, req.get("params").map(to_raw))?;
+                let params = self
+                    .screen_input(&call.post, method, req.get("params").map(to_raw))
+                    .await?;
                 let (reply_tx, reply_rx) = oneshot::channel();
                 let gid = session.register_server_request(ServerRequestRoute {
                     upstream: call.upstream,

@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use castellan_config::Config;
 
 use crate::Gateway;
+use crate::error::Error;
 
 /// A value in force that a reload replaces as a whole. Readers take a
 /// cheap `Arc` and keep a consistent version for as long as they need it.
@@ -96,21 +97,26 @@ pub struct Reloaded {
 /// does not load, or any part that cannot be built (a policy that does not
 /// validate, an unreadable certificate, a bad JWKS), is refused with its
 /// error and the running configuration stays in force as a whole.
-pub async fn reload(gw: &Gateway, source: &Source) -> Result<Reloaded, String> {
+pub async fn reload(gw: &Gateway, source: &Source) -> Result<Reloaded, Error> {
     let Some(path) = &source.path else {
-        return Err(
-            "the gateway runs the builtin demo configuration; there is no file to reload".into(),
-        );
+        return Err(Error::NoConfigFile);
     };
-    let next = source.load().map_err(|e| e.to_string())?;
+    let next = source.load()?;
     let running = gw.config.as_ref();
     // Build every part that can fail before putting anything in force.
-    let auth = gw.auth.get().reloaded(&next.auth).await?;
+    let auth = gw
+        .auth
+        .get()
+        .reloaded(&next.auth)
+        .await
+        .map_err(Error::Auth)?;
     let tls = match (&running.tls, &next.tls) {
-        (Some(_), Some(t)) => Some(crate::tls::server_config(t, next.auth.mtls.as_ref())?),
+        (Some(_), Some(t)) => {
+            Some(crate::tls::server_config(t, next.auth.mtls.as_ref()).map_err(Error::Tls)?)
+        }
         _ => None,
     };
-    let credentials = gw.upstream_credentials(&next)?;
+    let credentials = gw.upstream_credentials(&next).map_err(Error::Upstream)?;
     // The judge is the last fallible step: it swaps itself in on success.
     gw.reload_judge(&next.judge)?;
 

@@ -13,8 +13,8 @@ use castellan_protocol::jsonrpc::{Envelope, ErrorObject};
 use serde_json::value::RawValue;
 
 use crate::behaviour::Screened;
-use crate::gateway::{Gateway, Post, REFUSED};
-use crate::relay::Call;
+use crate::call::{Call, Post};
+use crate::gateway::{Gateway, REFUSED};
 use crate::session::ClientSession;
 
 /// Methods whose params carry no content of the upstream's for the agent.
@@ -34,10 +34,10 @@ fn carries_content(method: &str) -> bool {
 impl Gateway {
     /// Inspects a streamed message's params when its call was judged and
     /// it carries content.
-    fn screen(&self, post: &Post, method: &str, params: Option<&RawValue>) -> Screened {
+    async fn screen(&self, post: &Post, method: &str, params: Option<&RawValue>) -> Screened {
         match (post, params) {
             (Post::Judged(judged), Some(p)) if carries_content(method) => {
-                self.behaviour.inspect_event(judged, method, p)
+                self.behaviour.inspect_event(judged, method, p).await
             }
             _ => Screened::Clean,
         }
@@ -51,7 +51,10 @@ impl Gateway {
         env: &mut Envelope,
         bytes: Bytes,
     ) -> Option<Bytes> {
-        match self.screen(&call.post, env.method(), env.params.as_deref()) {
+        match self
+            .screen(&call.post, env.method(), env.params.as_deref())
+            .await
+        {
             Screened::Clean => Some(bytes),
             Screened::Redacted(params) => {
                 env.params = Some(params);
@@ -80,7 +83,7 @@ impl Gateway {
     /// to `session`'s standalone stream: `Ok(None)` as it is, `Ok(Some)`
     /// with its redacted params and bytes, `Err(why)` when the agent must
     /// not see it.
-    pub(crate) fn screen_push(
+    pub(crate) async fn screen_push(
         &self,
         session: &ClientSession,
         i: usize,
@@ -91,13 +94,17 @@ impl Gateway {
             Some(p) if self.config.judge.enabled && carries_content(method) => p,
             _ => return Ok(None),
         };
-        match self.behaviour.inspect_push(
-            &session.principal,
-            &session.id,
-            &self.names[i],
-            method,
-            params,
-        ) {
+        match self
+            .behaviour
+            .inspect_push(
+                &session.principal,
+                &session.id,
+                &self.names[i],
+                method,
+                params,
+            )
+            .await
+        {
             Screened::Clean => Ok(None),
             Screened::Redacted(p) => {
                 let bytes = Bytes::from(Envelope::request_bytes(
@@ -113,13 +120,13 @@ impl Gateway {
 
     /// Inspects the params of an input request a modern upstream asks a
     /// legacy agent through the gateway; a blocked one fails the call.
-    pub(crate) fn screen_input(
+    pub(crate) async fn screen_input(
         &self,
         post: &Post,
         method: &str,
         params: Option<Box<RawValue>>,
     ) -> Result<Option<Box<RawValue>>, ErrorObject> {
-        match self.screen(post, method, params.as_deref()) {
+        match self.screen(post, method, params.as_deref()).await {
             Screened::Clean => Ok(params),
             Screened::Redacted(p) => Ok(Some(p)),
             Screened::Blocked(why) => Err(ErrorObject::new(
