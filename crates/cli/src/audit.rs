@@ -114,9 +114,9 @@ pub(crate) fn verify_anchor(
     key: Option<&castellan_audit::PublicKey>,
 ) -> anyhow::Result<()> {
     // A fleet's replicas each keep their own anchor: it must be named.
-    let beside = log.file().map(|file| {
+    let beside = log.file().map(|path| {
         PathBuf::from(castellan_config::beside_audit_log(
-            &log.to_string(),
+            &path.display().to_string(),
             "anchor",
         ))
     });
