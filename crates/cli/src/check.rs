@@ -113,6 +113,9 @@ fn check_upstream(origin: &str, u: &castellan_config::Upstream) -> Option<Findin
     let at = |m: String| Finding::Error(format!("{origin}:{}: upstream `{}`: {m}", u.line, u.name));
     match &u.transport {
         castellan_config::Transport::Builtin(_) => None,
+        castellan_config::Transport::OpenApi(o) => reqwest::Url::parse(&o.base_url)
+            .is_err()
+            .then(|| at(format!("base_url `{}` does not parse", o.base_url))),
         castellan_config::Transport::Http(h) => match reqwest::Url::parse(&h.url) {
             Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => None,
             Ok(_) => Some(at(format!("url `{}` names no host", h.url))),

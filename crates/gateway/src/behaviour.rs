@@ -306,6 +306,9 @@ struct Held {
 pub struct Behaviour {
     judge: RwLock<Judge>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
+    /// Labels the gateway declared per upstream (OpenAPI operations), kept
+    /// across reloads.
+    declared: Mutex<BTreeMap<String, Vec<LabelOverride>>>,
     states: Mutex<States>,
     audit: Option<Writer>,
     ids: std::sync::atomic::AtomicU64,
@@ -428,6 +431,7 @@ impl Behaviour {
         Ok(Behaviour {
             judge: RwLock::new(judge),
             defs: Mutex::new(BTreeMap::new()),
+            declared: Mutex::new(BTreeMap::new()),
             states: Mutex::new(States::default()),
             audit,
             ids: std::sync::atomic::AtomicU64::new(0),
@@ -504,7 +508,7 @@ impl Behaviour {
     /// configuration is reported and the running judge stays in force.
     pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), String> {
         let (fresh, _) = compile_judge(cfg)?;
-        let mut catalog = fresh.catalog().without_tools();
+        let mut catalog = fresh.catalog().without_tools().with_declared(self.all_declared());
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }
@@ -547,6 +551,34 @@ impl Behaviour {
     fn judge_changed(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Declares labels for the tools of upstream `server` (what the gateway
+    /// knows of them, such as an OpenAPI operation's method and path),
+    /// replacing its earlier declaration. The operator's `judge.labels`
+    /// still apply after them.
+    pub fn declare_labels(&self, server: &str, tools: &[(String, Vec<&str>)]) {
+        let overrides = tools
+            .iter()
+            .map(|(tool, names)| {
+                let add = LabelSet::of(&names.iter().filter_map(|n| Label::parse(n)).collect::<Vec<_>>());
+                LabelOverride::new(&format!("{server}/{tool}"), add, LabelSet::EMPTY)
+            })
+            .collect();
+        lock(&self.declared).insert(server.to_owned(), overrides);
+        let mut catalog = self.judge().catalog().without_tools().with_declared(self.all_declared());
+        for d in lock(&self.defs).values() {
+            catalog.insert(d.clone());
+        }
+        let (next, _) = self.judge().with_catalog_checked(catalog);
+        if let Ok(mut j) = self.judge.write() {
+            *j = next;
+        }
+        self.judge_changed();
+    }
+
+    fn all_declared(&self) -> Vec<LabelOverride> {
+        lock(&self.declared).values().flatten().cloned().collect()
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).

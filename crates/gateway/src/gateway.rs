@@ -30,6 +30,7 @@ use crate::reload::Live;
 use crate::session::{ClientSession, STANDALONE, ServerRequestRoute, Sessions};
 use crate::upstream::builtin::BuiltinUpstream;
 use crate::upstream::http::{ClientProfile, Credentials, HttpUpstream, UpSession, modern_meta};
+use crate::upstream::openapi::OpenApiUpstream;
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Outbound, Push, ReplyRx, UpMsg, UpstreamError};
 use castellan_judge::{CallKind, Decision};
@@ -43,6 +44,8 @@ pub enum Upstream {
     Http(Box<HttpUpstream>),
     /// Child process.
     Stdio(StdioUpstream),
+    /// A REST API described by OpenAPI, served as tools in-process.
+    OpenApi(OpenApiUpstream),
 }
 
 /// Who is asking: a legacy session, or a stateless modern request.
@@ -187,6 +190,10 @@ impl Gateway {
                     push_tx.clone(),
                     ids.clone(),
                 )),
+                Transport::OpenApi(o) => Upstream::OpenApi(
+                    OpenApiUpstream::new(&u.name, &u.prefix, o, l.upstream_timeout, l.connect_timeout, &behaviour)
+                        .map_err(|e| e.to_string())?,
+                ),
             });
         }
         let gw = Arc::new_cyclic(|me| Gateway {
@@ -1188,6 +1195,7 @@ impl Gateway {
     ) -> Result<(ReplyRx, Option<Arc<UpSession>>), UpstreamError> {
         match (&self.upstreams[i], caller) {
             (Upstream::Builtin(b), _) => Ok((b.request(&out), None)),
+            (Upstream::OpenApi(o), _) => Ok((o.request(&out), None)),
             (Upstream::Stdio(s), _) => Ok((s.request(&out).await?, None)),
             (Upstream::Http(h), Caller::Modern(_)) => {
                 if h.speaks_modern().await {
@@ -1304,7 +1312,7 @@ impl Gateway {
                     h.notify(Some(s), &out).await;
                 }
             }
-            Upstream::Builtin(_) => {}
+            Upstream::Builtin(_) | Upstream::OpenApi(_) => {}
         }
     }
 
@@ -1445,7 +1453,7 @@ impl Gateway {
         match &self.upstreams[i] {
             Upstream::Stdio(s) => s.send_raw(bytes),
             Upstream::Http(h) => h.post_message(up_session.as_deref(), bytes).await,
-            Upstream::Builtin(_) => {}
+            Upstream::Builtin(_) | Upstream::OpenApi(_) => {}
         }
     }
 
