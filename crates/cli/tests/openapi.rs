@@ -313,7 +313,8 @@ async fn a_changed_operation_is_withheld_until_approved_and_a_bad_spec_stops_sta
     let swagger = dir.join("swagger.json");
     std::fs::write(&swagger, r#"{"swagger": "2.0", "paths": {}}"#).expect("spec");
     let cfg = dir.join("serve.yaml");
-    std::fs::write(&cfg, format!("{}{}", support::test_auth(), yaml(&swagger))).expect("config");
+    let audit = format!("audit:\n  path: {}\n", dir.join("audit.db").display());
+    std::fs::write(&cfg, format!("{}{audit}{}", support::test_auth(), yaml(&swagger))).expect("config");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
