@@ -323,6 +323,10 @@ async fn a_changed_operation_is_withheld_until_approved_and_a_bad_spec_stops_sta
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Swagger 2.0"), "{err}");
+    // `castellan check` says so before anyone starts the gateway.
+    let out = support::castellan(&["check", "--config", &cfg.display().to_string()]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && said.contains("Swagger 2.0"), "{said}");
 }
 
 /// The official Python SDK (`tests/peers/setup.sh`) as the agent, in

@@ -92,17 +92,9 @@ impl OpenApiUpstream {
             .parse::<Uri>()
             .map_err(|e| config_err(format!("invalid base_url `{}`: {e}", cfg.base_url)))?;
         let credentials = Credentials::new(name, &cfg.http).map_err(config_err)?;
-        let name_budget = match prefix {
-            "" => MAX_TOOL_NAME,
-            p => MAX_TOOL_NAME.saturating_sub(p.len() + crate::federation::SEPARATOR.len()),
-        };
+        let name_budget = name_budget(prefix);
         let api = OnceCell::new();
-        if !is_url(&cfg.spec) {
-            let loaded = build_api(Spec::load(std::path::Path::new(&cfg.spec)), cfg, name_budget)
-                .map_err(|source| OpenApiError::Spec {
-                    upstream: name.to_owned(),
-                    source,
-                })?;
+        if let Some(loaded) = OpenApiUpstream::load(name, prefix, cfg)? {
             // The judge learns what the spec says about each operation
             // (method, path, schema) before any agent lists it.
             let labels: Vec<(String, Vec<&str>)> = loaded
@@ -145,6 +137,36 @@ impl OpenApiUpstream {
             }
         });
         rx
+    }
+}
+
+impl OpenApiUpstream {
+    /// The tools of a spec file under the configured selection, as start-up
+    /// builds them (`castellan check` runs this too); `None` for a spec
+    /// given by URL, which is fetched on first use.
+    pub fn load(
+        name: &str,
+        prefix: &str,
+        cfg: &castellan_config::OpenApiUpstream,
+    ) -> Result<Option<Api>, OpenApiError> {
+        if is_url(&cfg.spec) {
+            return Ok(None);
+        }
+        build_api(Spec::load(std::path::Path::new(&cfg.spec)), cfg, name_budget(prefix))
+            .map(Some)
+            .map_err(|source| OpenApiError::Spec {
+                upstream: name.to_owned(),
+                source,
+            })
+    }
+}
+
+/// Room for a tool's own name once the client-visible name carries the
+/// upstream's prefix.
+fn name_budget(prefix: &str) -> usize {
+    match prefix {
+        "" => MAX_TOOL_NAME,
+        p => MAX_TOOL_NAME.saturating_sub(p.len() + crate::federation::SEPARATOR.len()),
     }
 }
 
