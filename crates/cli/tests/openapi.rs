@@ -67,13 +67,21 @@ async fn answer(
     seen: Seen,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let headers: serde_json::Map<String, Value> = parts
         .headers
         .iter()
         .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("?"))))
         .collect();
-    let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let request = json!({
         "method": parts.method.as_str(),
         "target": target,
@@ -147,18 +155,34 @@ async fn every_operation_is_listed_under_a_valid_short_name() {
     assert_eq!(names.len(), 49, "{names:?}");
     for n in &names {
         assert!(n.starts_with("crm__") && n.len() <= 64, "{n}");
-        assert!(n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{n}");
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{n}"
+        );
     }
     // The two export operations share their first 80 characters: shortened,
     // they still differ, and the unnamed health check is named by its path.
-    let exports: Vec<&String> = names.iter().filter(|n| n.starts_with("crm__exportAll")).collect();
+    let exports: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("crm__exportAll"))
+        .collect();
     assert_eq!(exports.len(), 2);
     assert_ne!(exports[0], exports[1]);
     assert!(names.contains(&"crm__get_health".to_string()));
-    let tools = list.last()["result"]["tools"].as_array().expect("tools").clone();
-    let get = tools.iter().find(|t| t["name"] == "crm__getCustomer").expect("getCustomer");
+    let tools = list.last()["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .clone();
+    let get = tools
+        .iter()
+        .find(|t| t["name"] == "crm__getCustomer")
+        .expect("getCustomer");
     assert_eq!(get["annotations"]["readOnlyHint"], true);
-    let del = tools.iter().find(|t| t["name"] == "crm__deleteCustomer").expect("deleteCustomer");
+    let del = tools
+        .iter()
+        .find(|t| t["name"] == "crm__deleteCustomer")
+        .expect("deleteCustomer");
     assert_eq!(del["annotations"]["destructiveHint"], true);
     // Nothing was sent to the API to list its tools.
     assert!(api.seen().is_empty());
@@ -192,7 +216,10 @@ async fn a_call_becomes_the_http_request_the_spec_describes_with_the_gateways_cr
     let seen = api.seen();
     let headers = &seen[0]["headers"];
     assert_eq!(headers["x-api-key"], API_KEY);
-    assert!(headers.get("authorization").is_none(), "the agent's token never reaches the API: {headers}");
+    assert!(
+        headers.get("authorization").is_none(),
+        "the agent's token never reaches the API: {headers}"
+    );
     assert_eq!(res["_meta"]["castellan/http"]["status"], 200);
 
     let r = call(
@@ -215,15 +242,45 @@ async fn http_errors_and_redirects_come_back_as_tool_errors() {
     let gw = Gateway::start(&config(&api, ""));
     let sid = open_session(&gw.url).await;
     let _ = call(&gw.url, &sid, 1, "tools/list", json!({})).await;
-    let r = call(&gw.url, &sid, 2, "tools/call", json!({"name": "crm__getCustomer", "arguments": {"id": "nobody"}})).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "crm__getCustomer", "arguments": {"id": "nobody"}}),
+    )
+    .await;
     assert_eq!(result(&r)["isError"], true);
-    assert!(text_of(r.last()).starts_with("HTTP 404 Not Found: {\"message\":\"no customer at /customers/nobody\"}"), "{}", text_of(r.last()));
-    let r = call(&gw.url, &sid, 3, "tools/call", json!({"name": "crm__followElsewhere", "arguments": {}})).await;
+    assert!(
+        text_of(r.last())
+            .starts_with("HTTP 404 Not Found: {\"message\":\"no customer at /customers/nobody\"}"),
+        "{}",
+        text_of(r.last())
+    );
+    let r = call(
+        &gw.url,
+        &sid,
+        3,
+        "tools/call",
+        json!({"name": "crm__followElsewhere", "arguments": {}}),
+    )
+    .await;
     assert_eq!(result(&r)["isError"], true);
-    assert!(text_of(r.last()).contains("not followed"), "{}", text_of(r.last()));
+    assert!(
+        text_of(r.last()).contains("not followed"),
+        "{}",
+        text_of(r.last())
+    );
     // A missing required argument never reaches the API.
     let before = api.seen().len();
-    let r = call(&gw.url, &sid, 4, "tools/call", json!({"name": "crm__searchCustomers", "arguments": {}})).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        4,
+        "tools/call",
+        json!({"name": "crm__searchCustomers", "arguments": {}}),
+    )
+    .await;
     assert_eq!(result(&r)["isError"], true);
     assert!(text_of(r.last()).contains("missing required argument `q`"));
     assert_eq!(api.seen().len(), before);
@@ -235,7 +292,14 @@ async fn customer_data_read_through_the_api_cannot_be_mailed_out_through_it() {
     let gw = Gateway::start(&config(&api, ""));
     let sid = open_session(&gw.url).await;
     let _ = call(&gw.url, &sid, 1, "tools/list", json!({})).await;
-    let r = call(&gw.url, &sid, 2, "tools/call", json!({"name": "crm__getCustomer", "arguments": {"id": "c-42"}})).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "crm__getCustomer", "arguments": {"id": "c-42"}}),
+    )
+    .await;
     assert_eq!(result(&r)["structuredContent"]["name"], "Grace Hopper");
     let r = call(
         &gw.url,
@@ -249,8 +313,13 @@ async fn customer_data_read_through_the_api_cannot_be_mailed_out_through_it() {
     )
     .await;
     let res = result(&r);
-    let decision = res["_meta"]["io.castellan/decision"]["decision"].as_str().unwrap_or_default();
-    assert!(res["isError"] == true && ["hold", "deny", "quarantine"].contains(&decision), "{res}");
+    let decision = res["_meta"]["io.castellan/decision"]["decision"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        res["isError"] == true && ["hold", "deny", "quarantine"].contains(&decision),
+        "{res}"
+    );
     assert!(
         !api.seen().iter().any(|s| s["target"] == "/messages"),
         "nothing was sent: {:?}",
@@ -263,11 +332,25 @@ async fn a_secret_in_an_api_response_reaches_the_agent_masked() {
     let api = Api::start().await;
     let dir = support::scratch("openapi-redact");
     let rules = dir.join("content.yaml");
-    std::fs::write(&rules, "settings:\n  content: {secret: redact}\nrules: []\n").expect("rules");
-    let gw = Gateway::start(&config(&api, &format!("judge:\n  rules: [{}]\n", rules.display())));
+    std::fs::write(
+        &rules,
+        "settings:\n  content: {secret: redact}\nrules: []\n",
+    )
+    .expect("rules");
+    let gw = Gateway::start(&config(
+        &api,
+        &format!("judge:\n  rules: [{}]\n", rules.display()),
+    ));
     let sid = open_session(&gw.url).await;
     let _ = call(&gw.url, &sid, 1, "tools/list", json!({})).await;
-    let r = call(&gw.url, &sid, 2, "tools/call", json!({"name": "crm__getIntegration", "arguments": {"id": "slack"}})).await;
+    let r = call(
+        &gw.url,
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "crm__getIntegration", "arguments": {"id": "slack"}}),
+    )
+    .await;
     let all = r.last().to_string();
     assert!(!all.contains(LEAKED), "{all}");
     assert!(all.contains("[redacted secret]"), "{all}");
@@ -304,17 +387,39 @@ async fn a_changed_operation_is_withheld_until_approved_and_a_bad_spec_stops_sta
     let sid = open_session(&gw.url).await;
     let list = call(&gw.url, &sid, 1, "tools/list", json!({})).await;
     let listed = names(list.last());
-    assert!(!listed.contains(&"crm__sendMessage".to_string()), "withheld");
-    assert!(listed.contains(&"crm__getCustomer".to_string()), "the others stay");
-    let r = call(&gw.url, &sid, 2, "tools/call", json!({"name": "crm__sendMessage", "arguments": {"to": "a@acme.example", "body": "hi"}})).await;
-    assert_eq!(r.last()["error"]["data"]["finding"], "changed", "{}", r.last());
+    assert!(
+        !listed.contains(&"crm__sendMessage".to_string()),
+        "withheld"
+    );
+    assert!(
+        listed.contains(&"crm__getCustomer".to_string()),
+        "the others stay"
+    );
+    let r = call(
+        &gw.url,
+        &sid,
+        2,
+        "tools/call",
+        json!({"name": "crm__sendMessage", "arguments": {"to": "a@acme.example", "body": "hi"}}),
+    )
+    .await;
+    assert_eq!(
+        r.last()["error"]["data"]["finding"],
+        "changed",
+        "{}",
+        r.last()
+    );
     drop(gw);
 
     let swagger = dir.join("swagger.json");
     std::fs::write(&swagger, r#"{"swagger": "2.0", "paths": {}}"#).expect("spec");
     let cfg = dir.join("serve.yaml");
     let audit = format!("audit:\n  path: {}\n", dir.join("audit.db").display());
-    std::fs::write(&cfg, format!("{}{audit}{}", support::test_auth(), yaml(&swagger))).expect("config");
+    std::fs::write(
+        &cfg,
+        format!("{}{audit}{}", support::test_auth(), yaml(&swagger)),
+    )
+    .expect("config");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_castellan"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
@@ -325,8 +430,15 @@ async fn a_changed_operation_is_withheld_until_approved_and_a_bad_spec_stops_sta
     assert!(err.contains("Swagger 2.0"), "{err}");
     // `castellan check` says so before anyone starts the gateway.
     let out = support::castellan(&["check", "--config", &cfg.display().to_string()]);
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success() && said.contains("Swagger 2.0"), "{said}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success() && said.contains("Swagger 2.0"),
+        "{said}"
+    );
 }
 
 /// The official Python SDK (`tests/peers/setup.sh`) as the agent, in
@@ -337,32 +449,64 @@ async fn the_python_sdk_lists_and_calls_rest_operations_and_the_judge_governs_th
     let api = Api::start().await;
     let dir = support::scratch("openapi-py");
     let rules = dir.join("content.yaml");
-    std::fs::write(&rules, "settings:\n  content: {secret: redact}\nrules: []\n").expect("rules");
-    let gw = Gateway::start(&config(&api, &format!("judge:\n  rules: [{}]\n", rules.display())));
+    std::fs::write(
+        &rules,
+        "settings:\n  content: {secret: redact}\nrules: []\n",
+    )
+    .expect("rules");
+    let gw = Gateway::start(&config(
+        &api,
+        &format!("judge:\n  rules: [{}]\n", rules.display()),
+    ));
     let peers = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers");
     let python = peers.join(".venv/bin/python");
-    assert!(python.exists(), "Python SDK missing: run tests/peers/setup.sh");
+    assert!(
+        python.exists(),
+        "Python SDK missing: run tests/peers/setup.sh"
+    );
     let client = |mode: &str, tool: &str, args: Value| {
         let out = std::process::Command::new(&python)
             .arg(peers.join("py_client.py"))
             .arg(&gw.url)
-            .args(["--mode", mode, "--header", &format!("Authorization: {}", support::TEST_AUTH)])
+            .args([
+                "--mode",
+                mode,
+                "--header",
+                &format!("Authorization: {}", support::TEST_AUTH),
+            ])
             .args(["--call", tool, "--args", &args.to_string()])
             .output()
             .expect("python runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-        let line = stdout.lines().rev().find(|l| l.starts_with('{')).expect("JSON line");
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("JSON line");
         serde_json::from_str::<Value>(line).expect("client JSON")
     };
     for mode in ["legacy", "2026-07-28"] {
-        let out = tokio::task::block_in_place(|| client(mode, "crm__getCustomer", json!({"id": "c-42"})));
+        let out =
+            tokio::task::block_in_place(|| client(mode, "crm__getCustomer", json!({"id": "c-42"})));
         assert_eq!(out["tools"].as_array().map(Vec::len), Some(49), "{mode}");
-        assert_eq!(out["call"]["structuredContent"]["email"], "grace.hopper@clients-of-acme.example", "{mode}");
+        assert_eq!(
+            out["call"]["structuredContent"]["email"], "grace.hopper@clients-of-acme.example",
+            "{mode}"
+        );
     }
-    let out = tokio::task::block_in_place(|| client("legacy", "crm__getIntegration", json!({"id": "slack"})));
+    let out = tokio::task::block_in_place(|| {
+        client("legacy", "crm__getIntegration", json!({"id": "slack"}))
+    });
     let text = out["call"].to_string();
-    assert!(!text.contains(LEAKED) && text.contains("[redacted secret]"), "{text}");
+    assert!(
+        !text.contains(LEAKED) && text.contains("[redacted secret]"),
+        "{text}"
+    );
     let out = tokio::task::block_in_place(|| {
         client(
             "legacy",

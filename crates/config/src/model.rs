@@ -981,9 +981,9 @@ pub(crate) fn compile_for(
                 }
                 Transport::Builtin(b)
             }
-            (None, Some(h), None, None) => Transport::Http(compile_http(
-                &u.name, h, line, text, env, &invalid,
-            )?),
+            (None, Some(h), None, None) => {
+                Transport::Http(compile_http(&u.name, h, line, text, env, &invalid)?)
+            }
             (None, None, Some(s), None) => {
                 if s.command.trim().is_empty() {
                     return Err(invalid(
@@ -1488,67 +1488,65 @@ pub(crate) fn compile_http(
     env: &dyn Fn(&str) -> Option<String>,
     invalid: &dyn Fn(usize, String) -> ConfigError,
 ) -> Result<HttpUpstream, ConfigError> {
-        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-            return Err(invalid(
-                line,
-                format!(
-                    "upstream `{}`: url `{}` must start with http:// or https://",
-                    name, h.url
-                ),
-            ));
-        }
-        let mut headers = Vec::with_capacity(h.headers.len());
-        for (k, v) in h.headers {
-            let v = expand_env(&v, env).map_err(|m| {
-                invalid(line, format!("upstream `{}` header `{k}`: {m}", name))
-            })?;
-            headers.push((k, v));
-        }
-        let oauth = match h.oauth {
-            None => None,
-            Some(o) => {
-                let l = find_key_line(text, "oauth", None).max(line);
-                if !(o.token_url.starts_with("https://")
-                    || o.token_url.starts_with("http://127.0.0.1")
-                    || o.token_url.starts_with("http://localhost"))
-                {
-                    return Err(invalid(
-                        l,
-                        format!(
-                            "upstream `{}`: `oauth.token_url` must be https:// (plain http only on loopback)",
-                            name
-                        ),
-                    ));
-                }
-                if headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                {
-                    return Err(invalid(
-                        l,
-                        format!(
-                            "upstream `{}`: `oauth` and an `Authorization` header both set the credential; keep one",
-                            name
-                        ),
-                    ));
-                }
-                let client_secret = expand_env(&o.client_secret, env).map_err(|m| {
-                    invalid(l, format!("upstream `{}` oauth.client_secret: {m}", name))
-                })?;
-                Some(OAuthClient {
-                    token_url: o.token_url,
-                    client_id: o.client_id,
-                    client_secret,
-                    scopes: o.scopes,
-                    audience: o.audience,
-                    resource: o.resource,
-                })
+    if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+        return Err(invalid(
+            line,
+            format!(
+                "upstream `{}`: url `{}` must start with http:// or https://",
+                name, h.url
+            ),
+        ));
+    }
+    let mut headers = Vec::with_capacity(h.headers.len());
+    for (k, v) in h.headers {
+        let v = expand_env(&v, env)
+            .map_err(|m| invalid(line, format!("upstream `{}` header `{k}`: {m}", name)))?;
+        headers.push((k, v));
+    }
+    let oauth = match h.oauth {
+        None => None,
+        Some(o) => {
+            let l = find_key_line(text, "oauth", None).max(line);
+            if !(o.token_url.starts_with("https://")
+                || o.token_url.starts_with("http://127.0.0.1")
+                || o.token_url.starts_with("http://localhost"))
+            {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "upstream `{}`: `oauth.token_url` must be https:// (plain http only on loopback)",
+                        name
+                    ),
+                ));
             }
-        };
-        Ok(HttpUpstream {
-            url: h.url,
-            headers,
-            era: h.era,
-            oauth,
-        })
+            if headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "upstream `{}`: `oauth` and an `Authorization` header both set the credential; keep one",
+                        name
+                    ),
+                ));
+            }
+            let client_secret = expand_env(&o.client_secret, env)
+                .map_err(|m| invalid(l, format!("upstream `{}` oauth.client_secret: {m}", name)))?;
+            Some(OAuthClient {
+                token_url: o.token_url,
+                client_id: o.client_id,
+                client_secret,
+                scopes: o.scopes,
+                audience: o.audience,
+                resource: o.resource,
+            })
+        }
+    };
+    Ok(HttpUpstream {
+        url: h.url,
+        headers,
+        era: h.era,
+        oauth,
+    })
 }

@@ -98,7 +98,10 @@ pub(crate) fn compile(
     invalid: &dyn Fn(usize, String) -> ConfigError,
 ) -> Result<OpenApiUpstream, ConfigError> {
     if raw.spec.trim().is_empty() {
-        return Err(invalid(line, format!("upstream `{name}`: `openapi.spec` is empty")));
+        return Err(invalid(
+            line,
+            format!("upstream `{name}`: `openapi.spec` is empty"),
+        ));
     }
     for m in raw.include.methods.iter().chain(&raw.exclude.methods) {
         if !METHODS.contains(&m.to_ascii_lowercase().as_str()) {
@@ -110,7 +113,10 @@ pub(crate) fn compile(
     }
     let max_tools = raw.max_tools.unwrap_or(DEFAULT_MAX_TOOLS);
     if max_tools == 0 {
-        return Err(invalid(line, format!("upstream `{name}`: `max_tools` must be at least 1")));
+        return Err(invalid(
+            line,
+            format!("upstream `{name}`: `max_tools` must be at least 1"),
+        ));
     }
     let http = compile_http(
         name,

@@ -508,7 +508,10 @@ impl Behaviour {
     /// configuration is reported and the running judge stays in force.
     pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), String> {
         let (fresh, _) = compile_judge(cfg)?;
-        let mut catalog = fresh.catalog().without_tools().with_declared(self.all_declared());
+        let mut catalog = fresh
+            .catalog()
+            .without_tools()
+            .with_declared(self.all_declared());
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }
@@ -561,12 +564,21 @@ impl Behaviour {
         let overrides = tools
             .iter()
             .map(|(tool, names)| {
-                let add = LabelSet::of(&names.iter().filter_map(|n| Label::parse(n)).collect::<Vec<_>>());
+                let add = LabelSet::of(
+                    &names
+                        .iter()
+                        .filter_map(|n| Label::parse(n))
+                        .collect::<Vec<_>>(),
+                );
                 LabelOverride::new(&format!("{server}/{tool}"), add, LabelSet::EMPTY)
             })
             .collect();
         lock(&self.declared).insert(server.to_owned(), overrides);
-        let mut catalog = self.judge().catalog().without_tools().with_declared(self.all_declared());
+        let mut catalog = self
+            .judge()
+            .catalog()
+            .without_tools()
+            .with_declared(self.all_declared());
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }

@@ -191,8 +191,15 @@ impl Gateway {
                     ids.clone(),
                 )),
                 Transport::OpenApi(o) => Upstream::OpenApi(
-                    OpenApiUpstream::new(&u.name, &u.prefix, o, l.upstream_timeout, l.connect_timeout, &behaviour)
-                        .map_err(|e| e.to_string())?,
+                    OpenApiUpstream::new(
+                        &u.name,
+                        &u.prefix,
+                        o,
+                        l.upstream_timeout,
+                        l.connect_timeout,
+                        &behaviour,
+                    )
+                    .map_err(|e| e.to_string())?,
                 ),
             });
         }

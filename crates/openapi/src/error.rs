@@ -38,7 +38,9 @@ pub enum SpecError {
         reason: String,
     },
     /// A `$ref` that points outside the document or at nothing.
-    #[error("OpenAPI spec `{origin}`: unresolvable `$ref` `{reference}` in operation `{operation}`")]
+    #[error(
+        "OpenAPI spec `{origin}`: unresolvable `$ref` `{reference}` in operation `{operation}`"
+    )]
     Ref {
         /// File name or URL.
         origin: String,
@@ -60,7 +62,9 @@ pub enum SpecError {
         max: usize,
     },
     /// Two operations would be exposed under the same tool name.
-    #[error("OpenAPI spec `{origin}`: operations `{first}` and `{second}` both become tool `{name}`")]
+    #[error(
+        "OpenAPI spec `{origin}`: operations `{first}` and `{second}` both become tool `{name}`"
+    )]
     Collision {
         /// File name or URL.
         origin: String,
@@ -72,7 +76,9 @@ pub enum SpecError {
         second: String,
     },
     /// Two parameters of one operation cannot be told apart in arguments.
-    #[error("OpenAPI spec `{origin}`: operation `{operation}` has parameter `{name}` twice in `{location}`")]
+    #[error(
+        "OpenAPI spec `{origin}`: operation `{operation}` has parameter `{name}` twice in `{location}`"
+    )]
     DuplicateParameter {
         /// File name or URL.
         origin: String,

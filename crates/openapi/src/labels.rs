@@ -9,34 +9,101 @@ use crate::spec::RawOperation;
 
 /// Words (singular, lower case) that make a writing operation move money.
 const MONEY: &[&str] = &[
-    "payment", "pay", "refund", "charge", "transfer", "payout", "transaction", "invoice",
-    "withdrawal", "deposit", "capture",
+    "payment",
+    "pay",
+    "refund",
+    "charge",
+    "transfer",
+    "payout",
+    "transaction",
+    "invoice",
+    "withdrawal",
+    "deposit",
+    "capture",
 ];
 /// Words that make a reading operation read financial records.
 const FINANCIAL: &[&str] = &[
-    "payment", "refund", "charge", "transfer", "payout", "transaction", "invoice", "balance",
-    "billing", "account", "statement", "subscription",
+    "payment",
+    "refund",
+    "charge",
+    "transfer",
+    "payout",
+    "transaction",
+    "invoice",
+    "balance",
+    "billing",
+    "account",
+    "statement",
+    "subscription",
 ];
 /// Words that make a writing operation change identities or permissions.
 const IDENTITY: &[&str] = &[
-    "user", "member", "membership", "role", "permission", "group", "collaborator", "token",
-    "key", "credential", "password", "secret", "acl", "grant", "invitation", "invite", "team",
+    "user",
+    "member",
+    "membership",
+    "role",
+    "permission",
+    "group",
+    "collaborator",
+    "token",
+    "key",
+    "credential",
+    "password",
+    "secret",
+    "acl",
+    "grant",
+    "invitation",
+    "invite",
+    "team",
 ];
 /// Words that make a reading operation read credentials.
 const SECRET: &[&str] = &["token", "secret", "credential", "password", "key", "apikey"];
 /// Words that make a writing operation send data to other parties.
 const EGRESS: &[&str] = &[
-    "send", "email", "mail", "message", "notify", "notification", "sms", "webhook", "share",
-    "invite", "export", "upload", "publish", "post", "comment", "reply", "forward",
+    "send",
+    "email",
+    "mail",
+    "message",
+    "notify",
+    "notification",
+    "sms",
+    "webhook",
+    "share",
+    "invite",
+    "export",
+    "upload",
+    "publish",
+    "post",
+    "comment",
+    "reply",
+    "forward",
 ];
 /// Words that make a reading operation read content outside parties wrote.
 const UNTRUSTED: &[&str] = &[
-    "comment", "review", "ticket", "message", "mail", "email", "issue", "post", "feedback",
-    "inbox", "conversation", "chat",
+    "comment",
+    "review",
+    "ticket",
+    "message",
+    "mail",
+    "email",
+    "issue",
+    "post",
+    "feedback",
+    "inbox",
+    "conversation",
+    "chat",
 ];
 /// Argument names that carry a destination.
 const DESTINATIONS: &[&str] = &[
-    "to", "recipient", "recipients", "email", "url", "webhook_url", "callback_url", "cc", "bcc",
+    "to",
+    "recipient",
+    "recipients",
+    "email",
+    "url",
+    "webhook_url",
+    "callback_url",
+    "cc",
+    "bcc",
 ];
 
 /// The inferred labels, in a fixed order.
@@ -59,7 +126,10 @@ pub fn infer(op: &RawOperation<'_>, input_schema: &Value) -> Vec<&'static str> {
         let destination = input_schema
             .get("properties")
             .and_then(Value::as_object)
-            .is_some_and(|p| p.keys().any(|k| DESTINATIONS.contains(&k.to_ascii_lowercase().as_str())));
+            .is_some_and(|p| {
+                p.keys()
+                    .any(|k| DESTINATIONS.contains(&k.to_ascii_lowercase().as_str()))
+            });
         if has(EGRESS) || destination {
             out.push("egress");
         }

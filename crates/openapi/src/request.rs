@@ -40,7 +40,10 @@ impl Tool {
             Value::Null => &empty,
             _ => return Err(CallError::NotObject),
         };
-        if let Some(k) = args.keys().find(|k| !self.args.iter().any(|a| &a.key == *k)) {
+        if let Some(k) = args
+            .keys()
+            .find(|k| !self.args.iter().any(|a| &a.key == *k))
+        {
             return Err(CallError::Unknown(k.clone()));
         }
         let mut path = self.path.clone();
@@ -75,15 +78,20 @@ impl Tool {
                 Location::Body => whole_body = Some(v.clone()),
             }
         }
-        let body_value = whole_body.or_else(|| (!body_props.is_empty()).then_some(Value::Object(body_props)));
+        let body_value =
+            whole_body.or_else(|| (!body_props.is_empty()).then_some(Value::Object(body_props)));
         let body = match (self.body, body_value) {
-            (Some(BodyEncoding::Json), Some(v)) => {
-                Some(("application/json", serde_json::to_vec(&v).unwrap_or_default()))
-            }
+            (Some(BodyEncoding::Json), Some(v)) => Some((
+                "application/json",
+                serde_json::to_vec(&v).unwrap_or_default(),
+            )),
             (Some(BodyEncoding::Form), Some(v)) => {
                 let mut pairs = Vec::new();
                 form_pairs("", &v, &mut pairs);
-                Some(("application/x-www-form-urlencoded", pairs.join("&").into_bytes()))
+                Some((
+                    "application/x-www-form-urlencoded",
+                    pairs.join("&").into_bytes(),
+                ))
             }
             _ => None,
         };
@@ -127,7 +135,10 @@ fn query_pairs(a: &Arg, v: &Value, out: &mut Vec<String>) -> Result<(), CallErro
     let name = enc(&a.name);
     match v {
         Value::Array(items) => {
-            let texts = items.iter().map(|i| scalar(a, i)).collect::<Result<Vec<_>, _>>()?;
+            let texts = items
+                .iter()
+                .map(|i| scalar(a, i))
+                .collect::<Result<Vec<_>, _>>()?;
             if a.explode {
                 out.extend(texts.iter().map(|t| format!("{name}={}", enc(t))));
             } else {

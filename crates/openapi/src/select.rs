@@ -33,8 +33,11 @@ impl Filter {
             || op
                 .operation_id()
                 .is_some_and(|id| self.operations.iter().any(|g| glob(g, id)));
-        let methods =
-            self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(op.method));
+        let methods = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(op.method));
         let paths = self.paths.is_empty() || self.paths.iter().any(|g| glob(g, op.path));
         tags && ids && methods && paths
     }

@@ -166,7 +166,9 @@ fn object_bodies_are_flattened_and_refs_resolved_with_recursion_bounded() {
 fn a_non_object_body_goes_under_the_body_key() {
     let api = crm();
     let t = api.tool("put_customers_id_notes").expect("tool");
-    let req = t.request(&json!({"id": "7", "body": ["a", "b"]})).expect("request");
+    let req = t
+        .request(&json!({"id": "7", "body": ["a", "b"]}))
+        .expect("request");
     assert_eq!(req.body.expect("body").1, br#"["a","b"]"#.to_vec());
 }
 
@@ -177,7 +179,10 @@ fn query_arrays_explode_or_join_as_the_spec_says() {
     let req = t
         .request(&json!({"status": "active", "tag": ["a&b", "c"], "ids": [1, 2]}))
         .expect("request");
-    assert_eq!(req.path_and_query, "/customers?status=active&tag=a%26b&tag=c&ids=1,2");
+    assert_eq!(
+        req.path_and_query,
+        "/customers?status=active&tag=a%26b&tag=c&ids=1,2"
+    );
 }
 
 #[test]
@@ -189,7 +194,10 @@ fn form_bodies_encode_nested_keys() {
         .expect("request");
     let (ct, body) = req.body.expect("body");
     assert_eq!(ct, "application/x-www-form-urlencoded");
-    assert_eq!(String::from_utf8(body).expect("utf8"), "amount=5&metadata%5Bwhy%5D=late");
+    assert_eq!(
+        String::from_utf8(body).expect("utf8"),
+        "amount=5&metadata%5Bwhy%5D=late"
+    );
 }
 
 #[test]
@@ -201,7 +209,10 @@ fn missing_unknown_and_misshapen_arguments_are_refused() {
         t.request(&json!({"id": "1", "Authorization": "Bearer x"})),
         Err(CallError::Unknown("Authorization".into()))
     );
-    assert!(matches!(t.request(&json!({"id": {"a": 1}})), Err(CallError::Invalid { .. })));
+    assert!(matches!(
+        t.request(&json!({"id": {"a": 1}})),
+        Err(CallError::Invalid { .. })
+    ));
     assert!(matches!(
         t.request(&json!({"id": "1", "X-Trace": "a\r\nEvil: 1"})),
         Err(CallError::Invalid { .. })
@@ -221,7 +232,10 @@ fn annotations_and_labels_follow_the_method_and_the_words() {
     };
     assert_eq!(by("listCustomers")["annotations"]["readOnlyHint"], true);
     assert_eq!(by("deleteCustomer")["annotations"]["destructiveHint"], true);
-    assert_eq!(by("createCustomer")["annotations"]["destructiveHint"], false);
+    assert_eq!(
+        by("createCustomer")["annotations"]["destructiveHint"],
+        false
+    );
     let labels = |n: &str| api.tool(n).expect("tool").labels.clone();
     assert_eq!(labels("listCustomers"), ["private"]);
     assert!(labels("deleteCustomer").contains(&"destructive"));
@@ -235,7 +249,10 @@ fn the_description_names_method_and_path_so_a_changed_method_changes_the_pin() {
     let api = crm();
     let t = api.tool("deleteCustomer").expect("tool");
     assert!(t.description.starts_with("DELETE /customers/{id}"));
-    let changed = CRM.replace("    delete:\n      operationId: deleteCustomer", "    patch:\n      operationId: deleteCustomer");
+    let changed = CRM.replace(
+        "    delete:\n      operationId: deleteCustomer",
+        "    patch:\n      operationId: deleteCustomer",
+    );
     let spec = Spec::parse("crm.yaml", changed.as_bytes()).expect("spec");
     let api2 = Api::build(&spec, &Selection::default(), 64).expect("tools");
     let t2 = api2.tool("deleteCustomer").expect("tool");
@@ -264,7 +281,15 @@ fn selection_filters_by_tag_glob_method_and_path_and_the_cap_is_an_error() {
     };
     let api = Api::build(&spec, &sel, 64).expect("tools");
     let names: Vec<&str> = api.tools().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["listCustomers", "createCustomer", "getCustomer", "put_customers_id_notes"]);
+    assert_eq!(
+        names,
+        [
+            "listCustomers",
+            "createCustomer",
+            "getCustomer",
+            "put_customers_id_notes"
+        ]
+    );
     let sel = Selection {
         include: Filter {
             operations: vec!["*Customer".into()],
@@ -285,13 +310,19 @@ fn selection_filters_by_tag_glob_method_and_path_and_the_cap_is_an_error() {
         ..Selection::default()
     };
     let err = Api::build(&spec, &capped, 64).unwrap_err();
-    assert!(err.to_string().contains("selects 6 operations, more than `max_tools: 3`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("selects 6 operations, more than `max_tools: 3`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn long_and_colliding_operation_ids_get_distinct_stable_short_names() {
-    let long_a = "getTheVeryLongNameOfAnOperationThatSomeGeneratorProducedForCustomersByRegionAndStatus";
-    let long_b = "getTheVeryLongNameOfAnOperationThatSomeGeneratorProducedForCustomersByRegionAndOwner";
+    let long_a =
+        "getTheVeryLongNameOfAnOperationThatSomeGeneratorProducedForCustomersByRegionAndStatus";
+    let long_b =
+        "getTheVeryLongNameOfAnOperationThatSomeGeneratorProducedForCustomersByRegionAndOwner";
     let a = tool_name(Some(long_a), "get", "/a", 50);
     let b = tool_name(Some(long_b), "get", "/b", 50);
     assert!(a.len() <= 50 && b.len() <= 50);
@@ -301,7 +332,10 @@ fn long_and_colliding_operation_ids_get_distinct_stable_short_names() {
     // so `users.get` and `users_get` stay apart.
     let dotted = tool_name(Some("users.get"), "get", "/u", 64);
     assert!(is_valid(&dotted) && dotted != "users_get", "{dotted}");
-    assert_eq!(tool_name(None, "GET", "/users/{id}/roles", 64), "get_users_id_roles");
+    assert_eq!(
+        tool_name(None, "GET", "/users/{id}/roles", 64),
+        "get_users_id_roles"
+    );
 }
 
 #[test]
@@ -309,7 +343,10 @@ fn a_dangling_ref_is_an_error_naming_the_operation() {
     let doc = r##"{"openapi":"3.1.0","paths":{"/x":{"post":{"operationId":"x","requestBody":{"$ref":"#/components/requestBodies/Nope"}}}}}"##;
     let spec = Spec::parse("x.json", doc.as_bytes()).expect("spec");
     let err = Api::build(&spec, &Selection::default(), 64).unwrap_err();
-    assert!(err.to_string().contains("#/components/requestBodies/Nope"), "{err}");
+    assert!(
+        err.to_string().contains("#/components/requestBodies/Nope"),
+        "{err}"
+    );
     assert!(err.to_string().contains("POST /x"), "{err}");
 }
 
@@ -322,7 +359,12 @@ fn responses_become_results_with_errors_marked_and_trimmed() {
     let list = crate::response::to_result(200, "OK", None, b"[1,2]");
     assert_eq!(list["structuredContent"], json!({"result": [1, 2]}));
     let big = "x".repeat(10_000);
-    let err = crate::response::to_result(503, "Service Unavailable", Some("text/plain"), big.as_bytes());
+    let err = crate::response::to_result(
+        503,
+        "Service Unavailable",
+        Some("text/plain"),
+        big.as_bytes(),
+    );
     assert_eq!(err["isError"], true);
     let text = err["content"][0]["text"].as_str().expect("text");
     assert!(text.starts_with("HTTP 503 Service Unavailable: xxx"));
@@ -383,7 +425,9 @@ proptest! {
 fn reference_glob(p: &[u8], t: &[u8]) -> bool {
     match (p.first(), t.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => reference_glob(&p[1..], t) || (!t.is_empty() && reference_glob(p, &t[1..])),
+        (Some(b'*'), _) => {
+            reference_glob(&p[1..], t) || (!t.is_empty() && reference_glob(p, &t[1..]))
+        }
         (Some(b'?'), Some(_)) => reference_glob(&p[1..], &t[1..]),
         (Some(a), Some(b)) if a == b => reference_glob(&p[1..], &t[1..]),
         _ => false,
@@ -404,12 +448,20 @@ fn arb_doc() -> impl Strategy<Value = Value> {
         prop_oneof![
             proptest::collection::btree_map("[a-z]{1,3}", inner.clone(), 0..4)
                 .prop_map(|m| json!({"type": "object", "properties": m})),
-            inner.clone().prop_map(|i| json!({"type": "array", "items": i})),
+            inner
+                .clone()
+                .prop_map(|i| json!({"type": "array", "items": i})),
             inner.prop_map(|i| json!({"allOf": [i]})),
         ]
     });
     let param = (
-        prop_oneof![Just("path"), Just("query"), Just("header"), Just("cookie"), Just("bogus")],
+        prop_oneof![
+            Just("path"),
+            Just("query"),
+            Just("header"),
+            Just("cookie"),
+            Just("bogus")
+        ],
         "[a-z]{1,3}",
         schema.clone(),
     )

@@ -122,13 +122,18 @@ impl Tool {
             let location = match p.get("in").and_then(Value::as_str) {
                 Some("path") => Location::Path,
                 Some("query") => Location::Query,
-                Some("header") if !RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) => {
+                Some("header")
+                    if !RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) =>
+                {
                     Location::Header
                 }
                 // Cookies and reserved headers are the gateway's to set.
                 _ => continue,
             };
-            if args.iter().any(|a| a.name == name && a.location == location) {
+            if args
+                .iter()
+                .any(|a| a.name == name && a.location == location)
+            {
                 return Err(SpecError::DuplicateParameter {
                     origin: spec.origin().to_owned(),
                     operation: op.display(),
@@ -193,8 +198,7 @@ impl Tool {
         let mut annotations = json!({ "readOnlyHint": read_only });
         if !read_only {
             annotations["destructiveHint"] = Value::Bool(self.method == "delete");
-            annotations["idempotentHint"] =
-                Value::Bool(matches!(self.method, "put" | "delete"));
+            annotations["idempotentHint"] = Value::Bool(matches!(self.method, "put" | "delete"));
         }
         json!({
             "name": self.name,
@@ -232,7 +236,8 @@ fn parameters(
         let Value::Object(p) = spec.resolve(&p, budget)? else {
             continue;
         };
-        let same = |q: &Map<String, Value>| q.get("name") == p.get("name") && q.get("in") == p.get("in");
+        let same =
+            |q: &Map<String, Value>| q.get("name") == p.get("name") && q.get("in") == p.get("in");
         // An operation's parameter overrides the path item's; two of the
         // operation's own with one name are reported by the caller.
         match out[..shared].iter_mut().find(|q| same(q)) {
@@ -262,7 +267,11 @@ struct Body {
     encoding: BodyEncoding,
 }
 
-fn request_body(spec: &Spec, op: &RawOperation<'_>, budget: &mut usize) -> Result<Option<Body>, String> {
+fn request_body(
+    spec: &Spec,
+    op: &RawOperation<'_>,
+    budget: &mut usize,
+) -> Result<Option<Body>, String> {
     let Some(rb) = op.op.get("requestBody") else {
         return Ok(None);
     };
@@ -291,13 +300,26 @@ fn request_body(spec: &Spec, op: &RawOperation<'_>, budget: &mut usize) -> Resul
 /// Adds the body to the arguments: an object body's properties directly
 /// (when none of them is already a parameter's key), anything else under
 /// `body`.
-fn add_body(b: Body, props: &mut Map<String, Value>, required: &mut Vec<Value>, args: &mut Vec<Arg>) {
-    let flat = b.schema.get("properties").and_then(Value::as_object).filter(|p| {
-        !p.is_empty()
-            && !p.keys().any(|k| props.contains_key(k))
-            && ["oneOf", "anyOf", "allOf"].iter().all(|k| b.schema.get(*k).is_none())
-            && b.schema.get("additionalProperties").is_none_or(|a| a == &Value::Bool(false))
-    });
+fn add_body(
+    b: Body,
+    props: &mut Map<String, Value>,
+    required: &mut Vec<Value>,
+    args: &mut Vec<Arg>,
+) {
+    let flat = b
+        .schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .filter(|p| {
+            !p.is_empty()
+                && !p.keys().any(|k| props.contains_key(k))
+                && ["oneOf", "anyOf", "allOf"]
+                    .iter()
+                    .all(|k| b.schema.get(*k).is_none())
+                && b.schema
+                    .get("additionalProperties")
+                    .is_none_or(|a| a == &Value::Bool(false))
+        });
     if let Some(body_props) = flat {
         let body_required: Vec<&str> = b
             .schema
@@ -351,13 +373,22 @@ fn unique_key(props: &Map<String, Value>, name: &str, location: Location) -> Str
 
 fn describe(schema: &mut Value, description: Option<&Value>) {
     if let (Value::Object(s), Some(Value::String(d))) = (schema, description) {
-        s.insert("description".into(), Value::String(trim(d, MAX_ARG_DESCRIPTION)));
+        s.insert(
+            "description".into(),
+            Value::String(trim(d, MAX_ARG_DESCRIPTION)),
+        );
     }
 }
 
 /// `METHOD /path`, then summary and description, trimmed.
 fn description(op: &RawOperation<'_>) -> String {
-    let text = |k: &str| op.op.get(k).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
+    let text = |k: &str| {
+        op.op
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
     let mut out = op.display();
     for part in [text("summary"), text("description")].into_iter().flatten() {
         if !out.contains(part) {

@@ -9,7 +9,9 @@ use castellan_openapi::{Api, Filter, Selection, Spec, SpecError};
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn discord() -> Spec {
@@ -31,7 +33,10 @@ fn the_petstore_example_becomes_three_tools() {
     let show = api.tool("showPetById").expect("tool");
     assert_eq!(show.input_schema["required"], json!(["petId"]));
     let req = show.request(&json!({"petId": "7"})).expect("request");
-    assert_eq!((req.method.as_str(), req.path_and_query.as_str()), ("GET", "/pets/7"));
+    assert_eq!(
+        (req.method.as_str(), req.path_and_query.as_str()),
+        ("GET", "/pets/7")
+    );
 }
 
 #[test]
@@ -66,7 +71,17 @@ fn a_spec_of_hundreds_of_operations_builds_quickly_with_valid_distinct_names() {
 fn the_default_cap_refuses_a_spec_that_would_flood_the_client() {
     let spec = discord();
     let err = Api::build(&spec, &Selection::default(), 64).unwrap_err();
-    assert!(matches!(err, SpecError::TooMany { selected: 242, max: 200, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SpecError::TooMany {
+                selected: 242,
+                max: 200,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Narrowed by tag, it fits.
     let guilds = Selection {
         include: Filter {
@@ -78,5 +93,9 @@ fn the_default_cap_refuses_a_spec_that_would_flood_the_client() {
     };
     let api = Api::build(&spec, &guilds, 64).expect("tools");
     assert!(!api.tools().is_empty() && api.tools().len() < 100);
-    assert!(api.tools().iter().all(|t| t.method == "get" && t.path.starts_with("/guilds/")));
+    assert!(
+        api.tools()
+            .iter()
+            .all(|t| t.method == "get" && t.path.starts_with("/guilds/"))
+    );
 }

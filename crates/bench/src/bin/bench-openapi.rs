@@ -44,7 +44,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let castellan = args.next().ok_or("usage: bench-openapi CASTELLAN_BINARY [CALLS]")?;
+    let castellan = args
+        .next()
+        .ok_or("usage: bench-openapi CASTELLAN_BINARY [CALLS]")?;
     let calls: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(2000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -87,13 +89,13 @@ async fn run(castellan: &str, calls: usize) -> Result<(), Error> {
             .body(Full::new(Bytes::new()))
     };
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "api__getItem", "arguments": {"id": "it-7", "fields": ["a", "b"]},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "bench-openapi", "version": "1"},
-            "io.castellan/session": "bench-openapi"
-        }}})
+    "name": "api__getItem", "arguments": {"id": "it-7", "fields": ["a", "b"]},
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "bench-openapi", "version": "1"},
+        "io.castellan/session": "bench-openapi"
+    }}})
     .to_string();
     let gateway_req = || {
         Request::post(url.as_str())
@@ -118,7 +120,11 @@ async fn run(castellan: &str, calls: usize) -> Result<(), Error> {
     println!("path      p50 µs  p99 µs");
     println!("direct    {d50:>6}  {d99:>6}");
     println!("castellan {g50:>6}  {g99:>6}");
-    println!("added     {:>6}  {:>6}", g50.saturating_sub(d50), g99.saturating_sub(d99));
+    println!(
+        "added     {:>6}  {:>6}",
+        g50.saturating_sub(d50),
+        g99.saturating_sub(d99)
+    );
     println!(
         "{}",
         json!({"bench": "openapi", "calls": calls, "direct_p50_us": d50, "direct_p99_us": d99,
@@ -179,7 +185,8 @@ async fn start_api() -> Result<u16, Error> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let item = Bytes::from(
-        json!({"id": "it-7", "name": "bench item", "notes": "x".repeat(900), "tags": ["a", "b"]}).to_string(),
+        json!({"id": "it-7", "name": "bench item", "notes": "x".repeat(900), "tags": ["a", "b"]})
+            .to_string(),
     );
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

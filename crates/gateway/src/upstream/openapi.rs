@@ -152,12 +152,16 @@ impl OpenApiUpstream {
         if is_url(&cfg.spec) {
             return Ok(None);
         }
-        build_api(Spec::load(std::path::Path::new(&cfg.spec)), cfg, name_budget(prefix))
-            .map(Some)
-            .map_err(|source| OpenApiError::Spec {
-                upstream: name.to_owned(),
-                source,
-            })
+        build_api(
+            Spec::load(std::path::Path::new(&cfg.spec)),
+            cfg,
+            name_budget(prefix),
+        )
+        .map(Some)
+        .map_err(|source| OpenApiError::Spec {
+            upstream: name.to_owned(),
+            source,
+        })
     }
 }
 
@@ -235,9 +239,13 @@ impl Inner {
         self.api
             .get_or_try_init(|| async {
                 let bytes = self.fetch_spec().await?;
-                build_api(Spec::parse(&self.cfg.spec, &bytes), &self.cfg, self.name_budget)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string())
+                build_api(
+                    Spec::parse(&self.cfg.spec, &bytes),
+                    &self.cfg,
+                    self.name_budget,
+                )
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
             })
             .await
             .cloned()
@@ -252,7 +260,10 @@ impl Inner {
 
     async fn fetch_spec(&self) -> Result<Bytes, String> {
         let req = Request::get(self.cfg.spec.as_str())
-            .header(ACCEPT, "application/json, application/yaml;q=0.9, */*;q=0.5")
+            .header(
+                ACCEPT,
+                "application/json, application/yaml;q=0.9, */*;q=0.5",
+            )
             .body(Full::new(Bytes::new()))
             .map_err(|e| format!("spec URL `{}`: {e}", self.cfg.spec))?;
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
@@ -260,7 +271,11 @@ impl Inner {
             .map_err(|_| format!("spec URL `{}` did not answer in time", self.cfg.spec))?
             .map_err(|e| format!("spec URL `{}`: {e}", self.cfg.spec))?;
         if !resp.status().is_success() {
-            return Err(format!("spec URL `{}` answered {}", self.cfg.spec, resp.status()));
+            return Err(format!(
+                "spec URL `{}` answered {}",
+                self.cfg.spec,
+                resp.status()
+            ));
         }
         Limited::new(resp.into_body(), MAX_SPEC_BYTES)
             .collect()
@@ -288,9 +303,17 @@ impl Inner {
     }
 
     async fn send(&self, call: &HttpRequest) -> Result<Value, String> {
-        let mut resp = self.client.request(self.build(call).await?).await.map_err(|e| e.to_string())?;
+        let mut resp = self
+            .client
+            .request(self.build(call).await?)
+            .await
+            .map_err(|e| e.to_string())?;
         if resp.status() == http::StatusCode::UNAUTHORIZED && self.credentials.refused().await {
-            resp = self.client.request(self.build(call).await?).await.map_err(|e| e.to_string())?;
+            resp = self
+                .client
+                .request(self.build(call).await?)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let status = resp.status();
         if status.is_redirection() {
@@ -332,8 +355,10 @@ impl Inner {
             .uri(uri.as_str())
             .header(ACCEPT, "application/json");
         for (k, v) in &call.headers {
-            let k = HeaderName::try_from(k.as_str()).map_err(|_| format!("invalid header name `{k}`"))?;
-            let v = HeaderValue::try_from(v.as_str()).map_err(|_| format!("invalid value for header `{k}`"))?;
+            let k = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("invalid header name `{k}`"))?;
+            let v = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("invalid value for header `{k}`"))?;
             b = b.header(k, v);
         }
         let body = match &call.body {
