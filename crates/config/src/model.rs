@@ -377,7 +377,7 @@ pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC.
     Stdio(StdioUpstream),
     /// A REST API described by an OpenAPI document.
-    OpenApi(crate::openapi::OpenApiUpstream),
+    OpenApi(Box<crate::openapi::OpenApiUpstream>),
 }
 
 /// A Streamable HTTP upstream.
@@ -1013,9 +1013,9 @@ pub(crate) fn compile_for(
                     restart: RestartPolicy { initial, max },
                 })
             }
-            (None, None, None, Some(o)) => Transport::OpenApi(crate::openapi::compile(
+            (None, None, None, Some(o)) => Transport::OpenApi(Box::new(crate::openapi::compile(
                 &u.name, o, line, text, env, &invalid,
-            )?),
+            )?)),
             (None, None, None, None) => {
                 return Err(invalid(
                     line,

@@ -99,10 +99,10 @@ fn every_operation_becomes_a_tool_named_after_its_operation_id() {
 
 #[test]
 fn swagger_2_is_refused_with_a_message_saying_so() {
-    let err = Spec::parse("old.json", br#"{"swagger":"2.0","paths":{}}"#).unwrap_err();
+    let err = Spec::parse("old.json", br#"{"swagger":"2.0","paths":{}}"#).expect_err("refused");
     assert!(matches!(err, SpecError::Swagger2 { .. }));
     assert!(err.to_string().contains("Swagger 2.0"));
-    let err = Spec::parse("x.yaml", b"openapi: 4.0.0\npaths: {}\n").unwrap_err();
+    let err = Spec::parse("x.yaml", b"openapi: 4.0.0\npaths: {}\n").expect_err("refused");
     assert!(matches!(err, SpecError::NotOpenApi { .. }));
 }
 
@@ -309,7 +309,7 @@ fn selection_filters_by_tag_glob_method_and_path_and_the_cap_is_an_error() {
         max_tools: 3,
         ..Selection::default()
     };
-    let err = Api::build(&spec, &capped, 64).unwrap_err();
+    let err = Api::build(&spec, &capped, 64).expect_err("refused");
     assert!(
         err.to_string()
             .contains("selects 6 operations, more than `max_tools: 3`"),
@@ -342,7 +342,7 @@ fn long_and_colliding_operation_ids_get_distinct_stable_short_names() {
 fn a_dangling_ref_is_an_error_naming_the_operation() {
     let doc = r##"{"openapi":"3.1.0","paths":{"/x":{"post":{"operationId":"x","requestBody":{"$ref":"#/components/requestBodies/Nope"}}}}}"##;
     let spec = Spec::parse("x.json", doc.as_bytes()).expect("spec");
-    let err = Api::build(&spec, &Selection::default(), 64).unwrap_err();
+    let err = Api::build(&spec, &Selection::default(), 64).expect_err("refused");
     assert!(
         err.to_string().contains("#/components/requestBodies/Nope"),
         "{err}"
@@ -407,11 +407,11 @@ proptest! {
     #[test]
     fn the_tool_builder_never_panics_on_odd_operations(doc in arb_doc()) {
         let text = serde_json::to_vec(&doc).expect("json");
-        if let Ok(spec) = Spec::parse("fuzz", &text) {
-            if let Ok(api) = Api::build(&spec, &Selection::default(), 64) {
-                for t in api.tools() {
-                    let _ = t.request(&json!({"id": "1", "body": {"a": [1, {"b": null}]}}));
-                }
+        if let Ok(spec) = Spec::parse("fuzz", &text)
+            && let Ok(api) = Api::build(&spec, &Selection::default(), 64)
+        {
+            for t in api.tools() {
+                let _ = t.request(&json!({"id": "1", "body": {"a": [1, {"b": null}]}}));
             }
         }
     }

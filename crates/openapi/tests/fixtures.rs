@@ -70,7 +70,7 @@ fn a_spec_of_hundreds_of_operations_builds_quickly_with_valid_distinct_names() {
 #[test]
 fn the_default_cap_refuses_a_spec_that_would_flood_the_client() {
     let spec = discord();
-    let err = Api::build(&spec, &Selection::default(), 64).unwrap_err();
+    let err = Api::build(&spec, &Selection::default(), 64).expect_err("refused");
     assert!(
         matches!(
             err,
