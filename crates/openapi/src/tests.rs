@@ -395,6 +395,17 @@ proptest! {
         prop_assert!(!rest.contains('/') && !rest.contains('?') && !rest.contains('#'));
     }
 
+    #[test]
+    fn a_query_argument_never_adds_a_parameter_or_a_header_line(v in "\\PC{0,40}") {
+        let api = crm();
+        let t = api.tool("listCustomers").expect("tool");
+        let req = t.request(&json!({"status": v})).expect("request");
+        let query = req.path_and_query.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        prop_assert_eq!(query.split('&').count(), 1);
+        prop_assert!(query.starts_with("status=") && !query[7..].contains('='));
+        prop_assert!(!req.path_and_query.contains(['\r', '\n', ' ', '#']));
+    }
+
     /// Fuzz-style: arbitrary bytes and arbitrary JSON shapes never panic
     /// the parser or the tool builder.
     #[test]
