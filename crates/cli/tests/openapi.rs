@@ -429,7 +429,7 @@ async fn a_changed_operation_is_withheld_until_approved_and_a_bad_spec_stops_sta
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Swagger 2.0"), "{err}");
     // `castellan check` says so before anyone starts the gateway.
-    let out = support::castellan(&["check", "--config", &cfg.display().to_string()]);
+    let out = support::castellan(&["check", &cfg.display().to_string()]);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
