@@ -59,8 +59,8 @@ pub enum OpenApiError {
     Spec {
         /// Upstream name.
         upstream: String,
-        /// What is wrong with the spec.
-        source: SpecError,
+        /// What is wrong with the spec (boxed: it is large).
+        source: Box<SpecError>,
     },
     /// The configuration cannot be used (credentials, URL).
     #[error("upstream `{upstream}`: {reason}")]
