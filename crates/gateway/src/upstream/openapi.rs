@@ -160,7 +160,7 @@ impl OpenApiUpstream {
         .map(Some)
         .map_err(|source| OpenApiError::Spec {
             upstream: name.to_owned(),
-            source,
+            source: Box::new(source),
         })
     }
 }
