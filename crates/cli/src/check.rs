@@ -108,11 +108,16 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
 }
 
 /// A stdio upstream's command must exist; an HTTP upstream's URL must
-/// parse with a host.
+/// parse with a host; an OpenAPI upstream's spec file must give its tools.
 fn check_upstream(origin: &str, u: &castellan_config::Upstream) -> Option<Finding> {
     let at = |m: String| Finding::Error(format!("{origin}:{}: upstream `{}`: {m}", u.line, u.name));
     match &u.transport {
         castellan_config::Transport::Builtin(_) => None,
+        castellan_config::Transport::OpenApi(o) => {
+            castellan_gateway::upstream::openapi::OpenApiUpstream::load(&u.name, &u.prefix, o)
+                .err()
+                .map(|e| Finding::Error(format!("{origin}:{}: {e}", u.line)))
+        }
         castellan_config::Transport::Http(h) => match reqwest::Url::parse(&h.url) {
             Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) => None,
             Ok(_) => Some(at(format!("url `{}` names no host", h.url))),

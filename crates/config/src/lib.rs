@@ -9,6 +9,7 @@ mod alerts;
 mod duration;
 mod error;
 mod model;
+mod openapi;
 mod telemetry;
 
 pub use alerts::{AlertsConfig, Webhook};
@@ -20,6 +21,7 @@ pub use model::{
     LabelRule, Limits, Listener, ModernHeaders, Mtls, OAuthClient, RestartPolicy, StdioUpstream,
     Tls, ToolAnnotation, Transport, Upstream, UpstreamEra, beside_audit_log,
 };
+pub use openapi::{OpenApiUpstream, OperationFilter};
 pub use telemetry::TelemetryConfig;
 
 /// The configuration used when `castellan serve` is given no file: the

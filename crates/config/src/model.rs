@@ -376,6 +376,8 @@ pub enum Transport {
     Http(HttpUpstream),
     /// A child process speaking newline-delimited JSON-RPC.
     Stdio(StdioUpstream),
+    /// A REST API described by an OpenAPI document.
+    OpenApi(Box<crate::openapi::OpenApiUpstream>),
 }
 
 /// A Streamable HTTP upstream.
@@ -770,22 +772,23 @@ struct RawUpstream {
     builtin: Option<String>,
     http: Option<RawHttp>,
     stdio: Option<RawStdio>,
+    openapi: Option<crate::openapi::RawOpenApi>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawHttp {
-    url: String,
+pub(crate) struct RawHttp {
+    pub(crate) url: String,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub(crate) headers: BTreeMap<String, String>,
     #[serde(default = "default_era")]
-    era: UpstreamEra,
-    oauth: Option<RawOAuth>,
+    pub(crate) era: UpstreamEra,
+    pub(crate) oauth: Option<RawOAuth>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawOAuth {
+pub(crate) struct RawOAuth {
     token_url: String,
     client_id: String,
     client_secret: String,
@@ -964,8 +967,8 @@ pub(crate) fn compile_for(
                 ));
             }
         }
-        let transport = match (u.builtin, u.http, u.stdio) {
-            (Some(b), None, None) => {
+        let transport = match (u.builtin, u.http, u.stdio, u.openapi) {
+            (Some(b), None, None, None) => {
                 if !BUILTINS.contains(&b.as_str()) {
                     return Err(invalid(
                         line,
@@ -978,72 +981,10 @@ pub(crate) fn compile_for(
                 }
                 Transport::Builtin(b)
             }
-            (None, Some(h), None) => {
-                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
-                    return Err(invalid(
-                        line,
-                        format!(
-                            "upstream `{}`: url `{}` must start with http:// or https://",
-                            u.name, h.url
-                        ),
-                    ));
-                }
-                let mut headers = Vec::with_capacity(h.headers.len());
-                for (k, v) in h.headers {
-                    let v = expand_env(&v, env).map_err(|m| {
-                        invalid(line, format!("upstream `{}` header `{k}`: {m}", u.name))
-                    })?;
-                    headers.push((k, v));
-                }
-                let oauth = match h.oauth {
-                    None => None,
-                    Some(o) => {
-                        let l = find_key_line(text, "oauth", None).max(line);
-                        if !(o.token_url.starts_with("https://")
-                            || o.token_url.starts_with("http://127.0.0.1")
-                            || o.token_url.starts_with("http://localhost"))
-                        {
-                            return Err(invalid(
-                                l,
-                                format!(
-                                    "upstream `{}`: `oauth.token_url` must be https:// (plain http only on loopback)",
-                                    u.name
-                                ),
-                            ));
-                        }
-                        if headers
-                            .iter()
-                            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                        {
-                            return Err(invalid(
-                                l,
-                                format!(
-                                    "upstream `{}`: `oauth` and an `Authorization` header both set the credential; keep one",
-                                    u.name
-                                ),
-                            ));
-                        }
-                        let client_secret = expand_env(&o.client_secret, env).map_err(|m| {
-                            invalid(l, format!("upstream `{}` oauth.client_secret: {m}", u.name))
-                        })?;
-                        Some(OAuthClient {
-                            token_url: o.token_url,
-                            client_id: o.client_id,
-                            client_secret,
-                            scopes: o.scopes,
-                            audience: o.audience,
-                            resource: o.resource,
-                        })
-                    }
-                };
-                Transport::Http(HttpUpstream {
-                    url: h.url,
-                    headers,
-                    era: h.era,
-                    oauth,
-                })
+            (None, Some(h), None, None) => {
+                Transport::Http(compile_http(&u.name, h, line, text, env, &invalid)?)
             }
-            (None, None, Some(s)) => {
+            (None, None, Some(s), None) => {
                 if s.command.trim().is_empty() {
                     return Err(invalid(
                         line,
@@ -1072,11 +1013,14 @@ pub(crate) fn compile_for(
                     restart: RestartPolicy { initial, max },
                 })
             }
-            (None, None, None) => {
+            (None, None, None, Some(o)) => Transport::OpenApi(Box::new(crate::openapi::compile(
+                &u.name, o, line, text, env, &invalid,
+            )?)),
+            (None, None, None, None) => {
                 return Err(invalid(
                     line,
                     format!(
-                        "upstream `{}` (entry {}) needs one of `builtin`, `http` or `stdio`",
+                        "upstream `{}` (entry {}) needs one of `builtin`, `http`, `stdio` or `openapi`",
                         u.name,
                         i + 1
                     ),
@@ -1086,7 +1030,7 @@ pub(crate) fn compile_for(
                 return Err(invalid(
                     line,
                     format!(
-                        "upstream `{}` sets more than one of `builtin`, `http` and `stdio`",
+                        "upstream `{}` sets more than one of `builtin`, `http`, `stdio` and `openapi`",
                         u.name
                     ),
                 ));
@@ -1532,4 +1476,77 @@ pub(crate) fn find_key_line(text: &str, key: &str, value: Option<&str>) -> usize
         }
     }
     0
+}
+
+/// Compiles an `http:` upstream's endpoint and credentials (also the
+/// credentials of an `openapi:` upstream, whose `base_url` is the `url`).
+pub(crate) fn compile_http(
+    name: &str,
+    h: RawHttp,
+    line: usize,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<HttpUpstream, ConfigError> {
+    if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+        return Err(invalid(
+            line,
+            format!(
+                "upstream `{}`: url `{}` must start with http:// or https://",
+                name, h.url
+            ),
+        ));
+    }
+    let mut headers = Vec::with_capacity(h.headers.len());
+    for (k, v) in h.headers {
+        let v = expand_env(&v, env)
+            .map_err(|m| invalid(line, format!("upstream `{}` header `{k}`: {m}", name)))?;
+        headers.push((k, v));
+    }
+    let oauth = match h.oauth {
+        None => None,
+        Some(o) => {
+            let l = find_key_line(text, "oauth", None).max(line);
+            if !(o.token_url.starts_with("https://")
+                || o.token_url.starts_with("http://127.0.0.1")
+                || o.token_url.starts_with("http://localhost"))
+            {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "upstream `{}`: `oauth.token_url` must be https:// (plain http only on loopback)",
+                        name
+                    ),
+                ));
+            }
+            if headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(invalid(
+                    l,
+                    format!(
+                        "upstream `{}`: `oauth` and an `Authorization` header both set the credential; keep one",
+                        name
+                    ),
+                ));
+            }
+            let client_secret = expand_env(&o.client_secret, env)
+                .map_err(|m| invalid(l, format!("upstream `{}` oauth.client_secret: {m}", name)))?;
+            Some(OAuthClient {
+                token_url: o.token_url,
+                client_id: o.client_id,
+                client_secret,
+                scopes: o.scopes,
+                audience: o.audience,
+                resource: o.resource,
+            })
+        }
+    };
+    Ok(HttpUpstream {
+        url: h.url,
+        headers,
+        era: h.era,
+        oauth,
+    })
 }

@@ -359,3 +359,58 @@ fn a_judge_only_file_loads_for_replay_and_not_for_the_gateway() {
     std::fs::write(&path, "auth:\n  mode: maybe\njudge: {}\n").expect("write");
     assert!(load_judge_file(&path).is_err());
 }
+
+#[test]
+fn an_openapi_upstream_takes_its_spec_base_url_credentials_and_selection() {
+    let text = "upstreams:\n  - name: crm\n    openapi:\n      spec: crm.yaml\n      base_url: https://crm.example/api/\n      headers: {X-Api-Key: \"${CRM_KEY}\"}\n      include: {tags: [customers], methods: [GET]}\n      exclude: {operations: [\"*Internal*\"]}\n      max_tools: 20\n      timeout: 5s\n";
+    let cfg = load("gw.yaml", &anon(text), &|k| {
+        (k == "CRM_KEY").then(|| "k-1".to_string())
+    })
+    .expect("loads");
+    match &cfg.upstreams[0].transport {
+        Transport::OpenApi(o) => {
+            assert_eq!(o.base_url, "https://crm.example/api");
+            assert_eq!(
+                o.http.headers,
+                vec![("X-Api-Key".to_string(), "k-1".to_string())]
+            );
+            assert_eq!(o.include.tags, ["customers"]);
+            assert_eq!(o.exclude.operations, ["*Internal*"]);
+            assert_eq!(
+                (o.max_tools, o.timeout),
+                (20, Some(std::time::Duration::from_secs(5)))
+            );
+        }
+        other => panic!("unexpected transport {other:?}"),
+    }
+}
+
+#[test]
+fn an_openapi_upstream_refuses_a_bad_base_url_method_cap_or_a_second_transport() {
+    for (entry, want) in [
+        (
+            "openapi: {spec: a.yaml, base_url: ftp://x}",
+            "must start with http",
+        ),
+        (
+            "openapi: {spec: a.yaml, base_url: http://x, include: {methods: [FETCH]}}",
+            "unknown HTTP method `FETCH`",
+        ),
+        (
+            "openapi: {spec: a.yaml, base_url: http://x, max_tools: 0}",
+            "`max_tools` must be at least 1",
+        ),
+        (
+            "openapi: {spec: a.yaml, base_url: http://x}\n    builtin: mail",
+            "more than one",
+        ),
+        (
+            "openapi: {spec: a.yaml, base_url: http://x, servers: [x]}",
+            "unknown field `servers`",
+        ),
+    ] {
+        let text = format!("upstreams:\n  - name: crm\n    {entry}\n");
+        let err = load("gw.yaml", &anon(&text), &no_env).expect_err(entry);
+        assert!(err.to_string().contains(want), "{entry}: {err}");
+    }
+}

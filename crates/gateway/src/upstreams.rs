@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::session::ClientSession;
 use crate::upstream::builtin::BuiltinUpstream;
 use crate::upstream::http::{HttpUpstream, UpSession, modern_meta};
+use crate::upstream::openapi::OpenApiUpstream;
 use crate::upstream::stdio::StdioUpstream;
 use crate::upstream::{Outbound, Push, ReplyRx, UpstreamError};
 
@@ -29,6 +30,8 @@ pub enum Upstream {
     Http(Box<HttpUpstream>),
     /// Child process.
     Stdio(StdioUpstream),
+    /// A REST API described by OpenAPI, served as tools in-process.
+    OpenApi(Box<OpenApiUpstream>),
 }
 
 /// On whose behalf a request goes upstream.
@@ -54,10 +57,12 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds every upstream and starts stdio children. Pushes outside any
     /// agent's session go to `push_tx`; `ids` numbers every request.
+    /// OpenAPI upstreams declare their operations' labels to `behaviour`.
     pub(crate) fn start(
         config: &Config,
         push_tx: &mpsc::UnboundedSender<Push>,
         ids: &Arc<AtomicU64>,
+        behaviour: &crate::behaviour::Behaviour,
     ) -> Result<Upstreams, String> {
         let mut list = Vec::with_capacity(config.upstreams.len());
         let l = &config.limits;
@@ -84,6 +89,17 @@ impl Upstreams {
                     l.max_message_bytes,
                     push_tx.clone(),
                     ids.clone(),
+                )),
+                Transport::OpenApi(o) => Upstream::OpenApi(Box::new(
+                    OpenApiUpstream::new(
+                        &u.name,
+                        &u.prefix,
+                        o,
+                        l.upstream_timeout,
+                        l.connect_timeout,
+                        behaviour,
+                    )
+                    .map_err(|e| e.to_string())?,
                 )),
             });
         }
@@ -129,6 +145,7 @@ impl Upstreams {
         };
         match (up, on) {
             (Upstream::Builtin(b), _) => Ok((b.request(&out), None)),
+            (Upstream::OpenApi(o), _) => Ok((o.request(&out), None)),
             (Upstream::Stdio(s), _) => Ok((s.request(&out).await?, None)),
             (Upstream::Http(h), OnBehalf::Modern) => {
                 if h.speaks_modern().await {
@@ -196,7 +213,7 @@ impl Upstreams {
                     h.notify(Some(s), &out).await;
                 }
             }
-            Some(Upstream::Builtin(_)) | None => {}
+            Some(Upstream::Builtin(_) | Upstream::OpenApi(_)) | None => {}
         }
     }
 
@@ -211,7 +228,7 @@ impl Upstreams {
         match self.list.get(i) {
             Some(Upstream::Stdio(s)) => s.send_raw(bytes),
             Some(Upstream::Http(h)) => h.post_message(up_session.as_deref(), bytes).await,
-            Some(Upstream::Builtin(_)) | None => {}
+            Some(Upstream::Builtin(_) | Upstream::OpenApi(_)) | None => {}
         }
     }
 

@@ -89,6 +89,10 @@ pub struct ToolLabels {
 /// labels computed once per tool.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
+    /// Labels an adapter that knows the tools declared (the OpenAPI
+    /// upstream, from method, path and schema); applied before the
+    /// operator's overrides, which can remove them.
+    declared: Vec<LabelOverride>,
     overrides: Vec<LabelOverride>,
     roles: Vec<RoleOverride>,
     tools: HashMap<String, HashMap<String, ToolLabels>>,
@@ -113,6 +117,19 @@ impl Catalog {
         self
     }
 
+    /// The same catalogue with labels declared for tools by the gateway
+    /// itself (replacing earlier declarations); tools already inserted
+    /// keep their old labels, so set them before inserting.
+    pub fn with_declared(mut self, declared: Vec<LabelOverride>) -> Catalog {
+        self.declared = declared;
+        self
+    }
+
+    /// The labels declared with [`Catalog::with_declared`].
+    pub fn declared(&self) -> &[LabelOverride] {
+        &self.declared
+    }
+
     /// The operator's argument annotations.
     pub fn role_overrides(&self) -> &[RoleOverride] {
         &self.roles
@@ -121,7 +138,9 @@ impl Catalog {
     /// The same overrides and annotations with no tools (to rebuild after
     /// a `tools/list`).
     pub fn without_tools(&self) -> Catalog {
-        Catalog::new(self.overrides.clone()).with_roles(self.roles.clone())
+        Catalog::new(self.overrides.clone())
+            .with_roles(self.roles.clone())
+            .with_declared(self.declared.clone())
     }
 
     /// Adds (or replaces) a tool and computes its labels.
@@ -249,7 +268,7 @@ impl Catalog {
                 }
             }
         }
-        for o in &self.overrides {
+        for o in self.declared.iter().chain(&self.overrides) {
             if o.glob.matches_tool(server, tool) {
                 sources.retain(|(l, _)| !o.remove.contains(*l));
                 for l in o.add.iter() {

@@ -42,7 +42,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use castellan_audit::Writer;
 use castellan_config::JudgeConfig;
-use castellan_judge::{AgentId, Call, CallKind, Judge, SessionKey, ToolDef, UserId};
+use castellan_judge::{
+    AgentId, Call, CallKind, Judge, Label, LabelOverride, LabelSet, SessionKey, ToolDef, UserId,
+};
 use serde_json::{Value, json};
 
 pub use compile::compile_judge;
@@ -73,6 +75,9 @@ pub const UNTRUSTED_INTENT: &str = "untrusted-intent";
 pub struct Behaviour {
     judge: RwLock<Judge>,
     defs: Mutex<BTreeMap<(String, String), ToolDef>>,
+    /// Labels the gateway declared per upstream (OpenAPI operations), kept
+    /// across reloads.
+    declared: Mutex<BTreeMap<String, Vec<LabelOverride>>>,
     /// Where the behavioural state lives between calls.
     state: Arc<dyn StateStore>,
     /// What operators see of recent decisions, in this process.
@@ -123,6 +128,7 @@ impl Behaviour {
         Ok(Behaviour {
             judge: RwLock::new(judge),
             defs: Mutex::new(BTreeMap::new()),
+            declared: Mutex::new(BTreeMap::new()),
             state: Arc::new(MemoryStore::default()),
             activity: Mutex::new(Activity::default()),
             audit,
@@ -194,7 +200,10 @@ impl Behaviour {
     /// configuration is reported and the running judge stays in force.
     pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), Error> {
         let (fresh, _) = compile_judge(cfg)?;
-        let mut catalog = fresh.catalog().without_tools();
+        let mut catalog = fresh
+            .catalog()
+            .without_tools()
+            .with_declared(self.all_declared());
         for d in lock(&self.defs).values() {
             catalog.insert(d.clone());
         }
@@ -237,6 +246,43 @@ impl Behaviour {
     fn judge_changed(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Declares labels for the tools of upstream `server` (what the gateway
+    /// knows of them, such as an OpenAPI operation's method and path),
+    /// replacing its earlier declaration. The operator's `judge.labels`
+    /// still apply after them.
+    pub fn declare_labels(&self, server: &str, tools: &[(String, Vec<&str>)]) {
+        let overrides = tools
+            .iter()
+            .map(|(tool, names)| {
+                let add = LabelSet::of(
+                    &names
+                        .iter()
+                        .filter_map(|n| Label::parse(n))
+                        .collect::<Vec<_>>(),
+                );
+                LabelOverride::new(&format!("{server}/{tool}"), add, LabelSet::EMPTY)
+            })
+            .collect();
+        lock(&self.declared).insert(server.to_owned(), overrides);
+        let mut catalog = self
+            .judge()
+            .catalog()
+            .without_tools()
+            .with_declared(self.all_declared());
+        for d in lock(&self.defs).values() {
+            catalog.insert(d.clone());
+        }
+        let (next, _) = self.judge().with_catalog_checked(catalog);
+        if let Ok(mut j) = self.judge.write() {
+            *j = next;
+        }
+        self.judge_changed();
+    }
+
+    fn all_declared(&self) -> Vec<LabelOverride> {
+        lock(&self.declared).values().flatten().cloned().collect()
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).

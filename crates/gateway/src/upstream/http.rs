@@ -161,6 +161,59 @@ impl Credentials {
         }
         b
     }
+
+    /// Puts these credentials on `req`, replacing any header of the same
+    /// name already there (one an agent's argument may have set).
+    pub(crate) async fn authorize(
+        &self,
+        client: &HttpsClient,
+        timeout: Duration,
+        req: &mut Request<Full<Bytes>>,
+    ) -> Result<(), String> {
+        for (k, v) in &self.headers {
+            req.headers_mut().insert(k.clone(), v.clone());
+        }
+        if let Some(oauth) = &self.oauth {
+            let bearer = oauth.bearer(client, timeout).await?;
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer);
+        }
+        Ok(())
+    }
+
+    /// After a 401: drops a cached OAuth token; true when a retry with a
+    /// fresh one may help.
+    pub(crate) async fn refused(&self) -> bool {
+        match &self.oauth {
+            Some(oauth) => {
+                oauth.invalidate().await;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// An HTTP(S) connector with the system's TLS roots, for upstream `name`.
+pub(crate) fn https_connector(
+    name: &str,
+    connect_timeout: Duration,
+) -> hyper_rustls::HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(upstream = name, error = %e, "no native TLS roots; https upstreams will fail");
+            let tls = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+        }
+    };
+    builder.https_or_http().enable_http1().wrap_connector(http)
 }
 
 impl HttpUpstream {
@@ -185,22 +238,7 @@ impl HttpUpstream {
             .url
             .parse()
             .map_err(|e| format!("upstream `{name}`: invalid url `{}`: {e}", cfg.url))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_native_roots() {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(upstream = name, error = %e, "no native TLS roots; https upstreams will fail");
-                let tls = rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
-            }
-        };
-        let connector = builder.https_or_http().enable_http1().wrap_connector(http);
+        let connector = https_connector(name, connect_timeout);
         let pool = Pool::new(connector.clone(), &uri, Duration::from_secs(60));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))

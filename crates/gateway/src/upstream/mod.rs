@@ -1,5 +1,5 @@
 //! Upstream MCP servers: how the gateway reaches them (builtin, Streamable
-//! HTTP, stdio child) and the one shape every reply takes, a stream of
+//! HTTP, stdio child, OpenAPI REST API) and the one shape every reply takes, a stream of
 //! [`UpMsg`] ending in [`UpMsg::Final`].
 //!
 //! Every request the gateway sends upstream carries a gateway-assigned id
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 pub mod builtin;
 pub mod http;
 pub mod oauth;
+pub mod openapi;
 mod pool;
 pub mod stdio;
 
