@@ -87,7 +87,8 @@ impl Gateway {
         };
         let ids = Arc::new(AtomicU64::new(1));
         let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let upstreams = Upstreams::start(&config, &push_tx, &ids, &behaviour).map_err(Error::Upstream)?;
+        let upstreams =
+            Upstreams::start(&config, &push_tx, &ids, &behaviour).map_err(Error::Upstream)?;
         let gw = Arc::new_cyclic(|me| Gateway {
             me: me.clone(),
             names: config

@@ -1,5 +1,5 @@
 //! The upstream set: every configured upstream behind one type, so that
-//! the choice of transport (builtin, Streamable HTTP, stdio child) is made
+//! the choice of transport (builtin, Streamable HTTP, stdio child, OpenAPI) is made
 //! here and nowhere else on the request path. The gateway sends, cancels,
 //! delivers and closes through [`Upstreams`]; only this file matches on
 //! [`Upstream`].
