@@ -89,7 +89,12 @@ pub fn verify_anchor(
         path: anchor.display().to_string(),
         message: format!("cannot read the anchor: {e}"),
     })?;
-    let mut log = crate::read::open(&log.into())?;
+    let log = log.into();
+    crate::read::isolated(|| check(&log, &text, key))
+}
+
+fn check(log: &Location, text: &str, key: Option<&PublicKey>) -> Result<AnchorReport, AuditError> {
+    let mut log = crate::read::open(log)?;
     let (first, last) = log.bounds()?;
     let pruned_before = log.anchor().ok().flatten().map_or(1, |a| a.seq);
     let mut report = AnchorReport {

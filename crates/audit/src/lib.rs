@@ -30,6 +30,7 @@ mod verify;
 pub use anchor::{AnchorReport, verify_anchor};
 pub use location::{Location, is_postgres_url};
 pub use query::{Filter, Stored, query};
+pub use read::probe;
 pub use record::{GENESIS, Record, chain_hash};
 pub use sign::{Checkpointing, PublicKey, Retention, SignedHead, SigningKey};
 pub use store::{AuditError, AuditLog, Durability, Writer, WriterConfig};

@@ -74,5 +74,6 @@ pub struct Stored {
 /// plain columns beside it: a column edited to hide a record (or to show
 /// one) changes nothing here, and `verify` names it.
 pub fn query(at: impl Into<Location>, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
-    crate::read::open(&at.into())?.query(filter)
+    let at = at.into();
+    crate::read::isolated(|| crate::read::open(&at)?.query(filter))
 }

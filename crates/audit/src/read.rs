@@ -48,3 +48,30 @@ pub(crate) fn open(location: &Location) -> Result<Box<dyn Reader>, AuditError> {
         Location::Postgres(url) => Box::new(PostgresReader::open(url)?),
     })
 }
+
+/// Whether the log can be reached: a PostgreSQL log is connected to (as
+/// `castellan check` does before a start); a file is not opened, since a
+/// missing one is created at start.
+pub fn probe(location: &Location) -> Result<(), AuditError> {
+    match location {
+        Location::Sqlite(_) => Ok(()),
+        Location::Postgres(url) => isolated(|| PostgresReader::open(url).map(|_| ())),
+    }
+}
+
+/// Runs a read on a thread of its own. The PostgreSQL driver blocks on a
+/// runtime of its own, which may not run inside the caller's (the gateway
+/// reads timelines from its async handlers); for a SQLite file this is one
+/// thread spawn beside a file read.
+pub(crate) fn isolated<T: Send>(
+    read: impl FnOnce() -> Result<T, AuditError> + Send,
+) -> Result<T, AuditError> {
+    std::thread::scope(|s| {
+        s.spawn(read).join().unwrap_or_else(|_| {
+            Err(AuditError::Db {
+                path: String::new(),
+                message: "the audit reader failed".into(),
+            })
+        })
+    })
+}

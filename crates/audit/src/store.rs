@@ -222,9 +222,14 @@ impl AuditLog {
         durability: Durability,
         cfg: WriterConfig,
     ) -> Result<(Writer, JoinHandle<()>), AuditError> {
-        let backend: Box<dyn Backend> = match location {
-            Location::Sqlite(path) => Box::new(sqlite::SqliteBackend::open(path)?),
-            Location::Postgres(url) => Box::new(postgres::PostgresBackend::open(url)?),
+        // Opened on the writer thread: the PostgreSQL driver blocks on a
+        // runtime of its own, which may not run inside the caller's.
+        let opener = location.clone();
+        let open = move || -> Result<Box<dyn Backend>, AuditError> {
+            Ok(match &opener {
+                Location::Sqlite(path) => Box::new(sqlite::SqliteBackend::open(path)?),
+                Location::Postgres(url) => Box::new(postgres::PostgresBackend::open(url)?),
+            })
         };
         let spool = match &cfg.spool {
             Some(path) => Some(spool::Spool::open(path)?),
@@ -235,6 +240,7 @@ impl AuditLog {
             stats.spooled.store(s.len(), Ordering::Relaxed);
         }
         let (tx, rx) = mpsc::channel();
+        let (opened_tx, opened) = mpsc::sync_channel(1);
         let counters = stats.clone();
         let name = location.to_string();
         let spool_limit = cfg
@@ -244,6 +250,16 @@ impl AuditLog {
         let handle = std::thread::Builder::new()
             .name("castellan-audit".into())
             .spawn(move || {
+                let backend = match open() {
+                    Ok(b) => {
+                        let _ = opened_tx.send(Ok(()));
+                        b
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
                 WriteLoop {
                     backend,
                     name,
@@ -259,6 +275,7 @@ impl AuditLog {
                 path: String::new(),
                 message: format!("cannot start the audit writer: {e}"),
             })?;
+        opened.recv().map_err(|_| AuditError::Closed)??;
         Ok((
             Writer {
                 tx,

@@ -56,6 +56,13 @@ fn check_config(cfg: &castellan_config::Config, findings: &mut Vec<Finding>) -> 
         Ok(_) => findings.push(Finding::Ok("audit settings (signing key, anchor)".into())),
         Err(e) => findings.push(Finding::Error(format!("audit: {e:#}"))),
     }
+    if cfg.audit.postgres.is_some() {
+        let log = castellan_gateway::runtime::audit_location(&cfg.audit);
+        match castellan_audit::probe(&log) {
+            Ok(()) => findings.push(Finding::Ok(format!("audit log {log} reachable"))),
+            Err(e) => findings.push(Finding::Error(format!("audit: {e}"))),
+        }
+    }
     let judge = match castellan_gateway::behaviour::compile_judge(&cfg.judge) {
         Ok((judge, _)) => {
             findings.push(Finding::Ok(format!(

@@ -122,8 +122,16 @@ pub const ARGUMENT_ROLES: &[&str] = &[
 /// The decision log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
-    /// SQLite file.
+    /// SQLite file (the embedded log; with `postgres`, only the default
+    /// home of the key, anchor and spool beside it).
     pub path: String,
+    /// A fleet's shared log: a PostgreSQL URL every replica appends to as
+    /// one chain. The password may come from `PGPASSWORD` instead.
+    pub postgres: Option<String>,
+    /// Where batched records wait while PostgreSQL is unreachable.
+    pub spool: String,
+    /// Most records the spool holds before calls are refused.
+    pub spool_max: u64,
     /// `strict`: a record is on disk before the agent gets the answer.
     pub strict: bool,
     /// Ed25519 private key (PKCS#8 PEM) signing checkpoints, if any.
@@ -666,6 +674,9 @@ fn compile_tools(
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: Option<String>,
+    postgres: Option<String>,
+    spool: Option<String>,
+    spool_max: Option<u64>,
     durability: Option<String>,
     signing_key: Option<String>,
     anchor: Option<String>,
@@ -1203,8 +1214,31 @@ pub(crate) fn compile_for(
             "`audit.anchor` keeps signed checkpoints, so it needs a signing key: drop `signing_key: none` or set `anchor: none`".into(),
         ));
     }
+    let postgres = match raw.audit.postgres {
+        None => None,
+        Some(url) => {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("postgres://") || lower.starts_with("postgresql://")) {
+                return Err(invalid(
+                    find_key_line(text, "postgres", None),
+                    format!("`audit.postgres` must be a `postgres://` URL, got `{url}`"),
+                ));
+            }
+            Some(url)
+        }
+    };
+    if raw.audit.spool_max == Some(0) {
+        return Err(invalid(
+            find_key_line(text, "spool_max", None),
+            "`audit.spool_max` must be greater than zero".into(),
+        ));
+    }
+    let spool = raw.audit.spool.unwrap_or_else(|| beside("spool"));
     let audit = AuditConfig {
         path: audit_path,
+        postgres,
+        spool,
+        spool_max: raw.audit.spool_max.unwrap_or(100_000),
         strict,
         signing_key,
         generate_signing_key,

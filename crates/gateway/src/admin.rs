@@ -137,6 +137,31 @@ fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     r
 }
 
+/// `GET /ready`: 503 while the audit log is unreachable (a strict log
+/// refuses every call then; a batched one spools), so a load balancer
+/// sends agents to a replica that can record their calls.
+fn ready(op: &Operator) -> Response<Full<Bytes>> {
+    let sessions = op.mcp_sessions();
+    match op.audit_health() {
+        Some((reachable, spooled)) => reply(
+            if reachable {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            json!({
+                "status": if reachable { "ready" } else { "degraded" },
+                "sessions": sessions,
+                "audit": {"reachable": reachable, "spooled": spooled},
+            }),
+        ),
+        None => reply(
+            StatusCode::OK,
+            json!({"status": "ready", "sessions": sessions}),
+        ),
+    }
+}
+
 fn error(status: StatusCode, code: &str, description: String) -> Response<Full<Bytes>> {
     reply(
         status,
@@ -251,10 +276,7 @@ async fn route(
     let query = req.uri().query();
     let method = req.method();
     match parts.as_slice() {
-        ["ready"] if method == Method::GET => reply(
-            StatusCode::OK,
-            json!({"status": "ready", "sessions": op.mcp_sessions()}),
-        ),
+        ["ready"] if method == Method::GET => ready(op),
         ["agents", ..] => agents(op, method, &parts[1..]).await,
         ["tools", ..] => tools(op, method, &parts[1..], query),
         ["sessions", ..] => sessions(op, method, &parts[1..], query).await,

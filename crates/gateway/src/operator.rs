@@ -76,6 +76,11 @@ impl Operator {
         self.gw.sessions.len()
     }
 
+    /// The audit log's reachability and spooled records, if there is a log.
+    pub fn audit_health(&self) -> Option<(bool, u64)> {
+        self.gw.behaviour.audit_health()
+    }
+
     /// Every agent seen or quarantined.
     pub async fn agents(&self) -> Vec<AgentView> {
         self.gw.behaviour.agents().await

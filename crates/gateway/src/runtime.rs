@@ -173,8 +173,8 @@ async fn build(
     } else {
         castellan_audit::Durability::Batched
     };
-    let (audit, _writer_thread) = castellan_audit::AuditLog::open(
-        Path::new(&config.audit.path),
+    let (audit, _writer_thread) = castellan_audit::AuditLog::open_at(
+        &audit_location(&config.audit),
         durability,
         audit_writer_config(&config.audit, true)?,
     )?;
@@ -242,8 +242,20 @@ pub fn audit_writer_config(
             max_age: audit.max_age,
             max_records: audit.max_records,
         },
+        // Only a fleet's log can be unreachable; the spool is its buffer.
+        spool: audit.postgres.as_ref().map(|_| PathBuf::from(&audit.spool)),
+        spool_max: audit.spool_max,
         ..Default::default()
     })
+}
+
+/// Where the decision log lives: the fleet's PostgreSQL database when one
+/// is configured, the SQLite file otherwise.
+pub fn audit_location(audit: &AuditConfig) -> castellan_audit::Location {
+    match &audit.postgres {
+        Some(url) => castellan_audit::Location::Postgres(url.clone()),
+        None => castellan_audit::Location::Sqlite(PathBuf::from(&audit.path)),
+    }
 }
 
 /// Writes a new file with `mode` (Unix); never overwrites.

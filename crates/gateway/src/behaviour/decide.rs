@@ -15,6 +15,9 @@ use crate::identity::Principal;
 
 /// The rule id of a refusal because the behavioural state was unavailable.
 pub const STATE_UNAVAILABLE: &str = "state-unavailable";
+/// The rule of a call refused because its decision could not be recorded
+/// (strict audit log unreachable, or its spool full).
+pub const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
 
 impl Behaviour {
     /// Judges one call before it goes upstream and records the decision.
@@ -77,9 +80,14 @@ impl Behaviour {
             })
             .await
             .unwrap_or_else(|e| unavailable(&e));
-        let judged = Judged::new(self.next_id(now), subject, verdict);
+        let mut judged = Judged::new(self.next_id(now), subject, verdict);
         let latency = started.elapsed();
-        self.record_decision(&judged, principal, session, now, latency);
+        if let Err(e) = self.record_decision(&judged, principal, session, now, latency)
+            && judged.verdict.decision.forwards()
+        {
+            // A decision nobody can audit is not carried out.
+            judged.verdict = refusal(AUDIT_UNAVAILABLE, e.to_string());
+        }
         Arc::new(judged)
     }
 }
@@ -87,13 +95,17 @@ impl Behaviour {
 /// The refusal of a call whose state could not be read or written: the
 /// judge cannot decide without it, so the call fails closed.
 fn unavailable(e: &StoreError) -> Verdict {
+    refusal(STATE_UNAVAILABLE, e.to_string())
+}
+
+fn refusal(rule: &str, message: String) -> Verdict {
     Verdict {
         decision: Decision::Deny,
         reasons: vec![Reason {
-            rule: RuleId::new(STATE_UNAVAILABLE),
+            rule: RuleId::new(rule),
             origin: Origin::Rule,
             action: Action::Deny,
-            message: e.to_string(),
+            message,
             facts: Vec::new(),
         }],
         ..Verdict::allow()

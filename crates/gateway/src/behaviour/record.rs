@@ -14,7 +14,9 @@ use crate::identity::Principal;
 impl Behaviour {
     /// Records a decision, in this one place: its metrics, its log line
     /// and trace span event when it is flagged, what operators see of it,
-    /// its audit record and its alert.
+    /// its audit record and its alert. Fails when the audit log could not
+    /// take the record (strict log unreachable, spool full): the caller
+    /// refuses the call.
     pub(super) fn record_decision(
         &self,
         judged: &Judged,
@@ -22,7 +24,7 @@ impl Behaviour {
         session: &str,
         now: u64,
         elapsed: Duration,
-    ) {
+    ) -> Result<(), castellan_audit::AuditError> {
         let (server, tool) = (judged.subject.server.as_str(), judged.subject.tool.as_str());
         let latency = elapsed.as_micros() as u64;
         metrics::histogram!("castellan_judge_seconds").record(elapsed.as_secs_f64());
@@ -62,7 +64,7 @@ impl Behaviour {
             }
             self.alerts.raise(alert);
         }
-        self.append(record);
+        self.append(record)
     }
 
     /// Writes what inspecting a call's answer found as an audit record
@@ -85,7 +87,8 @@ impl Behaviour {
         if record.decision == "result_block" || signalled {
             self.alerts.raise(crate::alerts::Alert::from(&record));
         }
-        self.append(record);
+        // The call was already answered; a failure is logged and counted.
+        let _ = self.append(record);
     }
 
     /// The `tool` metrics label: the tool's name if the upstream listed it
@@ -104,8 +107,10 @@ impl Behaviour {
     /// Appends a record to the audit log. A strict log holds the caller
     /// until the record is durable; on the gateway's runtime that wait
     /// moves off the executor thread so other agents' calls go on.
-    pub(super) fn append(&self, record: Record) {
-        let Some(audit) = &self.audit else { return };
+    pub(super) fn append(&self, record: Record) -> Result<(), castellan_audit::AuditError> {
+        let Some(audit) = &self.audit else {
+            return Ok(());
+        };
         let id = record.id.clone();
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
@@ -114,9 +119,11 @@ impl Behaviour {
         } else {
             audit.append(record)
         };
-        if let Err(e) = written {
+        if let Err(e) = &written {
             tracing::error!(error = %e, record_id = %id, "audit record not written");
+            metrics::counter!("castellan_audit_failures_total").increment(1);
         }
+        written
     }
 
     pub(super) fn result_record(&self, j: &Judged, report: ResultReport, now: u64) -> Record {
@@ -286,6 +293,12 @@ impl Behaviour {
         self.audit
             .as_ref()
             .map(|a| (a.queue_depth(), a.write_lag()))
+    }
+
+    /// The audit log's reachability: whether the last write reached it,
+    /// and how many records wait in its spool.
+    pub fn audit_health(&self) -> Option<(bool, u64)> {
+        self.audit.as_ref().map(|a| (!a.unreachable(), a.spooled()))
     }
 
     /// Whether the audit log must hold a record before the agent's answer.

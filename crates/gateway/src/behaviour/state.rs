@@ -76,7 +76,7 @@ impl Behaviour {
             .quarantine(&AgentId::new(agent), Millis(now), RuleId::new(rule))
             .await?;
         if newly {
-            self.append(admin_record(
+            let _ = self.append(admin_record(
                 self.next_id(now),
                 now,
                 agent,
@@ -160,7 +160,7 @@ impl Behaviour {
             session_risk,
         };
         let (since, rule) = (&forgiven.quarantined_since, &forgiven.quarantined_by);
-        self.append(admin_record(
+        let _ = self.append(admin_record(
             self.next_id(now),
             now,
             agent,
