@@ -29,7 +29,7 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<()> {
 fn keygen(file: &Path) -> anyhow::Result<()> {
     let (private, public) = castellan_audit::SigningKey::generate()?;
     let pub_file = PathBuf::from(format!("{}.pub", file.display()));
-    write_new(&file, private.as_bytes(), 0o600)?;
+    write_new(file, private.as_bytes(), 0o600)?;
     write_new(&pub_file, public.as_bytes(), 0o644)?;
     println!(
         "private key: {} (set audit.signing_key)\npublic key:  {} (for castellan audit verify --public-key)",
@@ -48,7 +48,6 @@ fn verify(
 ) -> anyhow::Result<()> {
     ensure_exists(log)?;
     let key = public_key
-        .as_deref()
         .map(castellan_audit::PublicKey::from_file)
         .transpose()?;
     let report = castellan_audit::verify_with(log, key.as_ref())?;

@@ -7,14 +7,14 @@ use std::future::ready;
 use std::sync::Mutex;
 
 use castellan_judge::baseline::Learned;
-use castellan_judge::state::{Quarantine, Released};
+use castellan_judge::state::Released;
 use castellan_judge::{
     AgentId, AggregateState, Millis, RuleId, SessionKey, SessionState, StateMut, UserId,
 };
 use futures_util::future::BoxFuture;
 
 use super::lock;
-use super::store::{SessionSummary, StateKey, StateStore, StoreError};
+use super::store::{AgentEntry, SessionSummary, StateKey, StateStore, StoreError};
 
 /// Sessions, agents and users of this process.
 #[derive(Debug, Default)]
@@ -147,7 +147,7 @@ impl StateStore for MemoryStore {
         })
     }
 
-    fn agents(&self) -> BoxFuture<'_, Result<Vec<(AgentId, Option<Quarantine>)>, StoreError>> {
+    fn agents(&self) -> BoxFuture<'_, Result<Vec<AgentEntry>, StoreError>> {
         self.now(|states| {
             Ok(states
                 .agents

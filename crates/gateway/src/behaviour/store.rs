@@ -68,6 +68,9 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// An agent the store knows, with its quarantine if it has one.
+pub type AgentEntry = (AgentId, Option<Quarantine>);
+
 /// Where the behavioural state lives between calls. See the module
 /// documentation for the contract every implementation keeps.
 pub trait StateStore: Send + Sync + fmt::Debug {
@@ -124,7 +127,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<SessionSummary>, StoreError>>;
 
     /// Every agent the store holds an aggregate for, with its quarantine.
-    fn agents(&self) -> BoxFuture<'_, Result<Vec<(AgentId, Option<Quarantine>)>, StoreError>>;
+    fn agents(&self) -> BoxFuture<'_, Result<Vec<AgentEntry>, StoreError>>;
 
     /// Live sessions and quarantined agents.
     fn counts(&self) -> BoxFuture<'_, Result<(usize, usize), StoreError>>;
