@@ -121,6 +121,14 @@ fn connect(url: &str) -> Result<Client, AuditError> {
     Ok(client)
 }
 
+/// A transaction holding the seal: one writer of the fleet at a time
+/// reads the head and appends after it (released at commit or rollback).
+fn sealed(client: &mut Client) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL])?;
+    Ok(tx)
+}
+
 /// The writer's side: a connection (made again after it is lost).
 pub(crate) struct PostgresBackend {
     url: String,
@@ -135,9 +143,7 @@ impl PostgresBackend {
     /// starting together do not race on it).
     pub(crate) fn open(url: &str) -> Result<PostgresBackend, AuditError> {
         let mut client = connect(url)?;
-        let mut tx = client.transaction().map_err(|e| classify(url, &e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL])
-            .map_err(|e| classify(url, &e))?;
+        let mut tx = sealed(&mut client).map_err(|e| classify(url, &e))?;
         tx.batch_execute(SCHEMA).map_err(|e| classify(url, &e))?;
         tx.commit().map_err(|e| classify(url, &e))?;
         Ok(PostgresBackend {
@@ -203,8 +209,7 @@ impl Backend for PostgresBackend {
             return Ok(None);
         }
         self.with(|client| {
-            let mut tx = client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL])?;
+            let mut tx = sealed(client)?;
             let present: std::collections::HashSet<String> = if skip_present {
                 let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
                 tx.query("SELECT id FROM records WHERE id = ANY($1)", &[&ids])?
@@ -266,8 +271,7 @@ impl Backend for PostgresBackend {
 
     fn checkpoint(&mut self, key: &SigningKey) -> Result<Option<SignedHead>, AuditError> {
         self.with(|client| {
-            let mut tx = client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL])?;
+            let mut tx = sealed(client)?;
             let signed = sign_head(&mut tx, key)?;
             tx.commit()?;
             Ok(signed)
@@ -354,8 +358,7 @@ fn prune(
     key: Option<&SigningKey>,
     now_ms: u64,
 ) -> Result<u64, postgres::Error> {
-    let mut tx = client.transaction()?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEAL])?;
+    let mut tx = sealed(client)?;
     let mut cut: Option<i64> = None; // first seq kept
     if let Some(age) = retention.max_age {
         let oldest = now_ms.saturating_sub(age.as_millis() as u64) as i64;
@@ -405,30 +408,29 @@ fn prune(
 pub(crate) struct PostgresReader {
     url: String,
     client: Client,
+    /// Whether a writer has created the schema (a new database has not:
+    /// it reads as an empty log).
+    exists: bool,
 }
 
 impl PostgresReader {
     pub(crate) fn open(url: &str) -> Result<PostgresReader, AuditError> {
+        let mut client = connect(url)?;
+        let exists = client
+            .query_one("SELECT to_regclass('records') IS NOT NULL", &[])
+            .map_err(|e| classify(url, &e))?
+            .get(0);
         Ok(PostgresReader {
             url: url.to_owned(),
-            client: connect(url)?,
+            client,
+            exists,
         })
-    }
-
-    /// Whether the writer has created the schema (a new database has not).
-    fn has_records(&mut self) -> Result<bool, AuditError> {
-        let url = self.url.clone();
-        let row = self
-            .client
-            .query_one("SELECT to_regclass('records') IS NOT NULL", &[])
-            .map_err(|e| classify(&url, &e))?;
-        Ok(row.get(0))
     }
 }
 
 impl Reader for PostgresReader {
     fn anchor(&mut self) -> Result<Option<Anchor>, AuditError> {
-        if !self.has_records()? {
+        if !self.exists {
             return Ok(None);
         }
         let url = self.url.clone();
@@ -450,7 +452,7 @@ impl Reader for PostgresReader {
     }
 
     fn checkpoints(&mut self) -> Result<BTreeMap<i64, Checkpoint>, AuditError> {
-        if !self.has_records()? {
+        if !self.exists {
             return Ok(BTreeMap::new());
         }
         let url = self.url.clone();
@@ -476,7 +478,7 @@ impl Reader for PostgresReader {
     }
 
     fn rows(&mut self, each: &mut dyn FnMut(ChainRow) -> bool) -> Result<(), AuditError> {
-        if !self.has_records()? {
+        if !self.exists {
             return Ok(());
         }
         let url = self.url.clone();
@@ -512,7 +514,7 @@ impl Reader for PostgresReader {
     }
 
     fn bounds(&mut self) -> Result<(Option<i64>, Option<i64>), AuditError> {
-        if !self.has_records()? {
+        if !self.exists {
             return Ok((None, None));
         }
         let row = self
@@ -523,6 +525,9 @@ impl Reader for PostgresReader {
     }
 
     fn hash_at(&mut self, seq: i64) -> Result<Option<Vec<u8>>, AuditError> {
+        if !self.exists {
+            return Ok(None);
+        }
         let row = self
             .client
             .query_opt("SELECT hash FROM records WHERE seq = $1", &[&seq])
@@ -531,7 +536,7 @@ impl Reader for PostgresReader {
     }
 
     fn query(&mut self, filter: &Filter) -> Result<Vec<Stored>, AuditError> {
-        if !self.has_records()? {
+        if !self.exists {
             return Ok(Vec::new());
         }
         let mut sql = String::from("SELECT seq, record FROM records WHERE true");

@@ -43,7 +43,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use castellan_audit::Writer;
 use castellan_config::JudgeConfig;
 use castellan_judge::{
-    AgentId, Call, CallKind, Judge, Label, LabelOverride, LabelSet, SessionKey, ToolDef, UserId,
+    AgentId, Call, CallKind, Catalog, Judge, Label, LabelOverride, LabelSet, SessionKey, ToolDef,
+    UserId,
 };
 use serde_json::{Value, json};
 
@@ -200,13 +201,7 @@ impl Behaviour {
     /// configuration is reported and the running judge stays in force.
     pub fn reload(&self, cfg: &JudgeConfig) -> Result<(), Error> {
         let (fresh, _) = compile_judge(cfg)?;
-        let mut catalog = fresh
-            .catalog()
-            .without_tools()
-            .with_declared(self.all_declared());
-        for d in lock(&self.defs).values() {
-            catalog.insert(d.clone());
-        }
+        let catalog = self.catalog_from(fresh.catalog(), &lock(&self.defs));
         let known = !catalog.defs().is_empty();
         let (next, error) = fresh.with_catalog_checked(catalog);
         // Against the tools learnt so far the new policy must validate; with
@@ -266,23 +261,25 @@ impl Behaviour {
             })
             .collect();
         lock(&self.declared).insert(server.to_owned(), overrides);
-        let mut catalog = self
-            .judge()
-            .catalog()
-            .without_tools()
-            .with_declared(self.all_declared());
-        for d in lock(&self.defs).values() {
-            catalog.insert(d.clone());
-        }
-        let (next, _) = self.judge().with_catalog_checked(catalog);
+        let judge = self.judge();
+        let catalog = self.catalog_from(judge.catalog(), &lock(&self.defs));
+        let (next, _) = judge.with_catalog_checked(catalog);
         if let Ok(mut j) = self.judge.write() {
             *j = next;
         }
         self.judge_changed();
     }
 
-    fn all_declared(&self) -> Vec<LabelOverride> {
-        lock(&self.declared).values().flatten().cloned().collect()
+    /// `base`'s overrides and annotations, the labels declared so far, and
+    /// the tools `defs` learnt: the catalog every change of the judge
+    /// rebuilds. (Lock order: `defs`, then `declared`.)
+    fn catalog_from(&self, base: &Catalog, defs: &BTreeMap<(String, String), ToolDef>) -> Catalog {
+        let declared = lock(&self.declared).values().flatten().cloned().collect();
+        let mut catalog = base.without_tools().with_declared(declared);
+        for d in defs.values() {
+            catalog.insert(d.clone());
+        }
+        catalog
     }
 
     /// Learns an upstream's tool definitions (from its `tools/list`).
@@ -316,11 +313,9 @@ impl Behaviour {
         }
         if changed {
             // The running judge's overrides and argument annotations.
-            let mut catalog = self.judge().catalog().without_tools();
-            for d in defs.values() {
-                catalog.insert(d.clone());
-            }
-            let (next, error) = self.judge().with_catalog_checked(catalog);
+            let judge = self.judge();
+            let catalog = self.catalog_from(judge.catalog(), &defs);
+            let (next, error) = judge.with_catalog_checked(catalog);
             if let Some(e) = &error {
                 tracing::error!(error = %e, "the policy does not validate against the learnt tools; the running policy stays in force");
             }
